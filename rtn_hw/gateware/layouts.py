@@ -1,0 +1,18 @@
+"""Wire formats shared by every unit, in one place (RTN.md §2)."""
+
+from amaranth.hdl import signed, unsigned
+from amaranth.lib import data
+
+from ..model.fixed import dot_width
+
+__all__ = ["trit_planes", "dot_width"]
+
+
+def trit_planes(lanes):
+    """Two `lanes`-bit planes; element i is bit i. value = nz ? (sg ? +1 : -1) : 0."""
+    return data.StructLayout({"nz": unsigned(lanes), "sg": unsigned(lanes)})
+
+
+def fixed(fmt):
+    """Amaranth shape of a signed fixed-point format `rtn_hw.model.Q`."""
+    return signed(fmt.width)
