@@ -8,7 +8,7 @@ imports Amaranth.
 from .baseline import (CANONICAL_NAN, fp32_dot, fp32_dot_bits, fp32_error_bound, int_dot,
                        int_dot_width)
 from .fixed import (Q, RtnConstants, accumulator_width, bits_for, check_output_format, dot_width,
-                    encode, error_bound, fold_constants, fold_thresholds, postprocess)
+                    decode, encode, error_bound, fold_constants, fold_thresholds, postprocess)
 from .layers import conv2d, im2col, linear, linear_fixed, rtn_dot_terms
 from .ternary import (activation_sum, int_to_plane, pack, planes_to_int, reparameterize,
                       ternarize, ternary_dot, ternary_matmul, unpack, words_for)
@@ -17,7 +17,7 @@ __all__ = [
     "ternarize", "reparameterize", "pack", "unpack", "words_for", "planes_to_int",
     "int_to_plane", "ternary_dot", "activation_sum", "ternary_matmul",
     "Q", "RtnConstants", "fold_constants", "accumulator_width", "check_output_format",
-    "postprocess", "error_bound", "fold_thresholds", "encode", "bits_for", "dot_width",
+    "postprocess", "error_bound", "fold_thresholds", "encode", "decode", "bits_for", "dot_width",
     "rtn_dot_terms", "linear", "linear_fixed", "conv2d", "im2col",
     "fp32_dot", "fp32_dot_bits", "fp32_error_bound", "int_dot", "int_dot_width", "CANONICAL_NAN",
 ]

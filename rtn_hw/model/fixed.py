@@ -198,5 +198,18 @@ def dot_width(n):
     return bits_for(n) + 1
 
 
-__all__ = ["Q", "RtnConstants", "fold_constants", "accumulator_width", "check_output_format",
-           "postprocess", "error_bound", "fold_thresholds", "encode", "bits_for", "dot_width"]
+
+
+def decode(t, alpha, beta, fmt):
+    """TernaryDecoder reference: trits (..., C) → codes of α·t + β in `fmt`, per lane.
+
+    `alpha`/`beta` are scalars or per-lane vectors (C,). Each of the three possible values
+    β - α, β, β + α is rounded once to the nearest code (ties away from zero), so the result
+    is the correctly rounded α·t + β."""
+    t = _check.trits(t, "t")
+    lanes = t.shape[-1]
+    alpha = _check.positive_finite(_check.per_row(alpha, lanes, "alpha"), "alpha")
+    beta = _check.finite(_check.per_row(beta, lanes, "beta"), "beta")
+    table = np.stack([fmt.quantize(beta - alpha, "beta - alpha"), fmt.quantize(beta, "beta"),
+                      fmt.quantize(beta + alpha, "beta + alpha")])
+    return table[t + 1, np.arange(lanes)]
