@@ -39,12 +39,14 @@ def plain(value):
 
 
 def run_stream(dut, inputs, *, seed, idle=0.0, stall=0.0, setup=None, extra_cycles=32,
-               timeout=10_000, vcd=None):
+               timeout=10_000, vcd=None, actions=None):
     """Send `inputs` (payload values for `dut.i`) and collect as many outputs from `dut.o`.
 
     `idle` is the probability of holding `valid` low for a cycle before each input; `stall`
     the probability of holding `ready` low in a cycle. `setup`, if given, is an async
-    function `setup(ctx)` run before the first input (e.g. to load weights). Raises
+    function `setup(ctx)` run before the first input (e.g. to load weights). `actions`, if
+    given, maps an input index to an async function `action(ctx)` that the producer awaits
+    just before offering that input (e.g. to reload parameters between batches). Raises
     AssertionError if an output arrives that no input accounts for, or outputs go missing.
     """
     rng = np.random.default_rng(seed)
@@ -62,7 +64,9 @@ def run_stream(dut, inputs, *, seed, idle=0.0, stall=0.0, setup=None, extra_cycl
     async def producer(ctx):
         if setup is not None:
             await setup(ctx)
-        for payload in inputs:
+        for index, payload in enumerate(inputs):
+            if actions and index in actions:
+                await actions[index](ctx)
             while next(idle_draws, False):
                 await ctx.tick()
             ctx.set(dut.i.payload, payload)
