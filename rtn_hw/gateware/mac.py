@@ -1,0 +1,320 @@
+"""RTN MAC array: P output channels of K1·D + K2·S_a + K0 over one ternary input vector per cycle.
+
+Per input vector A (planes A1 = nz, A2 = sg) and channel p with weights W_p (W1, W2):
+
+    S_a   = 2·pc(A1 & A2) - pc(A1)                  once per vector, shared by every channel
+    c     = W1 & A1
+    D_p   = pc(c) - 2·pc((W2 ^ A2) & c)             Eq. 8 (RTN.md §3)
+    acc_p = K1_p·D_p + K2_p·S_a + K0_p              exact, in accumulator_width bits (+1)
+    y_p   = (acc_p + 2^(s-1)) >> s                  s = F_k - F_out, round half up
+
+bit for bit as `rtn_hw.model.postprocess`; optionally y_p is re-encoded to a trit with
+nz = y > hi | y < lo, sg = y > hi (`rtn_hw.model.encode`).
+"""
+
+import numbers
+
+import numpy as np
+from amaranth.hdl import Const, Module, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..model import _check
+from ..model.fixed import (Q, RtnConstants, accumulator_width, bits_for, check_output_format,
+                           dot_width)
+from .layouts import trit_planes
+from .pipeline import Pipeline
+
+__all__ = ["RtnMacArray"]
+
+
+def _popcount(bits):
+    """Number of set bits among `bits` (a list of 1-bit values), combinationally."""
+    # TODO(popcount): replace with the shared compressor-tree builder once it is committed.
+    if not bits:
+        return Const(0, 1)
+    return sum(bits[1:], bits[0].as_unsigned())
+
+
+def _naf(k):
+    """Non-adjacent form of integer k: [(digit ±1, position)], at most ⌈(bits + 1)/2⌉ terms."""
+    terms, position = [], 0
+    while k:
+        if k & 1:
+            digit = 2 - (k & 3)
+            k -= digit
+            terms.append((digit, position))
+        k >>= 1
+        position += 1
+    return terms
+
+
+def _times_const(value, k):
+    """value · k for a constant k as shifted adds and subtracts (NAF: fewest non-zero digits)."""
+    terms = _naf(int(k))
+    if not terms:
+        return Const(0, 1)
+    plus = [value << j for digit, j in terms if digit > 0]
+    minus = [value << j for digit, j in terms if digit < 0]
+    result = sum(plus[1:], plus[0]) if plus else Const(0, 1)
+    for term in minus:
+        result = result - term
+    return result
+
+
+def _int_vector(value, rows, name):
+    arr = np.asarray(value)
+    if arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(f"{name} must be an integer array, not dtype {arr.dtype}")
+    if arr.shape != (rows,):
+        raise ValueError(f"{name} must have shape ({rows},), not {arr.shape}")
+    return arr.astype(np.int64)
+
+
+class RtnMacArray(wiring.Component):
+    """P RTN output channels over `lanes`-trit input vectors, one vector per cycle.
+
+    Parameters
+    ----------
+    lanes : int
+        Trits per input vector (n).
+    channels : int
+        Output channels P held on chip.
+    k_fmt, out_fmt : rtn_hw.model.Q
+        Format of the K constants and of the outputs y (F_out ≤ F_k).
+    weights : trit array (P, n) or None
+        Baked mode: the weights become constants of the netlist. None: loadable mode.
+    constants : rtn_hw.model.RtnConstants or None
+        Baked mode: K1, K2, K0 codes for the P channels in `k_fmt`, folded for n = `lanes`.
+        Must be None in loadable mode (weights and K arrive through the `load` stream).
+    thresholds : (lo, hi) or None
+        Per-channel integer arrays (P,) of out_fmt codes (as from `fold_thresholds`); when
+        given, `o` carries trits nz = y > hi | y < lo, sg = y > hi instead of y.
+
+    Loadable mode sizes the accumulator and checks `out_fmt` for every K that `k_fmt` can
+    hold, so no loaded value can overflow. A load accepted in cycle t applies to every input
+    vector accepted after cycle t; vectors accepted in cycle t or earlier, even those still in
+    the pipeline, finish with the previous weights and constants. After reset every channel
+    has zero weights and K1 = K2 = K0 = 0 (so y = 0).
+    """
+
+    def __init__(self, lanes, channels, k_fmt, out_fmt, weights=None, constants=None,
+                 thresholds=None):
+        lanes = _check.positive_int(lanes, "Lane count")
+        channels = _check.positive_int(channels, "Channel count")
+        for fmt, what in ((k_fmt, "K format"), (out_fmt, "Output format")):
+            if not isinstance(fmt, Q):
+                raise TypeError(f"{what} must be a fixed-point format Q, not {fmt!r}")
+        if (weights is None) != (constants is None):
+            raise TypeError("Weights and constants must both be given (baked) or both be None "
+                            "(loadable)")
+        if weights is not None:
+            weights = _check.trits(weights, "Weights")
+            if weights.shape != (channels, lanes):
+                raise ValueError(f"Weights must have shape ({channels}, {lanes}), not "
+                                 f"{weights.shape}")
+            if not isinstance(constants, RtnConstants):
+                raise TypeError(f"Constants must be an RtnConstants, not {constants!r}")
+            if constants.fmt != k_fmt:
+                raise ValueError(f"Constants are in {constants.fmt}, not the K format {k_fmt}")
+            if constants.n != lanes:
+                raise ValueError(f"Constants were folded for n = {constants.n}, not for "
+                                 f"{lanes} lanes")
+            ks = {}
+            for name in ("k1", "k2", "k0"):
+                ks[name] = _int_vector(getattr(constants, name), channels,
+                                       f"Constants {name.upper()}")
+                if not k_fmt.fits(ks[name]):
+                    raise ValueError(f"Constants {name.upper()} do not fit {k_fmt}")
+            constants = RtnConstants(**ks, fmt=k_fmt, n=lanes)
+            bound = constants
+        else:
+            # Every K that k_fmt can hold, at its largest magnitude.
+            worst = np.full(channels, k_fmt.min_int, dtype=np.int64)
+            bound = RtnConstants(k1=worst, k2=worst, k0=worst, fmt=k_fmt, n=lanes)
+        shift = check_output_format(bound, out_fmt)
+        if thresholds is not None:
+            if not isinstance(thresholds, (tuple, list)) or len(thresholds) != 2:
+                raise TypeError(f"Thresholds must be a pair (lo, hi), not {thresholds!r}")
+            lo = _int_vector(thresholds[0], channels, "Threshold lo")
+            hi = _int_vector(thresholds[1], channels, "Threshold hi")
+            for arr, name in ((lo, "lo"), (hi, "hi")):
+                if ((arr < out_fmt.min_int - 1) | (arr > out_fmt.max_int + 1)).any():
+                    raise ValueError(f"Threshold {name} must lie in [{out_fmt.min_int - 1}, "
+                                     f"{out_fmt.max_int + 1}] for {out_fmt}")
+            thresholds = (lo, hi)
+
+        self._lanes, self._channels = lanes, channels
+        self._k_fmt, self._out_fmt = k_fmt, out_fmt
+        self._weights, self._constants, self._thresholds = weights, constants, thresholds
+        self._shift = shift
+        # One bit above accumulator_width for the rounding constant 2^(s-1) folded into K0.
+        self._acc_width = accumulator_width(bound) + (1 if shift else 0)
+        self._pc_depth = 0
+
+        if thresholds is None:
+            out_layout = data.ArrayLayout(signed(out_fmt.width), channels)
+        else:
+            out_layout = trit_planes(channels)
+        members = {
+            "i": In(stream.Signature(trit_planes(lanes))),
+            "o": Out(stream.Signature(out_layout)),
+        }
+        if weights is None:
+            members["load"] = In(stream.Signature(self.load_layout(lanes, channels, k_fmt)))
+        super().__init__(members)
+
+    @staticmethod
+    def load_layout(lanes, channels, k_fmt):
+        """Payload of the `load` stream: one channel's weights and K constants."""
+        return data.StructLayout({
+            "channel": unsigned(bits_for(channels - 1)),
+            "w": trit_planes(lanes),
+            "k1": signed(k_fmt.width),
+            "k2": signed(k_fmt.width),
+            "k0": signed(k_fmt.width),
+        })
+
+    @property
+    def lanes(self):
+        return self._lanes
+
+    @property
+    def channels(self):
+        return self._channels
+
+    @property
+    def k_fmt(self):
+        return self._k_fmt
+
+    @property
+    def out_fmt(self):
+        return self._out_fmt
+
+    @property
+    def weights(self):
+        return None if self._weights is None else self._weights.copy()
+
+    @property
+    def constants(self):
+        return self._constants
+
+    @property
+    def thresholds(self):
+        if self._thresholds is None:
+            return None
+        return tuple(arr.copy() for arr in self._thresholds)
+
+    @property
+    def loadable(self):
+        return self._weights is None
+
+    @property
+    def shift(self):
+        """s = F_k - F_out, the rounding shift."""
+        return self._shift
+
+    @property
+    def accumulator_width(self):
+        """Signed width of the per-channel accumulator (holds acc + 2^(s-1) exactly)."""
+        return self._acc_width
+
+    @property
+    def latency(self):
+        return self._pc_depth + 2 + (self._thresholds is not None)
+
+    def elaborate(self, platform):
+        m = Module()
+        lanes, channels = self._lanes, self._channels
+        pipe = Pipeline(m, self.i, self.o, self.latency, name="mac")
+        a1, a2 = self.i.payload.nz, self.i.payload.sg
+        half = (1 << self._shift) >> 1
+        dw = dot_width(lanes)
+
+        def bit_list(value):
+            return [value[k] for k in range(len(value))]
+
+        # D and S_a are exact in dot_width(lanes) bits; pc_depth popcount stages, then a register.
+        s_a = Signal(signed(dw), name="s_a")
+        m.d.comb += s_a.eq(2 * _popcount(bit_list(a1 & a2)) - _popcount(bit_list(a1)))
+        d = [Signal(signed(dw), name=f"d{p}") for p in range(channels)]
+
+        if self.loadable:
+            ld = self.load
+            m.d.comb += ld.ready.eq(pipe.advance)
+            w = [Signal(trit_planes(lanes), name=f"w{p}") for p in range(channels)]
+            with m.If(ld.valid & pipe.advance):
+                with m.Switch(ld.payload.channel):
+                    for p in range(channels):
+                        with m.Case(p):
+                            m.d.sync += w[p].eq(ld.payload.w)
+            for p in range(channels):
+                c = w[p].nz & a1
+                m.d.comb += d[p].eq(_popcount(bit_list(c))
+                                    - 2 * _popcount(bit_list((w[p].sg ^ a2) & c)))
+        else:
+            for p in range(channels):
+                # Constant weights select lanes: only lanes with t_w ≠ 0 reach the popcounts,
+                # and W2 ^ A2 is A2 or ~A2 per lane.
+                row = self._weights[p]
+                used = [int(k) for k in np.flatnonzero(row)]
+                c = [a1[k] for k in used]
+                x = [a1[k] & (~a2[k] if row[k] > 0 else a2[k]) for k in used]
+                m.d.comb += d[p].eq(_popcount(c) - 2 * _popcount(x))
+
+        s_a_r = pipe.stage(s_a, "s_a_r")
+        d_r = [pipe.stage(d[p], f"d{p}_r") for p in range(channels)]
+
+        if self.loadable:
+            kw = self._k_fmt.width
+            token_layout = data.StructLayout({
+                "valid": 1, "channel": unsigned(bits_for(channels - 1)),
+                "k1": signed(kw), "k2": signed(kw), "k0": signed(kw + 1)})
+            # The K constants are read one stage after the weights; a load's K values travel
+            # beside the vectors and are written when the load reaches that stage, so vectors
+            # ahead of it finish with the old K and vectors behind it see the new K.
+            token = Signal(token_layout, name="load_token")
+            m.d.comb += [
+                token.valid.eq(ld.valid),
+                token.channel.eq(ld.payload.channel),
+                token.k1.eq(ld.payload.k1),
+                token.k2.eq(ld.payload.k2),
+                token.k0.eq(ld.payload.k0 + half),
+            ]
+            for k in range(self._pc_depth + 1):
+                token = pipe.stage(token, f"load_token{k}")
+            k1 = [Signal(signed(kw), name=f"k1_{p}") for p in range(channels)]
+            k2 = [Signal(signed(kw), name=f"k2_{p}") for p in range(channels)]
+            k0 = [Signal(signed(kw + 1), name=f"k0_{p}", init=half) for p in range(channels)]
+            with m.If(token.valid & pipe.advance):
+                with m.Switch(token.channel):
+                    for p in range(channels):
+                        with m.Case(p):
+                            m.d.sync += [k1[p].eq(token.k1), k2[p].eq(token.k2),
+                                         k0[p].eq(token.k0)]
+
+        y = Signal(data.ArrayLayout(signed(self._out_fmt.width), channels), name="y")
+        for p in range(channels):
+            acc = Signal(signed(self._acc_width), name=f"acc{p}")
+            if self.loadable:
+                m.d.comb += acc.eq(k1[p] * d_r[p] + k2[p] * s_a_r + k0[p])
+            else:
+                consts = self._constants
+                m.d.comb += acc.eq(_times_const(d_r[p], consts.k1[p])
+                                   + _times_const(s_a_r, consts.k2[p])
+                                   + int(consts.k0[p]) + half)
+            # check_output_format guarantees the shifted value fits out_fmt: no saturation.
+            m.d.comb += y[p].eq(acc >> self._shift)
+        y_r = pipe.stage(y, "y_r")
+
+        if self._thresholds is None:
+            m.d.comb += self.o.payload.eq(y_r)
+        else:
+            lo, hi = self._thresholds
+            trits = Signal(trit_planes(channels), name="trits")
+            for p in range(channels):
+                above = y_r[p] > int(hi[p])
+                m.d.comb += [trits.nz[p].eq(above | (y_r[p] < int(lo[p]))),
+                             trits.sg[p].eq(above)]
+            m.d.comb += self.o.payload.eq(pipe.stage(trits, "trits_r"))
+        return m
