@@ -1,0 +1,136 @@
+"""`rtn-hw`: the command-line front end.
+
+    rtn-hw verilog --list
+    rtn-hw verilog UNIT [-p NAME=VALUE ...] -o FILE.v [--name MODULE]
+
+Bad input exits with status 2 and one line on stderr, `rtn-hw: error: ...`, never a
+traceback. Each subcommand is an `_add_<command>` function in COMMANDS that declares its
+arguments and sets `run` to its `_run_<command>`.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import __version__
+
+PROG = "rtn-hw"
+USAGE_ERROR = 2
+
+
+class UsageError(Exception):
+    """Bad command-line input; its message is printed as one line after `rtn-hw: error: `."""
+
+
+class _Parser(argparse.ArgumentParser):
+    # argparse prints the usage block and exits on its own errors; make them one-line errors
+    # handled the same way as every other usage error.
+    def error(self, message):
+        raise UsageError(message)
+
+
+def _add_verilog(subparsers):
+    parser = subparsers.add_parser(
+        "verilog", help="export a unit as Verilog plus a JSON sidecar",
+        description="Export a registered unit as Verilog (FILE.v) and a JSON sidecar "
+                    "(FILE.json) with its parameters, latency and port map.")
+    parser.add_argument("unit", nargs="?", metavar="UNIT", help="unit to export (see --list)")
+    parser.add_argument("--list", action="store_true",
+                        help="list the exportable units and their parameters")
+    parser.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
+                        help="set a unit parameter (repeatable)")
+    parser.add_argument("-o", "--output", metavar="FILE.v", help="Verilog file to write")
+    parser.add_argument("--name", metavar="MODULE",
+                        help="Verilog module name (default: the unit name)")
+    parser.set_defaults(run=_run_verilog)
+
+
+def _parse_params(items):
+    params = {}
+    for item in items:
+        name, eq, value = item.partition("=")
+        name = name.strip()
+        if not eq or not name:
+            raise UsageError(f"-p {item}: expected NAME=VALUE")
+        if name in params:
+            raise UsageError(f"-p {item}: parameter {name!r} given twice")
+        params[name] = value
+    return params
+
+
+def _list_units(out):
+    from .gateware import UNITS
+    for name in sorted(UNITS):
+        unit = UNITS[name]
+        print(f"{name}: {unit.description}", file=out)
+        for param in unit.params:
+            print(f"    {param.name}={param.default}  ({param.type.name}) {param.help}", file=out)
+
+
+def _run_verilog(args, out):
+    if args.list:
+        if args.unit or args.output or args.param:
+            raise UsageError("--list takes no UNIT, -p or -o")
+        _list_units(out)
+        return 0
+    if not args.unit:
+        raise UsageError("verilog: expected a UNIT or --list")
+    if not args.output:
+        raise UsageError("verilog: -o FILE.v is required")
+    if not args.output.endswith(".v"):
+        raise UsageError(f"-o {args.output}: expected a file name ending in .v")
+    params = _parse_params(args.param)
+    folder = Path(args.output).parent
+    if not folder.is_dir():
+        raise UsageError(f"-o {args.output}: cannot write (no folder {str(folder)!r})")
+
+    from .flow import verilog
+    from .gateware import ParameterError
+    try:
+        result = verilog.export(args.unit, params, name=args.name)
+    except ParameterError as error:
+        raise UsageError(str(error)) from None
+    try:
+        verilog.write(result, args.output)
+    except OSError as error:
+        raise UsageError(f"-o {args.output}: cannot write ({error.strerror or error})") from None
+    return 0
+
+
+# Later subcommands (synth, run) register here.
+COMMANDS = {"verilog": _add_verilog}
+
+
+def _parser():
+    parser = _Parser(prog=PROG, description="RTN hardware generator.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    subparsers.required = True
+    for add in COMMANDS.values():
+        add(subparsers)
+    return parser
+
+
+def main(argv=None):
+    """Run the command line `argv` (default sys.argv[1:]); return the exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        parser = _parser()
+        command = next((arg for arg in argv if not arg.startswith("-")), None)
+        if command is not None and command not in COMMANDS:
+            # argparse quotes the choices differently from one Python version to the next.
+            raise UsageError(f"unknown command {command!r}; valid commands: "
+                             f"{', '.join(COMMANDS)}")
+        args = parser.parse_args(argv)
+        return args.run(args, sys.stdout)
+    except UsageError as error:
+        message = " ".join(str(error).split())
+        print(f"{PROG}: error: {message}", file=sys.stderr)
+        return USAGE_ERROR
+    except SystemExit as exit:
+        # --help and --version end argparse with SystemExit(0); report it as a status.
+        return exit.code if isinstance(exit.code, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,180 @@
+"""Export a registered unit as Verilog plus a JSON sidecar describing it.
+
+The sidecar says what was built (unit, parameters as given and as resolved, the constructor
+arguments, latency) and every port of the Verilog module: its name as Amaranth flattens it
+(`i__payload`, `i__valid`, ...), direction, width and, for payloads, each leaf field of the
+layout with its bit offset, so a testbench can pack and unpack payloads from the sidecar
+alone. Same unit and parameters give identical bytes. Nothing here prints or exits; bad
+input raises `rtn_hw.gateware.ParameterError`.
+"""
+
+import dataclasses
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+
+from amaranth import __version__ as amaranth_version
+from amaranth.back import verilog
+from amaranth.hdl import Shape
+from amaranth.lib import data, wiring
+
+from .. import __version__ as rtn_hw_version
+from ..gateware import ParameterError, unit as lookup_unit
+
+__all__ = ["Export", "export", "port_map", "verilog_ports", "sidecar_path", "write"]
+
+SIDECAR_FORMAT = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Export:
+    verilog: str
+    sidecar: dict
+
+    def sidecar_text(self):
+        return json.dumps(self.sidecar, indent=2) + "\n"
+
+
+def _leaves(layout, prefix=""):
+    """Leaf fields of a data layout as (name, offset, width, signed), depth first."""
+    if isinstance(layout, data.ArrayLayout):
+        fields = ((f"{prefix}[{k}]", layout.elem_shape, k * Shape.cast(layout.elem_shape).width)
+                  for k in range(layout.length))
+    else:
+        fields = ((f"{prefix}.{name}" if prefix else name, field.shape, field.offset)
+                  for name, field in layout)
+    for name, shape, offset in fields:
+        if isinstance(shape, data.Layout):
+            for leaf in _leaves(shape, name):
+                yield (leaf[0], offset + leaf[1], leaf[2], leaf[3])
+        else:
+            shape = Shape.cast(shape)
+            yield (name, offset, shape.width, shape.signed)
+
+
+def verilog_ports(text, module):
+    """{name: (direction, width)} of `module`'s ports, read from Amaranth's Verilog output."""
+    header = re.search(rf"^module {re.escape(module)}\((.*?)\);", text, re.M | re.S)
+    if header is None:
+        raise ValueError(f"module {module} not found in the Verilog")
+    names = [n.strip() for n in header[1].split(",") if n.strip()]
+    ports = {}
+    for direction, msb, lsb, name in re.findall(
+            r"^\s*(input|output|inout)\s+(?:\[(\d+):(\d+)\]\s+)?(\S+)\s*;", text, re.M):
+        width = int(msb) - int(lsb) + 1 if msb else 1
+        ports[name] = (direction, width)
+    return {name: ports[name] for name in names}
+
+
+def port_map(component, text, module):
+    """Every port of the Verilog module, from the component's signature, checked against the
+    Verilog itself: a list of dicts, clock and reset last."""
+    declared = verilog_ports(text, module)
+    ports = []
+    for path, member in component.signature.members.flatten():
+        if not member.is_port:
+            continue
+        name = "__".join(str(part) for part in path)
+        shape = member.shape
+        port = {
+            "name": name,
+            "path": [str(part) for part in path],
+            "direction": "input" if member.flow == wiring.In else "output",
+            "width": Shape.cast(shape).width,
+            "signed": Shape.cast(shape).signed,
+        }
+        if isinstance(shape, data.Layout):
+            port["fields"] = [{"name": n, "offset": o, "width": w, "signed": s}
+                              for n, o, w, s in _leaves(shape)]
+        ports.append(port)
+    for name, role in (("clk", "clock"), ("rst", "reset")):
+        if name in declared:
+            ports.append({"name": name, "path": [name], "direction": "input", "width": 1,
+                          "signed": False, "role": role})
+    # Amaranth leaves zero-width members out of the Verilog module.
+    ports = [port for port in ports if port["width"]]
+    mapped = {p["name"]: (p["direction"], p["width"]) for p in ports}
+    if mapped != declared:
+        raise RuntimeError(f"port map does not match the Verilog module: {mapped} != {declared}")
+    return ports
+
+
+def export(unit_name, params=None, *, name=None):
+    """Build `unit_name` from string parameters and convert it: an `Export`."""
+    unit = lookup_unit(unit_name)
+    module = unit.name if name is None else name
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$]*", module):
+        raise ParameterError(f"module name {module!r}: expected a Verilog identifier")
+    built = unit.build(params)
+    text = verilog.convert(built.component, name=module, emit_src=False)
+    sidecar = {
+        "format": SIDECAR_FORMAT,
+        "unit": unit.name,
+        "module": module,
+        "description": unit.description,
+        "parameters": {
+            "given": dict(built.given),
+            "resolved": unit.shown(built.resolved),
+        },
+        "arguments": _jsonable(built.arguments),
+        "latency": int(built.component.latency),
+        "ports": port_map(built.component, text, module),
+        "generator": {"rtn_hw": rtn_hw_version, "amaranth": amaranth_version},
+    }
+    return Export(text, sidecar)
+
+
+def _jsonable(value):
+    """Constructor arguments as JSON values: formats as "Q8.8", arrays as nested lists."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "tolist"):
+        return _jsonable(value.tolist())
+    from ..model import Q
+    if isinstance(value, Q):
+        return str(value)
+    if dataclasses.is_dataclass(value):
+        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    return repr(value)
+
+
+def sidecar_path(path):
+    return Path(path).with_suffix(".json")
+
+
+def _umask():
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _write_atomic(path, text):
+    """Readers see the old file or the new one, never a partial write."""
+    path = Path(path)
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as file:
+            file.write(text)
+        # mkstemp creates the file 0600; give it the mode a plain open() would have.
+        os.chmod(temp, 0o666 & ~_umask())
+        os.replace(temp, path)
+    except BaseException:
+        os.unlink(temp)
+        raise
+
+
+def write(result, path):
+    """Write `path` (the Verilog) and its .json sidecar, each atomically; return both paths."""
+    path = Path(path)
+    if path.suffix != ".v":
+        raise ValueError(f"{path}: expected a file name ending in .v")
+    json_path = sidecar_path(path)
+    _write_atomic(path, result.verilog)
+    _write_atomic(json_path, result.sidecar_text())
+    return path, json_path
