@@ -265,3 +265,73 @@ def test_registry_import_is_cheap(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
                           text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=60)
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, "[]\n", "")
+
+
+# -- real units, in-process and in a fresh interpreter ------------------------------------------
+
+REAL_ERRORS = [
+    (["verilog", "nope"], lambda: "unknown unit 'nope'; valid units: "
+                                  + ", ".join(sorted(gateware.UNITS))),
+    (["verilog", "int_dot", "-p", "lane=3"],
+     lambda: "int_dot: unknown parameter 'lane'; valid parameters: lanes, width"),
+    (["verilog", "int_dot", "-p", "lanes=0"],
+     lambda: "int_dot: lanes=0: Lane count must be a positive integer, not 0"),
+    (["verilog", "int_dot", "-p", "lanes=abc"], lambda: "int_dot: lanes=abc: expected an integer"),
+    (["verilog", "int_dot", "-p", "width=12"],
+     lambda: "int_dot: width=12: Integer width must be 8 or 16, not 12"),
+    (["verilog", "int_dot", "-p", "lanes"], lambda: "-p lanes: expected NAME=VALUE"),
+    (["verilog", "ternary_encoder", "-p", "lo=0.25"],
+     lambda: "ternary_encoder: lo=0.25: only used with thresholds=fixed"),
+    (["verilog", "rtn_mac_array", "-p", "out_fmt=Q4.4", "-p", "lanes=64"],
+     lambda: "rtn_mac_array: out_fmt=Q4.4 lanes=64: Output format Q4.4 is too narrow for "
+             "n = 64: |y| can reach 80.5, which needs int_bits >= 8"),
+]
+
+
+@pytest.mark.parametrize("runner", ["main", "process"])
+@pytest.mark.parametrize("argv, message", REAL_ERRORS,
+                         ids=["unknown-unit", "unknown-param", "lanes-0", "lanes-abc",
+                              "width-12", "no-equals", "unused-param", "mac-out-fmt"])
+def test_real_unit_usage_errors(runner, argv, message, tmp_path, capsys):
+    out = tmp_path / "x.v"
+    if runner == "main":
+        result = run([*argv, "-o", str(out)], capsys)
+    else:
+        result = run_process([*argv, "-o", "x.v"], tmp_path)
+    assert_usage_error(result, message())
+    assert list(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_unwritable_output_in_subprocess(tmp_path):
+    status, _, err = run_process(["verilog", "int_dot", "-o", "missing/x.v"], tmp_path)
+    assert "Traceback" not in err
+    assert (status, err) == (2, "rtn-hw: error: -o missing/x.v: cannot write "
+                                "(no folder 'missing')\n")
+
+
+def test_export_in_process_matches_main(tmp_path, capsys):
+    """The subprocess export writes both files, byte-identical to an in-process export."""
+    argv = ["verilog", "int_dot", "-p", "lanes=3", "-p", "width=16"]
+    assert run_process([*argv, "-o", "a.v"], tmp_path)[:3] == (0, "", "")
+    assert run([*argv, "-o", str(tmp_path / "b.v")], capsys) == (0, "", "")
+    assert (tmp_path / "a.v").read_bytes() == (tmp_path / "b.v").read_bytes()
+    assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
+    sidecar = json.loads((tmp_path / "a.json").read_text())
+    assert sidecar["parameters"]["resolved"] == {"lanes": 3, "width": 16}
+    assert_ports_match_verilog(sidecar, (tmp_path / "a.v").read_text())
+
+
+def test_list_names_every_unit_with_parameters(tmp_path, capsys):
+    status, out, err = run(["verilog", "--list"], capsys)
+    assert (status, err) == (0, "")
+    listed = [line.split(":")[0] for line in out.splitlines() if not line.startswith(" ")]
+    assert listed == sorted(gateware.UNITS)
+    for unit in gateware.UNITS.values():
+        assert f"{unit.name}: {unit.description}\n" in out
+        for param in unit.params:
+            assert f"    {param.name}={param.default}  ({param.type.name}) {param.help}\n" in out
+    script = Path(sys.executable).parent / "rtn-hw"
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "rtn_hw.cli"]
+    proc = subprocess.run([*command, "verilog", "--list"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=60)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, out, "")

@@ -76,7 +76,18 @@ def _parse_q(text):
     return Q(int(match[1]), int(match[2]))
 
 
+def _parse_opt_int(text):
+    if text.strip().lower() == "none":
+        return None
+    try:
+        return _parse_int(text)
+    except ValueError:
+        raise ValueError("expected an integer or none") from None
+
+
 INT = Type("int", _parse_int, int)
+OPT_INT = Type("int|none", _parse_opt_int, lambda value: value)
+STR = Type("str", str, str)
 BOOL = Type("bool", _parse_bool, bool)
 FLOAT = Type("float", _parse_float, float)
 QFMT = Type("Q", _parse_q, str)
@@ -93,10 +104,13 @@ def choice(*options):
 
 @dataclasses.dataclass(frozen=True)
 class Param:
+    """`used_with` ("name=word"): the parameter only matters when parameter `name` is `word`;
+    giving it otherwise is an error rather than silently ignored."""
     name: str
     type: Type
     default: str       # as it would be written on the command line
     help: str
+    used_with: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,6 +160,12 @@ class Unit:
                 values[param.name] = param.type.parse(text)
             except (TypeError, ValueError) as error:
                 raise ParameterError(f"{self.name}: {param.name}={text}: {error}") from None
+        for param in self.params:
+            if param.used_with and param.name in given:
+                other, _, word = param.used_with.partition("=")
+                if values[other] not in word.split("|"):
+                    raise ParameterError(f"{self.name}: {param.name}={given[param.name]}: "
+                                         f"only used with {other}={word.replace('|', ' or ')}")
         return values
 
     def build(self, given=None):
@@ -175,5 +195,146 @@ def unit(name):
                              f"{', '.join(sorted(UNITS)) or '(none)'}") from None
 
 
+# -- constructor arguments of the units that take arrays ----------------------------------------
+# Random draws use numpy.random.default_rng(seed), so the same seed always gives the same
+# netlist; the drawn arrays are recorded in the export's sidecar ("arguments"). A draw needs a
+# valid size: with a bad lane or channel count nothing is drawn and the component's own
+# validation reports the count.
+
+def _sizes_ok(*sizes):
+    return all(isinstance(n, int) and n > 0 for n in sizes)
+
+
+def _threshold_codes(values, fmt, size):
+    """(lo, hi) integer codes in `fmt` for the `thresholds` modes "fixed" and "random".
+
+    A code y is above a real threshold h iff y > floor(h·2^F), and below l iff y < ceil(l·2^F).
+    Random: per element, hi drawn uniformly in [0, r) and lo = -hi, r = min(1, max / 2)."""
+    import numpy as np
+    scale = 2.0 ** fmt.frac_bits
+    if values["thresholds"] == "fixed":
+        lo, hi = math.ceil(values["lo"] * scale), math.floor(values["hi"] * scale)
+        return (np.full(size, lo, dtype=np.int64), np.full(size, hi, dtype=np.int64))
+    rng = np.random.default_rng(values["seed"])
+    reach = min(1.0, fmt.max_int / scale / 2)
+    hi = np.floor(rng.uniform(0.0, reach, size) * scale).astype(np.int64)
+    return -hi, hi
+
+
+def _encoder_arguments(values):
+    lanes, thresholds = values["lanes"], None
+    if values["thresholds"] != "load" and _sizes_ok(lanes):
+        thresholds = _threshold_codes(values, values["in_fmt"], lanes)
+    return {"lanes": lanes, "in_fmt": values["in_fmt"], "thresholds": thresholds}
+
+
+def _decoder_arguments(values):
+    lanes, alpha, beta = values["lanes"], values["alpha"], values["beta"]
+    if values["values"] == "random" and _sizes_ok(lanes):
+        import numpy as np
+        rng = np.random.default_rng(values["seed"])
+        alpha, beta = rng.uniform(0.25, 2.0, lanes), rng.uniform(-1.0, 1.0, lanes)
+    return {"lanes": lanes, "out_fmt": values["out_fmt"], "alpha": alpha, "beta": beta}
+
+
+# Per-tensor activation scale and offset folded into the random MAC constants.
+_MAC_ALPHA_A, _MAC_BETA_A = 1.0, 0.5
+
+
+def _mac_arguments(values):
+    """Random weights: trits uniform on {-1, 0, +1}; per channel α_w in [0.5, 1.5) and β_w in
+    [-0.25, 0.25), folded with α_a = 1, β_a = 0.5 into K1, K2, K0 (`fold_constants`)."""
+    lanes, channels = values["lanes"], values["channels"]
+    arguments = {"lanes": lanes, "channels": channels, "k_fmt": values["k_fmt"],
+                 "out_fmt": values["out_fmt"], "weights": None, "constants": None,
+                 "thresholds": None, "levels_per_stage": values["levels_per_stage"]}
+    if not _sizes_ok(lanes, channels):
+        return arguments
+    if values["weights"] == "random":
+        import numpy as np
+        from ..model import fold_constants
+        rng = np.random.default_rng(values["seed"])
+        weights = rng.integers(-1, 2, (channels, lanes)).astype(np.int8)
+        alpha_w = rng.uniform(0.5, 1.5, channels)
+        beta_w = rng.uniform(-0.25, 0.25, channels)
+        arguments["weights"] = weights
+        arguments["constants"] = fold_constants(
+            alpha_w, beta_w, _MAC_ALPHA_A, _MAC_BETA_A, weights.sum(axis=1, dtype=np.int64),
+            lanes, values["k_fmt"])
+    if values["thresholds"] != "none":
+        # Drawn from a generator of its own, so thresholds do not change the weights.
+        seeded = dict(values, seed=[values["seed"], 1])
+        arguments["thresholds"] = _threshold_codes(seeded, values["out_fmt"], channels)
+    return arguments
+
+
+def _lanes(default, help="Vector lanes (elements per input vector)."):
+    return Param("lanes", INT, default, help)
+
+
+def _seed(used_with):
+    return Param("seed", INT, "0", "Seed of numpy.random.default_rng for the random draws.",
+                 used_with)
+
+
 UNITS = {u.name: u for u in (
+    Unit("popcount", "popcount:Popcount",
+         "Population count of a WIDTH-bit word, one word per cycle.", (
+             Param("width", INT, "16", "Input word width in bits."),
+             Param("style", STR, "tree", "Adder structure: tree or chain."),
+             Param("levels_per_stage", OPT_INT, "none",
+                   "Logic levels between pipeline registers; none = one output register."),
+         )),
+    Unit("ternary_encoder", "codec:TernaryEncoder",
+         "Fixed-point pre-activations to trits by two threshold comparisons per lane.", (
+             _lanes("8"),
+             Param("in_fmt", QFMT, "Q8.8", "Format of the input codes."),
+             Param("thresholds", choice("load", "fixed", "random"), "load",
+                   "load: from the t stream; fixed: lo/hi on every lane; random: drawn."),
+             Param("lo", FLOAT, "-0.5", "Lower threshold (real), every lane.",
+                   "thresholds=fixed"),
+             Param("hi", FLOAT, "0.5", "Upper threshold (real), every lane.",
+                   "thresholds=fixed"),
+             _seed("thresholds=random"),
+         ), _encoder_arguments),
+    Unit("ternary_decoder", "codec:TernaryDecoder",
+         "Trits to fixed-point codes of alpha*t + beta per lane.", (
+             _lanes("8"),
+             Param("out_fmt", QFMT, "Q8.8", "Format of the output codes."),
+             Param("values", choice("fixed", "random"), "fixed",
+                   "fixed: alpha/beta on every lane; random: per-lane draws from seed."),
+             Param("alpha", FLOAT, "1.0", "Scale alpha (> 0), every lane.", "values=fixed"),
+             Param("beta", FLOAT, "0.0", "Offset beta, every lane.", "values=fixed"),
+             _seed("values=random"),
+         ), _decoder_arguments),
+    Unit("int_dot", "intdot:IntDot",
+         "Exact dot product of signed 8- or 16-bit integer vectors, one pair per cycle.", (
+             _lanes("8"),
+             Param("width", INT, "8", "Operand width in bits: 8 or 16."),
+         )),
+    Unit("fp32_dot", "fp32:Fp32Dot",
+         "IEEE-754 binary32 dot product (RNE multipliers, adder tree), one pair per cycle.", (
+             _lanes("4"),
+             Param("mul_stages", INT, "2", "Multiplier pipeline stages: 1 or 2."),
+             Param("add_stages", INT, "2", "Adder pipeline stages per tree level: 1 or 2."),
+         )),
+    Unit("rtn_mac_array", "mac:RtnMacArray",
+         "CHANNELS RTN outputs K1*D + K2*S_a + K0 over one ternary vector per cycle.", (
+             _lanes("16"),
+             Param("channels", INT, "4", "Output channels."),
+             Param("k_fmt", QFMT, "Q12.8", "Format of the K1, K2, K0 constants."),
+             Param("out_fmt", QFMT, "Q24.8", "Format of the outputs y."),
+             Param("weights", choice("random", "load"), "random",
+                   "random: seeded trit weights and constants, baked; load: the load stream."),
+             Param("thresholds", choice("none", "fixed", "random"), "none",
+                   "none: output y; fixed/random: re-encode y to trits with lo/hi thresholds."),
+             Param("lo", FLOAT, "-0.5", "Lower threshold (real), every channel.",
+                   "thresholds=fixed"),
+             Param("hi", FLOAT, "0.5", "Upper threshold (real), every channel.",
+                   "thresholds=fixed"),
+             Param("seed", INT, "0", "Seed of numpy.random.default_rng for weights, constants "
+                   "and random thresholds."),
+             Param("levels_per_stage", OPT_INT, "none",
+                   "Popcount logic levels between registers; none = unpipelined trees."),
+         ), _mac_arguments),
 )}
