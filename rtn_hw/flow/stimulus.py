@@ -1,0 +1,155 @@
+"""Seeded stimulus for the power model: one set of float values, seen by every unit.
+
+The RTN units and the baselines are fed the *same underlying real numbers*, each in its own
+number format, so that a difference in toggles comes from the format and the datapath, not
+from different data:
+
+* a **source** draws float pairs (activations `a`, weights `w`), each of shape (count, lanes),
+  one row per cycle. The default, `gaussian_source`, draws both i.i.d. N(0, 1). A trained
+  layer replaces it through `layer_source(weights, activations)` (weights (P, lanes) from
+  weights/, activations (B, lanes), e.g. im2col rows), or any function with the signature
+  `source(rng, count, lanes) -> (a, w)`.
+* **ternary** (`TernaryDot` and friends): each tensor is scaled so that `rtn_hw.model.ternarize`
+  with its fixed threshold Δ = 0.5 zeroes the intended fraction, then packed to planes.
+  Activations: scale = Δ / q, q = the empirical median of |a| (so about 50 % zeros, as the
+  brief asks, whatever the source's spread). Weights: the TWN rule (Li & Liu, 2016),
+  threshold 0.7·mean|w|, i.e. scale = Δ / (0.7·mean|w|); for Gaussian weights this gives
+  about 42 % zeros (P(|z| < 0.7·√(2/π)) = 0.424). `Operands.sparsity` reports what was drawn.
+* **fp32** (`Fp32Dot`): the unscaled values rounded to binary32, as raw bit patterns.
+* **int** (`IntDot`, 8 or 16 bits): symmetric per-tensor quantization of the unscaled values,
+  scale = max|x| / (2^(width-1) - 1) over the whole drawn tensor, q = round-half-even(x / scale).
+
+Every function returns a list of payload values, one per cycle, in the form `ctx.set` accepts
+on a `lib.data` view (dicts of plain ints and lists); `flat_payloads` turns them into the
+integer value of the flat Verilog port `i__payload`. Nothing here imports the gateware.
+"""
+
+import dataclasses
+
+import numpy as np
+
+from ..model import pack, planes_to_int, ternarize
+from ..model._check import positive_int
+
+__all__ = ["Operands", "gaussian_source", "layer_source", "operands", "ACT_ZERO_FRACTION",
+           "TWN_FACTOR", "DELTA", "ternary_payloads", "fp32_payloads", "int_payloads",
+           "flat_payloads"]
+
+DELTA = 0.5                # ternarize()'s threshold, used unchanged
+ACT_ZERO_FRACTION = 0.5    # activations: Δ sits at this quantile of |a|
+TWN_FACTOR = 0.7           # weights: Δ_w = 0.7·mean|w| (ternary weight networks)
+
+
+def gaussian_source(rng, count, lanes):
+    """Default source: activations and weights i.i.d. N(0, 1), fresh every cycle."""
+    return rng.standard_normal((count, lanes)), rng.standard_normal((count, lanes))
+
+
+def layer_source(weights, activations):
+    """A source streaming a real layer: every activation row against every weight row.
+
+    Cycle k holds activation row (k // P) % B and weight row k % P, the order of a unit that
+    computes all P output channels for one input vector before moving to the next. The rng is
+    unused: the data is the data."""
+    w = np.asarray(weights, dtype=np.float64)
+    a = np.asarray(activations, dtype=np.float64)
+    if w.ndim != 2 or a.ndim != 2 or w.shape[1] != a.shape[1]:
+        raise ValueError(f"Layer weights must be (P, lanes) and activations (B, lanes), "
+                         f"not {w.shape} and {a.shape}")
+
+    def source(rng, count, lanes):
+        if lanes != w.shape[1]:
+            raise ValueError(f"Layer has {w.shape[1]} lanes, not {lanes}")
+        k = np.arange(count)
+        return a[(k // len(w)) % len(a)], w[k % len(w)]
+    return source
+
+
+@dataclasses.dataclass(frozen=True)
+class Operands:
+    """The drawn floats, one row per cycle, and their ternary images."""
+    a: np.ndarray            # activations (count, lanes) float64
+    w: np.ndarray            # weights (count, lanes) float64
+    a_scale: float           # ternarization scale of a (see the module docstring)
+    w_scale: float
+    seed: int
+
+    @property
+    def lanes(self):
+        return self.a.shape[1]
+
+    @property
+    def count(self):
+        return self.a.shape[0]
+
+    @property
+    def ta(self):
+        return ternarize(self.a * self.a_scale, DELTA)
+
+    @property
+    def tw(self):
+        return ternarize(self.w * self.w_scale, DELTA)
+
+    @property
+    def sparsity(self):
+        """Fractions of zeros: activations, weights, and products t_w·t_a."""
+        ta, tw = self.ta, self.tw
+        return {"activations": float(np.mean(ta == 0)), "weights": float(np.mean(tw == 0)),
+                "products": float(np.mean(ta * tw == 0))}
+
+
+def operands(lanes, count, *, seed, source=gaussian_source):
+    """Draw `count` cycles of `lanes`-wide float operands from `source` with `seed`."""
+    lanes = positive_int(lanes, "Lane count")
+    count = positive_int(count, "Cycle count")
+    rng = np.random.default_rng(seed)
+    a, w = (np.asarray(x, dtype=np.float64) for x in source(rng, count, lanes))
+    if a.shape != (count, lanes) or w.shape != (count, lanes):
+        raise ValueError(f"Source must return two ({count}, {lanes}) arrays, not {a.shape} "
+                         f"and {w.shape}")
+    a_q = float(np.quantile(np.abs(a), ACT_ZERO_FRACTION))
+    w_q = TWN_FACTOR * float(np.mean(np.abs(w)))
+    return Operands(a, w, DELTA / a_q if a_q > 0 else 1.0, DELTA / w_q if w_q > 0 else 1.0,
+                    seed)
+
+
+def _planes(t):
+    nz, sg = pack(t)
+    return [{"nz": planes_to_int(n), "sg": planes_to_int(s)} for n, s in zip(nz, sg)]
+
+
+def ternary_payloads(ops):
+    """[{"w": {"nz", "sg"}, "a": {"nz", "sg"}}] per cycle (the TernaryDot operand layout)."""
+    return [{"w": w, "a": a} for w, a in zip(_planes(ops.tw), _planes(ops.ta))]
+
+
+def fp32_payloads(ops):
+    """[{"a": [bits]*lanes, "b": [bits]*lanes}] per cycle: activations a, weights b (binary32)."""
+    a = ops.a.astype(np.float32).view(np.uint32)
+    b = ops.w.astype(np.float32).view(np.uint32)
+    return [{"a": [int(x) for x in ra], "b": [int(x) for x in rb]} for ra, rb in zip(a, b)]
+
+
+def quantize(x, width):
+    """Symmetric per-tensor quantization to signed `width` bits (see the module docstring)."""
+    top = (1 << (width - 1)) - 1
+    peak = float(np.max(np.abs(x)))
+    scale = peak / top if peak > 0 else 1.0
+    return np.clip(np.rint(x / scale), -top, top).astype(np.int64), scale
+
+
+def int_payloads(ops, width):
+    """[{"a": [ints], "b": [ints]}] per cycle: activations a, weights b as int`width`."""
+    if width not in (8, 16):
+        raise ValueError(f"Integer width must be 8 or 16, not {width!r}")
+    a, _ = quantize(ops.a, width)
+    b, _ = quantize(ops.w, width)
+    return [{"a": [int(x) for x in ra], "b": [int(x) for x in rb]} for ra, rb in zip(a, b)]
+
+
+def flat_payloads(layout, payloads):
+    """Payload values → the unsigned integer on the flat `i__payload` port."""
+    from amaranth.lib import data
+    layout = data.Layout.cast(layout)
+    mask = (1 << layout.size) - 1
+    return [layout.const(p).as_value().value & mask for p in payloads]
