@@ -32,7 +32,7 @@ class StandIn(wiring.Component):
         _check.positive_int(lanes, "Lane count")
         if mode not in ("plain", "load"):
             raise ValueError(f"Mode must be 'plain' or 'load', not {mode!r}")
-        self._lanes, self._fmt = lanes, fmt
+        self._lanes, self._fmt, self._mode = lanes, fmt, mode
         layout = data.StructLayout({
             "w": data.StructLayout({"nz": unsigned(lanes), "sg": unsigned(lanes)}),
             "k": data.ArrayLayout(signed(fmt.width), 3),
@@ -41,6 +41,7 @@ class StandIn(wiring.Component):
                    "o": Out(stream.Signature(signed(fmt.width)))}
         if mode == "load":
             members["load"] = In(stream.Signature(unsigned(4)))
+            members["busy"] = Out(1)
         super().__init__(members)
 
     @property
@@ -52,6 +53,8 @@ class StandIn(wiring.Component):
         with m.If(self.i.ready):
             m.d.sync += [self.o.payload.eq(self.i.payload.k[0]), self.o.valid.eq(self.i.valid)]
         m.d.comb += self.i.ready.eq(~self.o.valid | self.o.ready)
+        if self._mode == "load":
+            m.d.comb += [self.load.ready.eq(1), self.busy.eq(self.o.valid)]
         return m
 
 
@@ -109,7 +112,7 @@ def test_stand_in_exports_both_files(stand_in, tmp_path, capsys):
                            "o__ready", "clk", "rst"]
     assert ports["i__payload"] == {
         "name": "i__payload", "path": ["i", "payload"], "direction": "input", "width": 21,
-        "signed": False, "fields": [
+        "signed": False, "role": "payload", "fields": [
             {"name": "w.nz", "offset": 0, "width": 3, "signed": False},
             {"name": "w.sg", "offset": 3, "width": 3, "signed": False},
             {"name": "k[0]", "offset": 6, "width": 5, "signed": True},
@@ -117,7 +120,10 @@ def test_stand_in_exports_both_files(stand_in, tmp_path, capsys):
             {"name": "k[2]", "offset": 16, "width": 5, "signed": True},
         ]}
     assert ports["o__payload"] == {"name": "o__payload", "path": ["o", "payload"],
-                                   "direction": "output", "width": 5, "signed": True}
+                                   "direction": "output", "width": 5, "signed": True,
+                                   "role": "payload"}
+    assert [p["role"] for p in ports.values()] == ["payload", "valid", "ready"] * 2 + [
+        "clock", "reset"]
     assert ports["i__ready"]["direction"] == "output"
     assert ports["o__ready"]["direction"] == "input"
     assert ports["clk"]["role"] == "clock" and ports["rst"]["role"] == "reset"
@@ -152,6 +158,9 @@ def test_stand_in_extra_stream_and_module_name(stand_in, tmp_path, capsys):
     assert sidecar["module"] == "top"
     assert [p["name"] for p in sidecar["ports"] if p["path"][0] == "load"] == [
         "load__payload", "load__valid", "load__ready"]
+    busy = [p for p in sidecar["ports"] if p["name"] == "busy"]
+    assert busy == [{"name": "busy", "path": ["busy"], "direction": "output", "width": 1,
+                     "signed": False, "role": "signal"}]
     assert_ports_match_verilog(sidecar, out.read_text())
 
 
@@ -208,7 +217,7 @@ def test_list_includes_stand_in(stand_in, capsys):
     assert (status, err) == (0, "")
     assert "stand_in: A stand-in with a nested payload.\n" in out
     assert "    lanes=4  (int) Vector lanes.\n" in out
-    assert "    mode=plain  (plain|load) Whether there is a load stream.\n" in out
+    assert "    mode=plain  (plain/load) Whether there is a load stream.\n" in out
 
 
 # -- command-line structure, no unit needed -----------------------------------------------------
@@ -335,3 +344,13 @@ def test_list_names_every_unit_with_parameters(tmp_path, capsys):
     proc = subprocess.run([*command, "verilog", "--list"], cwd=tmp_path, capture_output=True,
                           text=True, timeout=60)
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, out, "")
+
+
+def test_docs_tables_match_the_registry():
+    text = (ROOT / "docs" / "cli.md").read_text()
+    for unit in gateware.UNITS.values():
+        assert f"### `{unit.name}`\n\n{unit.description}\n" in text
+        for param in unit.params:
+            note = f" Only with `{param.used_with}`." if param.used_with else ""
+            row = f"| `{param.name}` | {param.type.name} | `{param.default}` | {param.help}{note} |"
+            assert row in text

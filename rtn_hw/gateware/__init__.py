@@ -86,7 +86,7 @@ def _parse_opt_int(text):
 
 
 INT = Type("int", _parse_int, int)
-OPT_INT = Type("int|none", _parse_opt_int, lambda value: value)
+OPT_INT = Type("int/none", _parse_opt_int, lambda value: value)
 STR = Type("str", str, str)
 BOOL = Type("bool", _parse_bool, bool)
 FLOAT = Type("float", _parse_float, float)
@@ -99,7 +99,7 @@ def choice(*options):
         if text not in options:
             raise ValueError(f"expected one of {', '.join(options)}")
         return text
-    return Type("|".join(options), parse, str)
+    return Type("/".join(options), parse, str)
 
 
 @dataclasses.dataclass(frozen=True)
