@@ -1,0 +1,139 @@
+"""`python -m rtn_hw.train`: reproduce the shipped weights; `--compare`: the accuracy table.
+
+    python -m rtn_hw.train                 train float + RTN (seed 0) on digits, export weights/
+    python -m rtn_hw.train --compare       4 variants × 3 seeds → table + build/reports/train.json
+    python -m rtn_hw.train --mnist DIR     the same on MNIST IDX files in DIR (→ rtn_mnist.json)
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import data, export, qat
+
+EPOCHS = 60
+
+
+class Progress:
+    """A plain-text progress bar on stderr (redrawn in place on a terminal)."""
+
+    def __init__(self, label, quiet=False):
+        self.label, self.quiet = label, quiet
+        self.tty = sys.stderr.isatty()
+        self.start = time.perf_counter()
+
+    def __call__(self, epoch, epochs, loss):
+        if self.quiet or (not self.tty and epoch != epochs):
+            return
+        filled = round(24 * epoch / epochs)
+        line = (f"{self.label:<24} [{'#' * filled}{'.' * (24 - filled)}] {epoch:>3}/{epochs} "
+                f"loss {loss:.4f} {time.perf_counter() - self.start:5.1f}s")
+        sys.stderr.write(("\r" if self.tty else "") + line + ("\n" if epoch == epochs else ""))
+        sys.stderr.flush()
+
+
+def _dataset(args):
+    return data.load_mnist(args.mnist) if args.mnist else data.load_digits()
+
+
+def _train(dataset, variant, seed, args):
+    return qat.train(dataset, variant, seed, epochs=args.epochs,
+                     progress=Progress(f"{variant} seed {seed}", args.quiet))
+
+
+def reproduce(args):
+    dataset = _dataset(args)
+    out = Path(args.out or f"weights/rtn_{dataset.name}.json")
+    start = time.perf_counter()
+    reference = _train(dataset, "float", args.seed, args)
+    result = _train(dataset, "rtn", args.seed, args)
+    network = export.export(result, dataset, out, reference.test_accuracy)
+    acc = network.manifest["training"]["accuracy"]
+    print(f"dataset {dataset.name}: {len(dataset.train_labels)} train / "
+          f"{len(dataset.test_labels)} test, seed {args.seed}, {args.epochs} epochs")
+    print(f"float {acc['float']:.4f}  RTN torch {acc['torch']:.4f}  RTN golden (integer) "
+          f"{acc['golden']:.4f} ({acc['golden_correct']}/{acc['test_size']})")
+    print(f"wrote {out} and {out.with_suffix('.npz')} in {time.perf_counter() - start:.0f} s")
+
+
+def compare(args):
+    dataset = _dataset(args)
+    start = time.perf_counter()
+    rows = {}
+    for variant in qat.VARIANTS:
+        runs = []
+        for seed in args.seeds:
+            result = _train(dataset, variant, seed, args)
+            run = {"seed": seed, "torch": result.test_accuracy, "seconds": round(result.seconds,
+                                                                                 1)}
+            if qat.VARIANTS[variant].quantized:
+                correct, total = export.golden(result, dataset).accuracy(dataset.test_images,
+                                                                         dataset.test_labels)
+                run["golden"] = correct / total
+            runs.append(run)
+        torch_acc = np.array([run["torch"] for run in runs])
+        rows[variant] = {"title": qat.VARIANT_TITLES[variant], "runs": runs,
+                         "mean": float(torch_acc.mean()), "std": float(torch_acc.std(ddof=1))
+                         if len(runs) > 1 else 0.0}
+        if qat.VARIANTS[variant].quantized:
+            golden_acc = np.array([run["golden"] for run in runs])
+            rows[variant].update(golden_mean=float(golden_acc.mean()),
+                                 golden_std=float(golden_acc.std(ddof=1)) if len(runs) > 1
+                                 else 0.0)
+    report = {"dataset": dataset.name, "split": dataset.split,
+              "train_size": int(len(dataset.train_labels)),
+              "test_size": int(len(dataset.test_labels)), "epochs": args.epochs,
+              "seeds": list(args.seeds), "std": "sample standard deviation (ddof = 1)",
+              "seconds": round(time.perf_counter() - start, 1), "variants": rows}
+    print(table(report))
+    path = Path(args.report)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(report, indent=1) + "\n")
+    os.replace(tmp, path)
+    print(f"wrote {path}")
+
+
+def table(report):
+    n = len(report["seeds"])
+    lines = [f"Test accuracy on {report['dataset']} ({report['test_size']} test images), "
+             f"mean ± std over {n} seeds, {report['epochs']} epochs",
+             "",
+             "| variant | torch (float eval) | golden (integer) |",
+             "|---|---|---|"]
+    for row in report["variants"].values():
+        golden = (f"{100 * row['golden_mean']:.2f} ± {100 * row['golden_std']:.2f} %"
+                  if "golden_mean" in row else "–")
+        lines.append(f"| {row['title']} | {100 * row['mean']:.2f} ± {100 * row['std']:.2f} % "
+                     f"| {golden} |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m rtn_hw.train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--compare", action="store_true",
+                        help="train all four variants over --seeds and print the table")
+    parser.add_argument("--mnist", metavar="DIR",
+                        help="train on the MNIST IDX files in DIR instead of the digits")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the exported model")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+                        help="seeds for --compare")
+    parser.add_argument("--epochs", type=int, default=EPOCHS)
+    parser.add_argument("--out", help="manifest to write (default weights/rtn_<dataset>.json)")
+    parser.add_argument("--report", default="build/reports/train.json",
+                        help="where --compare writes its JSON")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    if args.epochs < 1:
+        parser.error(f"--epochs must be positive, not {args.epochs}")
+    (compare if args.compare else reproduce)(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,153 @@
+"""Export a trained RTN MLP to the weights format (rtn_hw.weights), with its fixed-point
+formats chosen here, and evaluate the integer golden network on the test split.
+
+Fixed point [choice]: the K constants of a layer share one format of `K_WIDTH` = 18 bits (an
+18×18 DSP operand) with the fewest integer bits that hold every K1, K2, K0, so the fraction
+F is as large as possible and the error bound (2n + 1)·2^-(F+1) as small as possible. The
+output format is at most `OUT_WIDTH` = 24 bits: the fewest integer bits that hold every
+reachable y, and F_out = min(F, 24 - int_bits) fraction bits.
+
+BatchNorm with a negative γ [choice]: γ is not constrained in training; at export the channel's
+K codes are negated (the hardware then computes -y, exactly, since K rounding is symmetric)
+and its thresholds are folded with |γ| and -μ, so the encoder still computes T(BN(y)).
+"""
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import model, weights
+K_WIDTH = 18
+OUT_WIDTH = 24
+
+
+def choose_formats(alpha_w, beta_w, alpha_a, beta_a, s_w, n, k_width=K_WIDTH,
+                   out_width=OUT_WIDTH):
+    """(k_fmt, out_fmt) for one layer, as described in the module docstring."""
+    for int_bits in range(1, k_width + 1):
+        k_fmt = model.Q(int_bits, k_width - int_bits)
+        try:
+            consts = model.fold_constants(alpha_w, beta_w, alpha_a, beta_a, s_w, n, k_fmt)
+            break
+        except ValueError:
+            continue
+    else:
+        raise ValueError(f"K constants do not fit {k_width} bits")
+    for int_bits in range(1, out_width + 1):
+        out_fmt = model.Q(int_bits, min(k_fmt.frac_bits, out_width - int_bits))
+        try:
+            model.check_output_format(consts, out_fmt)
+            return k_fmt, out_fmt
+        except ValueError:
+            continue
+    raise ValueError(f"Outputs do not fit {out_width} bits")
+
+
+def _np(tensor):
+    return tensor.detach().cpu().double().numpy()
+
+
+def network_arrays(net):
+    """(layer specs for the manifest, arrays) of a trained quantized RtnMLP."""
+    if not net.variant.quantized:
+        raise ValueError("Only a ternary variant can be exported, not the float one")
+    specs, arrays = [], {}
+    act_q = [net.input_q] + [act.q for act in net.acts]
+    last = len(net.fcs) - 1
+    for i, fc in enumerate(net.fcs):
+        name = f"fc{i + 1}"
+        t_w = _np(fc.trits()).astype(np.int8)
+        p, n = t_w.shape
+        s_w = t_w.sum(axis=1, dtype=np.int64)
+        alpha_w, beta_w = _np(fc.q.alpha), _np(fc.q.beta)
+        alpha_a, beta_a = float(_np(act_q[i].alpha)), float(_np(act_q[i].beta))
+        k_fmt, out_fmt = choose_formats(alpha_w, beta_w, alpha_a, beta_a, s_w, n)
+        consts = model.fold_constants(alpha_w, beta_w, alpha_a, beta_a, s_w, n, k_fmt)
+        sign = np.ones(p, dtype=np.int64)
+        spec = {"name": name, "in_features": n, "out_features": p,
+                "activation": "none" if i == last else "ternary",
+                "alpha_a": alpha_a, "beta_a": beta_a,
+                "k_fmt": {"int_bits": k_fmt.int_bits, "frac_bits": k_fmt.frac_bits},
+                "out_fmt": {"int_bits": out_fmt.int_bits, "frac_bits": out_fmt.frac_bits}}
+        arrays.update({f"{name}.t_w": t_w, f"{name}.alpha_w": alpha_w,
+                       f"{name}.beta_w": beta_w})
+        if i < last:
+            bn = net.bns[i]
+            gamma, bn_beta = _np(bn.weight), _np(bn.bias)
+            mean, var = _np(bn.running_mean), _np(bn.running_var)
+            sign = np.where(gamma < 0, -1, 1).astype(np.int64)
+            lo, hi = model.fold_thresholds(np.abs(gamma), bn_beta, sign * mean,
+                                           np.sqrt(var + bn.eps), weights.DELTA, out_fmt)
+            spec["bn_eps"] = float(bn.eps)
+            arrays.update({f"{name}.bn_gamma": gamma, f"{name}.bn_beta": bn_beta,
+                           f"{name}.bn_mean": mean, f"{name}.bn_var": var,
+                           f"{name}.lo": lo, f"{name}.hi": hi})
+        arrays.update({f"{name}.k1": sign * consts.k1, f"{name}.k2": sign * consts.k2,
+                       f"{name}.k0": sign * consts.k0})
+        specs.append(spec)
+    return specs, arrays
+
+
+def manifest_for(dataset, specs, arrays_file):
+    lo, hi = weights.InputEncoding.thresholds(dataset.pixel_max)
+    return {
+        "format": weights.FORMAT,
+        "version": weights.VERSION,
+        "arrays": {"file": arrays_file},
+        "delta": weights.DELTA,
+        "input": {"shape": list(dataset.shape), "pixel_max": dataset.pixel_max,
+                  "lo": lo, "hi": hi},
+        "layers": specs,
+    }
+
+
+def export(result, dataset, out_json, float_accuracy, extra=None):
+    """Write the manifest `out_json` and its .npz (and, for digits, the test split file)
+    atomically; returns the validated Network loaded back from disk."""
+    out_json = Path(out_json)
+    out_json.parent.mkdir(parents=True, exist_ok=True)
+    net = result.model
+    specs, arrays = network_arrays(net)
+    manifest = manifest_for(dataset, specs, out_json.with_suffix(".npz").name)
+    golden = weights.from_arrays(manifest, arrays, out_json, out_json.with_suffix(".npz"))
+    correct, total = golden.accuracy(dataset.test_images, dataset.test_labels)
+    manifest["training"] = {
+        "seed": result.seed,
+        "variant": result.variant,
+        "epochs": result.epochs,
+        "sizes": list(net.sizes),
+        "dataset": {"name": dataset.name, "split": dataset.split,
+                    "train_size": int(len(dataset.train_labels)), "test_size": total},
+        "accuracy": {
+            "float": float_accuracy,
+            "train_torch": result.train_accuracy,
+            "torch": result.test_accuracy,
+            "golden": correct / total,
+            "golden_correct": correct,
+            "test_size": total,
+        },
+        "train_seconds": round(result.seconds, 1),
+        "torch_version": torch.__version__,
+        "error_bounds": [golden_layer.error_bound() for golden_layer in golden.layers],
+        **(extra or {}),
+    }
+    if dataset.name == "digits":
+        test_file = out_json.parent / weights.DIGITS_TEST.name
+        blob = weights.npz_bytes({"images": dataset.test_images.astype(np.uint8),
+                                  "labels": dataset.test_labels.astype(np.uint8)})
+        weights.atomic_write(test_file, lambda f: f.write(blob))
+        manifest["training"]["dataset"].update(
+            {"test_file": test_file.name, "test_sha256": hashlib.sha256(blob).hexdigest()})
+    weights.save(out_json, manifest, arrays)
+    loaded = weights.load(out_json)
+    if loaded.accuracy(dataset.test_images, dataset.test_labels) != (correct, total):
+        raise RuntimeError("The exported network does not reproduce its own accuracy")
+    return loaded
+
+
+def golden(result, dataset):
+    """The integer golden network of a trained ternary model, in memory (no files)."""
+    specs, arrays = network_arrays(result.model)
+    return weights.from_arrays(manifest_for(dataset, specs, "memory.npz"), arrays)

@@ -1,0 +1,548 @@
+"""Trained RTN networks on disk: the weights format, its validating loader and the integer
+golden network that runs them (NumPy only; this module never imports torch).
+
+A network is two files side by side (format version 1, see weights/README.md):
+
+- a JSON manifest (`*.json`): format name and version, the input encoding, per layer its
+  shape, the activation (α_a, β_a), the fixed-point formats of the K constants and of the
+  output, the BatchNorm epsilon, and the training record (seed, accuracies);
+- a NumPy archive (`*.npz`, named by the manifest, its SHA-256 recorded there): per layer the
+  ternary weights as int8 trits, α_w and β_w per output channel, the BatchNorm parameters, the
+  folded K1/K2/K0 codes and the folded encoder thresholds lo/hi.
+
+`load(path)` checks every field and array, re-derives the K codes and thresholds from α, β and
+BatchNorm with `rtn_hw.model` and rejects any mismatch, so a loaded `Network` is exactly what
+the hardware computes. Errors are one-line ValueErrors "FILE: FIELD: problem"; nothing is
+returned unless everything is valid.
+
+The golden network is integer end to end: input pixels → trits by two fixed thresholds, then
+per layer pack → ternary_matmul (D, S_a) → postprocess (K1·D + K2·S_a + K0, rounded to
+out_fmt) → encode (thresholds; hidden layers only). The last layer's out_fmt codes are the
+logits.
+"""
+
+import dataclasses
+import hashlib
+import io
+import json
+import os
+import re
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from . import model
+
+FORMAT = "rtn-hw-weights"
+VERSION = 1
+DELTA = 0.5
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+DEFAULT_MANIFEST = WEIGHTS_DIR / "rtn_digits.json"
+DIGITS_TEST = WEIGHTS_DIR / "digits_test.npz"
+
+_NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
+_HIDDEN_ARRAYS = ("bn_gamma", "bn_beta", "bn_mean", "bn_var", "lo", "hi")
+
+
+def _fail(file, field, problem):
+    raise ValueError(f"{file}: {field}: {problem}")
+
+
+# --- the golden network ------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class InputEncoding:
+    """Pixels (integers 0..pixel_max) → trits: +1 above `hi`, -1 below `lo`, else 0.
+
+    This is T(2·p/pixel_max - 1) with Δ = 0.5 computed on integers: hi = floor(0.75·pixel_max),
+    lo = ceil(0.25·pixel_max); for the 8×8 digits (pixel_max 16) lo = 4, hi = 12."""
+    shape: tuple
+    pixel_max: int
+    lo: int
+    hi: int
+
+    @property
+    def features(self):
+        return int(np.prod(self.shape))
+
+    @staticmethod
+    def thresholds(pixel_max):
+        return -(-pixel_max // 4), (3 * pixel_max) // 4
+
+    def encode(self, images):
+        images = np.asarray(images)
+        if not np.issubdtype(images.dtype, np.integer):
+            raise TypeError(f"Images must be integer pixels 0..{self.pixel_max}, "
+                            f"not dtype {images.dtype}")
+        if images.shape[-len(self.shape):] == self.shape and images.ndim > len(self.shape):
+            images = images.reshape(images.shape[:-len(self.shape)] + (self.features,))
+        if images.ndim != 2 or images.shape[1] != self.features:
+            raise ValueError(f"Images must be (B, {self.features}) or (B, "
+                             f"{', '.join(map(str, self.shape))}), not shape {images.shape}")
+        if images.size and (images.min() < 0 or images.max() > self.pixel_max):
+            raise ValueError(f"Pixels must lie in 0..{self.pixel_max}, not "
+                             f"{images.min()}..{images.max()}")
+        return model.encode(images.astype(np.int64), self.lo, self.hi)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Layer:
+    """One ternary fully connected layer as the MAC array computes it.
+
+    `sign` is +1 per channel, or -1 where BatchNorm's γ was negative: such a channel's K codes
+    are negated (the hardware computes -y) and its thresholds are folded with |γ| and -μ, so
+    the encoder's decision is still T(BN(y))."""
+    name: str
+    t_w: np.ndarray
+    alpha_w: np.ndarray
+    beta_w: np.ndarray
+    alpha_a: float
+    beta_a: float
+    consts: model.RtnConstants
+    out_fmt: model.Q
+    sign: np.ndarray
+    lo: np.ndarray = None
+    hi: np.ndarray = None
+
+    @property
+    def in_features(self):
+        return self.t_w.shape[1]
+
+    @property
+    def out_features(self):
+        return self.t_w.shape[0]
+
+    @property
+    def hidden(self):
+        return self.lo is not None
+
+    @property
+    def k_fmt(self):
+        return self.consts.fmt
+
+    def error_bound(self):
+        """Worst-case |y·2^-F_out - ŵ·â| (model.error_bound) in the out_fmt scale."""
+        return model.error_bound(self.in_features, self.k_fmt, self.out_fmt)
+
+    def preactivation(self, t):
+        """Input trits (B, N) → (D, S_a, y): y are out_fmt codes (negated where sign < 0)."""
+        d, s_a = model.ternary_matmul(model.pack(self.t_w), model.pack(t))
+        return d, s_a, model.postprocess(d, s_a, self.consts, self.out_fmt)
+
+
+class Network:
+    """A validated RTN MLP; build it with `load`. All arrays are read-only."""
+
+    def __init__(self, input_encoding, layers, manifest, source):
+        self._input = input_encoding
+        self._layers = tuple(layers)
+        self._manifest = json.loads(json.dumps(manifest))
+        self._source = source
+
+    @property
+    def input(self):
+        return self._input
+
+    @property
+    def layers(self):
+        return self._layers
+
+    @property
+    def manifest(self):
+        """A copy of the JSON manifest the network was built from."""
+        return json.loads(json.dumps(self._manifest))
+
+    @property
+    def source(self):
+        return self._source
+
+    def encode_input(self, images):
+        return self._input.encode(images)
+
+    def trace(self, images):
+        """Everything the hardware sees, per layer: a list of dicts with `inputs` (B, N) int8
+        trits, `d` (B, P) and `s_a` (B,) from the popcount pattern, `y` (B, P) out_fmt codes,
+        and `outputs` (B, P) int8 trits (hidden layers) or None (the logits layer)."""
+        t = self.encode_input(images)
+        steps = []
+        for layer in self._layers:
+            d, s_a, y = layer.preactivation(t)
+            out = model.encode(y, layer.lo, layer.hi) if layer.hidden else None
+            steps.append({"layer": layer.name, "inputs": t, "d": d, "s_a": s_a, "y": y,
+                          "outputs": out})
+            t = out
+        return steps
+
+    def layer_inputs(self, images):
+        """The trits entering each ternary layer for `images`: a list, one int8 (B, N_l) array
+        per layer (layer 0's is the encoded input). Realistic stimulus for the power model."""
+        return [step["inputs"] for step in self.trace(images)]
+
+    def forward(self, images):
+        """Images (B, features) or (B, *shape) integer pixels → (logits, classes): integer
+        logits (B, classes) in the last layer's out_fmt and argmax classes (B,) (first maximum
+        on ties)."""
+        logits = self.trace(images)[-1]["y"]
+        return logits, np.argmax(logits, axis=1)
+
+    def accuracy(self, images, labels):
+        """(correct, total) on a labelled batch."""
+        labels = np.asarray(labels)
+        _, classes = self.forward(images)
+        if labels.shape != classes.shape:
+            raise ValueError(f"Labels must have shape {classes.shape}, not {labels.shape}")
+        return int((classes == labels).sum()), int(labels.size)
+
+
+# --- writing ----------------------------------------------------------------------------------
+
+def atomic_write(path, write):
+    """Write `path` via a temporary file in the same directory and os.replace."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def npz_bytes(arrays):
+    """A deterministic .npz (fixed timestamps, sorted names, stored uncompressed) as bytes, so
+    the same arrays always give the same SHA-256."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
+        for name in sorted(arrays):
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            member = io.BytesIO()
+            np.lib.format.write_array(member, np.asarray(arrays[name]), allow_pickle=False)
+            zf.writestr(info, member.getvalue())
+    return buf.getvalue()
+
+
+def save(path, manifest, arrays):
+    """Write the manifest `path` (JSON) and its archive (manifest["arrays"]["file"], same
+    directory), each atomically; the archive's SHA-256 is stored in the manifest. Writes what
+    it is given: validate with `from_arrays` (or `load` afterwards)."""
+    path = Path(path)
+    manifest = json.loads(json.dumps(manifest))
+    blob = npz_bytes(arrays)
+    manifest.setdefault("arrays", {})["sha256"] = hashlib.sha256(blob).hexdigest()
+    atomic_write(path.parent / manifest["arrays"]["file"], lambda f: f.write(blob))
+    text = json.dumps(manifest, indent=1) + "\n"
+    atomic_write(path, lambda f: f.write(text.encode()))
+    return manifest
+
+
+def read_raw(path):
+    """(manifest dict, {name: array}) without validation, for tools and tests."""
+    path = Path(path)
+    manifest = json.loads(path.read_text())
+    with np.load(path.parent / manifest["arrays"]["file"], allow_pickle=False) as npz:
+        return manifest, {name: npz[name] for name in npz.files}
+
+
+# --- reading and validation ---------------------------------------------------------------------
+
+def load(path=DEFAULT_MANIFEST):
+    """Read and validate a manifest and its archive → Network (ValueError on any problem)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        _fail(path, "(file)", f"cannot read: {e.strerror}")
+    except UnicodeDecodeError:
+        _fail(path, "(document)", "malformed JSON: not UTF-8 text")
+    try:
+        manifest = json.loads(text)
+    except json.JSONDecodeError as e:
+        _fail(path, "(document)", f"malformed JSON: {e.msg} at line {e.lineno} column {e.colno}")
+    if not isinstance(manifest, dict):
+        _fail(path, "(document)", f"must be a JSON object, not {type(manifest).__name__}")
+    _check_header(path, manifest)
+    arrays_meta = _field(path, manifest, "arrays", dict)
+    file = _field(path, arrays_meta, "file", str, "arrays.file")
+    if Path(file).name != file or not file.endswith(".npz"):
+        _fail(path, "arrays.file", f"must be a .npz file name in the same directory, not {file!r}")
+    digest = _field(path, arrays_meta, "sha256", str, "arrays.sha256")
+    npz_path = path.parent / file
+    try:
+        blob = npz_path.read_bytes()
+    except OSError as e:
+        _fail(npz_path, "(file)", f"cannot read: {e.strerror}")
+    if hashlib.sha256(blob).hexdigest() != digest:
+        _fail(path, "arrays.sha256", f"does not match {npz_path} (the pair was not written "
+                                     f"together)")
+    arrays = _read_npz(npz_path, blob)
+    network = from_arrays(manifest, arrays, path, npz_path)
+    _check_training(path, manifest)
+    return network
+
+
+def from_arrays(manifest, arrays, json_name="<manifest>", npz_name="<arrays>"):
+    """Validate an in-memory manifest and arrays → Network (export uses this before saving)."""
+    _check_header(json_name, manifest)
+    delta = _number(json_name, manifest, "delta")
+    if delta != DELTA:
+        _fail(json_name, "delta", f"must be {DELTA}, not {delta!r}")
+    encoding = _check_input(json_name, manifest)
+    layer_specs = _field(json_name, manifest, "layers", list)
+    if not layer_specs:
+        _fail(json_name, "layers", "must list at least one layer")
+    names, layers, expected = set(), [], set()
+    n_in = encoding.features
+    for index, spec in enumerate(layer_specs):
+        last = index == len(layer_specs) - 1
+        layer = _check_layer(json_name, npz_name, spec, f"layers[{index}]", arrays, n_in, last,
+                             names)
+        expected.update(f"{layer.name}.{key}" for key in _array_names(layer.hidden))
+        layers.append(layer)
+        n_in = layer.out_features
+    for name in sorted(arrays):
+        if name not in expected:
+            _fail(npz_name, name, "unexpected array (no layer in the manifest uses it)")
+    return Network(encoding, layers, manifest, str(json_name))
+
+
+def _array_names(hidden):
+    names = ("t_w", "alpha_w", "beta_w", "k1", "k2", "k0")
+    return names + _HIDDEN_ARRAYS if hidden else names
+
+
+def _read_npz(npz_path, blob):
+    try:
+        with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
+            return {name: npz[name] for name in npz.files}
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
+        _fail(npz_path, "(archive)", f"not a readable .npz: {str(e).splitlines()[0]}")
+
+
+def _check_header(file, manifest):
+    fmt = manifest.get("format")
+    if fmt != FORMAT:
+        _fail(file, "format", f"must be {FORMAT!r}, not {fmt!r}")
+    if "version" not in manifest:
+        _fail(file, "version", "missing field")
+    version = manifest["version"]
+    if version != VERSION or isinstance(version, bool) or not isinstance(version, int):
+        _fail(file, "version", f"unsupported format version {version!r} (this loader reads "
+                               f"{VERSION})")
+
+
+def _field(file, obj, key, kind, name=None):
+    name = name or key
+    if key not in obj:
+        _fail(file, name, "missing field")
+    value = obj[key]
+    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+        _fail(file, name, f"must be an integer, not {value!r}")
+    if not isinstance(value, kind):
+        _fail(file, name, f"must be a {kind.__name__}, not {type(value).__name__}")
+    return value
+
+
+def _number(file, obj, key, name=None):
+    name = name or key
+    if key not in obj:
+        _fail(file, name, "missing field")
+    value = obj[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        _fail(file, name, f"must be a number, not {value!r}")
+    if not np.isfinite(value):
+        _fail(file, name, f"must be finite, not {value!r}")
+    return float(value)
+
+
+def _check_input(file, manifest):
+    spec = _field(file, manifest, "input", dict)
+    shape = _field(file, spec, "shape", list, "input.shape")
+    if not shape or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in shape):
+        _fail(file, "input.shape", f"must be a list of positive integers, not {shape!r}")
+    pixel_max = _field(file, spec, "pixel_max", int, "input.pixel_max")
+    if pixel_max < 1:
+        _fail(file, "input.pixel_max", f"must be positive, not {pixel_max}")
+    lo, hi = InputEncoding.thresholds(pixel_max)
+    for key, want in (("lo", lo), ("hi", hi)):
+        got = _field(file, spec, key, int, f"input.{key}")
+        if got != want:
+            _fail(file, f"input.{key}", f"must be {want} for pixel_max {pixel_max} "
+                                        f"(T(2p/pixel_max - 1), delta 0.5), not {got}")
+    return InputEncoding(tuple(shape), pixel_max, lo, hi)
+
+
+def _check_fmt(file, spec, key, name):
+    value = _field(file, spec, key, dict, name)
+    try:
+        return model.Q(_field(file, value, "int_bits", int, f"{name}.int_bits"),
+                       _field(file, value, "frac_bits", int, f"{name}.frac_bits"))
+    except (TypeError, ValueError) as e:
+        _fail(file, name, str(e))
+
+
+def _array(npz, arrays, name, dtype, shape):
+    if name not in arrays:
+        _fail(npz, name, "missing array")
+    arr = arrays[name]
+    if arr.dtype != dtype:
+        _fail(npz, name, f"wrong dtype {arr.dtype}, expected {np.dtype(dtype)}")
+    if arr.shape != shape:
+        _fail(npz, name, f"wrong shape {arr.shape}, expected {shape}")
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        index = int(np.flatnonzero(~np.isfinite(arr))[0])
+        _fail(npz, name, f"non-finite value {arr.flat[index].item()!r} at index {index}")
+    arr = arr.copy()
+    arr.flags.writeable = False
+    return arr
+
+
+def _fits(npz, name, codes, lo, hi, what):
+    bad = np.flatnonzero((codes < lo) | (codes > hi))
+    if bad.size:
+        _fail(npz, name, f"code {codes.flat[bad[0]].item()} at index {bad[0]} overflows "
+                         f"{what} (range {lo} .. {hi})")
+
+
+def _check_layer(file, npz, spec, where, arrays, n_in, last, names):
+    if not isinstance(spec, dict):
+        _fail(file, where, f"must be a JSON object, not {type(spec).__name__}")
+    name = _field(file, spec, "name", str, f"{where}.name")
+    if not _NAME.match(name) or name in names:
+        _fail(file, f"{where}.name", f"must be a unique lower-case identifier, not {name!r}")
+    names.add(name)
+    n = _field(file, spec, "in_features", int, f"{where}.in_features")
+    if n != n_in:
+        _fail(file, f"{where}.in_features", f"must be {n_in} (the previous layer's output), "
+                                             f"not {n}")
+    p = _field(file, spec, "out_features", int, f"{where}.out_features")
+    if p < 1:
+        _fail(file, f"{where}.out_features", f"must be positive, not {p}")
+    activation = _field(file, spec, "activation", str, f"{where}.activation")
+    want = "none" if last else "ternary"
+    if activation != want:
+        _fail(file, f"{where}.activation", f"must be {want!r} for "
+                                           f"{'the last' if last else 'a hidden'} layer, "
+                                           f"not {activation!r}")
+    alpha_a = _number(file, spec, "alpha_a", f"{where}.alpha_a")
+    if alpha_a <= 0:
+        _fail(file, f"{where}.alpha_a", f"must be positive, not {alpha_a!r}")
+    beta_a = _number(file, spec, "beta_a", f"{where}.beta_a")
+    k_fmt = _check_fmt(file, spec, "k_fmt", f"{where}.k_fmt")
+    out_fmt = _check_fmt(file, spec, "out_fmt", f"{where}.out_fmt")
+
+    t_w = _array(npz, arrays, f"{name}.t_w", np.int8, (p, n))
+    bad = np.argwhere(~np.isin(t_w, (-1, 0, 1)))
+    if bad.size:
+        index = tuple(int(i) for i in bad[0])
+        _fail(npz, f"{name}.t_w", f"value {t_w[index]} at index {index} is not a trit "
+                                  f"(-1, 0, +1)")
+    alpha_w = _array(npz, arrays, f"{name}.alpha_w", np.float64, (p,))
+    if (alpha_w <= 0).any():
+        index = int(np.flatnonzero(alpha_w <= 0)[0])
+        _fail(npz, f"{name}.alpha_w", f"must be positive, not {alpha_w[index]!r} at index "
+                                      f"{index}")
+    beta_w = _array(npz, arrays, f"{name}.beta_w", np.float64, (p,))
+    k = {key: _array(npz, arrays, f"{name}.{key}", np.int64, (p,)) for key in ("k1", "k2", "k0")}
+    for key, codes in k.items():
+        _fits(npz, f"{name}.{key}", codes, k_fmt.min_int, k_fmt.max_int, str(k_fmt))
+
+    sign = np.ones(p, dtype=np.int64)
+    lo = hi = None
+    if not last:
+        bn = {key: _array(npz, arrays, f"{name}.{key}", np.float64, (p,))
+              for key in ("bn_gamma", "bn_beta", "bn_mean", "bn_var")}
+        eps = _number(file, spec, "bn_eps", f"{where}.bn_eps")
+        if eps < 0:
+            _fail(file, f"{where}.bn_eps", f"must be non-negative, not {eps!r}")
+        if (bn["bn_gamma"] == 0).any():
+            index = int(np.flatnonzero(bn["bn_gamma"] == 0)[0])
+            _fail(npz, f"{name}.bn_gamma", f"must be non-zero, not 0.0 at index {index}")
+        if (bn["bn_var"] + eps <= 0).any():
+            index = int(np.flatnonzero(bn["bn_var"] + eps <= 0)[0])
+            _fail(npz, f"{name}.bn_var", f"variance + eps must be positive at index {index}")
+        sign = np.where(bn["bn_gamma"] < 0, -1, 1).astype(np.int64)
+        lo = _array(npz, arrays, f"{name}.lo", np.int64, (p,))
+        hi = _array(npz, arrays, f"{name}.hi", np.int64, (p,))
+        for key, codes in (("lo", lo), ("hi", hi)):
+            _fits(npz, f"{name}.{key}", codes, out_fmt.min_int - 1, out_fmt.max_int + 1,
+                  f"the thresholds of {out_fmt}")
+
+    try:
+        folded = model.fold_constants(alpha_w, beta_w, alpha_a, beta_a,
+                                      t_w.sum(axis=1, dtype=np.int64), n, k_fmt)
+    except ValueError as e:
+        _fail(npz, f"{name}.k1/k2/k0", f"alpha/beta do not fold into {k_fmt}: {e}")
+    for key in ("k1", "k2", "k0"):
+        want = sign * getattr(folded, key)
+        _same(npz, f"{name}.{key}", k[key], want,
+              "does not match fold_constants(alpha_w, beta_w, alpha_a, beta_a, S_w)"
+              + ("" if last else " times sign(bn_gamma)"))
+    consts = model.RtnConstants(k1=k["k1"], k2=k["k2"], k0=k["k0"], fmt=k_fmt, n=n)
+    try:
+        model.check_output_format(consts, out_fmt)
+    except ValueError as e:
+        _fail(file, f"{where}.out_fmt", str(e))
+    if not last:
+        want_lo, want_hi = model.fold_thresholds(
+            np.abs(bn["bn_gamma"]), bn["bn_beta"], sign * bn["bn_mean"],
+            np.sqrt(bn["bn_var"] + eps), DELTA, out_fmt)
+        _same(npz, f"{name}.lo", lo, want_lo, "does not match fold_thresholds(BatchNorm, delta)")
+        _same(npz, f"{name}.hi", hi, want_hi, "does not match fold_thresholds(BatchNorm, delta)")
+    sign.flags.writeable = False
+    return Layer(name=name, t_w=t_w, alpha_w=alpha_w, beta_w=beta_w, alpha_a=alpha_a,
+                 beta_a=beta_a, consts=consts, out_fmt=out_fmt, sign=sign, lo=lo, hi=hi)
+
+
+def _same(npz, name, got, want, problem):
+    bad = np.flatnonzero(got != want)
+    if bad.size:
+        _fail(npz, name, f"{problem} at index {bad[0]} ({got[bad[0]]} != {want[bad[0]]})")
+
+
+def _check_training(file, manifest):
+    training = _field(file, manifest, "training", dict)
+    seed = _field(file, training, "seed", int, "training.seed")
+    if seed < 0:
+        _fail(file, "training.seed", f"must be non-negative, not {seed}")
+    accuracy = _field(file, training, "accuracy", dict, "training.accuracy")
+    for key in ("float", "torch", "golden"):
+        value = _number(file, accuracy, key, f"training.accuracy.{key}")
+        if not 0 <= value <= 1:
+            _fail(file, f"training.accuracy.{key}", f"must lie in [0, 1], not {value!r}")
+    correct = _field(file, accuracy, "golden_correct", int, "training.accuracy.golden_correct")
+    total = _field(file, accuracy, "test_size", int, "training.accuracy.test_size")
+    if not 0 <= correct <= total or total < 1:
+        _fail(file, "training.accuracy.golden_correct", f"must lie in 0..test_size, not "
+                                                        f"{correct} of {total}")
+    if accuracy["golden"] != correct / total:
+        _fail(file, "training.accuracy.golden", f"must equal golden_correct / test_size "
+                                                f"({correct}/{total}), not "
+                                                f"{accuracy['golden']!r}")
+
+
+# --- the bundled digits test split -----------------------------------------------------------
+
+def load_digits_test(path=DIGITS_TEST):
+    """The shipped test split of scikit-learn's 8×8 digits (stratified 80/20, seed 0; see
+    rtn_hw.train.data): (images uint8 (360, 64), pixels 0..16; labels uint8 (360,)). Shipped
+    so the golden network and the power model's stimulus need no scikit-learn."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            images, labels = npz["images"], npz["labels"]
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
+        _fail(path, "(archive)", f"not a digits test split: {str(e).splitlines()[0]}")
+    if images.dtype != np.uint8 or images.ndim != 2 or images.shape[1] != 64 \
+            or images.max(initial=0) > 16:
+        _fail(path, "images", f"must be uint8 (B, 64) pixels 0..16, not {images.dtype} "
+                              f"{images.shape}")
+    if labels.dtype != np.uint8 or labels.shape != images.shape[:1] or labels.max() > 9:
+        _fail(path, "labels", f"must be uint8 ({images.shape[0]},) classes 0..9, not "
+                              f"{labels.dtype} {labels.shape}")
+    return images, labels
