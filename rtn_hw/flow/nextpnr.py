@@ -1,0 +1,104 @@
+"""Run yowasp-nextpnr (ECP5, iCE40) on a yosys JSON netlist and read back Fmax and utilisation.
+
+Like yosys, the YoWASP nextpnr cannot open absolute paths under /tmp: it runs in its work
+directory (under build/) with relative file names. Runs use a fixed `--seed` so a result can
+be reproduced, and `--timing-allow-fail` so a design slower than the constraint still reports
+its Fmax instead of failing.
+"""
+
+import dataclasses
+import functools
+import json
+import os
+import pathlib
+import re
+import shutil
+import subprocess
+import time
+
+__all__ = ["NextpnrResult", "nextpnr_binary", "nextpnr_version", "parse_report", "run_nextpnr",
+           "CAPACITY_PATTERNS"]
+
+# Log lines nextpnr prints when a design does not fit the device or package.
+CAPACITY_PATTERNS = (
+    r"Unable to place cell",
+    r"not enough",
+    r"too many",
+    r"No BEL",
+    r"Design uses more",
+    r"Failed to find",
+    r"Unable to find a placement",
+)
+
+
+@dataclasses.dataclass
+class NextpnrResult:
+    ok: bool
+    fmax_mhz: float | None          # slowest clock's achieved Fmax
+    fmax_by_clock: dict             # clock net → achieved MHz
+    constraint_mhz: float | None
+    utilization: dict               # bel type → {"used", "available"} (used > 0 only)
+    seconds: float
+    error: str | None               # one line when not ok
+    capacity: bool = False          # the failure was the design not fitting
+
+
+def nextpnr_binary(family):
+    name = f"yowasp-nextpnr-{family}"
+    local = pathlib.Path(os.sys.executable).with_name(name)
+    if local.exists():
+        return str(local)
+    found = shutil.which(name)
+    if found is None:
+        raise FileNotFoundError(f"{name} not found (install the {name} package)")
+    return found
+
+
+@functools.cache
+def nextpnr_version(family):
+    """e.g. "nextpnr-0.11.1" (YoWASP prints a 'Preparing to run' line first; skipped)."""
+    proc = subprocess.run([nextpnr_binary(family), "--version"], capture_output=True, text=True)
+    text = proc.stdout + proc.stderr
+    match = re.search(r"\(Version ([^)]+)\)", text)
+    return match[1] if match else text.strip().splitlines()[-1]
+
+
+def parse_report(text):
+    """nextpnr's `--report` JSON → (fmax_mhz, {clock: MHz}, constraint_mhz, utilization).
+
+    fmax_mhz is the lowest achieved figure over all clocks (None without a reg→reg path);
+    utilization keeps only bel types that are used."""
+    report = json.loads(text)
+    clocks = {name: float(entry["achieved"]) for name, entry in report.get("fmax", {}).items()}
+    constraints = [float(entry["constraint"]) for entry in report.get("fmax", {}).values()
+                   if "constraint" in entry]
+    used = {bel: {"used": int(v["used"]), "available": int(v["available"])}
+            for bel, v in report.get("utilization", {}).items() if int(v["used"])}
+    return (min(clocks.values()) if clocks else None, clocks,
+            min(constraints) if constraints else None, used)
+
+
+def run_nextpnr(family, workdir, device_args, *, seed, freq_mhz, netlist="top.json",
+                report="report.json", log="nextpnr.log", timeout=None):
+    """Place and route `netlist` in `workdir`; never raises for a failed or too-big design."""
+    workdir = pathlib.Path(workdir)
+    (workdir / report).unlink(missing_ok=True)
+    args = [nextpnr_binary(family), *device_args, "--json", netlist, "--report", report,
+            "--seed", str(seed), "--freq", str(freq_mhz), "--timing-allow-fail", "-q",
+            "-l", log]
+    start = time.monotonic()
+    try:
+        proc = subprocess.run(args, cwd=workdir, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return NextpnrResult(False, None, {}, None, {}, time.monotonic() - start,
+                             f"nextpnr timed out after {timeout} s")
+    seconds = time.monotonic() - start
+    logtext = (workdir / log).read_text(errors="replace") if (workdir / log).exists() else ""
+    if proc.returncode != 0 or not (workdir / report).exists():
+        lines = [line.strip() for line in (logtext + proc.stdout + proc.stderr).splitlines()
+                 if line.strip().startswith("ERROR")]
+        error = lines[0] if lines else f"nextpnr exited with status {proc.returncode}"
+        capacity = any(re.search(p, error, re.I) for p in CAPACITY_PATTERNS)
+        return NextpnrResult(False, None, {}, None, {}, seconds, error, capacity)
+    fmax, clocks, constraint, used = parse_report((workdir / report).read_text())
+    return NextpnrResult(True, fmax, clocks, constraint, used, seconds, None)
