@@ -71,9 +71,26 @@ def load(dut, lo, hi, cycles=1):
         ctx.set(dut.t.payload, payload)
         ctx.set(dut.t.valid, 1)
         for _ in range(cycles):
-            await ctx.tick().until(dut.t.ready)
+            assert ctx.get(dut.t.ready) == 1, "a threshold load must never wait"
+            await ctx.tick()
         ctx.set(dut.t.valid, 0)
     return action
+
+
+def load_with_next_input(dut, lo, hi):
+    """Two actions: the first raises `t.valid` without waiting, so the load is taken in the
+    same cycle as the next input (when nothing stalls); the second, before the input after,
+    drops it again."""
+    payload = threshold_payload(dut, lo, hi)
+
+    async def raise_valid(ctx):
+        ctx.set(dut.t.payload, payload)
+        ctx.set(dut.t.valid, 1)
+
+    async def drop_valid(ctx):
+        assert ctx.get(dut.t.ready) == 1
+        ctx.set(dut.t.valid, 0)
+    return raise_valid, drop_valid
 
 
 def bn_thresholds(rng, lanes, fmt):
@@ -173,30 +190,28 @@ def test_encoder_latency_throughput_and_load_timing(config, seed, rng):
     dut = TernaryEncoder(lanes, fmt)
     assert dut.latency == 1
     zero = np.zeros(lanes, dtype=np.int64)
-    first, second = bn_thresholds(rng, lanes, fmt), extreme_thresholds(rng, lanes, fmt)
+    first = (3 + np.arange(lanes) % 3, 6 + np.arange(lanes) % 5)
+    second = extreme_thresholds(rng, lanes, fmt)
     y = np.concatenate([encoder_corners(zero, zero, fmt), encoder_corners(*first, fmt),
                         encoder_corners(*second, fmt)])
-    start, until, again = 10, 11, 20
-    payload = threshold_payload(dut, *first)
-
-    async def raise_valid(ctx):     # t.valid goes high for exactly the cycle input 10 is taken
-        ctx.set(dut.t.payload, payload)
-        ctx.set(dut.t.valid, 1)
-
-    async def drop_valid(ctx):
-        assert ctx.get(dut.t.ready) == 1
-        ctx.set(dut.t.valid, 0)
-
-    actions = {start: raise_valid, until: drop_valid, again: load(dut, *second, cycles=3)}
+    # Loads taken together with inputs 10 (zero → first) and 14 (first → zero). Code 1 is +1
+    # under zero, 0 under (zero's lo, first's hi), -1 under first; code 0 is -1 under first,
+    # 0 under (zero's lo, first's hi) and under zero: so these inputs show exactly which
+    # thresholds each one met, lo and hi separately.
+    y[10:12], y[14:16] = 1, 0
+    to_first, to_zero = load_with_next_input(dut, *first), load_with_next_input(dut, zero, zero)
+    actions = {10: to_first[0], 11: to_first[1], 14: to_zero[0], 15: to_zero[1],
+               20: load(dut, *second, cycles=3)}
     run = run_stream(dut, code_payloads(dut, y), seed=seed, actions=actions)
     # Until the first load all thresholds are 0; an input taken in the same cycle as a load
-    # still sees the old thresholds; the 3-cycle load at input 20 delays that input by 3 cycles.
-    in_force = [(zero, zero)] * until + [first] * (again - until) + [second] * (len(y) - again)
+    # still meets the old thresholds; the 3-cycle load before input 20 delays it by 3 cycles.
+    in_force = ([(zero, zero)] * 11 + [first] * 4 + [(zero, zero)] * 5
+                + [second] * (len(y) - 20))
     lo, hi = (np.array(column) for column in zip(*in_force))
     assert run.outputs == planes(encode(y, lo, hi))
     assert run.latencies == [1] * len(y)
     gaps = np.diff(run.in_cycles).tolist()
-    assert gaps == [1] * (again - 1) + [4] + [1] * (len(y) - again - 1)
+    assert gaps == [1] * 19 + [4] + [1] * (len(y) - 21)
     assert np.diff(run.out_cycles).tolist() == gaps
 
 
