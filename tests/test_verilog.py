@@ -225,7 +225,32 @@ def _mac_case(sidecar, rng, count):
     return inputs, [dict(zip(("nz", "sg"), planes(row))) for row in trits]
 
 
+def _fp32_dot_case(sidecar, rng, count):
+    from rtn_hw.model import fp32_dot_bits
+    lanes = sidecar["arguments"]["lanes"]
+    a = rng.normal(0, 4, (count, lanes)).astype(np.float32).view(np.uint32)
+    b = rng.normal(0, 4, (count, lanes)).astype(np.float32).view(np.uint32)
+    inputs = [{**{f"a[{k}]": x[k] for k in range(lanes)}, **{f"b[{k}]": y[k] for k in range(lanes)}}
+              for x, y in zip(a, b)]
+    return inputs, [int(v) for v in fp32_dot_bits(a, b)]
+
+
+def _encoder_case(sidecar, rng, count):
+    from rtn_hw.model import Q, encode
+    args = sidecar["arguments"]
+    lanes = args["lanes"]
+    fmt = Q(*map(int, args["in_fmt"][1:].split(".")))
+    lo, hi = (np.array(x) for x in args["thresholds"])
+    y = np.vstack([lo, hi, lo - 1, hi + 1,
+                   rng.integers(fmt.min_int, fmt.max_int + 1, (count, lanes))])
+    inputs = [{f"[{k}]": int(row[k]) for k in range(lanes)} for row in y]
+    return inputs, [dict(zip(("nz", "sg"), planes(row))) for row in encode(y, lo, hi)]
+
+
 DRIVEN = {
+    "fp32_dot": ({"lanes": "3", "mul_stages": "1", "add_stages": "2"}, _fp32_dot_case),
+    "ternary_encoder": ({"lanes": "6", "in_fmt": "Q3.2", "thresholds": "random", "seed": "4"},
+                        _encoder_case),
     "popcount": ({"width": "12"}, _popcount_case),
     "int_dot": ({"lanes": "3", "width": "8"}, _int_dot_case),
     "ternary_decoder": ({"lanes": "5", "out_fmt": "Q4.6", "values": "random", "seed": "2"},
