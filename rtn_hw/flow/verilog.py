@@ -61,9 +61,11 @@ def verilog_ports(text, module):
     if header is None:
         raise ValueError(f"module {module} not found in the Verilog")
     names = [n.strip() for n in header[1].split(",") if n.strip()]
+    # Only the top module's body: submodules, emitted as modules of their own, reuse names.
+    body = text[header.end():text.index("\nendmodule", header.end())]
     ports = {}
     for direction, msb, lsb, name in re.findall(
-            r"^\s*(input|output|inout)\s+(?:\[(\d+):(\d+)\]\s+)?(\S+)\s*;", text, re.M):
+            r"^\s*(input|output|inout)\s+(?:\[(\d+):(\d+)\]\s+)?(\S+)\s*;", body, re.M):
         width = int(msb) - int(lsb) + 1 if msb else 1
         ports[name] = (direction, width)
     return {name: ports[name] for name in names}

@@ -24,7 +24,7 @@ import re
 from collections.abc import Callable
 
 __all__ = ["ParameterError", "Type", "Param", "Unit", "Built", "UNITS", "unit",
-           "INT", "BOOL", "FLOAT", "QFMT", "choice"]
+           "INT", "OPT_INT", "STR", "BOOL", "FLOAT", "QFMT", "choice"]
 
 
 class ParameterError(ValueError):
