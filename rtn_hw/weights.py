@@ -317,11 +317,13 @@ def _array_names(hidden):
 
 
 def _read_npz(npz_path, blob):
+    if not blob.startswith(b"PK\x03\x04"):
+        _fail(npz_path, "(archive)", "not a readable .npz file of plain arrays")
     try:
         with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
             return {name: npz[name] for name in npz.files}
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
-        _fail(npz_path, "(archive)", f"not a readable .npz: {str(e).splitlines()[0]}")
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError):
+        _fail(npz_path, "(archive)", "not a readable .npz file of plain arrays")
 
 
 def _check_header(file, manifest):
@@ -445,8 +447,8 @@ def _check_layer(file, npz, spec, where, arrays, n_in, last, names):
     alpha_w = _array(npz, arrays, f"{name}.alpha_w", np.float64, (p,))
     if (alpha_w <= 0).any():
         index = int(np.flatnonzero(alpha_w <= 0)[0])
-        _fail(npz, f"{name}.alpha_w", f"must be positive, not {alpha_w[index]!r} at index "
-                                      f"{index}")
+        _fail(npz, f"{name}.alpha_w",
+              f"must be positive, not {alpha_w[index].item()!r} at index {index}")
     beta_w = _array(npz, arrays, f"{name}.beta_w", np.float64, (p,))
     k = {key: _array(npz, arrays, f"{name}.{key}", np.int64, (p,)) for key in ("k1", "k2", "k0")}
     for key, codes in k.items():
