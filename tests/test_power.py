@@ -1,0 +1,251 @@
+"""The activity-based power model: VCD toggle counting, gate-level simulation of mapped
+netlists (iCE40 on Icarus, ECP5 on Verilator), stimulus, and the coefficient table."""
+
+import json
+import re
+import shutil
+
+import numpy as np
+import pytest
+
+from rtn_hw.flow import power, stimulus
+from rtn_hw.flow.yosys import build_dir
+from rtn_hw.gateware.intdot import IntDot
+from rtn_hw.model import int_dot, unpack
+
+
+# --- VCD parser --------------------------------------------------------------------------------
+
+TRACE = """$date today $end
+$timescale 1ps $end
+$scope module tb $end
+$var wire 1 ! clk $end
+$scope module dut $end
+$var wire 1 " a $end
+$var wire 4 # bus [3:0] $end
+$var wire 1 " a_alias $end
+$var wire 1 $ x $end
+$upscope $end
+$upscope $end
+$enddefinitions $end
+#0
+$dumpvars
+0!
+0"
+b0 #
+x$
+$end
+#10
+1!
+1"
+b101 #
+0$
+#20
+0!
+0"
+b1010 #
+1$
+#30
+1!
+b1 #
+x$
+#40
+1$
+0"
+"""
+
+
+@pytest.fixture
+def trace(tmp_path):
+    path = tmp_path / "t.vcd"
+    path.write_text(TRACE)
+    return path
+
+
+def test_vcd_counts_every_bit(trace):
+    parsed = power.parse_vcd(trace)
+    assert parsed.timescale_ps == 1.0
+    assert parsed.toggles["tb.clk"] == [3]
+    # a: 0→1 at 10, 1→0 at 20, unchanged at 40 (0→0): two toggles; an alias shares them.
+    assert parsed.toggles["tb.dut.a"] == [2]
+    assert parsed.toggles["tb.dut.a_alias"] == [2]
+    # bus 0000 → 0101 → 1010 → 0001 (b1: short form, zero-extended):
+    # bit 0: 1,1,1; bit 1: 0,1,1; bit 2: 1,1,0; bit 3: 0,1,1.
+    assert parsed.toggles["tb.dut.bus"] == [3, 2, 2, 2]
+    # x → 0 and 1 → x are not toggles; 0 → 1 is one; x → 1 is not.
+    assert parsed.toggles["tb.dut.x"] == [1]
+    assert parsed.widths["tb.dut.bus"] == 4
+
+
+def test_vcd_window_and_scope(trace):
+    parsed = power.parse_vcd(trace, scope="tb.dut", start=10, end=30)
+    assert set(parsed.toggles) == {"a", "bus", "a_alias", "x"}
+    assert parsed.toggles["a"] == [1]                 # only the change at 20
+    assert parsed.toggles["bus"] == [2, 2, 1, 2]      # changes at 20 and 30
+    assert parsed.toggles["x"] == [1]
+
+
+# --- coefficient table -------------------------------------------------------------------------
+
+def test_shipped_table_is_valid_and_sourced():
+    table = power.load_coefficients()
+    assert table["version"]
+    for family, device, _ in power.TARGETS.values():
+        assert table["static"][device]["tag"] in power.TAGS
+        assert any(e["family"] == family for e in table["cells"])
+    for entry in table["cells"]:
+        assert entry["tag"] in power.TAGS and entry["source"]
+        assert entry["tag"] != "derived" or entry["derivation"]
+
+
+def _write_table(tmp_path, edit):
+    table = json.loads(power.COEFFICIENTS_PATH.read_text())
+    edit(table)
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(table))
+    return path
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda t: t["cells"][0].update(tag="guess"),
+     "bad.json: cells[0]: tag must be one of measured, datasheet, derived, model, not 'guess'"),
+    (lambda t: t.pop("version"), "bad.json: missing 'version'"),
+    (lambda t: t["cells"][1].update(value=-1.0),
+     "bad.json: cells[1]: value must be a finite number >= 0, not -1.0"),
+    (lambda t: t["cells"][0].update(unit="pJ/cycle"),
+     "bad.json: cells[0]: unit must be 'pJ/toggle' for basis output_toggle, not 'pJ/cycle'"),
+    (lambda t: t["cells"][0].pop("derivation"), "bad.json: cells[0]: missing 'derivation'"),
+    (lambda t: t["static"].pop("ecp5-85k"), "bad.json: no static power for device 'ecp5-85k'"),
+], ids=["tag", "version", "negative", "unit", "derivation", "static"])
+def test_malformed_table_is_rejected(tmp_path, edit, message):
+    path = _write_table(tmp_path, edit)
+    with pytest.raises(power.CoefficientError, match=f"^{re.escape(message)}$"):
+        power.load_coefficients(path)
+
+
+def test_unreadable_table_is_one_line(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text("{")
+    with pytest.raises(power.CoefficientError) as info:
+        power.load_coefficients(path)
+    assert str(info.value).startswith("bad.json: cannot read: ")
+    assert "\n" not in str(info.value)
+
+
+# --- stimulus ----------------------------------------------------------------------------------
+
+def test_stimulus_shares_one_set_of_floats(seed):
+    ops = stimulus.operands(64, 400, seed=seed)
+    again = stimulus.operands(64, 400, seed=seed)
+    assert np.array_equal(ops.a, again.a) and np.array_equal(ops.w, again.w)
+    sparsity = ops.sparsity
+    assert abs(sparsity["activations"] - 0.5) < 0.01
+    assert abs(sparsity["weights"] - 0.424) < 0.02
+    # Ternary payloads are the packed ternarization of the very same floats.
+    tern = stimulus.ternary_payloads(ops)
+    for plane in ("a", "w"):
+        nz = np.array([[p[plane]["nz"]] for p in tern], dtype=np.uint64)
+        sg = np.array([[p[plane]["sg"]] for p in tern], dtype=np.uint64)
+        assert np.array_equal(unpack(nz, sg, 64), ops.ta if plane == "a" else ops.tw)
+    # fp32 payloads are the floats rounded to binary32; int8 ones a scaled copy of them.
+    fp = stimulus.fp32_payloads(ops)
+    assert np.array_equal(np.array(fp[3]["b"], dtype=np.uint32).view(np.float32),
+                          ops.w[3].astype(np.float32))
+    ints = np.array([p["a"] for p in stimulus.int_payloads(ops, 8)])
+    assert np.abs(ints).max() == 127
+    assert np.corrcoef(ints.ravel(), ops.a.ravel())[0, 1] > 0.99
+
+
+def test_layer_source_streams_rows(seed):
+    w = np.arange(6.0).reshape(3, 2)
+    a = -np.arange(4.0).reshape(2, 2)
+    ops = stimulus.operands(2, 7, seed=seed, source=stimulus.layer_source(w, a))
+    assert np.array_equal(ops.w[:4], w[[0, 1, 2, 0]])
+    assert np.array_equal(ops.a[:4], a[[0, 0, 0, 1]])
+    with pytest.raises(ValueError, match=re.escape("Layer has 2 lanes, not 3")):
+        stimulus.operands(3, 7, seed=seed, source=stimulus.layer_source(w, a))
+
+
+# --- gate-level simulation of a real unit ------------------------------------------------------
+
+def _int_case(lanes, count, seed):
+    dut = IntDot(lanes, 8)
+    ops = stimulus.operands(lanes, count, seed=seed)
+    payloads = stimulus.int_payloads(ops, 8)
+    mask = (1 << dut.out_width) - 1
+    golden = [int(int_dot(np.array(p["a"]), np.array(p["b"]), 8)) & mask for p in payloads]
+    return dut, payloads, golden
+
+
+@pytest.fixture
+def workdir(request):
+    path = build_dir("test_power", re.sub(r"\W", "_", request.node.name))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.mark.parametrize("target", ["ice40", "ecp5"])
+def test_netlist_computes_and_toggles_follow_data(target, seed, workdir):
+    """The mapped netlist's outputs equal the golden model's; all-zero operands leave the
+    datapath still, random ones do not."""
+    count = 80
+    dut, payloads, golden = _int_case(3, count, seed)
+    report = power.estimate_power(dut, payloads, target=target, clock_mhz=50, macs_per_cycle=3,
+                                  workdir=workdir, seed=seed, expected=golden)
+    assert report["trace_coverage"] > 0.95
+    assert report["cycles"] == count - dut.latency - 2
+    assert report["stall_cycles"] == 0
+    toggles = sum(v for k, v in report.items() if k.startswith("toggles_per_cycle."))
+    assert toggles > 10
+    energies = sum(v for k, v in report.items() if k.startswith("energy_pj_per_cycle."))
+    assert report["dynamic_mw"] == pytest.approx(energies * 50e-3)
+    assert report["total_mw"] == pytest.approx(report["static_mw"] + report["dynamic_mw"])
+    assert report["dynamic_pj_per_mac"] == pytest.approx(energies / 3)
+    if target == "ecp5":
+        assert report["cells.MULT18X18D"] == 3
+        assert report["input_toggles_per_cycle.MULT18X18D"] > 0
+
+    # The same netlist (and, on ECP5, the same compiled simulator) with zero operands.
+    netlist = power.map_netlist(dut, target, workdir)
+    zeros = power.simulate_netlist(netlist, [0] * count, warmup=dut.latency + 2,
+                                   drain=dut.latency + 4)
+    assert zeros.outputs == [0] * count
+    assert sum(zeros.toggles.values()) == 0
+    energy, _, _, _ = power.activity_energy(netlist, power.load_coefficients(), zeros.toggles,
+                                            zeros.cycles)
+    # Only the clock load of the registers remains.
+    assert set(k for k, v in energy.items() if v) == {"FF clock"}
+
+
+def test_gate_level_mismatch_is_reported(seed, workdir):
+    dut, payloads, golden = _int_case(2, 30, seed)
+    golden[5] ^= 1
+    with pytest.raises(ValueError, match=re.escape(
+            "Gate-level outputs differ from the expected values at output 5 "
+            "(30 outputs, 30 expected)")):
+        power.estimate_power(dut, payloads, target="ice40", clock_mhz=50, macs_per_cycle=2,
+                             workdir=workdir, expected=golden)
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    (dict(target="xc7"), ValueError, "Target must be one of 'ecp5', 'ice40', not 'xc7'"),
+    (dict(clock_mhz=0), ValueError, "Clock frequency must be a positive number of MHz, not 0"),
+    (dict(macs_per_cycle=-1), ValueError, "MACs per cycle must be a positive number, not -1"),
+], ids=["target", "clock", "macs"])
+def test_estimate_power_arguments(kwargs, error, message, workdir):
+    args = dict(target="ice40", clock_mhz=10, macs_per_cycle=1, workdir=workdir)
+    args.update(kwargs)
+    with pytest.raises(error, match=f"^{re.escape(message)}$"):
+        power.estimate_power(IntDot(1, 8), [], **args)
+
+
+@pytest.mark.slow
+def test_ice40_calibration_reproduces_the_table():
+    """The iCE40 coefficients are what calibrate_ice40 derives with today's flow."""
+    derived = power.calibrate_ice40(build_dir("test_power", "calibration"))
+    entries = {e["name"]: e["value"] for e in power.load_coefficients()["cells"]
+               if e["family"] == "ice40"}
+    assert derived["luts.luts"] == 180          # tinyvision's 208 LC minus its 28-LC counter
+    assert entries["logic output"] == pytest.approx(derived["logic_toggle_pj"], rel=0.01)
+    assert entries["FF clock"] == pytest.approx(derived["ff_clock_pj"], rel=0.01)
+    assert entries["DSP input"] == pytest.approx(derived["mac16_input_toggle_pj"], rel=0.01)
