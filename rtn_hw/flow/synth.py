@@ -41,7 +41,7 @@ __all__ = ["TARGETS", "UNITS", "DEVICES", "PAPER", "CLOCK_MHZ", "SEED", "CHANNEL
            "NODSP_MAX_LANES", "MAX_LANES", "DSP_LC", "BRAM_LC_PER_KBIT", "LC_AREA_VTR",
            "parse_targets", "parse_units", "parse_lanes", "parse_jobs", "selection_from_env",
            "plan", "run_sweep", "parse_stat", "classify", "area_lc", "check_fit",
-           "compare", "tool_versions", "synth_script", "FLOW_VERSION"]
+           "compare", "tool_versions", "synth_script", "synthesize_run", "FLOW_VERSION"]
 
 FLOW_VERSION = 1          # bump when the scripts or the meaning of a cached result change
 PAPER = {"area_ratio": 89.17, "power_ratio": 46.46}
@@ -316,6 +316,38 @@ def _power_source_hash():
     return h.hexdigest()
 
 
+@functools.cache
+def _source_hash():
+    """Hash of every source that shapes a unit's netlist: a change re-elaborates."""
+    root = pathlib.Path(__file__).parents[1]
+    h = hashlib.sha256()
+    files = sorted([*root.joinpath("gateware").rglob("*.py"), *root.joinpath("model").rglob("*.py"),
+                    root / "flow" / "harness.py", root / "flow" / "yosys.py"])
+    for path in files:
+        h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    from amaranth import __version__ as amaranth_version
+    h.update(amaranth_version.encode())
+    return h.hexdigest()
+
+
+def _elab_key(config):
+    return "elab-" + _digest({"flow": FLOW_VERSION, "config": list(config),
+                              "params": UNITS[config[0]].params(config[1]),
+                              "source": _source_hash()})
+
+
+def _elab_cached(cache_dir, config):
+    """A cached elaboration whose RTLIL file is still there and unchanged, else None."""
+    hit = _cache_get(cache_dir, _elab_key(config))
+    if hit is None or not hit.get("ok"):
+        return None
+    try:
+        text = pathlib.Path(hit["path"]).read_bytes()
+    except OSError:
+        return None
+    return hit if hashlib.sha256(text).hexdigest() == hit["netlist_hash"] else None
+
+
 def _power_key(run, netlist_hash, versions):
     return _digest({"flow": FLOW_VERSION, "netlist": netlist_hash, "target": run.target,
                     "clock": CLOCK_MHZ, "seed": SEED, "cycles": POWER_CYCLES,
@@ -433,8 +465,17 @@ def _build(unit_name, lanes):
     raise LookupError(f"unit {unit.registry!r} is not registered")
 
 
+def _cpu():
+    """CPU seconds used so far by this process and its finished children (yosys, nextpnr):
+    a load-independent cost, since the build machines are shared."""
+    import resource
+    me, kids = (resource.getrusage(who) for who in (resource.RUSAGE_SELF,
+                                                      resource.RUSAGE_CHILDREN))
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def _elaborate(unit_name, lanes):
-    start = time.monotonic()
+    start, cpu = time.monotonic(), _cpu()
     try:
         component, params = _build(unit_name, lanes)
     except (ImportError, LookupError) as error:
@@ -451,18 +492,20 @@ def _elaborate(unit_name, lanes):
             "latency": int(getattr(component, "latency", -1)),
             "harness_bits": {"in": harness.in_bits, "out": harness.out_bits,
                              "xor_levels": harness.levels},
-            "seconds": time.monotonic() - start}
+            "seconds": time.monotonic() - start, "cpu_seconds": round(_cpu() - cpu, 2)}
 
 
-def _synth(run_fields, rtlil_path):
-    """yosys (+ nextpnr where it fits) for one run; returns the cacheable result dict."""
+def _synth(run_fields, rtlil_path, *, workdir=None, route=True):
+    """yosys (+ nextpnr where it fits, unless not `route`) for one run: the cacheable result."""
     run = Run(**run_fields)
     target = TARGETS[run.target]
     family = target.family
-    workdir = _work_root() / run.target / f"{run.unit}-{run.lanes}-{run.mapping}"
+    if workdir is None:
+        workdir = _work_root() / run.target / f"{run.unit}-{run.lanes}-{run.mapping}"
+    workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     text = pathlib.Path(rtlil_path).read_text()
-    start = time.monotonic()
+    start, cpu = time.monotonic(), _cpu()
     yosys.run_yosys(synth_script(target, run.mapping), workdir, files={"top.il": text},
                     timeout=YOSYS_TIMEOUT)
     yosys_s = time.monotonic() - start
@@ -481,6 +524,8 @@ def _synth(run_fields, rtlil_path):
     }
     if target.pnr_args is None:
         result["notes"].append("yosys counts only (no place and route for this target)")
+    elif not route:
+        result["notes"].append("yosys counts only (place and route not requested)")
     elif not reasons:
         pnr = nextpnr.run_nextpnr(family, workdir, target.pnr_args, seed=SEED,
                                   freq_mhz=target.freq_mhz, timeout=NEXTPNR_TIMEOUT)
@@ -495,10 +540,21 @@ def _synth(run_fields, rtlil_path):
             result["fits"] = False if pnr.capacity else result["fits"]
             what = "does not fit" if pnr.capacity else "place and route failed"
             result["notes"].append(f"{what} ({pnr.error}); yosys counts only")
+    result["cpu_seconds"] = round(_cpu() - cpu, 2)
     netlist = workdir / "top.json"
     if netlist.exists():
         result["mapped_hash"] = hashlib.sha256(netlist.read_bytes()).hexdigest()
     return result
+
+
+def synthesize_run(unit, lanes, target, mapping="dsp", *, workdir, route=False):
+    """One run outside a sweep, uncached (the regression tests use it): a run record."""
+    run = Run(unit, lanes, target, mapping)
+    elab = _elaborate(unit, lanes)
+    if not elab["ok"]:
+        return _record(run, elab, None, None, cached=False, power_note=None)
+    synth = _synth(dataclasses.asdict(run), elab["path"], workdir=workdir, route=route)
+    return _record(run, elab, synth, None, cached=False, power_note=None)
 
 
 def _payloads(unit_name, lanes):
@@ -523,7 +579,7 @@ def _power(run_fields):
     component, _ = _build(run.unit, run.lanes)
     workdir = _work_root() / run.target / f"{run.unit}-{run.lanes}-{run.mapping}" / "power"
     workdir.mkdir(parents=True, exist_ok=True)
-    start = time.monotonic()
+    start, cpu = time.monotonic(), _cpu()
     result = power.estimate_power(component, _payloads(run.unit, run.lanes),
                                   target=target.power_target, clock_mhz=CLOCK_MHZ,
                                   macs_per_cycle=run.lanes * unit.channels, workdir=workdir,
@@ -532,6 +588,7 @@ def _power(run_fields):
             "total_mw_at_12_5pct", "trace_coverage", "coefficients_version", "cycles")
     out = {k: result.get(k) for k in keep}
     out["seconds"] = round(time.monotonic() - start, 2)
+    out["cpu_seconds"] = round(_cpu() - cpu, 2)
     return out
 
 
@@ -584,6 +641,8 @@ def _record(run, elab, synth, power_result, *, cached, power_note):
         "netlist_hash": elab["netlist_hash"],
         "mapped_hash": synth.get("mapped_hash"),
         "seconds": {"elaborate": round(elab["seconds"], 2), **synth["seconds"]},
+        "cpu_seconds": {"elaborate": elab.get("cpu_seconds"),
+                        "synth": synth.get("cpu_seconds")},
         "cached": cached,
         "clock_mhz": None, "power_mw": None, "static_mw": None, "dynamic_mw": None,
         "energy_pj_per_mac": None,
@@ -598,6 +657,7 @@ def _record(run, elab, synth, power_result, *, cached, power_note):
                            "energy_pj_per_mac": power_result["energy_pj_per_mac"],
                            "power": power_result})
             record["seconds"]["power"] = power_result.get("seconds")
+            record["cpu_seconds"]["power"] = power_result.get("cpu_seconds")
     elif power_note:
         record["notes"].append(power_note)
     return record
@@ -701,7 +761,13 @@ def run_sweep(targets=None, units=None, lanes=None, jobs=None, progress=None, *,
     with concurrent.futures.ProcessPoolExecutor(max_workers=jobs) as pool:
         pending = {}
         for config in configs:
-            pending[pool.submit(_elaborate, *config)] = ("elab", config)
+            hit = _elab_cached(cache_dir, config)
+            if hit is None:
+                pending[pool.submit(_elaborate, *config)] = ("elab", config)
+            else:
+                done_future = concurrent.futures.Future()
+                done_future.set_result(hit)
+                pending[done_future] = ("elab", config, "cached")
 
         def finish(run):
             """Record `run` if its synthesis and (wanted) power are both known."""
@@ -712,18 +778,21 @@ def run_sweep(targets=None, units=None, lanes=None, jobs=None, progress=None, *,
             if want and run not in powers:
                 return
             rec = _record(run, elab, synth, powers.get(run) if want else None,
-                          cached=bool(synth and synth.get("_cached")),
+                          cached=bool(synth and synth.get("_cached")
+                                      and (not want or powers[run].get("_cached"))),
                           power_note=power_note if elab["ok"] and _power_wanted(run, synth)
                           else None)
             records[run] = rec
             seconds = sum(v or 0 for v in rec.get("seconds", {}).values())
-            line(run, rec, " (cached)" if rec.get("cached") else f" ({seconds:.0f} s)")
+            cpu = sum(v or 0 for v in rec.get("cpu_seconds", {}).values())
+            line(run, rec, " (cached)" if rec.get("cached")
+                 else f" ({seconds:.0f} s, {cpu:.0f} s CPU)")
 
         def start_power(run):
             key = _power_key(run, elabs[run.config]["netlist_hash"], versions)
             hit = _cache_get(cache_dir, key)
             if hit is not None:
-                powers[run] = hit
+                powers[run] = dict(hit, _cached=True)
                 return False
             pending[pool.submit(_power, dataclasses.asdict(run))] = ("power", run, key)
             return True
@@ -735,6 +804,8 @@ def run_sweep(targets=None, units=None, lanes=None, jobs=None, progress=None, *,
                 kind, what, *rest = pending.pop(future)
                 if kind == "elab":
                     elab = elabs[what] = future.result()
+                    if elab["ok"] and not rest:
+                        _cache_put(cache_dir, _elab_key(what), elab)
                     mine = sorted((r for r in runs if r.config == what), key=_cost,
                                   reverse=True)
                     for run in mine:
@@ -798,7 +869,9 @@ def run_sweep(targets=None, units=None, lanes=None, jobs=None, progress=None, *,
         "comparisons": compare(ordered),
         "timing": {"total_seconds": round(seconds, 1),
                    "runs": len(ordered),
-                   "cached_runs": sum(1 for r in ordered if r.get("cached"))},
+                   "cached_runs": sum(1 for r in ordered if r.get("cached")),
+                   "cpu_seconds_of_runs": round(sum(
+                       v or 0 for r in ordered for v in r.get("cpu_seconds", {}).values()), 1)},
     }
     if write:
         report["files"] = report_mod.write_reports(report, out_dir)

@@ -1,0 +1,350 @@
+"""The synthesis sweep (rtn_hw.flow.synth): selection messages, parsers, area/ratio arithmetic,
+the atomic report writer, the register harness, and (marked `synth`) yosys regression
+baselines checked in per tool version under tests/synth_baselines/."""
+
+import json
+import os
+import pathlib
+import re
+
+import pytest
+from amaranth.hdl import Module, Signal, unsigned
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.sim import Simulator
+
+from rtn_hw.flow import harness, nextpnr, report, synth
+
+BASELINES = pathlib.Path(__file__).with_name("synth_baselines")
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+# --- TARGETS / UNITS / LANES / JOBS ------------------------------------------------------------
+
+def test_selection_defaults():
+    assert synth.selection_from_env({}) == {
+        "targets": ["ecp5-85k", "ice40-up5k", "xilinx-lut6"],
+        "units": ["ternary_dot", "rtn_mac_array", "fp32_dot", "int8_dot", "int16_dot"],
+        "lanes": None, "jobs": os.cpu_count() or 1}
+    assert synth.parse_targets(" xilinx-lut6, ecp5-85k ecp5-85k") == ["xilinx-lut6", "ecp5-85k"]
+    assert synth.parse_units("fp32_dot") == ["fp32_dot"]
+    assert synth.parse_lanes("64,16 16") == [16, 64]
+    assert synth.parse_jobs("3") == 3
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"TARGETS": "ecp5"},
+     "TARGETS: unknown target 'ecp5'; valid targets: ecp5-85k, ice40-up5k, xilinx-lut6"),
+    ({"UNITS": "ternary_dot,fp64_dot"},
+     "UNITS: unknown unit 'fp64_dot'; valid units: ternary_dot, rtn_mac_array, fp32_dot, "
+     "int8_dot, int16_dot"),
+    ({"LANES": "16,x"},
+     "LANES: 'x' is not a lane count; valid lanes: integers from 1 to 1024 (default: "
+     "16,64,256 for RTN units, 16,64 for baselines)"),
+    ({"LANES": "0"},
+     "LANES: '0' is not a lane count; valid lanes: integers from 1 to 1024 (default: "
+     "16,64,256 for RTN units, 16,64 for baselines)"),
+    ({"LANES": "2048"},
+     "LANES: '2048' is not a lane count; valid lanes: integers from 1 to 1024 (default: "
+     "16,64,256 for RTN units, 16,64 for baselines)"),
+    ({"JOBS": "two"}, "JOBS: 'two' is not a job count; valid jobs: positive integers"),
+])
+def test_selection_errors(env, message):
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        synth.selection_from_env(env)
+
+
+def test_plan_default_sweep():
+    runs = synth.plan()
+    ids = {r.id for r in runs}
+    # RTN at 16/64/256; baselines with DSPs at 16/64 and all-LUT at 16 only; 3 targets.
+    assert len(runs) == 3 * (2 * 3 + 3 * (2 + 1))
+    assert "ecp5-85k/ternary_dot/256/dsp" in ids
+    assert "ice40-up5k/fp32_dot/16/lut" in ids
+    assert "xilinx-lut6/fp32_dot/64/lut" not in ids
+    assert not any(r.mapping == "lut" for r in runs if synth.UNITS[r.unit].kind == "rtn")
+    assert synth.UNITS["rtn_mac_array"].params(64) == {
+        "lanes": "64", "channels": "16", "levels_per_stage": "2"}
+
+
+# --- parsers -----------------------------------------------------------------------------------
+
+STAT = {
+    "creator": "Yosys 0.70",
+    "modules": {
+        "\\top": {"num_cells": 103, "num_cells_by_type": {
+            "LUT4": 7, "TRELLIS_FF": 94, "top.unit": 1, "$scopeinfo": 0}},
+        "\\top.unit": {"num_cells": 151, "num_cells_by_type": {
+            "CCU2C": 27, "LUT4": 1, "MULT18X18D": 4, "TRELLIS_FF": 119}},
+    },
+    "design": {"num_cells_by_type": {"CCU2C": 27, "LUT4": 8}},
+}
+
+
+def test_parse_stat_splits_unit_and_harness():
+    unit, harness_cells = synth.parse_stat(json.dumps(STAT))
+    assert unit == {"CCU2C": 27, "LUT4": 1, "MULT18X18D": 4, "TRELLIS_FF": 119}
+    assert harness_cells == {"LUT4": 7, "TRELLIS_FF": 94}
+    with pytest.raises(ValueError, match=r"^module 'top\.dut' not in yosys stat "):
+        synth.parse_stat(json.dumps(STAT), unit="top.dut")
+
+
+def test_classify_and_area():
+    counts = synth.classify("ecp5", {"CCU2C": 27, "LUT4": 1, "MULT18X18D": 4,
+                                     "TRELLIS_FF": 119, "DP16KD": 2, "PFUMX": 3})
+    assert counts == {"lut": 1, "ff": 119, "carry": 27, "dsp": 4, "bram": 2, "lutram": 0,
+                      "other": 3, "bram_kbits": 36}
+    # LUTs + 2 per CCU2C + 36.74 per DSP + 3.18 per Kbit.
+    assert synth.area_lc("ecp5", counts) == pytest.approx(1 + 54 + 4 * 36.740 + 36 * 3.1775,
+                                                          abs=0.01)
+    ice = synth.classify("ice40", {"SB_LUT4": 10, "SB_DFFER": 3, "SB_DFF": 2, "SB_CARRY": 5,
+                                   "SB_MAC16": 1})
+    assert (ice["lut"], ice["ff"], ice["carry"], ice["dsp"]) == (10, 5, 5, 1)
+    assert synth.area_lc("ice40", ice) == pytest.approx(10 + synth.DSP_LC)
+    xc = synth.classify("xilinx", {"LUT6": 4, "LUT2": 3, "FDRE": 7, "CARRY4": 2, "DSP48E1": 1,
+                                   "MUXF7": 1})
+    assert (xc["lut"], xc["ff"], xc["carry"], xc["dsp"], xc["other"]) == (7, 7, 2, 1, 1)
+
+
+def test_check_fit_reasons():
+    counts = {"lut": 5000, "ff": 6000, "carry": 0, "dsp": 64, "bram": 0}
+    assert synth.check_fit("ice40-up5k", counts) == ["6000 FF > 5280", "64 SB_MAC16 > 8"]
+    assert synth.check_fit("ecp5-85k", dict(counts, carry=40_000)) == [
+        "85000 LUT4 > 83640"]
+    assert synth.check_fit("xilinx-lut6", dict(counts, lut=10**7)) == []
+
+
+def test_parse_nextpnr_report():
+    text = json.dumps({
+        "fmax": {"clk$glb": {"achieved": 143.5, "constraint": 200.0},
+                 "other": {"achieved": 99.25, "constraint": 200.0}},
+        "utilization": {"MULT18X18D": {"available": 156, "used": 4},
+                        "DCCA": {"available": 56, "used": 0}},
+    })
+    fmax, clocks, constraint, used = nextpnr.parse_report(text)
+    assert fmax == 99.25 and constraint == 200.0
+    assert clocks == {"clk$glb": 143.5, "other": 99.25}
+    assert used == {"MULT18X18D": {"used": 4, "available": 156}}
+    assert nextpnr.parse_report("{}") == (None, {}, None, {})
+
+
+# --- comparisons -------------------------------------------------------------------------------
+
+def _run(unit, kind, lanes, area, energy, macs=None, mapping="dsp", target="ecp5-85k"):
+    macs = macs or lanes
+    return {"available": True, "unit": unit, "kind": kind, "lanes": lanes, "target": target,
+            "mapping": mapping, "macs_per_cycle": macs, "area": area, "lut": area,
+            "area_per_mac": area / macs, "energy_pj_per_mac": energy, "fmax_mhz": 100.0,
+            "fits": True}
+
+
+def test_compare_at_equal_throughput():
+    runs = [_run("ternary_dot", "rtn", 16, 160, 0.5),
+            _run("rtn_mac_array", "rtn", 16, 1600, 0.25, macs=256),
+            _run("fp32_dot", "baseline", 16, 8000, 20.0),
+            _run("fp32_dot", "baseline", 16, 16000, None, mapping="lut"),
+            _run("fp32_dot", "baseline", 64, 32000, 20.0),
+            _run("fp32_dot", "baseline", 16, 8000, 20.0, target="ice40-up5k")]
+    out = synth.compare(runs)
+    assert [(c["rtn_unit"], c["baseline_mapping"]) for c in out] == [
+        ("ternary_dot", "dsp"), ("ternary_dot", "lut"), ("rtn_mac_array", "dsp"),
+        ("rtn_mac_array", "lut")]
+    dot, _, mac, mac_lut = out
+    assert dot["area_ratio"] == 50.0 and dot["area_ratio_rtn_over_baseline"] == 0.02
+    assert dot["power_ratio"] == 40.0 and dot["power_ratio_rtn_over_baseline"] == 0.025
+    # The MAC array does 16× the MACs per cycle: area per MAC/cycle is 6.25 against 500.
+    assert mac["area_ratio"] == 80.0 and mac["power_ratio"] == 80.0
+    assert mac_lut["power_ratio"] is None
+    assert dot["paper_area_ratio"] == 89.17 and dot["paper_power_ratio"] == 46.46
+
+
+# --- report writer -----------------------------------------------------------------------------
+
+def test_write_is_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "synth.json"
+    report.write_json(path, {"old": 1})
+    assert json.loads(path.read_text()) == {"old": 1}
+
+    def broken_replace(src, dst):
+        raise OSError("disk full")
+    monkeypatch.setattr(report.os, "replace", broken_replace)
+    with pytest.raises(OSError, match="disk full"):
+        report.write_json(path, {"new": 2})
+    assert json.loads(path.read_text()) == {"old": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["synth.json"]
+
+
+def test_write_fails_mid_write_keeps_old(tmp_path, monkeypatch):
+    path = tmp_path / "synth.md"
+    report.write_text(path, "old\n")
+    real_fdopen = os.fdopen
+
+    class Half:
+        def __init__(self, file):
+            self.file = file
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.file.close()
+
+        def write(self, data):
+            self.file.write(data[:3])
+            raise OSError("killed mid-write")
+
+    monkeypatch.setattr(report.os, "fdopen", lambda fd, mode: Half(real_fdopen(fd, mode)))
+    with pytest.raises(OSError, match="killed mid-write"):
+        report.write_text(path, "new text\n")
+    assert path.read_text() == "old\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["synth.md"]
+
+
+def _report():
+    runs = [dict(_run("ternary_dot", "rtn", 16, 160, 0.5), id="a", lut_type="LUT4", ff=10,
+                 carry=1, dsp=0, bram=0, lut_per_lane=10.0, power_mw=1.25,
+                 harness={"lut": 7, "ff": 94}, notes=[]),
+            dict(_run("fp32_dot", "baseline", 16, 8000, 20.0), id="b", lut_type="LUT4",
+                 ff=900, carry=5, dsp=64, bram=0, lut_per_lane=500.0, power_mw=32.0,
+                 harness={"lut": 7, "ff": 1100}, notes=[], fits=False),
+            {"available": False, "unit": "int8_dot", "mapping": "dsp", "lanes": 16,
+             "macs_per_cycle": 16, "target": "ecp5-85k", "lut_type": "LUT4",
+             "notes": ["unit not available: nope"]}]
+    return {"generated": "now", "timing": {"runs": 3, "cached_runs": 1, "total_seconds": 2.0},
+            "tool_versions": {"yosys": "Yosys 0.70", "seeds": {"nextpnr": 1}},
+            "settings": {"targets": ["ecp5-85k"], "jobs": 2, "clock_mhz": 100, "channels": 16,
+                         "area_definition": "LUTs + 36.74 per DSP",
+                         "nextpnr_constraint_mhz": {"ecp5-85k": 200}},
+            "devices": {"ecp5-85k": synth.DEVICES["ecp5-85k"]}, "paper": synth.PAPER,
+            "runs": runs, "comparisons": synth.compare(runs)}
+
+
+def test_markdown_and_files(tmp_path):
+    rep = _report()
+    text = report.render_markdown(rep)
+    assert ("| ecp5-85k | 16 | ternary_dot | fp32_dot (dsp) | 50.0× | 0.02× | 50.0× | 89.17× "
+            "| 40.0× | 0.025× | 46.46× | a side does not fit: yosys counts only |") in text
+    assert "| int8_dot | dsp | 16 | 16 | – |" in text
+    assert "unit not available: nope" in text
+    files = report.write_reports(rep, tmp_path)
+    written = json.loads((tmp_path / "synth.json").read_text())
+    assert written["comparisons"][0]["area_ratio"] == 50.0
+    assert written["files"]["plots"] == files["plots"]
+    assert (tmp_path / "synth.md").read_text().startswith("# Synthesis sweep")
+    assert [pathlib.Path(p).name for p in files["plots"]] == [
+        "synth_area_ecp5-85k.png", "synth_power_ecp5-85k.png"]
+    assert all(pathlib.Path(p).read_bytes()[:4] == b"\x89PNG" for p in files["plots"])
+
+
+# --- register harness --------------------------------------------------------------------------
+
+class _Standin(wiring.Component):
+    """A stand-in unit: o = i + 1 registered, plus an extra input stream xored in."""
+
+    def __init__(self):
+        super().__init__({"i": In(stream.Signature(unsigned(6))),
+                          "k": In(stream.Signature(unsigned(2))),
+                          "o": Out(stream.Signature(unsigned(6)))})
+
+    def elaborate(self, platform):
+        m = Module()
+        with m.If(self.o.ready | ~self.o.valid):
+            m.d.sync += [self.o.payload.eq(self.i.payload + 1 + self.k.payload),
+                         self.o.valid.eq(self.i.valid)]
+        m.d.comb += [self.i.ready.eq(self.o.ready | ~self.o.valid), self.k.ready.eq(1)]
+        return m
+
+
+def test_harness_shape_and_errors():
+    h = harness.RegisterHarness(_Standin())
+    # Inputs: i.payload 6 + i.valid + k.payload 2 + k.valid + o.ready = 11; outputs 6+1+1+1.
+    assert (h.in_bits, h.out_bits, h.levels) == (11, 9, 2)
+    with pytest.raises(TypeError, match=r"^Unit must be a wiring\.Component, not 3$"):
+        harness.RegisterHarness(3)
+
+
+def test_harness_reduces_every_output_bit():
+    """sout is the XOR of all unit output bits, 1 + levels cycles after they appear."""
+    dut = harness.RegisterHarness(_Standin())
+    unit = dut.unit
+    seen, outs = [], []
+
+    async def bench(ctx):
+        bits = [1, 0, 1, 1, 0, 0, 1, 0, 1, 1, 1, 0, 0, 1, 0, 1, 1, 0, 1, 0] * 3
+        for bit in bits:
+            ctx.set(dut.sin, bit)
+            await ctx.tick()
+            value = (ctx.get(unit.o.payload) | ctx.get(unit.o.valid) << 6
+                     | ctx.get(unit.i.ready) << 7 | ctx.get(unit.k.ready) << 8)
+            seen.append(bin(value).count("1") & 1)
+            outs.append(ctx.get(dut.sout))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    delay = 1 + dut.levels
+    assert outs[delay:] == seen[:-delay]
+    assert len(set(seen)) == 2
+
+
+# --- yosys regression baselines ----------------------------------------------------------------
+
+def _baseline_file():
+    version = synth.tool_versions()["yosys"].split()[1]
+    return BASELINES / f"yosys-{version}.json"
+
+
+@pytest.mark.synth
+def test_synth_regression_baselines():
+    """Small subset, yosys counts only: a worse figure fails, a better one is printed."""
+    path = _baseline_file()
+    if not path.exists():
+        pytest.skip(f"no baseline for this yosys ({path.name}); record one with "
+                    f"`python -m tests.test_synth`")
+    baseline = json.loads(path.read_text())
+    tolerance = baseline["tolerance"]
+    worse, better, skipped = [], [], []
+    for case in baseline["cases"]:
+        workdir = REPO / "build" / "test_synth" / f"{case['unit']}-{case['lanes']}-" \
+                                                  f"{case['target']}-{case['mapping']}"
+        rec = synth.synthesize_run(case["unit"], case["lanes"], case["target"],
+                                   case["mapping"], workdir=workdir)
+        if not rec.get("available"):
+            skipped.append(f"{case['unit']}: {rec['notes'][0]}")
+            continue
+        for key, expected in case["counts"].items():
+            got = rec[key]
+            slack = max(tolerance["cells"], tolerance["fraction"] * expected)
+            label = f"{case['target']} {case['unit']} lanes={case['lanes']} {key}"
+            if got > expected + slack:
+                worse.append(f"{label}: {got} > baseline {expected}")
+            elif got < expected:
+                better.append(f"{label}: {got} < baseline {expected} (better; update "
+                              f"{path.name})")
+    for line in better + skipped:
+        print(line)
+    assert not worse, "; ".join(worse)
+    assert len(skipped) < len(baseline["cases"]), "no baseline case could be built"
+
+
+def record_baselines():
+    """Write the baseline file for the running yosys from the current units."""
+    cases = [("ternary_dot", 16), ("int8_dot", 4), ("rtn_mac_array", 8)]
+    out = {"yosys": synth.tool_versions()["yosys"],
+           "note": "yosys stat of the unit alone (register harness, keep_hierarchy), ecp5",
+           "tolerance": {"fraction": 0.02, "cells": 1}, "cases": []}
+    for unit, lanes in cases:
+        workdir = REPO / "build" / "test_synth" / f"{unit}-{lanes}-ecp5-85k-dsp"
+        rec = synth.synthesize_run(unit, lanes, "ecp5-85k", "dsp", workdir=workdir)
+        if rec.get("available"):
+            out["cases"].append({"unit": unit, "lanes": lanes, "target": "ecp5-85k",
+                                 "mapping": "dsp",
+                                 "params": rec["params"],
+                                 "counts": {k: rec[k] for k in ("lut", "ff", "carry", "dsp")}})
+    report.write_json(_baseline_file(), out)
+    return out
+
+
+if __name__ == "__main__":
+    print(json.dumps(record_baselines(), indent=1))
