@@ -481,15 +481,25 @@ def simulate_netlist(netlist, payload_ints, *, warmup, drain):
         simulator = "icarus"
     else:
         (work / "mult18x18d_sim.v").write_text(_mult18_model())
+        # Only the netlist's own nets are wanted: tracing inside every cell model would
+        # multiply the trace (Verilator ignores $dumpvars' depth).
+        (work / "notrace.vlt").write_text(
+            f'`verilator_config\ntracing_off -file "{share}/*"\n'
+            'tracing_off -file "*mult18x18d_sim.v"\n')
         exe, env = _verilator()
         args = [exe, "--binary", "-j", "1", "--top-module", "tb", "-Wno-fatal", "-Wno-lint",
                 "-Wno-style", "--timing", "-CFLAGS", "-fcoroutines", "--trace",
                 "--trace-max-width", "100000", "--trace-depth", "2", "-Mdir", "obj",
-                f"-I{share}", "tb.v", "mapped.v", "mult18x18d_sim.v", str(share / "cells_sim.v")]
+                # The PyPI wheel's verilated.mk leaves the precompiled-header flag empty, which
+                # breaks any design large enough to be split into several C++ files.
+                "-MAKEFLAGS", "CFG_CXXFLAGS_PCH_I=-include",
+                f"-I{share}", "notrace.vlt", "tb.v", "mapped.v", "mult18x18d_sim.v",
+                str(share / "cells_sim.v")]
         # The stimulus is read at run time, so a second run of the same netlist and cycle
         # count reuses the (slow to compile) binary.
         digest = hashlib.sha256("\0".join(args[1:] + [
-            (work / f).read_text() for f in ("tb.v", "mapped.v", "mult18x18d_sim.v")]).encode())
+            (work / f).read_text()
+            for f in ("notrace.vlt", "tb.v", "mapped.v", "mult18x18d_sim.v")]).encode())
         stamp = work / "obj" / "build.sha256"
         if not (stamp.exists() and stamp.read_text() == digest.hexdigest()
                 and (work / "obj" / "Vtb").exists()):
