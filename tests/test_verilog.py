@@ -25,6 +25,8 @@ EXPECTED_UNITS = {"popcount", "ternary_dot", "ternary_encoder", "ternary_decoder
 # (small, medium) parameters per unit; the two sizes cover each unit's modes between them.
 SIZES = {
     "popcount": ({"width": "8"}, {"width": "64", "levels_per_stage": "2"}),
+    "ternary_dot": ({"lanes": "4", "pipeline": "0"},
+                    {"lanes": "64", "pipeline": "3", "activation_sum": "false"}),
     "ternary_encoder": ({"lanes": "4"},
                         {"lanes": "32", "in_fmt": "Q4.12", "thresholds": "random", "seed": "3"}),
     "ternary_decoder": ({"lanes": "4", "alpha": "0.75", "beta": "0.25"},
@@ -96,7 +98,8 @@ def test_unit_exports_and_lints(unit, params, tmp_path):
     names = [p["name"] for p in sidecar["ports"]]
     for stream in ("i", "o"):
         assert {f"{stream}__payload", f"{stream}__valid", f"{stream}__ready"} <= set(names)
-    assert {"clk", "rst"} <= set(names)
+    # A unit with no register (latency 0) has no clock domain, hence no clk/rst.
+    assert ({"clk", "rst"} <= set(names)) == (sidecar["latency"] > 0)
 
     ok, output = compile_icarus(path)
     assert ok, output
@@ -247,7 +250,19 @@ def _encoder_case(sidecar, rng, count):
     return inputs, [dict(zip(("nz", "sg"), planes(row))) for row in encode(y, lo, hi)]
 
 
+def _dot_case(sidecar, rng, count):
+    lanes = sidecar["arguments"]["lanes"]
+    w = np.vstack([np.ones(lanes, int), np.ones(lanes, int),
+                   rng.integers(-1, 2, (count, lanes))])
+    a = np.vstack([np.ones(lanes, int), -np.ones(lanes, int),
+                   rng.integers(-1, 2, (count, lanes))])
+    inputs = [{"w.nz": wp[0], "w.sg": wp[1], "a.nz": ap[0], "a.sg": ap[1]}
+              for wp, ap in ((planes(x, rng), planes(y, rng)) for x, y in zip(w, a))]
+    return inputs, [{"d": int(x @ y), "s_a": int(y.sum())} for x, y in zip(w, a)]
+
+
 DRIVEN = {
+    "ternary_dot": ({"lanes": "7", "pipeline": "2"}, _dot_case),
     "fp32_dot": ({"lanes": "3", "mul_stages": "1", "add_stages": "2"}, _fp32_dot_case),
     "ternary_encoder": ({"lanes": "6", "in_fmt": "Q3.2", "thresholds": "random", "seed": "4"},
                         _encoder_case),

@@ -285,6 +285,13 @@ UNITS = {u.name: u for u in (
              Param("levels_per_stage", OPT_INT, "none",
                    "Logic levels between pipeline registers; none = one output register."),
          )),
+    Unit("ternary_dot", "dot:TernaryDot",
+         "Eq. 8 dot product D and activation sum S_a of ternary vectors, one pair per cycle.", (
+             _lanes("16"),
+             Param("pipeline", INT, "1",
+                   "Registers in all (= latency), 0 (combinational) to the logic depth."),
+             Param("activation_sum", BOOL, "true", "Also output S_a = sum of the activations."),
+         )),
     Unit("ternary_encoder", "codec:TernaryEncoder",
          "Fixed-point pre-activations to trits by two threshold comparisons per lane.", (
              _lanes("8"),
