@@ -172,8 +172,8 @@ def _int_case(lanes, count, seed):
     dut = IntDot(lanes, 8)
     ops = stimulus.operands(lanes, count, seed=seed)
     payloads = stimulus.int_payloads(ops, 8)
-    mask = (1 << dut.out_width) - 1
-    golden = [int(int_dot(np.array(p["a"]), np.array(p["b"]), 8)) & mask for p in payloads]
+    golden = stimulus.golden(ops, "int8")
+    assert golden == [int(int_dot(np.array(p["a"]), np.array(p["b"]), 8)) for p in payloads]
     return dut, payloads, golden
 
 

@@ -594,6 +594,22 @@ def activity_energy(netlist, table, toggles, cycles):
     return energy, out_toggles, in_toggles, out_bits
 
 
+_HARD = {"dsp": ("MULT18X18D", "ALU54B", "SB_MAC16"),
+         "bram": ("DP16KD", "PDPW16KD", "SB_RAM40_4K*", "SB_SPRAM256KA")}
+
+
+def _cell_class(family, ctype):
+    """lut, ff, carry, dsp, bram or other: the raw-count classes of the area report."""
+    kinds = dict(yosys.FAMILIES[family])
+    kinds["lut"] = kinds["lut"] + (("PFUMX", "L6MUX21") if family == "ecp5" else ())
+    kinds["ff"] = kinds["ff"] + (("SB_DFF*",) if family == "ice40" else ())
+    kinds.update(_HARD)
+    for kind in ("lut", "ff", "carry", "dsp", "bram"):
+        if any(fnmatch.fnmatchcase(ctype, pattern) for pattern in kinds[kind]):
+            return kind
+    return "other"
+
+
 def _versions():
     from amaranth import __version__ as amaranth_version
     from importlib.metadata import version
@@ -615,8 +631,9 @@ def estimate_power(component, payloads, *, target, clock_mhz, macs_per_cycle, wo
     `workdir` is a directory under the repository's build/ (YoWASP cannot reach /tmp);
     `macs_per_cycle` is the useful multiply-accumulates per accepted vector (e.g. lanes);
     `seed` is recorded (it is the seed the payloads were drawn with); `warmup` cycles are not
-    counted (default: the component's latency + 2); `expected`, if given, is the list of
-    o__payload values (unsigned ints) the netlist must produce, else ValueError.
+    counted (default: the component's latency + 2); `expected`, if given, lists the outputs
+    the netlist must produce (as `ctx.get` shows them, e.g. `stimulus.golden`), else
+    ValueError.
     Returns a flat dict (see docs/power.md)."""
     from .stimulus import flat_payloads
     family, device, _ = _target(target)
@@ -636,7 +653,9 @@ def estimate_power(component, payloads, *, target, clock_mhz, macs_per_cycle, wo
     workdir = pathlib.Path(workdir)
     netlist = map_netlist(component, target, workdir)
     sim = simulate_netlist(netlist, flat, warmup=warmup, drain=latency + 4)
-    if expected is not None and sim.outputs != list(expected):
+    if expected is not None:
+        expected = flat_payloads(component.o.payload.shape(), expected)
+    if expected is not None and sim.outputs != expected:
         bad = next((k for k, (x, y) in enumerate(zip(sim.outputs, expected)) if x != y),
                    min(len(sim.outputs), len(expected)))
         raise ValueError(f"Gate-level outputs differ from the expected values at output {bad} "
@@ -663,12 +682,19 @@ def estimate_power(component, payloads, *, target, clock_mhz, macs_per_cycle, wo
         "synth_seconds": netlist.synth_seconds, "sim_build_seconds": sim.seconds["build"],
         "sim_run_seconds": sim.seconds["run"], "trace_parse_seconds": sim.seconds["parse"],
     }
+    classes = {}
     for ctype in sorted(out_t):
-        report[f"cells.{ctype}"] = netlist.counts.get(ctype, 0)
+        instances = netlist.counts.get(ctype, 0)
+        report[f"cells.{ctype}"] = instances
         report[f"toggles_per_cycle.{ctype}"] = out_t[ctype]
+        report[f"toggles_per_instance.{ctype}"] = out_t[ctype] / instances if instances else 0.0
+        kind = _cell_class(family, ctype)
+        classes[kind] = classes.get(kind, 0.0) + out_t[ctype]
         report[f"toggle_rate.{ctype}"] = out_t[ctype] / out_bits[ctype] if out_bits[ctype] \
             else 0.0
         report[f"input_toggles_per_cycle.{ctype}"] = in_t[ctype]
+    for kind in sorted(classes):
+        report[f"class_toggles_per_cycle.{kind}"] = classes[kind]
     for key in sorted(energy):
         report[f"energy_pj_per_cycle.{key}"] = energy[key]
     for name, value in _versions().items():

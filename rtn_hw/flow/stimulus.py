@@ -28,12 +28,13 @@ import dataclasses
 
 import numpy as np
 
-from ..model import pack, planes_to_int, ternarize
+from ..model import (activation_sum, fp32_dot_bits, int_dot, pack, planes_to_int, ternarize,
+                     ternary_dot)
 from ..model._check import positive_int
 
 __all__ = ["Operands", "gaussian_source", "layer_source", "operands", "ACT_ZERO_FRACTION",
            "TWN_FACTOR", "DELTA", "ternary_payloads", "fp32_payloads", "int_payloads",
-           "flat_payloads"]
+           "flat_payloads", "golden"]
 
 DELTA = 0.5                # ternarize()'s threshold, used unchanged
 ACT_ZERO_FRACTION = 0.5    # activations: Δ sits at this quantile of |a|
@@ -147,9 +148,34 @@ def int_payloads(ops, width):
     return [{"a": [int(x) for x in ra], "b": [int(x) for x in rb]} for ra, rb in zip(a, b)]
 
 
+def golden(ops, kind):
+    """The golden model's outputs for the payloads of `kind`, one per cycle, as `ctx.get`
+    would show them: "ternary" → {"d", "s_a"} (Eq. 8 and the activation sum), "fp32" →
+    binary32 bits, "int8" / "int16" → the exact integer dot product."""
+    if kind == "ternary":
+        w, a = pack(ops.tw), pack(ops.ta)
+        return [{"d": int(d), "s_a": int(s)}
+                for d, s in zip(ternary_dot(w, a), activation_sum(a))]
+    if kind == "fp32":
+        a = ops.a.astype(np.float32).view(np.uint32)
+        b = ops.w.astype(np.float32).view(np.uint32)
+        return [int(x) for x in fp32_dot_bits(a, b)]
+    if kind in ("int8", "int16"):
+        width = int(kind[3:])
+        a, _ = quantize(ops.a, width)
+        b, _ = quantize(ops.w, width)
+        return [int(x) for x in int_dot(a, b, width)]
+    raise ValueError(f"Stimulus kind must be one of 'ternary', 'fp32', 'int8', 'int16', "
+                     f"not {kind!r}")
+
+
 def flat_payloads(layout, payloads):
-    """Payload values → the unsigned integer on the flat `i__payload` port."""
+    """Payload values → the unsigned integers on the flat Verilog port (`i__payload`, or
+    `o__payload` for outputs). `layout` is a `lib.data` layout or a plain shape."""
+    from amaranth.hdl import Shape
     from amaranth.lib import data
-    layout = data.Layout.cast(layout)
-    mask = (1 << layout.size) - 1
-    return [layout.const(p).as_value().value & mask for p in payloads]
+    if isinstance(layout, data.Layout):
+        mask = (1 << layout.size) - 1
+        return [layout.const(p).as_value().value & mask for p in payloads]
+    mask = (1 << Shape.cast(layout).width) - 1
+    return [int(p) & mask for p in payloads]
