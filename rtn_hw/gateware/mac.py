@@ -12,10 +12,8 @@ bit for bit as `rtn_hw.model.postprocess`; optionally y_p is re-encoded to a tri
 nz = y > hi | y < lo, sg = y > hi (`rtn_hw.model.encode`).
 """
 
-import numbers
-
 import numpy as np
-from amaranth.hdl import Const, Module, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -24,16 +22,9 @@ from ..model.fixed import (Q, RtnConstants, accumulator_width, bits_for, check_o
                            dot_width)
 from .layouts import trit_planes
 from .pipeline import Pipeline
+from .popcount import adder_tree, cut_levels, tree_levels
 
 __all__ = ["RtnMacArray"]
-
-
-def _popcount(bits):
-    """Number of set bits among `bits` (a list of 1-bit values), combinationally."""
-    # TODO(popcount): replace with the shared compressor-tree builder once it is committed.
-    if not bits:
-        return Const(0, 1)
-    return sum(bits[1:], bits[0].as_unsigned())
 
 
 def _naf(k):
@@ -99,9 +90,11 @@ class RtnMacArray(wiring.Component):
     """
 
     def __init__(self, lanes, channels, k_fmt, out_fmt, weights=None, constants=None,
-                 thresholds=None):
+                 thresholds=None, *, levels_per_stage=None):
         lanes = _check.positive_int(lanes, "Lane count")
         channels = _check.positive_int(channels, "Channel count")
+        if levels_per_stage is not None:
+            levels_per_stage = _check.positive_int(levels_per_stage, "Levels per stage")
         for fmt, what in ((k_fmt, "K format"), (out_fmt, "Output format")):
             if not isinstance(fmt, Q):
                 raise TypeError(f"{what} must be a fixed-point format Q, not {fmt!r}")
@@ -150,7 +143,11 @@ class RtnMacArray(wiring.Component):
         self._shift = shift
         # One bit above accumulator_width for the rounding constant 2^(s-1) folded into K0.
         self._acc_width = accumulator_width(bound) + (1 if shift else 0)
-        self._pc_depth = 0
+        self._levels_per_stage = levels_per_stage
+        # Register layers after levels k, 2k, ... of the deepest tree (S_a's, n lane terms:
+        # one lane-term level, then tree_levels(n)); shallower trees are padded to it.
+        self._cuts = cut_levels(1 + tree_levels(lanes), levels_per_stage)
+        self._pc_depth = len(self._cuts)
 
         if thresholds is None:
             out_layout = data.ArrayLayout(signed(out_fmt.width), channels)
@@ -206,6 +203,10 @@ class RtnMacArray(wiring.Component):
         return tuple(arr.copy() for arr in self._thresholds)
 
     @property
+    def levels_per_stage(self):
+        return self._levels_per_stage
+
+    @property
     def loadable(self):
         return self._weights is None
 
@@ -229,16 +230,27 @@ class RtnMacArray(wiring.Component):
         pipe = Pipeline(m, self.i, self.o, self.latency, name="mac")
         a1, a2 = self.i.payload.nz, self.i.payload.sg
         half = (1 << self._shift) >> 1
-        dw = dot_width(lanes)
 
-        def bit_list(value):
-            return [value[k] for k in range(len(value))]
+        def count(terms, name):
+            """Sum lane terms (value, max) by the shared adder tree, then delay the sum so
+            that every channel's count leaves the tree in the same cycle."""
+            if not terms:
+                return Const(0, 1)
+            stages = 0
+            if 1 in self._cuts:
+                terms = [(pipe.stage(value, name=f"{name}_lane{k}"), top)
+                         for k, (value, top) in enumerate(terms)]
+                stages += 1
+            value, _, inner = adder_tree(m, terms, stage=pipe.stage, cuts=self._cuts, level=1,
+                                         name=name)
+            for k in range(self._pc_depth - stages - inner):
+                value = pipe.stage(value, name=f"{name}_delay{k}")
+            return value
 
-        # D and S_a are exact in dot_width(lanes) bits; pc_depth popcount stages, then a register.
-        s_a = Signal(signed(dw), name="s_a")
-        m.d.comb += s_a.eq(2 * _popcount(bit_list(a1 & a2)) - _popcount(bit_list(a1)))
-        d = [Signal(signed(dw), name=f"d{p}") for p in range(channels)]
-
+        # Each lane gives t + 1 ∈ {0, 1, 2} as a 2-bit term, so the trees sum S_a + n and
+        # D + m (m = lanes with t_w ≠ 0) without subtractors; the offsets fold into K0.
+        s_a = count([(Cat(~a1[k], a1[k] & a2[k]), 2) for k in range(lanes)], "s_a")
+        d = []
         if self.loadable:
             ld = self.load
             m.d.comb += ld.ready.eq(pipe.advance)
@@ -249,43 +261,50 @@ class RtnMacArray(wiring.Component):
                         with m.Case(p):
                             m.d.sync += w[p].eq(ld.payload.w)
             for p in range(channels):
-                c = w[p].nz & a1
-                m.d.comb += d[p].eq(_popcount(bit_list(c))
-                                    - 2 * _popcount(bit_list((w[p].sg ^ a2) & c)))
+                # Eq. 8 per lane: c = W1 & A1, agree = c & ~(W2 ^ A2); t_w·t_a + 1 is
+                # 2·agree + ~c. A zero's sign bit only reaches agree, which c masks.
+                c = Signal(lanes, name=f"c{p}")
+                agree = Signal(lanes, name=f"agree{p}")
+                m.d.comb += [c.eq(w[p].nz & a1), agree.eq(c & ~(w[p].sg ^ a2))]
+                d.append(count([(Cat(~c[k], agree[k]), 2) for k in range(lanes)], f"d{p}"))
         else:
             for p in range(channels):
-                # Constant weights select lanes: only lanes with t_w ≠ 0 reach the popcounts,
-                # and W2 ^ A2 is A2 or ~A2 per lane.
+                # Constant weights select lanes: only lanes with t_w ≠ 0 reach the tree, and
+                # t_w·t_a + 1 is 2·(A1 & A2) + ~A1 for t_w = +1, 2·(A1 & ~A2) + ~A1 for -1.
                 row = self._weights[p]
-                used = [int(k) for k in np.flatnonzero(row)]
-                c = [a1[k] for k in used]
-                x = [a1[k] & (~a2[k] if row[k] > 0 else a2[k]) for k in used]
-                m.d.comb += d[p].eq(_popcount(c) - 2 * _popcount(x))
+                d.append(count([(Cat(~a1[k], a1[k] & (a2[k] if row[k] > 0 else ~a2[k])), 2)
+                                for k in map(int, np.flatnonzero(row))], f"d{p}"))
 
-        s_a_r = pipe.stage(s_a, "s_a_r")
-        d_r = [pipe.stage(d[p], f"d{p}_r") for p in range(channels)]
+        # One bit over the unsigned sums keeps the products signed and exact.
+        s_a_r = pipe.stage(Value.cast(s_a).as_unsigned(), "s_a_r")
+        s_a_r = Cat(s_a_r, Const(0, 1)).as_signed()
+        d_r = []
+        for p in range(channels):
+            reg = pipe.stage(Value.cast(d[p]).as_unsigned(), f"d{p}_r")
+            d_r.append(Cat(reg, Const(0, 1)).as_signed())
 
         if self.loadable:
-            kw = self._k_fmt.width
+            kw, aw = self._k_fmt.width, self._acc_width
             token_layout = data.StructLayout({
                 "valid": 1, "channel": unsigned(bits_for(channels - 1)),
-                "k1": signed(kw), "k2": signed(kw), "k0": signed(kw + 1)})
-            # The K constants are read one stage after the weights; a load's K values travel
+                "k1": signed(kw), "k2": signed(kw), "k0": signed(aw)})
+            # The K constants are read one stage after the counts; a load's K values travel
             # beside the vectors and are written when the load reaches that stage, so vectors
             # ahead of it finish with the old K and vectors behind it see the new K.
             token = Signal(token_layout, name="load_token")
+            load = ld.payload
             m.d.comb += [
                 token.valid.eq(ld.valid),
-                token.channel.eq(ld.payload.channel),
-                token.k1.eq(ld.payload.k1),
-                token.k2.eq(ld.payload.k2),
-                token.k0.eq(ld.payload.k0 + half),
+                token.channel.eq(load.channel),
+                token.k1.eq(load.k1),
+                token.k2.eq(load.k2),
+                token.k0.eq(load.k0 + half - _times_const(load.k1 + load.k2, lanes)),
             ]
             for k in range(self._pc_depth + 1):
                 token = pipe.stage(token, f"load_token{k}")
             k1 = [Signal(signed(kw), name=f"k1_{p}") for p in range(channels)]
             k2 = [Signal(signed(kw), name=f"k2_{p}") for p in range(channels)]
-            k0 = [Signal(signed(kw + 1), name=f"k0_{p}", init=half) for p in range(channels)]
+            k0 = [Signal(signed(aw), name=f"k0_{p}", init=half) for p in range(channels)]
             with m.If(token.valid & pipe.advance):
                 with m.Switch(token.channel):
                     for p in range(channels):
@@ -300,10 +319,12 @@ class RtnMacArray(wiring.Component):
                 m.d.comb += acc.eq(k1[p] * d_r[p] + k2[p] * s_a_r + k0[p])
             else:
                 consts = self._constants
-                m.d.comb += acc.eq(_times_const(d_r[p], consts.k1[p])
-                                   + _times_const(s_a_r, consts.k2[p])
-                                   + int(consts.k0[p]) + half)
-            # check_output_format guarantees the shifted value fits out_fmt: no saturation.
+                k1, k2 = int(consts.k1[p]), int(consts.k2[p])
+                offset = int(np.count_nonzero(self._weights[p])) * k1 + lanes * k2
+                m.d.comb += acc.eq(_times_const(d_r[p], k1) + _times_const(s_a_r, k2)
+                                   + (int(consts.k0[p]) + half - offset))
+            # Wrapped sums are harmless: acc is exact modulo 2^accumulator_width, and the true
+            # acc fits that width. check_output_format guarantees y fits out_fmt.
             m.d.comb += y[p].eq(acc >> self._shift)
         y_r = pipe.stage(y, "y_r")
 
