@@ -9,6 +9,8 @@ and can put one register in the middle of the operation (through a `stage` callb
 `Pipeline.stage`). `Fp32Mul`, `Fp32Add` and `Fp32Dot` wrap them as stream components.
 """
 
+import numbers
+
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -185,7 +187,9 @@ def fp32_add(m, a, b, *, stage=_no_stage, name="add"):
 
 
 def _check_stages(value, what):
-    if isinstance(value, bool) or value not in (1, 2):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{what} stage count must be 1 or 2, not {value!r}")
+    if value not in (1, 2):
         raise ValueError(f"{what} stage count must be 1 or 2, not {value!r}")
     return int(value)
 
