@@ -391,7 +391,7 @@ def _check_fmt(file, spec, key, name):
 def _array(npz, arrays, name, dtype, shape):
     if name not in arrays:
         _fail(npz, name, "missing array")
-    arr = arrays[name]
+    arr = np.asarray(arrays[name])
     if arr.dtype != dtype:
         _fail(npz, name, f"wrong dtype {arr.dtype}, expected {np.dtype(dtype)}")
     if arr.shape != shape:

@@ -1,6 +1,7 @@
 """RTN quantization-aware training (skipped unless the `train` extra is installed)."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -124,3 +125,14 @@ def test_compare_cli_writes_the_table(tmp_path, capsys):
     table = json.loads(report.read_text())
     assert list(table["variants"]) == ["float", "rtn", "scale_only", "frozen"]
     assert "| RTN, learnable α and β |" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"variant": "twn"}, ValueError, "Variant must be one of float, rtn, scale_only, frozen, "
+                                     "not 'twn'"),
+    ({"epochs": 0}, TypeError, "Epoch count must be a positive integer, not 0"),
+    ({"batch": 1}, ValueError, "Batch size must be at least 2 (BatchNorm), not 1"),
+])
+def test_train_rejects_bad_parameters(digits, kwargs, error, message):
+    with pytest.raises(error, match=re.escape(message)):
+        qat.train(digits, **kwargs)

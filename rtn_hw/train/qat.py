@@ -184,6 +184,13 @@ def train(dataset, variant="rtn", seed=0, epochs=60, hidden=(128, 128), batch=32
           progress=None):
     """Train one model; deterministic for a given seed (one CPU thread, deterministic
     algorithms). `progress(epoch, epochs, loss)` is called after every epoch."""
+    if variant not in VARIANTS:
+        raise ValueError(f"Variant must be one of {', '.join(VARIANTS)}, not {variant!r}")
+    for value, what in ((epochs, "Epoch count"), (batch, "Batch size")):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise TypeError(f"{what} must be a positive integer, not {value!r}")
+    if batch < 2:
+        raise ValueError(f"Batch size must be at least 2 (BatchNorm), not {batch}")
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(1)
     torch.manual_seed(seed)
