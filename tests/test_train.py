@@ -136,3 +136,38 @@ def test_compare_cli_writes_the_table(tmp_path, capsys):
 def test_train_rejects_bad_parameters(digits, kwargs, error, message):
     with pytest.raises(error, match=re.escape(message)):
         qat.train(digits, **kwargs)
+
+
+def _write_idx(path, array, compress=False):
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(d.to_bytes(4, "big")
+                                                       for d in array.shape)
+    blob = header + array.astype(np.uint8).tobytes()
+    if compress:
+        import gzip
+        blob, path = gzip.compress(blob), path.with_name(path.name + ".gz")
+    path.write_bytes(blob)
+
+
+def test_mnist_idx_folder_trains_and_exports(tmp_path, rng):
+    """A tiny synthetic MNIST-format folder (IDX files, one gzip-compressed) through the CLI."""
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    for prefix, count in (("train", 40), ("t10k", 12)):
+        _write_idx(folder / f"{prefix}-images-idx3-ubyte",
+                   rng.integers(0, 256, (count, 28, 28)), compress=prefix == "t10k")
+        _write_idx(folder / f"{prefix}-labels-idx1-ubyte", np.arange(count) % 10)
+    dataset = data.load_mnist(folder)
+    assert (dataset.shape, dataset.pixel_max, dataset.train_images.shape) == ((28, 28), 255,
+                                                                              (40, 784))
+    out = tmp_path / "rtn_mnist.json"
+    cli.main(["--mnist", str(folder), "--epochs", "1", "--quiet", "--out", str(out)])
+    net = weights.load(out)
+    assert (net.input.lo, net.input.hi, net.layers[0].in_features) == (64, 191, 784)
+    assert net.manifest["training"]["dataset"]["name"] == "mnist"
+
+
+def test_idx_rejects_a_truncated_file(tmp_path):
+    path = tmp_path / "x-idx1-ubyte"
+    path.write_bytes(bytes([0, 0, 8, 1]) + (5).to_bytes(4, "big") + b"abc")
+    with pytest.raises(ValueError, match=re.escape(f"{path}: header says (5,) but holds 3 bytes")):
+        data.read_idx(path)
