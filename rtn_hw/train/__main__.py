@@ -14,7 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import data, export, qat
+try:
+    from . import export, qat
+except ImportError as e:  # the `train` extra is optional
+    sys.exit(f"python -m rtn_hw.train needs the train extra (pip install -e '.[train]'): {e}")
+from . import data
 
 EPOCHS = 60
 
@@ -132,7 +136,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.epochs < 1:
         parser.error(f"--epochs must be positive, not {args.epochs}")
-    (compare if args.compare else reproduce)(args)
+    try:
+        (compare if args.compare else reproduce)(args)
+    except (ImportError, OSError) as e:  # no scikit-learn, unreadable MNIST folder
+        parser.exit(2, f"{parser.prog}: error: {e}\n")
 
 
 if __name__ == "__main__":
