@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """The synthesis sweep (rtn_hw.flow.synth): selection messages, parsers, area/ratio arithmetic,
 the atomic report writer, the register harness, and (marked `synth`) yosys regression
 baselines checked in per tool version under tests/synth_baselines/."""
@@ -295,6 +296,30 @@ def _baseline_file():
     return BASELINES / f"yosys-{version}.json"
 
 
+def compare_counts(case, rec, tolerance):
+    """(worse, better) lines: worse = above the baseline by more than the tolerance."""
+    worse, better = [], []
+    for key, expected in case["counts"].items():
+        got = rec[key]
+        slack = max(tolerance["cells"], tolerance["fraction"] * expected)
+        label = f"{case['target']} {case['unit']} lanes={case['lanes']} {key}"
+        if got > expected + slack:
+            worse.append(f"{label}: {got} > baseline {expected}")
+        elif got < expected:
+            better.append(f"{label}: {got} < baseline {expected}")
+    return worse, better
+
+
+def test_compare_counts_tolerance():
+    case = {"target": "ecp5-85k", "unit": "u", "lanes": 4,
+            "counts": {"lut": 200, "ff": 10, "dsp": 0}}
+    tol = {"fraction": 0.02, "cells": 1}
+    assert compare_counts(case, {"lut": 204, "ff": 11, "dsp": 1}, tol) == ([], [])
+    assert compare_counts(case, {"lut": 205, "ff": 9, "dsp": 2}, tol) == (
+        ["ecp5-85k u lanes=4 lut: 205 > baseline 200", "ecp5-85k u lanes=4 dsp: 2 > baseline 0"],
+        ["ecp5-85k u lanes=4 ff: 9 < baseline 10"])
+
+
 @pytest.mark.synth
 def test_synth_regression_baselines():
     """Small subset, yosys counts only: a worse figure fails, a better one is printed."""
@@ -313,15 +338,9 @@ def test_synth_regression_baselines():
         if not rec.get("available"):
             skipped.append(f"{case['unit']}: {rec['notes'][0]}")
             continue
-        for key, expected in case["counts"].items():
-            got = rec[key]
-            slack = max(tolerance["cells"], tolerance["fraction"] * expected)
-            label = f"{case['target']} {case['unit']} lanes={case['lanes']} {key}"
-            if got > expected + slack:
-                worse.append(f"{label}: {got} > baseline {expected}")
-            elif got < expected:
-                better.append(f"{label}: {got} < baseline {expected} (better; update "
-                              f"{path.name})")
+        w, b = compare_counts(case, rec, tolerance)
+        worse += w
+        better += [f"{line} (better; update {path.name})" for line in b]
     for line in better + skipped:
         print(line)
     assert not worse, "; ".join(worse)

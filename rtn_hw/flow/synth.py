@@ -137,7 +137,7 @@ class SweepUnit:
     name: str
     kind: str                   # "rtn" or "baseline"
     registry: str               # name in rtn_hw.gateware.UNITS
-    extra: tuple                # fixed registry parameters, (name, text) pairs
+    extra: object               # registry parameters: (name, text) pairs, or lanes → pairs
     default_lanes: tuple
     channels: int = 1           # MACs per cycle = lanes × channels
     stimulus: str = ""          # payload kind for the power model
@@ -148,11 +148,23 @@ class SweepUnit:
         return self.kind == "baseline"
 
     def params(self, lanes):
-        return {"lanes": str(lanes), **dict(self.extra)}
+        extra = self.extra(lanes) if callable(self.extra) else self.extra
+        return {"lanes": str(lanes), **dict(extra)}
+
+
+def _dot_params(lanes):
+    """TernaryDot with a register every 2 logic levels, like the MAC array's popcounts (the
+    baselines register every multiplier and adder), so that Fmax compares like with like."""
+    try:
+        from ..gateware.dot import dot_levels
+    except ImportError:
+        return ()
+    return (("pipeline", str(max(1, -(-dot_levels(lanes) // 2)))),)
 
 
 UNITS = {u.name: u for u in (
-    SweepUnit("ternary_dot", "rtn", "ternary_dot", (), (16, 64, 256), stimulus="ternary"),
+    SweepUnit("ternary_dot", "rtn", "ternary_dot", _dot_params, (16, 64, 256),
+              stimulus="ternary"),
     # Weights baked (seeded random trits, the registry's default): a trained layer deployed
     # as constants, which is also the only mode the power model can stimulate (it drives `i`
     # alone). Popcount trees get a register every 2 logic levels, as the baselines' adders do.
@@ -461,7 +473,9 @@ def _build(unit_name, lanes):
         return built.component, built.unit.shown(built.resolved)
     if unit_name == "ternary_dot":
         from ..gateware.dot import TernaryDot
-        return TernaryDot(lanes), {"lanes": lanes}
+        params = dict(unit.params(lanes))
+        pipeline = int(params.get("pipeline", 1))
+        return TernaryDot(lanes, pipeline=pipeline), {"lanes": lanes, "pipeline": pipeline}
     raise LookupError(f"unit {unit.registry!r} is not registered")
 
 
