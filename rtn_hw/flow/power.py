@@ -43,11 +43,12 @@ __all__ = ["TARGETS", "BASES", "TAGS", "CoefficientError", "load_coefficients", 
 
 COEFFICIENTS_PATH = pathlib.Path(__file__).with_name("power_coefficients.json")
 
-# target → (family, device key of the static-power table, simulator)
+# target → (family, device key of the static-power table, default simulator)
 TARGETS = {
-    "ecp5": ("ecp5", "ecp5-85k", "verilator"),
+    "ecp5": ("ecp5", "ecp5-85k", "icarus-flat"),
     "ice40": ("ice40", "ice40-up5k", "icarus"),
 }
+SIMULATORS = {"ecp5": ("icarus-flat", "verilator"), "ice40": ("icarus", "icarus-flat")}
 BASES = {"output_toggle": "pJ/toggle", "input_toggle": "pJ/toggle", "instance_cycle": "pJ/cycle"}
 TAGS = ("measured", "datasheet", "derived", "model")
 FIXED_ACTIVITY = 0.125     # AMD's default toggle rate, for context beside the measured one
@@ -453,16 +454,42 @@ def simulator_versions():
     return versions
 
 
-def simulate_netlist(netlist, payload_ints, *, warmup, drain):
+def _flatten(work, family):
+    """The mapped netlist flattened into yosys's own reading of the vendor cell models (plus
+    our MULT18X18D): plain Verilog that Icarus simulates, with every net of the mapped
+    netlist kept under its name. Cached by content hash."""
+    (work / "mult18x18d_sim.v").write_text(_mult18_model())
+    extra = "read_verilog mult18x18d_sim.v" if family == "ecp5" else ""
+    defines = "-DNO_ICE40_DEFAULT_ASSIGNMENTS " if family == "ice40" else ""
+    script = "\n".join([f"read_verilog {defines}-overwrite +/{family}/cells_sim.v", extra,
+                        "read_verilog mapped.v", "hierarchy -top top", "proc", "flatten",
+                        "opt_clean", "write_verilog -noattr flat.v"])
+    digest = hashlib.sha256("\0".join([script, (work / "mapped.v").read_text(),
+                                       _mult18_model()]).encode()).hexdigest()
+    stamp = work / "flat.sha256"
+    if not (stamp.exists() and stamp.read_text() == digest and (work / "flat.v").exists()):
+        stamp.unlink(missing_ok=True)
+        yosys.run_yosys(script, work, log="flatten.log")
+        stamp.write_text(digest)
+
+
+def simulate_netlist(netlist, payload_ints, *, warmup, drain, simulator=None):
     """Run the mapped netlist over `payload_ints` (one per cycle) and count toggles.
 
-    The counted window starts `warmup` cycles after the first payload and ends with the last
-    one. Returns a `GateSim`."""
+    `simulator`: "icarus" (iCE40: Icarus over yosys's ice40 cells_sim.v), "verilator" (ECP5:
+    Verilator over yosys's ecp5 cells_sim.v), or "icarus-flat" (either family: yosys flattens
+    the netlist into those same cell models, then Icarus; much cheaper than Verilator for
+    large netlists). Default: TARGETS[family][2]. The counted window starts `warmup` cycles
+    after the first payload and ends with the last one. Returns a `GateSim`."""
     if len(payload_ints) <= warmup:
         raise ValueError(f"Need more payloads ({len(payload_ints)}) than warm-up cycles "
                          f"({warmup})")
     work = netlist.workdir
     family = netlist.family
+    simulator = TARGETS[family][2] if simulator is None else simulator
+    if simulator not in SIMULATORS[family]:
+        raise ValueError(f"Simulator for {family} must be one of "
+                         f"{', '.join(map(repr, SIMULATORS[family]))}, not {simulator!r}")
     w_in = netlist.ports.get("i__payload", ("input", 0))[1]
     digits = max(1, -(-w_in // 4))
     (work / "stim.hex").write_text("".join(f"{v:0{digits}x}\n" for v in payload_ints))
@@ -472,13 +499,18 @@ def simulate_netlist(netlist, payload_ints, *, warmup, drain):
     share = _share(family)
     seconds = {}
     start = time.monotonic()
-    if TARGETS[family][2] == "icarus":
-        _run(["iverilog", "-g2012", "-DNO_ICE40_DEFAULT_ASSIGNMENTS", "-s", "tb", "-o",
-              "sim.vvp", "tb.v", "mapped.v", str(share / "cells_sim.v")], work, what="iverilog")
+    if simulator in ("icarus", "icarus-flat"):
+        if simulator == "icarus":
+            sources = ["-DNO_ICE40_DEFAULT_ASSIGNMENTS", "tb.v", "mapped.v",
+                       str(share / "cells_sim.v")]
+        else:
+            _flatten(work, family)
+            sources = ["tb.v", "flat.v"]
+        _run(["iverilog", "-g2012", "-s", "tb", "-o", "sim.vvp", *sources], work,
+             what="iverilog")
         seconds["build"] = time.monotonic() - start
         start = time.monotonic()
         log = _run(["vvp", "-n", "sim.vvp"], work, what="vvp")
-        simulator = "icarus"
     else:
         (work / "mult18x18d_sim.v").write_text(_mult18_model())
         # Only the netlist's own nets are wanted: tracing inside every cell model would
@@ -509,7 +541,6 @@ def simulate_netlist(netlist, payload_ints, *, warmup, drain):
         seconds["build"] = time.monotonic() - start
         start = time.monotonic()
         log = _run([str(work / "obj" / "Vtb")], work, env, what="verilated simulation")
-        simulator = "verilator"
     seconds["run"] = time.monotonic() - start
     match = re.search(r"STALLS (\d+)", log)
     stalls = int(match[1]) if match else 0
@@ -624,12 +655,13 @@ def _versions():
 
 
 def estimate_power(component, payloads, *, target, clock_mhz, macs_per_cycle, workdir,
-                   seed=None, warmup=None, expected=None, coefficients=None):
+                   seed=None, warmup=None, expected=None, coefficients=None, simulator=None):
     """Estimate the power of `component` on `target` ("ecp5" or "ice40") at `clock_mhz`.
 
     `payloads` are values for `component.i.payload` (as `ctx.set` takes them), one per cycle;
     `workdir` is a directory under the repository's build/ (YoWASP cannot reach /tmp);
     `macs_per_cycle` is the useful multiply-accumulates per accepted vector (e.g. lanes);
+    `simulator` picks the gate-level simulator (see `simulate_netlist`; default per target);
     `seed` is recorded (it is the seed the payloads were drawn with); `warmup` cycles are not
     counted (default: the component's latency + 2); `expected`, if given, lists the outputs
     the netlist must produce (as `ctx.get` shows them, e.g. `stimulus.golden`), else
@@ -652,7 +684,7 @@ def estimate_power(component, payloads, *, target, clock_mhz, macs_per_cycle, wo
 
     workdir = pathlib.Path(workdir)
     netlist = map_netlist(component, target, workdir)
-    sim = simulate_netlist(netlist, flat, warmup=warmup, drain=latency + 4)
+    sim = simulate_netlist(netlist, flat, warmup=warmup, drain=latency + 4, simulator=simulator)
     if expected is not None:
         expected = flat_payloads(component.o.payload.shape(), expected)
     if expected is not None and sim.outputs != expected:
