@@ -10,6 +10,10 @@ Per input vector A (planes A1 = nz, A2 = sg) and channel p with weights W_p (W1,
 
 bit for bit as `rtn_hw.model.postprocess`; optionally y_p is re-encoded to a trit with
 nz = y > hi | y < lo, sg = y > hi (`rtn_hw.model.encode`).
+
+The counts are built as sums of per-lane terms t + 1 ∈ {0, 1, 2} (S_a + n and D_p + m_p), so
+the adder trees need no subtractor; the offsets, like the rounding constant 2^(s-1), are folded
+into K0 (docs/units/rtn_mac_array.md).
 """
 
 import numpy as np
@@ -18,8 +22,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..model import _check
-from ..model.fixed import (Q, RtnConstants, accumulator_width, bits_for, check_output_format,
-                           dot_width)
+from ..model.fixed import Q, RtnConstants, accumulator_width, bits_for, check_output_format
 from .layouts import trit_planes
 from .pipeline import Pipeline
 from .popcount import adder_tree, cut_levels, tree_levels
@@ -81,6 +84,8 @@ class RtnMacArray(wiring.Component):
     thresholds : (lo, hi) or None
         Per-channel integer arrays (P,) of out_fmt codes (as from `fold_thresholds`); when
         given, `o` carries trits nz = y > hi | y < lo, sg = y > hi instead of y.
+    levels_per_stage : int or None
+        A register layer after every k-th adder-tree level (None: combinational trees).
 
     Loadable mode sizes the accumulator and checks `out_fmt` for every K that `k_fmt` can
     hold, so no loaded value can overflow. A load accepted in cycle t applies to every input
