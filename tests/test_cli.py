@@ -363,3 +363,17 @@ def test_docs_tables_match_the_registry():
             note = f" Only with `{param.used_with}`." if param.used_with else ""
             row = f"| `{param.name}` | {param.type.name} | `{param.default}` | {param.help}{note} |"
             assert row in text
+
+
+def test_registry_defaults_match_the_constructors():
+    """A unit built straight from its parameters has the constructor's own defaults."""
+    import inspect
+    for unit in gateware.UNITS.values():
+        if unit.arguments is not None:
+            continue
+        signature = inspect.signature(unit.component_class())
+        values = unit.resolve({})
+        for param in unit.params:
+            default = signature.parameters[param.name].default
+            if default is not inspect.Parameter.empty:
+                assert values[param.name] == default, (unit.name, param.name)

@@ -322,8 +322,8 @@ UNITS = {u.name: u for u in (
     Unit("fp32_dot", "fp32:Fp32Dot",
          "IEEE-754 binary32 dot product (RNE multipliers, adder tree), one pair per cycle.", (
              _lanes("4"),
-             Param("mul_stages", INT, "2", "Multiplier pipeline stages: 1 or 2."),
-             Param("add_stages", INT, "2", "Adder pipeline stages per tree level: 1 or 2."),
+             Param("mul_stages", INT, "3", "Cycles per multiplier: 1, 2 or 3."),
+             Param("add_stages", INT, "3", "Cycles per adder-tree level: 1, 2 or 3."),
          )),
     Unit("rtn_mac_array", "mac:RtnMacArray",
          "CHANNELS RTN outputs K1*D + K2*S_a + K0 over one ternary vector per cycle.", (
