@@ -208,7 +208,8 @@ def _umask():
     (["verilog", "stand_in", "-p", "=3"], "-p =3: expected NAME=VALUE"),
     (["verilog", "stand_in", "-p", "lanes=3", "-p", "lanes=4"],
      "-p lanes=4: parameter 'lanes' given twice"),
-    (["verilog", "stand_in", "--name", "9top"], "module name '9top': expected a Verilog identifier"),
+    (["verilog", "stand_in", "--name", "9top"],
+     "module name '9top': expected a Verilog identifier"),
 ], ids=["component-error", "not-int", "bad-format", "format-error", "bad-choice",
         "unknown-param", "no-equals", "no-name", "twice", "bad-module-name"])
 def test_stand_in_usage_errors(stand_in, tmp_path, capsys, argv, message):

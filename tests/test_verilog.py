@@ -7,6 +7,7 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,8 @@ from rtn_hw.flow import verilog as flow
 from rtn_hw.gateware import UNITS
 
 ROOT = Path(__file__).resolve().parent.parent
+ICARUS = shutil.which("iverilog") or "/usr/bin/iverilog"
+VVP = shutil.which("vvp") or "/usr/bin/vvp"
 
 EXPECTED_UNITS = {"popcount", "ternary_dot", "ternary_encoder", "ternary_decoder", "int_dot",
                   "fp32_dot", "rtn_mac_array"}
@@ -63,7 +66,7 @@ def lint(path):
 
 
 def compile_icarus(path):
-    proc = subprocess.run(["iverilog", "-g2005", "-o", "sim.vvp", path.name], cwd=path.parent,
+    proc = subprocess.run([ICARUS, "-g2005", "-o", "sim.vvp", path.name], cwd=path.parent,
                           capture_output=True, text=True, timeout=120)
     return proc.returncode == 0 and not proc.stderr, proc.stdout + proc.stderr
 
@@ -125,7 +128,8 @@ def test_export_is_deterministic_across_processes(tmp_path):
               "out = {}\n"
               "for unit, params in cases.items():\n"
               "    e = export(unit, params)\n"
-              "    out[unit] = hashlib.sha256((e.verilog + e.sidecar_text()).encode()).hexdigest()\n"
+              "    text = e.verilog + e.sidecar_text()\n"
+              "    out[unit] = hashlib.sha256(text.encode()).hexdigest()\n"
               "print(json.dumps(out))\n")
     env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONHASHSEED="12345")
     proc = subprocess.run([sys.executable, "-c", script, json.dumps(small)], cwd=tmp_path,
@@ -326,10 +330,10 @@ def test_sidecar_drives_the_verilog(unit, tmp_path, rng):
     digits = (ports["i__payload"]["width"] + 3) // 4
     (tmp_path / "in.hex").write_text("".join(f"{w:0{digits}x}\n" for w in words))
     (tmp_path / "tb.v").write_text(make_testbench(sidecar, len(words)))
-    build = subprocess.run(["iverilog", "-g2005", "-o", "tb.vvp", "tb.v", "dut.v"],
+    build = subprocess.run([ICARUS, "-g2005", "-o", "tb.vvp", "tb.v", "dut.v"],
                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert build.returncode == 0, build.stderr
-    sim = subprocess.run(["vvp", "-n", "tb.vvp"], cwd=tmp_path, capture_output=True, text=True,
+    sim = subprocess.run([VVP, "-n", "tb.vvp"], cwd=tmp_path, capture_output=True, text=True,
                          timeout=120)
     assert sim.returncode == 0 and "TIMEOUT" not in sim.stdout, sim.stdout + sim.stderr
     got = [unpack(ports["o__payload"], int(line, 16))
