@@ -93,7 +93,11 @@ def _run_verilog(args, out):
     try:
         verilog.write(result, args.output)
     except OSError as error:
-        raise UsageError(f"-o {args.output}: cannot write ({error.strerror or error})") from None
+        reason = error.strerror or str(error)
+        sidecar = verilog.sidecar_path(args.output)
+        if error.filename and Path(error.filename) == sidecar:
+            reason = f"{reason}: {sidecar}"
+        raise UsageError(f"-o {args.output}: cannot write ({reason})") from None
     return 0
 
 

@@ -258,6 +258,19 @@ def test_unwritable_output(stand_in, tmp_path, capsys):
                        f"-o {under_file}: cannot write (no folder '{under_file.parent}')")
 
 
+def test_output_is_a_folder(stand_in, tmp_path, capsys):
+    (tmp_path / "x.v").mkdir()
+    out = tmp_path / "x.v"
+    assert_usage_error(run(["verilog", "stand_in", "-o", str(out)], capsys),
+                       f"-o {out}: cannot write (Is a directory)")
+    (tmp_path / "x.v").rmdir()
+    (tmp_path / "x.json").mkdir()
+    assert_usage_error(run(["verilog", "stand_in", "-o", str(out)], capsys),
+                       f"-o {out}: cannot write (Is a directory: {tmp_path / 'x.json'})")
+    # Neither file was written, and no temporary file is left behind.
+    assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
+
+
 def test_write_error_becomes_usage_error(stand_in, tmp_path, capsys, monkeypatch):
     def refuse(result, path):
         raise PermissionError(13, "Permission denied", str(path))

@@ -9,6 +9,7 @@ input raises `rtn_hw.gateware.ParameterError`.
 """
 
 import dataclasses
+import errno
 import importlib.metadata
 import json
 import os
@@ -180,27 +181,41 @@ def _umask():
     return mask
 
 
-def _write_atomic(path, text):
-    """Readers see the old file or the new one, never a partial write."""
-    path = Path(path)
+def _write_temp(path, text):
+    """`text` in a new temporary file beside `path` (same file system, so os.replace is
+    atomic), with the mode a plain open() would give it; returns the temporary path."""
     fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as file:
             file.write(text)
-        # mkstemp creates the file 0600; give it the mode a plain open() would have.
         os.chmod(temp, 0o666 & ~_umask())
-        os.replace(temp, path)
     except BaseException:
         os.unlink(temp)
         raise
+    return temp
 
 
 def write(result, path):
-    """Write `path` (the Verilog) and its .json sidecar, each atomically; return both paths."""
+    """Write `path` (the Verilog) and its .json sidecar; return both paths.
+
+    Each file is replaced atomically, so a reader sees the old file or the new one. Both are
+    written to temporary files first and a target that is a folder is refused up front, so a
+    failure leaves neither file changed."""
     path = Path(path)
     if path.suffix != ".v":
         raise ValueError(f"{path}: expected a file name ending in .v")
-    json_path = sidecar_path(path)
-    _write_atomic(path, result.verilog)
-    _write_atomic(json_path, result.sidecar_text())
-    return path, json_path
+    targets = [(path, result.verilog), (sidecar_path(path), result.sidecar_text())]
+    for target, _ in targets:
+        if target.is_dir():
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(target))
+    temps = []
+    try:
+        for target, text in targets:
+            temps.append((_write_temp(target, text), target))
+        for temp, target in temps:
+            os.replace(temp, target)
+    finally:
+        for temp, _ in temps:
+            if os.path.exists(temp):
+                os.unlink(temp)
+    return path, sidecar_path(path)
