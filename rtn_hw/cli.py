@@ -75,17 +75,22 @@ def _run_verilog(args, out):
         return 0
     if not args.unit:
         raise UsageError("verilog: expected a UNIT or --list")
+    params = _parse_params(args.param)
+    from .gateware import ParameterError, unit
+    try:
+        # Names and values first (cheap), so they are reported before any output problem.
+        unit(args.unit).resolve(params)
+    except ParameterError as error:
+        raise UsageError(str(error)) from None
     if not args.output:
         raise UsageError("verilog: -o FILE.v is required")
     if not args.output.endswith(".v"):
         raise UsageError(f"-o {args.output}: expected a file name ending in .v")
-    params = _parse_params(args.param)
     folder = Path(args.output).parent
     if not folder.is_dir():
         raise UsageError(f"-o {args.output}: cannot write (no folder {str(folder)!r})")
 
     from .flow import verilog
-    from .gateware import ParameterError
     try:
         result = verilog.export(args.unit, params, name=args.name)
     except ParameterError as error:

@@ -246,6 +246,12 @@ def test_unknown_unit(tmp_path, capsys):
     valid = ", ".join(sorted(gateware.UNITS))
     assert_usage_error(run(["verilog", "nope", "-o", str(tmp_path / "x.v")], capsys),
                        f"unknown unit 'nope'; valid units: {valid}")
+    # Unit and parameter names are checked before the output.
+    assert_usage_error(run(["verilog", "nope"], capsys),
+                       f"unknown unit 'nope'; valid units: {valid}")
+    assert_usage_error(run(["verilog", "popcount", "-p", "w=1", "-o", "x.txt"], capsys),
+                       "popcount: unknown parameter 'w'; valid parameters: width, style, "
+                       "levels_per_stage")
 
 
 def test_unwritable_output(stand_in, tmp_path, capsys):
