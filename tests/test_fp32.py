@@ -189,11 +189,11 @@ def test_dot_lane_message_exact():
     (lambda v: Fp32Add(stages=v), "Adder"),
 ], ids=["dot-mul", "dot-add", "mul", "add"])
 def test_rejects_bad_stage_count(make, what):
-    for value in (0, 3, -1):
-        assert_rejects(ValueError, f"{what} stage count must be 1 or 2, not {value}",
+    for value in (0, 4, -1):
+        assert_rejects(ValueError, f"{what} stage count must be 1, 2 or 3, not {value}",
                        lambda: make(value))
     for value in (True, 2.0, None, "2"):
-        assert_rejects(TypeError, f"{what} stage count must be 1 or 2, not {value!r}",
+        assert_rejects(TypeError, f"{what} stage count must be 1, 2 or 3, not {value!r}",
                        lambda: make(value))
 
 
@@ -206,7 +206,7 @@ def test_dot_properties_and_signature():
 
 
 def check_properties():
-    dut = Fp32Dot(5, mul_stages=1)
+    dut = Fp32Dot(5, mul_stages=1, add_stages=2)
     assert (dut.lanes, dut.mul_stages, dut.add_stages, dut.levels) == (5, 1, 2, 3)
     assert dut.latency == 1 + 2 * 3 == fp32_dot_latency(5, 1, 2)
     for name in ("lanes", "mul_stages", "add_stages", "latency", "levels"):
@@ -215,9 +215,10 @@ def check_properties():
     vector = data.ArrayLayout(unsigned(32), 5)
     assert dut.i.payload.shape() == data.StructLayout({"a": vector, "b": vector})
     assert dut.o.payload.shape() == unsigned(32)
+    # Default: 3 cycles per multiply and per tree level, latency 3 + 3 * ceil(log2(lanes)).
     assert [Fp32Dot(n).latency for n in (1, 2, 3, 4, 5, 16, 64, 256)] == \
-        [2, 4, 6, 6, 8, 10, 14, 18]
-    assert (Fp32Mul().latency, Fp32Mul(stages=1).latency, Fp32Add(stages=1).stages) == (2, 1, 1)
+        [3, 6, 9, 9, 12, 15, 21, 27]
+    assert (Fp32Mul().latency, Fp32Mul(stages=1).latency, Fp32Add(stages=2).stages) == (3, 1, 2)
     pair = data.StructLayout({"a": unsigned(32), "b": unsigned(32)})
     assert Fp32Add().i.payload.shape() == pair and Fp32Mul().o.payload.shape() == unsigned(32)
 
@@ -235,7 +236,7 @@ def test_reference_covers_rounding_boundaries():
 
 
 @pytest.mark.parametrize("unit", [Fp32Mul, Fp32Add], ids=["mul", "add"])
-@pytest.mark.parametrize("stages", [1, 2])
+@pytest.mark.parametrize("stages", [1, 2, 3])
 def test_op_corners(unit, stages, seed):
     """Every pair of corner operands (both orders), then the targeted rounding cases."""
     pairs = list(itertools.product(CORNERS, repeat=2))
@@ -248,8 +249,8 @@ def test_op_corners(unit, stages, seed):
     assert_bits(got, want, a, b)
 
 
-MUL_RANDOM = 25_000
-ADD_RANDOM = 25_000
+MUL_RANDOM = 40_000
+ADD_RANDOM = 40_000
 
 
 @pytest.mark.parametrize("unit, count", [(Fp32Mul, MUL_RANDOM), (Fp32Add, ADD_RANDOM)],
@@ -323,7 +324,7 @@ def test_dot(lanes, fast, slow, rng, seed):
     assert_bits(got, fp32_dot_bits(a, b), a, b)
 
 
-@pytest.mark.parametrize("mul_stages, add_stages", [(1, 1), (1, 2), (2, 1)])
+@pytest.mark.parametrize("mul_stages, add_stages", [(1, 1), (2, 2), (3, 1), (1, 3)])
 def test_dot_stage_options(mul_stages, add_stages, rng, seed):
     dut = Fp32Dot(5, mul_stages=mul_stages, add_stages=add_stages)
     assert dut.latency == mul_stages + 3 * add_stages
