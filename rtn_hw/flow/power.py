@@ -372,8 +372,9 @@ def _mult18_model():
         "endmodule", ""])
 
 
-def _testbench(ports, count, drain):
-    """One payload per cycle from stim.hex, ready always high; outputs to out.hex."""
+def _testbench(ports, count, drain, nets=None):
+    """One payload per cycle from stim.hex, ready always high; outputs to out.hex. `nets`
+    lists the dut's nets to trace (default: all of its scope)."""
     w_in = ports.get("i__payload", ("input", 0))[1]
     w_out = ports.get("o__payload", ("output", 0))[1]
     payload_decl = f"reg [{w_in - 1}:0] payload;" if w_in else ""
@@ -404,7 +405,8 @@ def _testbench(ports, count, drain):
         '    $readmemh("stim.hex", mem);' if w_in else "",
         "    payload = 0;" if w_in else "",
         '    $dumpfile("trace.vcd");',
-        "    $dumpvars(1, dut);",
+        "    $dumpvars(1, dut);" if nets is None else
+        "    $dumpvars(0,\n" + ",\n".join(f"      dut.{n}" for n in nets) + ");",
         "    n = 0; stalls = 0;",
         "    @(posedge clk); @(posedge clk); #1 rst = 1'b0;",
         f"    while (n < {count}) begin",
@@ -462,8 +464,10 @@ def _flatten(work, family):
     extra = "read_verilog mult18x18d_sim.v" if family == "ecp5" else ""
     defines = "-DNO_ICE40_DEFAULT_ASSIGNMENTS " if family == "ice40" else ""
     script = "\n".join([f"read_verilog {defines}-overwrite +/{family}/cells_sim.v", extra,
-                        "read_verilog mapped.v", "hierarchy -top top", "proc", "flatten",
-                        "opt_clean", "write_verilog -noattr flat.v"])
+                        "read_verilog mapped.v", "hierarchy -top top", "proc",
+                        # Private cell names give the flattened nets short private names.
+                        "rename -hide top/c:*", "flatten", "opt_clean",
+                        "write_verilog -noattr flat.v"])
     digest = hashlib.sha256("\0".join([script, (work / "mapped.v").read_text(),
                                        _mult18_model()]).encode()).hexdigest()
     stamp = work / "flat.sha256"
@@ -493,7 +497,6 @@ def simulate_netlist(netlist, payload_ints, *, warmup, drain, simulator=None):
     w_in = netlist.ports.get("i__payload", ("input", 0))[1]
     digits = max(1, -(-w_in // 4))
     (work / "stim.hex").write_text("".join(f"{v:0{digits}x}\n" for v in payload_ints))
-    (work / "tb.v").write_text(_testbench(netlist.ports, len(payload_ints), drain))
     for stale in ("trace.vcd", "out.hex"):
         (work / stale).unlink(missing_ok=True)
     share = _share(family)
@@ -501,17 +504,27 @@ def simulate_netlist(netlist, payload_ints, *, warmup, drain, simulator=None):
     start = time.monotonic()
     if simulator in ("icarus", "icarus-flat"):
         if simulator == "icarus":
+            netlist_v = "mapped.v"
             sources = ["-DNO_ICE40_DEFAULT_ASSIGNMENTS", "tb.v", "mapped.v",
                        str(share / "cells_sim.v")]
         else:
             _flatten(work, family)
+            netlist_v = "flat.v"
             sources = ["tb.v", "flat.v"]
+        # Trace only the mapped netlist's own nets (a flattened one has many more inside the
+        # cells), as far as they survived into the simulated Verilog.
+        declared = set(re.findall(r"^\s*(?:wire|reg|input|output)\b[^;=\n]*?([A-Za-z_]\w*)"
+                                  r"\s*(?:=[^;\n]*)?;",
+                                  (work / netlist_v).read_text(), re.M))
+        nets = sorted(declared & set(netlist.netnames))
+        (work / "tb.v").write_text(_testbench(netlist.ports, len(payload_ints), drain, nets))
         _run(["iverilog", "-g2012", "-s", "tb", "-o", "sim.vvp", *sources], work,
              what="iverilog")
         seconds["build"] = time.monotonic() - start
         start = time.monotonic()
         log = _run(["vvp", "-n", "sim.vvp"], work, what="vvp")
     else:
+        (work / "tb.v").write_text(_testbench(netlist.ports, len(payload_ints), drain))
         (work / "mult18x18d_sim.v").write_text(_mult18_model())
         # Only the netlist's own nets are wanted: tracing inside every cell model would
         # multiply the trace (Verilator ignores $dumpvars' depth).
