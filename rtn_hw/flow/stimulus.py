@@ -171,11 +171,13 @@ def golden(ops, kind):
 
 def flat_payloads(layout, payloads):
     """Payload values → the unsigned integers on the flat Verilog port (`i__payload`, or
-    `o__payload` for outputs). `layout` is a `lib.data` layout or a plain shape."""
+    `o__payload` for outputs). `layout` is a `lib.data` layout or a plain shape; values that
+    are already integers are taken as the flat bits."""
     from amaranth.hdl import Shape
     from amaranth.lib import data
     if isinstance(layout, data.Layout):
         mask = (1 << layout.size) - 1
-        return [layout.const(p).as_value().value & mask for p in payloads]
+        return [(p if isinstance(p, int) else layout.const(p).as_value().value) & mask
+                for p in payloads]
     mask = (1 << Shape.cast(layout).width) - 1
     return [int(p) & mask for p in payloads]
