@@ -183,9 +183,11 @@ def test_stimulus_shares_one_set_of_floats(seed):
 
 def test_stimulus_errors_and_flat_payloads(seed):
     ops = stimulus.operands(4, 3, seed=seed)
-    with pytest.raises(ValueError, match=re.escape(
-            "Stimulus kind must be one of 'ternary', 'fp32', 'int8', 'int16', not 'int4'")):
-        stimulus.golden(ops, "int4")
+    for call in (lambda: stimulus.golden(ops, "int4"),
+                 lambda: stimulus.for_unit("int4", 4, 3, seed=seed)):
+        with pytest.raises(ValueError, match=re.escape(
+                "Stimulus kind must be one of 'ternary', 'fp32', 'int8', 'int16', not 'int4'")):
+            call()
     with pytest.raises(ValueError, match=re.escape(
             "Source must return two (3, 4) arrays, not (3, 4) and (4, 3)")):
         stimulus.operands(4, 3, seed=seed,
@@ -211,9 +213,7 @@ def test_layer_source_streams_rows(seed):
 
 def _int_case(lanes, count, seed):
     dut = IntDot(lanes, 8)
-    ops = stimulus.operands(lanes, count, seed=seed)
-    payloads = stimulus.int_payloads(ops, 8)
-    golden = stimulus.golden(ops, "int8")
+    payloads, golden, _ = stimulus.for_unit("int8", lanes, count, seed=seed)
     assert golden == [int(int_dot(np.array(p["a"]), np.array(p["b"]), 8)) for p in payloads]
     return dut, payloads, golden
 

@@ -34,7 +34,9 @@ from ..model._check import positive_int
 
 __all__ = ["Operands", "gaussian_source", "layer_source", "operands", "ACT_ZERO_FRACTION",
            "TWN_FACTOR", "DELTA", "ternary_payloads", "fp32_payloads", "int_payloads",
-           "flat_payloads", "golden"]
+           "flat_payloads", "golden", "for_unit", "KINDS"]
+
+KINDS = ("ternary", "fp32", "int8", "int16")
 
 DELTA = 0.5                # ternarize()'s threshold, used unchanged
 ACT_ZERO_FRACTION = 0.5    # activations: Δ sits at this quantile of |a|
@@ -165,8 +167,24 @@ def golden(ops, kind):
         a, _ = quantize(ops.a, width)
         b, _ = quantize(ops.w, width)
         return [int(x) for x in int_dot(a, b, width)]
-    raise ValueError(f"Stimulus kind must be one of 'ternary', 'fp32', 'int8', 'int16', "
+    raise ValueError(f"Stimulus kind must be one of {', '.join(map(repr, KINDS))}, "
                      f"not {kind!r}")
+
+
+def for_unit(kind, lanes, count, *, seed, source=gaussian_source):
+    """(payloads, golden outputs, Operands) of `count` cycles for a `lanes`-wide unit of `kind`
+    ("ternary", "fp32", "int8", "int16"), drawn from `source` with `seed`."""
+    if kind not in KINDS:
+        raise ValueError(f"Stimulus kind must be one of {', '.join(map(repr, KINDS))}, "
+                         f"not {kind!r}")
+    ops = operands(lanes, count, seed=seed, source=source)
+    if kind == "ternary":
+        payloads = ternary_payloads(ops)
+    elif kind == "fp32":
+        payloads = fp32_payloads(ops)
+    else:
+        payloads = int_payloads(ops, int(kind[3:]))
+    return payloads, golden(ops, kind), ops
 
 
 def flat_payloads(layout, payloads):
