@@ -42,7 +42,7 @@ def _comb(m, value, name, shape=None):
 
 
 def _halves(m, name):
-    """Submodules for the logic before and after an operation's middle register.
+    """Submodules for an operation's logic before and after its first inner register.
 
     Separate modules keep each block's combinational logic apart, so the simulator re-evaluates
     a block only when its own inputs change."""
@@ -196,8 +196,13 @@ def fp32_add(m, a, b, *, stage=_no_stage, registers=0, name="add"):
     fb, fs = _Fields(big), _Fields(small)
     subtract = fb.sign ^ fs.sign
 
-    dist = (fb.exp - fs.exp)[:8]
-    shift = Mux(dist > width, width, dist)
+    # Both alignment distances are computed beside the magnitude compare, which then only
+    # picks one, instead of subtracting after the operands are ordered (a shorter path).
+    ea, eb = _Fields(a).exp, _Fields(b).exp
+    dist_a, dist_b = (ea - eb)[:8], (eb - ea)[:8]
+    shift = _comb(front, Mux(swap, Mux(dist_b > width, width, dist_b),
+                             Mux(dist_a > width, width, dist_a)), f"{name}_ashift",
+                  range(width + 1))
     wide = _comb(front, Cat(Const(0, width + extra), fs.sig) >> shift, f"{name}_align")
     aligned = Cat(wide[width] | (wide[:width] != 0), wide[width + 1:])
     big_sig = Cat(Const(0, extra), fb.sig)
