@@ -230,9 +230,11 @@ def test_reference_covers_rounding_boundaries():
     products = product_ref(*np.array(MUL_CASES, np.uint32).T)
     assert products.tolist()[:8] == [0x7F800000, 0xFF800000, 0x7F7FFFFF, 0x00000000,
                                      0x80000001, 0x00000002, 0x00000002, 0x00800000]
+    assert products.tolist()[-5:] == [0x00000000, 0x80000000, NAN, NAN, 0xFF800000]
     sums = sum_ref(*np.array(ADD_CASES, np.uint32).T)
     assert sums.tolist()[:6] == [0x7F800000, 0x7F800000, 0x7F7FFFFF, 0xFF800000, ONE,
                                  0x3F800002]
+    assert sums.tolist()[12:17] == [0x00000000, 0x80000000, 0x00000000, 0x00000000, NAN]
 
 
 @pytest.mark.parametrize("unit", [Fp32Mul, Fp32Add], ids=["mul", "add"])
