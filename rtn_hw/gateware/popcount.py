@@ -1,18 +1,33 @@
-"""Population count as a compressor tree for 4-input-LUT fabrics, plus the naive adder chain.
+"""Population count for 4-input-LUT fabrics with carry chains, plus the naive adder chain.
 
 The builder `popcount(m, bits, ...)` is meant to be called from another unit's `elaborate()`;
-`Popcount` wraps it as a stream component. The general form, `compress(m, heap, ...)`, sums a
-*bit heap* (bits of arbitrary binary weights), so callers can fold a weighted sum such as
-Eq. 8's `popcount(c) - 2·popcount(neg)` into one tree instead of subtracting two counts.
+`Popcount` wraps it as a stream component. `compress(m, singles, terms, ...)` is the general
+form: it sums single bits and unsigned multi-bit terms, so callers can feed it their own
+LUT-sized leaves.
 
-Tree ("tree" style): each level puts a full adder (3:2 counter, two LUT3s) on every group of
-three bits of equal weight, until no weight holds more than two bits; the two remaining rows
-go to one carry-propagate adder (a carry chain). That final adder is one more level.
-Chain ("chain" style): `((b0 + b1) + b2) + ...`, one adder per bit, one level per adder.
+Tree ("tree" style). Yosys maps an adder of five or more result bits to a carry chain (CCU2C on
+ECP5, SB_CARRY on iCE40, CARRY4 on Xilinx), which abc cannot restructure, while small adders and
+full-adder (Wallace) trees become LUT logic that abc merges into wide LUT5/LUT6 muxes (measured
+in bench/popcount_compare.py: about 3 LUT4 per input bit). So every tree level here is a few
+long carry chains, each adding many independent *fields* side by side: field k adds two terms
+a_k + b_k of equal width w into w + 1 bits. Fields are kept apart by a guard position just
+above each field where both adder inputs carry the same single bit g: there the carry out is g
+whatever the carry in (so nothing leaks between fields), the sum bit is the field's top bit,
+and g enters the next field as its carry in, so every guard also counts one bit for free. A
+guard of two constant zeros would make yosys split the chain into small (LUT-mapped) adders.
+
+Each level: if there are more single bits than terms, ceil((S - T) / 2) singles become 1-bit
+terms (so about as many singles stay in reserve for the guards of this and later levels as
+there are terms), and at least two terms exist while anything is left to add; the terms,
+sorted by maximum value, are added in neighbouring pairs (an odd one passes through), fields
+packed into chains of at most `MAX_CHAIN` positions. `compress_levels` counts the levels by
+running the same plan without building logic.
+
+Chain ("chain" style): `((b0 + b1) + b2) + ...`, one adder per bit and one level per adder.
 
 Pipelining: with `levels_per_stage=k` a register layer (made by the caller's `stage`
 callback, e.g. `Pipeline.stage`) follows levels k, 2k, ... that are not the last level, so a
-tree of L levels inserts `(L - 1) // k` stages (`popcount_stages`). The caller registers the
+count of L levels inserts `(L - 1) // k` stages (`popcount_stages`). The caller registers the
 final output itself if it wants to.
 """
 
@@ -24,10 +39,11 @@ from ..model._check import positive_int
 from ..model.fixed import bits_for
 from .pipeline import Pipeline
 
-__all__ = ["STYLES", "popcount", "compress", "popcount_levels", "popcount_stages",
-           "heap_levels", "Popcount"]
+__all__ = ["STYLES", "MAX_CHAIN", "popcount", "compress", "compress_levels", "popcount_levels",
+           "popcount_stages", "cut_levels", "Popcount"]
 
 STYLES = ("tree", "chain")
+MAX_CHAIN = 24   # adder positions per carry chain: bounds the carry delay of one level
 
 
 def _check_style(style):
@@ -43,113 +59,147 @@ def _check_levels_per_stage(value):
     return positive_int(value, "Levels per stage")
 
 
-def _reduce_heights(heights):
-    """One full-adder level on column heights; returns the new heights."""
-    new = [0] * (len(heights) + 1)
-    for col, h in enumerate(heights):
-        fas, rest = divmod(h, 3)
-        new[col] += fas + rest
-        new[col + 1] += fas
-    while new and new[-1] == 0:
-        new.pop()
-    return new
+def _plan_level(singles, terms, add):
+    """One compressor level. `singles` is a list of 1-bit items, `terms` a list of
+    (item, top); `add(a_parts, b_parts)` builds one chain from equal-length lists of
+    (item, width) parts and returns the sum item. Returns the new (singles, terms)."""
+    singles, terms = list(singles), list(terms)
+    promote = max(0, -(-(len(singles) - len(terms)) // 2), 2 - len(terms))
+    promote = min(promote, len(singles))
+    terms += [(singles.pop(), 1) for _ in range(promote)]
+    terms.sort(key=lambda t: t[1])
+    pairs = [(terms[k], terms[k + 1]) for k in range(0, len(terms) - 1, 2)]
+    rest = terms[2 * len(pairs):]
+    out = []
+    k = 0
+    while k < len(pairs):
+        a_parts, b_parts, fields, pos, carry_in = [], [], [], 0, 0
+        while k < len(pairs):
+            (a, ta), (b, tb) = pairs[k]
+            w = max(bits_for(ta), bits_for(tb))
+            top = ta + tb + carry_in
+            a_parts.append((a, bits_for(ta), w))
+            b_parts.append((b, bits_for(tb), w))
+            fields.append((pos, bits_for(top), top))
+            pos += w
+            k += 1
+            carry_in = 0
+            if bits_for(top) > w:
+                more = k < len(pairs) and pos + 1 + 2 * bits_for(pairs[k][0][1]) <= MAX_CHAIN
+                if more and singles:
+                    # The guard: carry out = g whatever the carry in; g feeds the next field.
+                    g = singles.pop()
+                    carry_in = 1
+                    a_parts.append((g, 1, 1))
+                    b_parts.append((g, 1, 1))
+                else:
+                    a_parts.append((None, 0, 1))
+                    b_parts.append((None, 0, 1))
+                pos += 1
+            if not (k < len(pairs) and pos + 2 * bits_for(pairs[k][0][1]) <= MAX_CHAIN):
+                break
+        total = add(a_parts, b_parts, pos)
+        out += [((total, off, width), top) for off, width, top in fields]
+    return singles, rest + out
 
 
-def heap_levels(heights):
-    """Levels of the "tree" compressor for a heap with `heights[j]` bits of weight 2**j:
-    full-adder levels until every column holds at most two bits, plus one final-adder level
-    if any column still holds two."""
-    heights = list(heights)
+def _dry_add(a_parts, b_parts, positions):
+    return None
+
+
+def compress_levels(singles, tops=()):
+    """Levels `compress` uses for `singles` single bits and terms of maximum values `tops`."""
+    s, t = [None] * singles, [(None, top) for top in tops]
     levels = 0
-    while any(h > 2 for h in heights):
-        heights = _reduce_heights(heights)
+    while len(s) + len(t) > 1:
+        s, t = _plan_level(s, t, _dry_add)
         levels += 1
-    return levels + (1 if any(h == 2 for h in heights) else 0)
+    return levels
 
 
 def popcount_levels(width, style="tree"):
-    """Logic levels (full-adder levels plus the final adder, or chain adders) of a popcount."""
+    """Logic levels of a popcount of `width` bits (see the module docstring)."""
     positive_int(width, "Popcount width")
     if _check_style(style) == "chain":
         return width - 1
-    return heap_levels([width])
+    return compress_levels(width)
+
+
+def cut_levels(levels, levels_per_stage):
+    """Levels after which a register layer goes: multiples of `levels_per_stage` below
+    `levels` (none if `levels_per_stage` is None)."""
+    levels_per_stage = _check_levels_per_stage(levels_per_stage)
+    if levels_per_stage is None:
+        return frozenset()
+    return frozenset(range(levels_per_stage, levels, levels_per_stage))
 
 
 def popcount_stages(width, levels_per_stage=None, style="tree"):
     """Register stages `popcount(...)` inserts: `(levels - 1) // levels_per_stage`, or 0 when
-    `levels_per_stage` is None or the count is purely wiring (0 levels)."""
-    levels = popcount_levels(width, style)
-    levels_per_stage = _check_levels_per_stage(levels_per_stage)
-    if levels_per_stage is None or levels == 0:
-        return 0
-    return (levels - 1) // levels_per_stage
+    `levels_per_stage` is None or the count has no logic level."""
+    return len(cut_levels(popcount_levels(width, style), levels_per_stage))
 
 
-def compress(m, heap, *, width, stage=None, levels_per_stage=None, name="pc"):
-    """Sum a bit heap with the "tree" compressor. `heap[j]` is a list of 1-bit Values of weight
-    2**j. Returns `(value, stages_used)`, `value` unsigned(`width`); the caller guarantees the
-    sum fits `width` bits (the carry out of the final adder is dropped)."""
-    levels_per_stage = _check_levels_per_stage(levels_per_stage)
-    cols = [[bit for bit in column] for column in heap]
-    total = heap_levels([len(c) for c in cols])
+def _fit(value, width):
+    value = Value.cast(value).as_unsigned()
+    if len(value) >= width:
+        return value[:width]
+    return Cat(value, Const(0, width - len(value)))
+
+
+def _value(item):
+    """An item of the plan (a Value, or a field (sum, offset, width) of a chain) as a Value."""
+    if isinstance(item, tuple):
+        total, off, width = item
+        return total[off:off + width]
+    return Value.cast(item)
+
+
+def _chain_add(a_parts, b_parts, positions):
+    a = Cat(*[_fit(_value(v), w) if v is not None else Const(0, w) for v, _, w in a_parts])
+    b = Cat(*[_fit(_value(v), w) if v is not None else Const(0, w) for v, _, w in b_parts])
+    return Value.cast(a + b)[:positions]
+
+
+def compress(m, singles, terms=(), *, stage=None, cuts=frozenset(), name="sum"):
+    """Sum 1-bit `singles` and unsigned `terms` (a list of (value, max_value)) with the
+    carry-chain compressor; a register layer follows every level whose number is in `cuts`.
+    Returns `(value, top, stages)`: the sum as unsigned(bits_for(top)), its maximum `top`,
+    and the number of register layers inserted. An empty input sums to Const(0)."""
+    s = [Value.cast(b) for b in singles]
+    t = [(Value.cast(v), top) for v, top in terms]
+    if stage is None:
+        cuts = frozenset()
     level = stages = 0
-
-    def register(cols):
-        nonlocal stages
-        if stage is None or levels_per_stage is None or level % levels_per_stage \
-                or level >= total:
-            return cols
-        out = []
-        for j, column in enumerate(cols):
-            if column:
-                reg = stage(Cat(*column), name=f"{name}_s{stages}_w{j}")
-                out.append([reg[k] for k in range(len(column))])
-            else:
-                out.append([])
-        stages += 1
-        return out
-
-    while any(len(c) > 2 for c in cols):
-        new = [[] for _ in range(len(cols) + 1)]
-        for j, column in enumerate(cols):
-            groups = len(column) // 3
-            for g in range(groups):
-                a, b, c = column[3 * g:3 * g + 3]
-                # A full adder is two LUT3s on any LUT4 fabric, and reduces one bit per level.
-                s = Value.cast(a ^ b ^ c)
-                cy = Value.cast((a & b) | (a & c) | (b & c))
-                new[j].append(s)
-                new[j + 1].append(cy)
-            new[j].extend(column[3 * groups:])
-        while new and not new[-1]:
-            new.pop()
-        cols = new
+    while len(s) + len(t) > 1:
+        s, t = _plan_level(s, t, _chain_add)
+        t = [(_value(item), top) for item, top in t]
         level += 1
-        cols = register(cols)
-
-    rows = [Cat(*[(c[r] if len(c) > r else Const(0, 1)) for c in cols]) for r in range(2)]
-    if any(len(c) == 2 for c in cols):
-        value = (rows[0] + rows[1])[:width]
+        if level in cuts:
+            s = [stage(b, name=f"{name}_s{stages}_b{k}") for k, b in enumerate(s)]
+            t = [(stage(v, name=f"{name}_s{stages}_t{k}"), top) for k, (v, top) in enumerate(t)]
+            stages += 1
+    if t:
+        value, top = t[0]
+    elif s:
+        value, top = s[0], 1
     else:
-        value = rows[0][:width] if len(rows[0]) >= width else rows[0]
-    return Value.cast(value).as_unsigned(), stages
+        value, top = Const(0, 1), 0
+    return _fit(value, bits_for(top)), top, stages
 
 
-def _chain(m, bits, *, stage, levels_per_stage, name):
+def _popcount_chain(bits, cuts, stage, name):
     width = len(bits)
     acc = bits[0]
     stages = 0
     for k in range(1, width):
-        acc = (acc + bits[k])[:bits_for(k + 1)]
-        level = k
-        if (stage is not None and levels_per_stage is not None
-                and level % levels_per_stage == 0 and level < width - 1):
+        acc = Value.cast(acc + bits[k])[:bits_for(k + 1)]
+        if k in cuts and stage is not None:
             # Register the running sum and the bits not yet added, so the tail keeps pace.
             acc = stage(acc, name=f"{name}_s{stages}_acc")
-            rest = stage(bits[k + 1:], name=f"{name}_s{stages}_rest")
-            bits = Cat(bits[:k + 1], rest)
+            bits = Cat(bits[:k + 1], stage(bits[k + 1:], name=f"{name}_s{stages}_rest"))
             stages += 1
-    return Value.cast(acc), stages
+    return acc, stages
 
 
 def popcount(m, bits, *, stage=None, levels_per_stage=None, style="tree", name="pc"):
@@ -164,17 +214,13 @@ def popcount(m, bits, *, stage=None, levels_per_stage=None, style="tree", name="
     bits = Value.cast(bits)
     width = positive_int(len(bits), "Popcount width")
     _check_style(style)
-    levels_per_stage = _check_levels_per_stage(levels_per_stage)
-    if stage is None:
-        levels_per_stage = None
+    cuts = cut_levels(popcount_levels(width, style), levels_per_stage)
     if style == "chain":
-        value, stages = _chain(m, bits, stage=stage, levels_per_stage=levels_per_stage,
-                               name=name)
+        value, stages = _popcount_chain(bits, cuts, stage, name)
     else:
-        value, stages = compress(m, [[bits[k] for k in range(width)]], width=bits_for(width),
-                                 stage=stage, levels_per_stage=levels_per_stage, name=name)
-    assert stages == popcount_stages(width, levels_per_stage, style)
-    return value.as_unsigned(), stages
+        value, _, stages = compress(m, [bits[k] for k in range(width)], stage=stage, cuts=cuts,
+                                    name=name)
+    return _fit(value, bits_for(width)), stages
 
 
 class Popcount(wiring.Component):
