@@ -187,6 +187,9 @@ def plot(report, out_dir):
                 style = "-o" if name.startswith(("ternary", "rtn")) else "--s"
                 ax.plot([p[0] for p in points], [p[1] for p in points], style, label=name)
             ax.set_xscale("log", base=2)
+            lanes = sorted({p[0] for points in series.values() for p in points})
+            ax.set_xticks(lanes, [str(n) for n in lanes])
+            ax.minorticks_off()
             ax.set_yscale("log")
             ax.set_xlabel("lanes")
             ax.set_ylabel(label)
