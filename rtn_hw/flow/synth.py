@@ -678,6 +678,8 @@ def _record(run, elab, synth, power_result, *, cached, power_note):
             record["cpu_seconds"]["power"] = power_result.get("cpu_seconds")
     elif power_note:
         record["notes"].append(power_note)
+    elif TARGETS[run.target].power_target and run.mapping == "lut":
+        record["notes"].append("no power figure: the power model maps with DSPs")
     return record
 
 
