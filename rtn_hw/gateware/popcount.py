@@ -31,7 +31,7 @@ count of L levels inserts `(L - 1) // k` stages (`popcount_stages`). The caller 
 final output itself if it wants to.
 """
 
-from amaranth.hdl import Cat, Const, Module, Value, unsigned
+from amaranth.hdl import Cat, Const, Module, Signal, Value, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -155,10 +155,20 @@ def _value(item):
     return Value.cast(item)
 
 
-def _chain_add(a_parts, b_parts, positions):
-    a = Cat(*[_fit(_value(v), w) if v is not None else Const(0, w) for v, _, w in a_parts])
-    b = Cat(*[_fit(_value(v), w) if v is not None else Const(0, w) for v, _, w in b_parts])
-    return Value.cast(a + b)[:positions]
+def _chain_adder(m, name):
+    count = 0
+
+    def add(a_parts, b_parts, positions):
+        nonlocal count
+        a = Cat(*[_fit(_value(v), w) if v is not None else Const(0, w) for v, _, w in a_parts])
+        b = Cat(*[_fit(_value(v), w) if v is not None else Const(0, w) for v, _, w in b_parts])
+        # A named signal per chain: an expression used by several fields would otherwise be
+        # emitted once per use, and the copies would multiply level by level.
+        total = Signal(positions, name=f"{name}_chain{count}")
+        count += 1
+        m.d.comb += total.eq(a + b)
+        return total
+    return add
 
 
 def compress(m, singles, terms=(), *, stage=None, cuts=frozenset(), name="sum"):
@@ -170,9 +180,10 @@ def compress(m, singles, terms=(), *, stage=None, cuts=frozenset(), name="sum"):
     t = [(Value.cast(v), top) for v, top in terms]
     if stage is None:
         cuts = frozenset()
+    add = _chain_adder(m, name)
     level = stages = 0
     while len(s) + len(t) > 1:
-        s, t = _plan_level(s, t, _chain_add)
+        s, t = _plan_level(s, t, add)
         t = [(_value(item), top) for item, top in t]
         level += 1
         if level in cuts:
