@@ -11,6 +11,7 @@ import pytest
 from rtn_hw.flow import power, stimulus
 from rtn_hw.flow.yosys import build_dir
 from rtn_hw.gateware.intdot import IntDot
+from rtn_hw.gateware.popcount import Popcount
 from rtn_hw.model import int_dot, unpack
 
 
@@ -258,10 +259,17 @@ def test_netlist_computes_and_toggles_follow_data(target, seed, workdir):
     assert set(k for k, v in energy.items() if v) == {"FF clock"}
 
 
-def test_ecp5_simulators_agree(seed, workdir):
-    """The flattened netlist on Icarus (the default) and the cell models on Verilator give the
-    same outputs and the same toggles on every net (MULT18X18D model included)."""
-    dut, payloads, golden = _int_case(2, 40, seed)
+@pytest.mark.parametrize("unit", ["intdot", "popcount"])
+def test_ecp5_simulators_agree(unit, seed, rng, workdir):
+    """The flattened netlist on Icarus (the default) and yosys's cell models on Verilator give
+    the same outputs and the same toggles on every net: MULT18X18D and carry chains (IntDot),
+    LUT4 and PFUMX logic (Popcount)."""
+    if unit == "intdot":
+        dut, payloads, golden = _int_case(2, 40, seed)
+    else:
+        dut = Popcount(40)
+        payloads = [int(x) for x in rng.integers(0, 1 << 40, 40, dtype=np.uint64)]
+        golden = [bin(x).count("1") for x in payloads]
     netlist = power.map_netlist(dut, "ecp5", workdir)
     flat = stimulus.flat_payloads(dut.i.payload.shape(), payloads)
     runs = [power.simulate_netlist(netlist, flat, warmup=4, drain=8, simulator=simulator)

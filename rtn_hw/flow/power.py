@@ -459,12 +459,24 @@ def simulator_versions():
     return versions
 
 
+# yosys's ECP5 LUT4 model is a three-level mux tree: four assignments and three wires per LUT
+# once flattened. For 0/1 inputs this one-line lookup is the same function, and it keeps a
+# 20k-LUT netlist small enough for Icarus (test_ecp5_simulators_agree checks the equivalence
+# against Verilator running yosys's own model).
+_LUT4_MODEL = """module LUT4(input A, B, C, D, output Z);
+  parameter [15:0] INIT = 16'h0000;
+  assign Z = INIT[{D, C, B, A}];
+endmodule
+"""
+
+
 def _flatten(work, family):
     """The mapped netlist flattened into yosys's own reading of the vendor cell models (plus
     our MULT18X18D): plain Verilog that Icarus simulates, with every net of the mapped
     netlist kept under its name. Cached by content hash."""
     (work / "mult18x18d_sim.v").write_text(_mult18_model())
-    extra = "read_verilog mult18x18d_sim.v" if family == "ecp5" else ""
+    (work / "lut4_sim.v").write_text(_LUT4_MODEL)
+    extra = "read_verilog -overwrite mult18x18d_sim.v lut4_sim.v" if family == "ecp5" else ""
     defines = "-DNO_ICE40_DEFAULT_ASSIGNMENTS " if family == "ice40" else ""
     script = "\n".join([f"read_verilog {defines}-overwrite +/{family}/cells_sim.v", extra,
                         "read_verilog mapped.v", "hierarchy -top top", "proc",
@@ -472,7 +484,7 @@ def _flatten(work, family):
                         "rename -hide top/c:*", "flatten", "opt_clean",
                         "write_verilog -noattr flat.v"])
     digest = hashlib.sha256("\0".join([script, (work / "mapped.v").read_text(),
-                                       _mult18_model()]).encode()).hexdigest()
+                                       _mult18_model(), _LUT4_MODEL]).encode()).hexdigest()
     stamp = work / "flat.sha256"
     if not (stamp.exists() and stamp.read_text() == digest and (work / "flat.v").exists()):
         stamp.unlink(missing_ok=True)
