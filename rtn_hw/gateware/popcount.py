@@ -199,12 +199,17 @@ def compress(m, singles, terms=(), *, stage=None, cuts=frozenset(), name="sum"):
     return _fit(value, bits_for(top)), top, stages
 
 
-def _popcount_chain(bits, cuts, stage, name):
+def _popcount_chain(m, bits, cuts, stage, name):
     width = len(bits)
     acc = bits[0]
     stages = 0
     for k in range(1, width):
         acc = Value.cast(acc + bits[k])[:bits_for(k + 1)]
+        if k % 16 == 0:
+            # A signal now and then keeps the expression shallow (Python recursion).
+            step = Signal(bits_for(k + 1), name=f"{name}_acc{k}")
+            m.d.comb += step.eq(acc)
+            acc = step
         if k in cuts and stage is not None:
             # Register the running sum and the bits not yet added, so the tail keeps pace.
             acc = stage(acc, name=f"{name}_s{stages}_acc")
@@ -227,7 +232,7 @@ def popcount(m, bits, *, stage=None, levels_per_stage=None, style="tree", name="
     _check_style(style)
     cuts = cut_levels(popcount_levels(width, style), levels_per_stage)
     if style == "chain":
-        value, stages = _popcount_chain(bits, cuts, stage, name)
+        value, stages = _popcount_chain(m, bits, cuts, stage, name)
     else:
         value, _, stages = compress(m, [bits[k] for k in range(width)], stage=stage, cuts=cuts,
                                     name=name)
