@@ -312,9 +312,9 @@ REAL_ERRORS = [
      lambda: "ternary_dot: lanes=0: Lane count must be a positive integer, not 0"),
     (["verilog", "ternary_dot", "-p", "lanes=abc"],
      lambda: "ternary_dot: lanes=abc: expected an integer"),
-    (["verilog", "ternary_dot", "-p", "lanes=4", "-p", "pipeline=5"],
-     lambda: "ternary_dot: lanes=4 pipeline=5: Pipeline depth must be at most 4 for 4 lanes, "
-             "not 5"),
+    (["verilog", "ternary_dot", "-p", "lanes=4", "-p", "pipeline=-1"],
+     lambda: "ternary_dot: lanes=4 pipeline=-1: Pipeline depth must be a non-negative integer, "
+             "not -1"),
     (["verilog", "int_dot", "-p", "width=12"],
      lambda: "int_dot: width=12: Integer width must be 8 or 16, not 12"),
     (["verilog", "int_dot", "-p", "lanes"], lambda: "-p lanes: expected NAME=VALUE"),
@@ -329,7 +329,7 @@ REAL_ERRORS = [
 @pytest.mark.parametrize("runner", ["main", "process"])
 @pytest.mark.parametrize("argv, message", REAL_ERRORS,
                          ids=["unknown-unit", "unknown-param", "lanes-0", "lanes-abc",
-                              "pipeline-5", "width-12", "no-equals", "unused-param", "mac-out-fmt"])
+                              "pipeline-neg", "width-12", "no-equals", "unused-param", "mac-out-fmt"])
 def test_real_unit_usage_errors(runner, argv, message, tmp_path, capsys):
     out = tmp_path / "x.v"
     if runner == "main":
