@@ -37,6 +37,16 @@ class DotMiter(wiring.Component):
         super().__init__({"w_nz": In(lanes), "w_sg": In(lanes), "a_nz": In(lanes),
                           "a_sg": In(lanes), "ok": Out(1)})
 
+    @staticmethod
+    def total(values):
+        """The naive sum, kept WIDE bits wide at every step (pairwise, as written by hand)."""
+        values = [v.as_signed() for v in values]
+        while len(values) > 1:
+            pairs = [(values[k] + values[k + 1])[:WIDE].as_signed()
+                     for k in range(0, len(values) - 1, 2)]
+            values = pairs + values[2 * len(pairs):]
+        return values[0]
+
     def elaborate(self, platform):
         m = Module()
         n = self.lanes
@@ -50,12 +60,10 @@ class DotMiter(wiring.Component):
                 return Mux(sg, 1, Mux(nz, -1, 0)).as_signed()
             return Mux(nz, Mux(sg, 1, -1), 0).as_signed()
 
-        ref_d = ref_s = 0
-        for k in range(n):
-            tw = trit(self.w_nz[k], self.w_sg[k])
-            ta = trit(self.a_nz[k], self.a_sg[k])
-            ref_d = (ref_d + tw * ta).as_signed()[:WIDE].as_signed()
-            ref_s = (ref_s + ta).as_signed()[:WIDE].as_signed()
+        products = [trit(self.w_nz[k], self.w_sg[k]) * trit(self.a_nz[k], self.a_sg[k])
+                    for k in range(n)]
+        activations = [trit(self.a_nz[k], self.a_sg[k]) for k in range(n)]
+        ref_d, ref_s = self.total(products), self.total(activations)
         if self.mistake == "off_by_one":
             all_plus = (self.w_nz & self.w_sg & self.a_nz & self.a_sg).all()
             ref_d = Mux(all_plus, ref_d + 1, ref_d).as_signed()
@@ -87,7 +95,9 @@ def prove(lanes, mistake=None, outputs=("d", "s_a")):
     return proven, time.monotonic() - start, log
 
 
-@pytest.mark.parametrize("lanes", [8, 16])
+# N = 8 proves in about 2 s. At N = 16 MiniSat has to show two differently ordered sums of 32
+# bits equal, which took longer than 15 minutes here, so that proof runs with `make sim` only.
+@pytest.mark.parametrize("lanes", [8, pytest.param(16, marks=pytest.mark.slow)])
 def test_dot_equals_naive_sum_for_all_inputs(lanes):
     proven, seconds, log = prove(lanes)
     print(f"TernaryDot N={lanes}: proof took {seconds:.1f} s")
