@@ -10,6 +10,7 @@ import pytest
 
 from rtn_hw.flow import power, stimulus
 from rtn_hw.flow.yosys import build_dir
+from rtn_hw.gateware.dot import TernaryDot
 from rtn_hw.gateware.intdot import IntDot
 from rtn_hw.gateware.popcount import Popcount
 from rtn_hw.model import int_dot, unpack
@@ -257,6 +258,19 @@ def test_netlist_computes_and_toggles_follow_data(target, seed, workdir):
                                             zeros.cycles)
     # Only the clock load of the registers remains.
     assert set(k for k, v in energy.items() if v) == {"FF clock"}
+
+
+def test_ternary_dot_netlist_matches_golden(seed, workdir):
+    """The RTN unit itself, mapped for ECP5: Eq. 8 outputs from the netlist equal the golden
+    model's, and the ternary stimulus has the documented sparsity."""
+    payloads, golden, ops = stimulus.for_unit("ternary", 16, 60, seed=seed)
+    assert abs(ops.sparsity["activations"] - 0.5) < 0.05
+    report = power.estimate_power(TernaryDot(16, pipeline=2), payloads, target="ecp5",
+                                  clock_mhz=100, macs_per_cycle=16, workdir=workdir, seed=seed,
+                                  expected=golden)
+    assert report["trace_coverage"] > 0.9
+    assert report["dynamic_pj_per_mac"] > 0
+    assert report["cells.CCU2C"] > 0 and "cells.MULT18X18D" not in report
 
 
 # Each Verilator build costs ~15 s of CPU; the IntDot one runs with `make sim` (its
