@@ -59,10 +59,12 @@ def _check_levels_per_stage(value):
     return positive_int(value, "Levels per stage")
 
 
-def _plan_level(singles, terms, add):
+def _plan_level(singles, terms, add, record=None):
     """One compressor level. `singles` is a list of 1-bit items, `terms` a list of
     (item, top); `add(a_parts, b_parts)` builds one chain from equal-length lists of
-    (item, width) parts and returns the sum item. Returns the new (singles, terms)."""
+    (item, width) parts and returns the sum item. Returns the new (singles, terms).
+    If `record` is a list, each field made is appended as (a, b, g, out_item, top), g being
+    the single injected as its carry in (or None): the formal tests prove out = a + b + g."""
     singles, terms = list(singles), list(terms)
     promote = max(0, -(-(len(singles) - len(terms)) // 2), 2 - len(terms))
     promote = min(promote, len(singles))
@@ -73,17 +75,17 @@ def _plan_level(singles, terms, add):
     out = []
     k = 0
     while k < len(pairs):
-        a_parts, b_parts, fields, pos, carry_in = [], [], [], 0, 0
+        a_parts, b_parts, fields, pos, carry_in, g = [], [], [], 0, 0, None
         while k < len(pairs):
             (a, ta), (b, tb) = pairs[k]
             w = max(bits_for(ta), bits_for(tb))
             top = ta + tb + carry_in
             a_parts.append((a, bits_for(ta), w))
             b_parts.append((b, bits_for(tb), w))
-            fields.append((pos, bits_for(top), top))
+            fields.append((pos, bits_for(top), top, a, b, g))
             pos += w
             k += 1
-            carry_in = 0
+            carry_in, g = 0, None
             if bits_for(top) > w:
                 more = k < len(pairs) and pos + 1 + 2 * bits_for(pairs[k][0][1]) <= MAX_CHAIN
                 if more and singles:
@@ -99,7 +101,10 @@ def _plan_level(singles, terms, add):
             if not (k < len(pairs) and pos + 2 * bits_for(pairs[k][0][1]) <= MAX_CHAIN):
                 break
         total = add(a_parts, b_parts, pos)
-        out += [((total, off, width), top) for off, width, top in fields]
+        for off, width, top, a, b, g_in in fields:
+            out.append(((total, off, width), top))
+            if record is not None:
+                record.append((a, b, g_in, (total, off, width), top))
     return singles, rest + out
 
 
