@@ -183,7 +183,7 @@ def test_compressor_levels_for_2n_bits():
         # Amaranth emits Assume as a $check cell; chformal -lower makes it an $assume for sat.
         script = "\n".join(["read_rtlil top.il", "prep -top top", "flatten", "chformal -lower",
                             "sat -prove ok 1 -set-assumes -verify"])
-        log = run_yosys(script, workdir, files={"top.il": rtlil_text(miter)}, timeout=timeout)
+        log = run_yosys(script, workdir, files={"top.il": rtlil_text(miter)})
         assert "SAT proof finished - no model found: SUCCESS!" in log
         singles, tops, level = len(new_singles), [top for _, top in new_terms], level + 1
     assert tops == [32] and level == compress_levels(32)
