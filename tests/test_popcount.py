@@ -9,8 +9,8 @@ import pytest
 from amaranth.hdl import Module, Signal, UnusedElaboratable
 from amaranth.sim import Simulator
 
-from rtn_hw.gateware.popcount import (Popcount, compress, compress_levels, popcount,
-                                      popcount_levels, popcount_stages)
+from rtn_hw.gateware.popcount import (Popcount, adder_tree, compress, compress_levels,
+                                      popcount, popcount_levels, popcount_stages, tree_levels)
 from rtn_hw.gateware.simulate import run_stream
 
 WIDTHS = [1, 3, 16, 64, 256]
@@ -97,6 +97,11 @@ def test_builder_reports_its_stages():
     assert len(value) == 7
     _, none = popcount(m, bits)
     assert none == 0
+    with warnings.catch_warnings():
+        # The module is only inspected, never simulated: its "never used" warning is expected.
+        warnings.simplefilter("ignore", UnusedElaboratable)
+        del m, stage
+        gc.collect()
 
 
 def test_compress_terms_and_bits(rng):
@@ -169,3 +174,38 @@ def test_function_errors():
 def test_random_vectors_vary_in_density(rng):
     counts = np.array(expected(random_vectors(rng, 64, 200)))
     assert counts.min() < 8 and counts.max() > 56
+
+
+@pytest.mark.parametrize("cuts", [frozenset(), frozenset({1, 2})], ids=["comb", "staged"])
+def test_adder_tree(cuts, rng):
+    """The plain adder tree the MAC array builds on: sum of (value, max) terms."""
+    m = Module()
+    inputs = [Signal(3, name=f"x{k}") for k in range(5)]
+    made = []
+
+    def stage(value, name):
+        reg = Signal.like(value, name=name)
+        m.d.sync += reg.eq(value)
+        made.append(reg)
+        return reg
+
+    value, top, stages = adder_tree(m, [(x, 7) for x in inputs], stage=stage, cuts=cuts)
+    assert (top, stages, len(value)) == (35, len(cuts), 6)
+    assert tree_levels(5) == 3 and tree_levels(1) == 0
+    out = Signal(6)
+    m.d.comb += out.eq(value)
+    cases = [[int(v) for v in rng.integers(0, 8, 5)] for _ in range(100)] + [[7] * 5]
+
+    async def bench(ctx):
+        for case in cases:
+            for x, v in zip(inputs, case):
+                ctx.set(x, v)
+            if cuts:
+                await ctx.tick().repeat(len(cuts))
+            assert ctx.get(out) == sum(case)
+
+    sim = Simulator(m)
+    if cuts:
+        sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()

@@ -40,7 +40,7 @@ from ..model.fixed import bits_for
 from .pipeline import Pipeline
 
 __all__ = ["STYLES", "MAX_CHAIN", "popcount", "compress", "compress_levels", "popcount_levels",
-           "popcount_stages", "cut_levels", "Popcount"]
+           "popcount_stages", "cut_levels", "adder_tree", "tree_levels", "Popcount"]
 
 STYLES = ("tree", "chain")
 MAX_CHAIN = 24   # adder positions per carry chain: bounds the carry delay of one level
@@ -201,6 +201,39 @@ def compress(m, singles, terms=(), *, stage=None, cuts=frozenset(), name="sum"):
         value, top = s[0], 1
     else:
         value, top = Const(0, 1), 0
+    return _fit(value, bits_for(top)), top, stages
+
+
+def tree_levels(terms):
+    """Levels of `adder_tree` over `terms` terms: ceil(log2(terms))."""
+    return (positive_int(terms, "Term count") - 1).bit_length()
+
+
+def adder_tree(m, terms, *, stage=None, cuts=frozenset(), level=0, name="sum"):
+    """Sum `terms`, a list of `(value, max_value)` with unsigned values, by a balanced binary
+    tree of plain adders (`tree_levels(len(terms))` levels; an odd term passes through). A
+    register layer follows every level whose number, counting on from `level`, is in `cuts`.
+    Returns `(value, top, stages)`: the sum (unsigned, bits_for(top) bits), its maximum and
+    the stages inserted. Kept for callers that build their own leaves (the MAC array);
+    `compress` is the smaller structure on carry-chain fabrics."""
+    terms = [(Value.cast(v), top) for v, top in terms]
+    stages = 0
+    count = 0
+    while len(terms) > 1:
+        paired = []
+        for k in range(0, len(terms) - 1, 2):
+            (va, ta), (vb, tb) = terms[k], terms[k + 1]
+            total = Signal(bits_for(ta + tb), name=f"{name}_add{count}")
+            count += 1
+            m.d.comb += total.eq(va + vb)
+            paired.append((total, ta + tb))
+        terms = paired + terms[2 * len(paired):]
+        level += 1
+        if stage is not None and level in cuts:
+            terms = [(stage(v, name=f"{name}_s{stages}_t{k}"), top)
+                     for k, (v, top) in enumerate(terms)]
+            stages += 1
+    value, top = terms[0]
     return _fit(value, bits_for(top)), top, stages
 
 
