@@ -90,6 +90,18 @@ def test_parse_stat_splits_unit_and_harness():
         synth.parse_stat(json.dumps(STAT), unit="top.dut")
 
 
+def test_parse_stat_expands_unit_submodules():
+    stat = {"modules": {
+        "\\top": {"num_cells_by_type": {"FDRE": 5, "top.unit": 1}},
+        "\\top.unit": {"num_cells_by_type": {"LUT2": 1, "top.unit.mul0": 2}},
+        "\\top.unit.mul0": {"num_cells_by_type": {"LUT6": 3, "top.unit.mul0.rnd": 1}},
+        "\\top.unit.mul0.rnd": {"num_cells_by_type": {"LUT3": 4, "CARRY4": 1}},
+    }}
+    unit, harness_cells = synth.parse_stat(json.dumps(stat))
+    assert unit == {"LUT2": 1, "LUT6": 6, "LUT3": 8, "CARRY4": 2}
+    assert harness_cells == {"FDRE": 5}
+
+
 def test_classify_and_area():
     counts = synth.classify("ecp5", {"CCU2C": 27, "LUT4": 1, "MULT18X18D": 4,
                                      "TRELLIS_FF": 119, "DP16KD": 2, "PFUMX": 3})

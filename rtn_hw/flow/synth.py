@@ -360,6 +360,20 @@ def _elab_cached(cache_dir, config):
     return hit if hashlib.sha256(text).hexdigest() == hit["netlist_hash"] else None
 
 
+def _elab_latest(cache_dir, config):
+    """The newest cached elaboration of `config`, whatever the sources were then (for a
+    cached_only report while the sources move on), else None."""
+    if cache_dir is None:
+        return None
+    name = f"{config[0]}-{config[1]}.il"
+    found = []
+    for path in pathlib.Path(cache_dir).glob("elab-*.json"):
+        hit = _cache_get(cache_dir, path.stem)
+        if hit and hit.get("ok") and pathlib.Path(hit["path"]).name == name:
+            found.append((path.stat().st_mtime, hit))
+    return max(found, key=lambda item: item[0])[1] if found else None
+
+
 def _power_key(run, netlist_hash, versions):
     return _digest({"flow": FLOW_VERSION, "netlist": netlist_hash, "target": run.target,
                     "clock": CLOCK_MHZ, "seed": SEED, "cycles": POWER_CYCLES,
@@ -386,18 +400,26 @@ def _cache_put(cache_dir, key, value):
 def parse_stat(text, *, top="top", unit=f"top.{UNIT_NAME}"):
     """`stat -json` text → (unit cells, harness cells), each {cell type: count}.
 
-    The harness is the top module's own cells minus the instance of the unit."""
-    modules = json.loads(text)["modules"]
+    The harness is the top module's own cells minus the instance of the unit. Submodules
+    left in the unit (synth_xilinx does not flatten) are expanded into their cells."""
+    modules = {name.lstrip("\\"): entry for name, entry in json.loads(text)["modules"].items()}
+
+    def own(name):
+        if name not in modules:
+            raise ValueError(f"module {name!r} not in yosys stat (modules: "
+                             f"{', '.join(modules)})")
+        return {t.lstrip("\\$"): int(n) for t, n in modules[name]["num_cells_by_type"].items()}
 
     def cells(name):
-        for key in (f"\\{name}", name):
-            if key in modules:
-                return {t.lstrip("\\$"): int(n)
-                        for t, n in modules[key]["num_cells_by_type"].items()}
-        raise ValueError(f"module {name!r} not in yosys stat (modules: {', '.join(modules)})")
+        out = {}
+        for ctype, n in own(name).items():
+            inner = cells(ctype) if ctype in modules else {ctype: 1}
+            for t, m in inner.items():
+                out[t] = out.get(t, 0) + n * m
+        return {t: n for t, n in out.items() if n}
 
     unit_cells = cells(unit)
-    harness = {t: n for t, n in cells(top).items() if t != unit and n}
+    harness = {t: n for t, n in own(top).items() if t != unit and n}
     return unit_cells, harness
 
 
@@ -732,14 +754,15 @@ def _ratio(num, den):
 
 
 def run_sweep(targets=None, units=None, lanes=None, jobs=None, progress=None, *,
-              out_dir=None, cache=True, power=True, write=True):
+              out_dir=None, cache=True, power=True, write=True, cached_only=False):
     """Run the sweep and write the reports; return the report dict.
 
     targets/units: lists of names (None = all); lanes: list of ints (None = each unit's
     defaults); jobs: worker processes (None = CPU count); progress: called with one line per
     finished run (and a last line with the total time); out_dir: reports folder (default
     build/reports); cache: reuse and store results under build/cache/synth; power: call the
-    power model for the runs that get one; write: write synth.json, synth.md and the plots."""
+    power model for the runs that get one; write: write synth.json, synth.md and the plots;
+    cached_only: run nothing, report what the cache holds (the rest is marked "not run")."""
     started = time.monotonic()
     say = progress or (lambda line: None)
     for name in targets or ():
@@ -782,6 +805,9 @@ def run_sweep(targets=None, units=None, lanes=None, jobs=None, progress=None, *,
         pending = {}
         for config in configs:
             hit = _elab_cached(cache_dir, config)
+            if hit is None and cached_only:
+                hit = _elab_latest(cache_dir, config) or {
+                    "ok": False, "error": "not run (cached_only: no cached elaboration)"}
             if hit is None:
                 pending[pool.submit(_elaborate, *config)] = ("elab", config)
             else:
@@ -814,6 +840,9 @@ def run_sweep(targets=None, units=None, lanes=None, jobs=None, progress=None, *,
             if hit is not None:
                 powers[run] = dict(hit, _cached=True)
                 return False
+            if cached_only:
+                powers[run] = {"error": "not run (cached_only: not in cache)"}
+                return False
             pending[pool.submit(_power, dataclasses.asdict(run))] = ("power", run, key)
             return True
 
@@ -839,6 +868,10 @@ def run_sweep(targets=None, units=None, lanes=None, jobs=None, progress=None, *,
                             if not (power_on and _power_wanted(run, hit)) \
                                     or not start_power(run):
                                 finish(run)
+                            continue
+                        if cached_only:
+                            synths[run] = _failed_synth("not run (cached_only: not in cache)", "")
+                            finish(run)
                             continue
                         pending[pool.submit(_synth, dataclasses.asdict(run), elab["path"])] \
                             = ("synth", run, key)
@@ -900,8 +933,8 @@ def run_sweep(targets=None, units=None, lanes=None, jobs=None, progress=None, *,
     return report
 
 
-def _failed_synth(error):
+def _failed_synth(error, prefix="synthesis failed: "):
     message = " ".join(str(error).split())
     return {"failed": True, "cells": {}, "harness_cells": {}, "fits": None, "fmax_mhz": None,
             "fmax_constraint_mhz": None, "utilization": None, "seconds": {},
-            "notes": [f"synthesis failed: {message[:300]}"]}
+            "notes": [f"{prefix}{message[:300]}"]}
