@@ -1,12 +1,19 @@
 """Time the golden model's matrix form against float32 `@` on a 256 × 4608 layer, batch 64.
 
 Run with `make bench` (or `python bench/model_speed.py`). Prints the best of several repeats.
+Both sides run on one thread: `ternary_matmul` is single-threaded NumPy, and a multi-threaded
+BLAS on a shared 2-core machine measures the other load more than the matrix product.
 """
 
-import platform
-import time
+import os
 
-import numpy as np
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import platform  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
 
 from rtn_hw import model
 
@@ -35,7 +42,7 @@ def main():
     t_popcount = best_time(lambda: model.ternary_matmul(w, a))
     t_float = best_time(lambda: f_a @ f_w.T)
     print(f"seed {SEED}; numpy {np.__version__}; {platform.processor() or platform.machine()}; "
-          f"best of {REPEATS}")
+          f"best of {REPEATS}; BLAS threads {os.environ['OPENBLAS_NUM_THREADS']}")
     print(f"ternary_matmul {P}x{N}, batch {B} (packed planes): {t_popcount * 1e3:8.2f} ms")
     print(f"pack activations ({B}x{N} trits):                {t_pack * 1e3:8.2f} ms")
     print(f"float32 @ on the same shapes:                    {t_float * 1e3:8.2f} ms")
