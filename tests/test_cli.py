@@ -230,7 +230,7 @@ def test_list_includes_stand_in(stand_in, capsys):
 
 @pytest.mark.parametrize("argv, message", [
     ([], "the following arguments are required: COMMAND"),
-    (["synth"], "unknown command 'synth'; valid commands: verilog"),
+    (["bogus"], "unknown command 'bogus'; valid commands: verilog, synth"),
     (["verilog"], "verilog: expected a UNIT or --list"),
     (["verilog", "popcount"], "verilog: -o FILE.v is required"),
     (["verilog", "popcount", "-o", "x.txt"], "-o x.txt: expected a file name ending in .v"),
@@ -240,6 +240,21 @@ def test_list_includes_stand_in(stand_in, capsys):
         "unknown-option"])
 def test_structure_errors(capsys, argv, message):
     assert_usage_error(run(argv, capsys), message)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["synth", "--targets", "ecp5-85k,vc707"],
+     "TARGETS: unknown target 'vc707'; valid targets: ecp5-85k, ice40-up5k, xilinx-lut6"),
+    (["synth", "--units", "conv"], "UNITS: unknown unit 'conv'; valid units: "),
+    (["synth", "--lanes", "0"], "LANES: '0' is not a lane count; valid lanes: integers from 1 "
+     "to 1024 (default: 16,64,256 for RTN units, 16,64 for baselines)"),
+    (["synth", "--jobs", "x"], "JOBS: 'x' is not a job count; valid jobs: positive integers"),
+], ids=["target", "unit", "lanes", "jobs"])
+def test_synth_selection_errors(capsys, argv, message):
+    """A bad sweep selection stops before any synthesis, with one line naming the valid values."""
+    status, out, err = run(argv, capsys)
+    assert status == 2 and "Traceback" not in err and out == ""
+    assert err.startswith(f"rtn-hw: error: {message}") and err.count("\n") == 1
 
 
 def test_unknown_unit(tmp_path, capsys):
