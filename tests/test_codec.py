@@ -1,14 +1,11 @@
 """TernaryEncoder and TernaryDecoder against `rtn_hw.model.encode` / `decode`, bit for bit."""
 
-import gc
 import math
-import re
-import warnings
 
 import numpy as np
 import pytest
 from amaranth.back import rtlil
-from amaranth.hdl import UnusedElaboratable, signed
+from amaranth.hdl import signed
 from amaranth.lib import data
 
 from rtn_hw.gateware.codec import TernaryDecoder, TernaryEncoder, threshold_layout
@@ -16,22 +13,13 @@ from rtn_hw.gateware.layouts import trit_planes
 from rtn_hw.gateware.simulate import run_stream
 from rtn_hw.model import Q, decode, encode, fold_thresholds, pack, planes_to_int
 
+from helpers import assert_rejects
+
 RANDOM_VECTORS = 2000
 # (lanes, format): every lane count, with 8- and 16-bit formats and odd splits among them.
 ENCODER_CONFIGS = [(1, Q(4, 4)), (3, Q(8, 8)), (16, Q(3, 5)), (64, Q(6, 10)), (256, Q(4, 4))]
 DECODER_CONFIGS = [(1, Q(4, 6)), (3, Q(3, 5)), (16, Q(8, 8)), (64, Q(4, 4)), (256, Q(5, 7))]
 config_id = lambda config: f"lanes{config[0]}-{config[1]}" if isinstance(config, tuple) else None
-
-
-def assert_rejects(error, message, build):
-    """`build()` raises `error` with exactly `message`. The half-built component still exists
-    (Amaranth creates it before __init__ runs), so collect it here, where its "never used"
-    warning is expected, instead of letting it fail some later test."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UnusedElaboratable)
-        with pytest.raises(error, match=f"^{re.escape(message)}$"):
-            build()
-        gc.collect()
 
 
 def pack_rows(rows, width):

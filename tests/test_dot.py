@@ -1,16 +1,13 @@
 """TernaryDot against the golden model (`ternary_dot`, `activation_sum`), bit for bit."""
 
-import gc
-import re
-import warnings
-
 import numpy as np
 import pytest
-from amaranth.hdl import UnusedElaboratable
 
 from rtn_hw import model
 from rtn_hw.gateware.dot import TernaryDot, dot_cuts, dot_levels
 from rtn_hw.gateware.simulate import run_stream
+
+from helpers import assert_rejects
 
 LANES = [1, 3, 16, 64, 256]
 RANDOM = 2000
@@ -129,16 +126,6 @@ def test_levels_and_cuts():
             cuts = dot_cuts(lanes, pipeline)
             assert len(cuts) == pipeline - 1
             assert all(1 <= cut < levels for cut in cuts)
-
-
-def assert_rejects(error, message, build):
-    """`build()` raises `error` with exactly `message`; the half-built component's "never
-    used" warning is expected here, so collect it inside."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UnusedElaboratable)
-        with pytest.raises(error, match=f"^{re.escape(message)}$"):
-            build()
-        gc.collect()
 
 
 @pytest.mark.parametrize("kwargs,error,message", [

@@ -6,19 +6,18 @@ References come from `rtn_hw.model.fp32_dot_bits`: a one-lane dot is a rounded p
 two-lane dot with b = (1, 1) is a rounded sum (x * 1 is exact, subnormals included).
 """
 
-import gc
 import itertools
-import re
-import warnings
 
 import numpy as np
 import pytest
-from amaranth.hdl import UnusedElaboratable, unsigned
+from amaranth.hdl import unsigned
 from amaranth.lib import data
 
 from rtn_hw.gateware.fp32 import Fp32Add, Fp32Dot, Fp32Mul, fp32_dot_latency
 from rtn_hw.gateware.simulate import run_stream
 from rtn_hw.model import fp32_dot_bits
+
+from helpers import assert_rejects
 
 ONE = 0x3F800000
 NAN = 0x7FC00000
@@ -161,17 +160,6 @@ def assert_full_rate(run, latency):
 
 # Parameters and properties ------------------------------------------------------------------
 
-def assert_rejects(error, message, build):
-    """`build()` raises `error` with exactly `message`. Amaranth creates the component before
-    __init__ runs, so collect the half-built one here, where its "never used" warning is
-    expected, instead of letting it fail some later test."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UnusedElaboratable)
-        with pytest.raises(error, match=f"^{re.escape(message)}$"):
-            build()
-        gc.collect()
-
-
 @pytest.mark.parametrize("lanes", [0, -3, 2.5, True, "4", None])
 def test_dot_rejects_bad_lane_count(lanes):
     assert_rejects(TypeError, f"Lane count must be a positive integer, not {lanes!r}",
@@ -198,14 +186,6 @@ def test_rejects_bad_stage_count(make, what):
 
 
 def test_dot_properties_and_signature():
-    # Components built only to read their properties are never elaborated; collect them here.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UnusedElaboratable)
-        check_properties()
-        gc.collect()
-
-
-def check_properties():
     dut = Fp32Dot(5, mul_stages=1, add_stages=2)
     assert (dut.lanes, dut.mul_stages, dut.add_stages, dut.levels) == (5, 1, 2, 3)
     assert dut.latency == 1 + 2 * 3 == fp32_dot_latency(5, 1, 2)

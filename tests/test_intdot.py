@@ -1,33 +1,20 @@
 """IntDot against `rtn_hw.model.int_dot`, bit for bit, with gaps, backpressure and corners."""
 
-import gc
-import re
-import warnings
-
 import numpy as np
 import pytest
 from amaranth.back import rtlil
-from amaranth.hdl import UnusedElaboratable, signed
+from amaranth.hdl import signed
 from amaranth.lib import data
 
 from rtn_hw.gateware.intdot import IntDot
 from rtn_hw.gateware.simulate import run_stream
 from rtn_hw.model import int_dot, int_dot_width
 
+from helpers import assert_rejects
+
 LANES = [1, 3, 16, 64, 256]
 WIDTHS = [8, 16]
 RANDOM_VECTORS = 2000
-
-
-def assert_rejects(error, message, build):
-    """`build()` raises `error` with exactly `message`. The half-built component still exists
-    (Amaranth creates it before __init__ runs), so collect it here, where its "never used"
-    warning is expected, instead of letting it fail some later test."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UnusedElaboratable)
-        with pytest.raises(error, match=f"^{re.escape(message)}$"):
-            build()
-        gc.collect()
 
 
 def limits(width):

@@ -1,31 +1,19 @@
 """RtnMacArray against the golden model (ternary_matmul → postprocess → encode), bit for bit."""
 
-import gc
-import re
-import warnings
-
 import numpy as np
 import pytest
-from amaranth.hdl import UnusedElaboratable
 
 from rtn_hw import model
 from rtn_hw.gateware.mac import RtnMacArray
 from rtn_hw.gateware.simulate import run_stream
 from rtn_hw.model import Q, RtnConstants
 
+from helpers import assert_rejects, random_trits
+
 K_FMT, OUT_FMT = Q(8, 10), Q(12, 6)
 
 
 # --- stimulus and reference ------------------------------------------------------------------
-
-def random_trits(rng, shape, sparsity=None):
-    """Trits with a random density per row (some rows nearly empty, some dense)."""
-    shape = tuple(np.atleast_1d(shape))
-    if sparsity is None:
-        sparsity = rng.random(shape[:-1] + (1,))
-    nonzero = rng.random(shape) >= sparsity
-    return (np.where(rng.random(shape) < 0.5, -1, 1) * nonzero).astype(np.int8)
-
 
 def corner_vectors(n):
     """Trits (rows) and zero-sign masks: all zero, zeros with the sign bit set, all +1, all -1,
@@ -357,14 +345,6 @@ def test_extreme_constants_large_shift(seed):
 
 
 def test_properties():
-    # Components built only to read their properties are never elaborated; collect them here.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UnusedElaboratable)
-        check_properties()
-        gc.collect()
-
-
-def check_properties():
     t_w = np.array([[1, 0, -1], [0, 0, 1]])
     consts = model.fold_constants([0.5, 0.25], 0.1, 1.0, 0.5, t_w.sum(axis=1), 3, K_FMT)
     lo, hi = np.array([-3, -2]), np.array([3, 2])
@@ -449,10 +429,4 @@ def _errors():
 @pytest.mark.parametrize("kwargs,error,message", _errors(),
                          ids=[f"{e.__name__}:{msg[:40]}" for _, e, msg in _errors()])
 def test_parameter_errors(kwargs, error, message):
-    # The half-built component exists before __init__ raises; collect it here, where its
-    # "never used" warning is expected.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UnusedElaboratable)
-        with pytest.raises(error, match=f"^{re.escape(message)}$"):
-            RtnMacArray(**kwargs)
-        gc.collect()
+    assert_rejects(error, message, lambda: RtnMacArray(**kwargs))
