@@ -542,17 +542,8 @@ def _synth(run_fields, rtlil_path, *, workdir=None, route=True):
     workdir.mkdir(parents=True, exist_ok=True)
     text = pathlib.Path(rtlil_path).read_text()
     start, cpu = time.monotonic(), _cpu()
-    script, fallback = synth_script(target, run.mapping), None
-    try:
-        yosys.run_yosys(script, workdir, files={"top.il": text}, timeout=YOSYS_TIMEOUT)
-    except RuntimeError as error:
-        # yosys 0.70's abc9 flow trips an internal assertion on some netlists (seen with the
-        # MAC array on ECP5); the classic abc flow maps the same logic.
-        if family != "ecp5" or "Assert" not in str(error):
-            raise
-        fallback = "yosys abc9 hit an internal assertion; mapped with synth_ecp5 -noabc9"
-        script = script.replace("synth_ecp5 -top top", "synth_ecp5 -noabc9 -top top")
-        yosys.run_yosys(script, workdir, files={"top.il": text}, timeout=YOSYS_TIMEOUT)
+    yosys.run_yosys(synth_script(target, run.mapping), workdir, files={"top.il": text},
+                    timeout=YOSYS_TIMEOUT)
     yosys_s = time.monotonic() - start
     unit_cells, harness_cells = parse_stat((workdir / "stat.json").read_text())
     counts = classify(family, unit_cells)
@@ -567,8 +558,6 @@ def _synth(run_fields, rtlil_path, *, workdir=None, route=True):
         "fmax_mhz": None, "fmax_constraint_mhz": None, "utilization": None,
         "seconds": {"yosys": round(yosys_s, 2)},
     }
-    if fallback:
-        result["notes"].append(fallback)
     if target.pnr_args is None:
         result["notes"].append("yosys counts only (no place and route for this target)")
     elif not route:
