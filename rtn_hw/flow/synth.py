@@ -593,7 +593,10 @@ def synthesize_run(unit, lanes, target, mapping="dsp", *, workdir, route=False):
     elab = _elaborate(unit, lanes)
     if not elab["ok"]:
         return _record(run, elab, None, None, cached=False, power_note=None)
-    synth = _synth(dataclasses.asdict(run), elab["path"], workdir=workdir, route=route)
+    try:
+        synth = _synth(dataclasses.asdict(run), elab["path"], workdir=workdir, route=route)
+    except RuntimeError as error:
+        synth = _failed_synth(error)
     return _record(run, elab, synth, None, cached=False, power_note=None)
 
 
