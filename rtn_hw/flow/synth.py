@@ -472,6 +472,9 @@ def synth_script(target, mapping):
         # The unit stays a module of its own: stat counts it apart from the harness, and
         # nothing is optimized across its ports.
         f"setattr -mod -set keep_hierarchy 1 top.{UNIT_NAME}",
+        # yosys 0.70's ABC reintegration asserts on wide multi-bit nets of the MAC array
+        # (yosys issue #4349); splitting nets into bits first avoids it.
+        "hierarchy -top top", "proc", "flatten", "splitnets",
         synth,
         # Amaranth's hierarchy leaves $scopeinfo cells that would pollute `stat`.
         "delete t:$scopeinfo",
