@@ -272,6 +272,14 @@ def _lanes(default, help="Vector lanes (elements per input vector)."):
     return Param("lanes", INT, default, help)
 
 
+def _thresholds(where):
+    """The real lo/hi thresholds used with thresholds=fixed, the same on every lane/channel."""
+    return (Param("lo", FLOAT, "-0.5", f"Lower threshold (real), every {where}.",
+                  "thresholds=fixed"),
+            Param("hi", FLOAT, "0.5", f"Upper threshold (real), every {where}.",
+                  "thresholds=fixed"))
+
+
 def _seed(used_with):
     return Param("seed", INT, "0", "Seed of numpy.random.default_rng for the random draws.",
                  used_with)
@@ -298,10 +306,7 @@ UNITS = {u.name: u for u in (
              Param("in_fmt", QFMT, "Q8.8", "Format of the input codes."),
              Param("thresholds", choice("load", "fixed", "random"), "load",
                    "load: from the t stream; fixed: lo/hi on every lane; random: drawn."),
-             Param("lo", FLOAT, "-0.5", "Lower threshold (real), every lane.",
-                   "thresholds=fixed"),
-             Param("hi", FLOAT, "0.5", "Upper threshold (real), every lane.",
-                   "thresholds=fixed"),
+             *_thresholds("lane"),
              _seed("thresholds=random"),
          ), _encoder_arguments),
     Unit("ternary_decoder", "codec:TernaryDecoder",
@@ -335,10 +340,7 @@ UNITS = {u.name: u for u in (
                    "random: seeded trit weights and constants, baked; load: the load stream."),
              Param("thresholds", choice("none", "fixed", "random"), "none",
                    "none: output y; fixed/random: re-encode y to trits with lo/hi thresholds."),
-             Param("lo", FLOAT, "-0.5", "Lower threshold (real), every channel.",
-                   "thresholds=fixed"),
-             Param("hi", FLOAT, "0.5", "Upper threshold (real), every channel.",
-                   "thresholds=fixed"),
+             *_thresholds("channel"),
              Param("seed", INT, "0", "Seed of numpy.random.default_rng for weights, constants "
                    "and random thresholds."),
              Param("levels_per_stage", OPT_INT, "none",
