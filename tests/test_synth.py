@@ -169,6 +169,20 @@ def test_compare_at_equal_throughput():
     assert mac["area_ratio"] == 80.0 and mac["power_ratio"] == 80.0
     assert mac_lut["power_ratio"] is None
     assert dot["paper_area_ratio"] == 89.17 and dot["paper_power_ratio"] == 46.46
+    assert dot["baseline_energy_from_lanes"] == 16
+
+
+def test_compare_borrows_energy_per_mac_from_a_measured_lane_count():
+    """A baseline with no power figure (too big for the device) takes its energy per MAC from
+    the same unit's largest measured lane count, and says so."""
+    runs = [_run("ternary_dot", "rtn", 64, 640, 0.5),
+            _run("fp32_dot", "baseline", 16, 8000, 20.0),
+            _run("fp32_dot", "baseline", 64, 32000, None),
+            _run("fp32_dot", "baseline", 64, 64000, None, mapping="lut")]
+    dsp, lut = synth.compare(runs)
+    assert (dsp["power_ratio"], dsp["baseline_energy_from_lanes"]) == (40.0, 16)
+    assert dsp["area_ratio"] == 50.0
+    assert (lut["power_ratio"], lut["baseline_energy_from_lanes"]) == (None, 64)
 
 
 # --- report writer -----------------------------------------------------------------------------
@@ -299,6 +313,37 @@ def test_harness_reduces_every_output_bit():
     delay = 1 + dut.levels
     assert outs[delay:] == seen[:-delay]
     assert len(set(seen)) == 2
+
+
+def test_harness_input_chains(monkeypatch):
+    """The unit's input bits are the shift chains' bits; chain j's head takes sin ^ the head of
+    chain j-1 (so no two flip-flops share a D input), each chain at most CHAIN_BITS long."""
+    monkeypatch.setattr(harness, "CHAIN_BITS", 4)
+    dut = harness.RegisterHarness(_Standin())
+    unit = dut.unit
+    bits = [1, 0, 1, 1, 0, 0, 1, 0, 1, 1, 1, 0, 0, 1, 0, 1, 1, 0, 1, 0]
+    got = []
+
+    async def bench(ctx):
+        for bit in bits:
+            ctx.set(dut.sin, bit)
+            await ctx.tick()
+            got.append(ctx.get(unit.i.payload) | ctx.get(unit.i.valid) << 6
+                       | ctx.get(unit.k.payload) << 7 | ctx.get(unit.k.valid) << 9
+                       | ctx.get(unit.o.ready) << 10)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    chains = [[0] * 4, [0] * 4, [0] * 3]          # 11 input bits
+    want = []
+    for bit in bits:
+        heads = [bit, bit ^ chains[0][0], bit ^ chains[1][0]]
+        chains = [[head] + chain[:-1] for head, chain in zip(heads, chains)]
+        flat = [b for chain in chains for b in chain]
+        want.append(sum(b << k for k, b in enumerate(flat)))
+    assert got == want
 
 
 # --- yosys regression baselines ----------------------------------------------------------------

@@ -5,7 +5,8 @@ ports left unconnected let synthesis delete the logic behind them. The harness g
 four pins (`clk`, `rst`, `sin`, `sout`) and keeps every bit of it alive:
 
 * every input of the unit (payload, valid and, for outputs, ready; any number of streams) is
-  one bit of a serial-in shift register fed from `sin`, so each bit is an independent register;
+  one bit of a serial-in shift register fed from `sin` (in chains of CHAIN_BITS, each chain's
+  first bit also XORed with the previous chain's), so each bit is an independent register;
 * every output of the unit (payloads, valids, input readies) is registered, then XOR-reduced
   four bits per LUT, one register level per tree level, down to `sout`.
 
@@ -19,10 +20,11 @@ from amaranth.hdl import Cat, Module, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["RegisterHarness", "UNIT_NAME", "XOR_FANIN", "harness_widths"]
+__all__ = ["RegisterHarness", "UNIT_NAME", "XOR_FANIN", "CHAIN_BITS", "harness_widths"]
 
 UNIT_NAME = "unit"
 XOR_FANIN = 4       # one LUT4 per XOR node on iCE40/ECP5; LUT6 fabrics simply use part of a LUT
+CHAIN_BITS = 512    # longest run of the input shift register
 
 
 def _ports(component):
@@ -98,9 +100,17 @@ class RegisterHarness(wiring.Component):
             (inputs if member.flow == In else outputs).append(Value.cast(_value(unit, path)))
 
         if self._in_bits:
-            chain = Signal(self._in_bits, name="chain")
-            m.d.sync += chain.eq(Cat(self.sin, chain[:-1]))
-            offset = 0
+            # Chains of at most CHAIN_BITS: one chain thousands of flip-flops long overflows
+            # the recursion of yosys's topological sort under WebAssembly (fp32 dot, 64 lanes).
+            # Chain j starts from sin ^ (chain j-1's first bit), so no two flip-flops share a
+            # D input and none can be merged.
+            chains, head = [], self.sin
+            for j, start in enumerate(range(0, self._in_bits, CHAIN_BITS)):
+                chain = Signal(min(CHAIN_BITS, self._in_bits - start), name=f"chain{j}")
+                m.d.sync += chain.eq(Cat(head if j == 0 else self.sin ^ head, chain[:-1]))
+                chains.append(chain)
+                head = chain[0]
+            chain, offset = Cat(*chains), 0
             for value in inputs:
                 m.d.comb += value.eq(chain[offset:offset + len(value)])
                 offset += len(value)

@@ -14,6 +14,23 @@ __all__ = ["write_bytes", "write_text", "write_json", "render_markdown", "plot",
            "write_reports"]
 
 
+def _comparison_notes(c):
+    notes = [] if c["fits"] else ["a side does not fit: yosys counts only"]
+    if c.get("baseline_energy_from_lanes") not in (None, c["lanes"]):
+        notes.append(f"baseline energy per MAC from its {c['baseline_energy_from_lanes']}-lane "
+                     "run (per-lane linear)")
+    return "; ".join(notes)
+
+
+def _stimulus_text(settings):
+    stim = settings.get("power_stimulus")
+    if not stim:
+        return "seeded stimulus"
+    return (f"layer {stim['layer']} of the trained network {stim['weights']} on the first "
+            f"{stim['images']} digits test images ({stim['cycles']} cycles; the baselines get "
+            "the same layer's reparameterized values α·t + β in their own formats)")
+
+
 def _umask():
     mask = os.umask(0o022)
     os.umask(mask)
@@ -91,9 +108,9 @@ def render_markdown(report, plots=()):
             f"{settings['nextpnr_constraint_mhz']} MHz, `--timing-allow-fail`); the harness "
             "adds at most one LUT per path, so the critical path is the unit's.",
             f"- Power is the project's activity model (rtn_hw.flow.power: toggles of the "
-            f"technology-mapped netlist under seeded stimulus, times per-cell energies), at "
-            f"{settings['clock_mhz']} MHz for every unit. It is a model, not a measurement; "
-            "the ratio is the robust figure.",
+            f"technology-mapped netlist, times per-cell energies), at "
+            f"{settings['clock_mhz']} MHz for every unit, fed {_stimulus_text(settings)}. "
+            "It is a model, not a measurement; the ratio is the robust figure.",
             "- Ratios are at equal throughput: area per MAC/cycle and energy per MAC (= power "
             f"at the same MACs per cycle and clock). The RTN MAC array has P = "
             f"{settings['channels']} channels, so it does lanes × {settings['channels']} MACs "
@@ -144,8 +161,7 @@ def render_markdown(report, plots=()):
                      _ratio(c["area_ratio"]), _ratio(c["area_ratio_rtn_over_baseline"]),
                      _ratio(c["lut_ratio"]), f"{c['paper_area_ratio']}×",
                      _ratio(c["power_ratio"]), _ratio(c["power_ratio_rtn_over_baseline"]),
-                     f"{c['paper_power_ratio']}×",
-                     "" if c["fits"] else "a side does not fit: yosys counts only"])
+                     f"{c['paper_power_ratio']}×", _comparison_notes(c)])
     out += _table(["target", "lanes", "RTN", "baseline", "area ratio", "RTN/base area",
                    "LUT ratio", "paper area", "power ratio", "RTN/base power", "paper power",
                    "notes"], rows)

@@ -8,7 +8,9 @@ from different data:
   one row per cycle. The default, `gaussian_source`, draws both i.i.d. N(0, 1). A trained
   layer replaces it through `layer_source(weights, activations)` (weights (P, lanes) from
   weights/, activations (B, lanes), e.g. im2col rows), or any function with the signature
-  `source(rng, count, lanes) -> (a, w)`.
+  `source(rng, count, lanes) -> (a, w)`. A source may also return `(a, w, ta, tw)`: the trits
+  themselves, when the floats are their reparameterized values and not something to ternarize.
+  `network_source` is such a source: the shipped trained network's hidden layer, streamed.
 * **ternary** (`TernaryDot` and friends): each tensor is scaled so that `rtn_hw.model.ternarize`
   with its fixed threshold Δ = 0.5 zeroes the intended fraction, then packed to planes.
   Activations: scale = Δ / q, q = the empirical median of |a| (so about 50 % zeros, as the
@@ -32,7 +34,7 @@ from ..model import (activation_sum, fp32_dot_bits, int_dot, pack, planes_to_int
                      ternary_dot)
 from ..model._check import positive_int
 
-__all__ = ["Operands", "gaussian_source", "layer_source", "operands", "ACT_ZERO_FRACTION",
+__all__ = ["Operands", "gaussian_source", "layer_source", "network_source", "operands", "ACT_ZERO_FRACTION",
            "TWN_FACTOR", "DELTA", "ternary_payloads", "fp32_payloads", "int_payloads",
            "flat_payloads", "golden", "for_unit", "KINDS"]
 
@@ -68,6 +70,34 @@ def layer_source(weights, activations):
     return source
 
 
+def network_source(network, images, layer):
+    """A source streaming a trained RTN layer as the network engine does, in lanes-wide chunks.
+
+    Every (image, output channel) pair of layer `layer` of `network` (a `rtn_hw.weights.Network`)
+    contributes its N input trits and the channel's N weight trits, in the order image-major,
+    channel-minor; the concatenation is cut into rows of `lanes` (so a 256-lane row holds two
+    128-wide pairs and a 64-lane row half of one). The trits are the layer's real inputs for
+    `images` and its trained weights; the floats are their reparameterized values
+    α_a·t_a + β_a and α_w·t_w + β_w (per output channel), the numbers the full-precision and
+    integer baselines multiply for the same layer. The rng is unused."""
+    spec = network.layers[layer]
+    t_a = network.layer_inputs(images)[layer].astype(np.int8)
+    t_w = spec.t_w.astype(np.int8)
+    (batch, n), channels = t_a.shape, t_w.shape[0]
+
+    def source(rng, count, lanes):
+        pairs = -(-count * lanes // n)
+        k = np.arange(pairs)
+        image, channel = (k // channels) % batch, k % channels
+        cut = slice(0, count * lanes)
+        ta = t_a[image].reshape(-1)[cut].reshape(count, lanes)
+        tw = t_w[channel].reshape(-1)[cut].reshape(count, lanes)
+        alpha_w = np.repeat(spec.alpha_w[channel], n)[cut].reshape(count, lanes)
+        beta_w = np.repeat(spec.beta_w[channel], n)[cut].reshape(count, lanes)
+        return (spec.alpha_a * ta + spec.beta_a, alpha_w * tw + beta_w, ta, tw)
+    return source
+
+
 @dataclasses.dataclass(frozen=True)
 class Operands:
     """The drawn floats, one row per cycle, and their ternary images."""
@@ -76,6 +106,7 @@ class Operands:
     a_scale: float           # ternarization scale of a (see the module docstring)
     w_scale: float
     seed: int
+    trits: tuple = None      # (ta, tw) given by the source, instead of ternarizing a and w
 
     @property
     def lanes(self):
@@ -87,10 +118,14 @@ class Operands:
 
     @property
     def ta(self):
+        if self.trits is not None:
+            return self.trits[0]
         return ternarize(self.a * self.a_scale, DELTA)
 
     @property
     def tw(self):
+        if self.trits is not None:
+            return self.trits[1]
         return ternarize(self.w * self.w_scale, DELTA)
 
     @property
@@ -106,14 +141,20 @@ def operands(lanes, count, *, seed, source=gaussian_source):
     lanes = positive_int(lanes, "Lane count")
     count = positive_int(count, "Cycle count")
     rng = np.random.default_rng(seed)
-    a, w = (np.asarray(x, dtype=np.float64) for x in source(rng, count, lanes))
+    drawn = source(rng, count, lanes)
+    a, w = (np.asarray(x, dtype=np.float64) for x in drawn[:2])
     if a.shape != (count, lanes) or w.shape != (count, lanes):
         raise ValueError(f"Source must return two ({count}, {lanes}) arrays, not {a.shape} "
                          f"and {w.shape}")
+    trits = None
+    if len(drawn) == 4:
+        trits = tuple(np.asarray(t, dtype=np.int8) for t in drawn[2:])
+        if any(t.shape != (count, lanes) or not np.isin(t, (-1, 0, 1)).all() for t in trits):
+            raise ValueError(f"Source trits must be two ({count}, {lanes}) arrays of -1, 0, +1")
     a_q = float(np.quantile(np.abs(a), ACT_ZERO_FRACTION))
     w_q = TWN_FACTOR * float(np.mean(np.abs(w)))
     return Operands(a, w, DELTA / a_q if a_q > 0 else 1.0, DELTA / w_q if w_q > 0 else 1.0,
-                    seed)
+                    seed, trits)
 
 
 def _planes(t):

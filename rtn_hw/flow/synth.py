@@ -48,6 +48,10 @@ PAPER = {"area_ratio": 89.17, "power_ratio": 46.46}
 CLOCK_MHZ = 100           # power is estimated at this clock, the same for every unit
 SEED = 1                  # nextpnr --seed and the power stimulus seed
 POWER_CYCLES = 128        # stimulus vectors per power estimate
+# Power stimulus: the shipped trained network's hidden layer fc2 (128 → 128) on the first
+# POWER_IMAGES digits test images, streamed in lanes-wide chunks (stimulus.network_source).
+POWER_LAYER = 1
+POWER_IMAGES = 64
 CHANNELS = 16             # P, output channels of the RTN MAC array in the sweep
 NODSP_MAX_LANES = 16      # all-LUT baselines only up to this many lanes (slow to synthesize)
 MAX_LANES = 1024
@@ -325,7 +329,22 @@ def _power_source_hash():
     for name in ("power.py", "power_coefficients.json", "stimulus.py"):
         path = here / name
         h.update(path.read_bytes() if path.exists() else b"")
+    from .. import weights
+    for path in (weights.DEFAULT_MANIFEST, weights.DIGITS_TEST):
+        h.update(path.read_bytes())
+    h.update(f"{POWER_LAYER},{POWER_IMAGES},{POWER_CYCLES}".encode())
     return h.hexdigest()
+
+
+def power_stimulus():
+    """What the power model is fed, for the report."""
+    from .. import weights
+    manifest = json.loads(weights.DEFAULT_MANIFEST.read_text())
+    return {"source": "trained network (rtn_hw.flow.stimulus.network_source)",
+            "weights": weights.DEFAULT_MANIFEST.name,
+            "weights_sha256": hashlib.sha256(weights.DEFAULT_MANIFEST.read_bytes()).hexdigest(),
+            "layer": manifest["layers"][POWER_LAYER]["name"], "images": POWER_IMAGES,
+            "cycles": POWER_CYCLES, "seed": SEED}
 
 
 @functools.cache
@@ -605,8 +624,11 @@ def synthesize_run(unit, lanes, target, mapping="dsp", *, workdir, route=False):
 
 def _payloads(unit_name, lanes):
     from . import stimulus
+    from .. import weights
     unit = UNITS[unit_name]
-    ops = stimulus.operands(lanes, POWER_CYCLES, seed=SEED)
+    images, _ = weights.load_digits_test()
+    source = stimulus.network_source(weights.load(), images[:POWER_IMAGES], POWER_LAYER)
+    ops = stimulus.operands(lanes, POWER_CYCLES, seed=SEED, source=source)
     if unit.stimulus == "ternary":
         return stimulus.ternary_payloads(ops)
     if unit.stimulus == "planes":
@@ -730,6 +752,16 @@ def compare(runs):
         for base in (r for r in ok if r["kind"] == "baseline"):
             if base["target"] != rtn["target"] or base["lanes"] != rtn["lanes"]:
                 continue
+            base_energy, energy_lanes = base["energy_pj_per_mac"], base["lanes"]
+            if base_energy is None:
+                # A baseline too big for its device has no power figure; its energy per MAC
+                # is per-lane linear, so take the same unit's largest measured lane count.
+                measured = [r for r in ok if (r["unit"], r["target"], r["mapping"])
+                            == (base["unit"], base["target"], base["mapping"])
+                            and r["energy_pj_per_mac"] is not None]
+                if measured:
+                    donor = max(measured, key=lambda r: r["lanes"])
+                    base_energy, energy_lanes = donor["energy_pj_per_mac"], donor["lanes"]
             entry = {
                 "rtn_unit": rtn["unit"], "baseline_unit": base["unit"],
                 "baseline_mapping": base["mapping"], "target": rtn["target"],
@@ -741,9 +773,10 @@ def compare(runs):
                                                        base["area_per_mac"]),
                 "lut_ratio": _ratio(base["lut"] / base["macs_per_cycle"],
                                     rtn["lut"] / rtn["macs_per_cycle"]),
-                "power_ratio": _ratio(base["energy_pj_per_mac"], rtn["energy_pj_per_mac"]),
-                "power_ratio_rtn_over_baseline": _ratio(rtn["energy_pj_per_mac"],
-                                                        base["energy_pj_per_mac"]),
+                "power_ratio": _ratio(base_energy, rtn["energy_pj_per_mac"]),
+                "power_ratio_rtn_over_baseline": _ratio(rtn["energy_pj_per_mac"], base_energy),
+                "baseline_energy_pj_per_mac": base_energy,
+                "baseline_energy_from_lanes": energy_lanes,
                 "rtn_fmax_mhz": rtn["fmax_mhz"], "baseline_fmax_mhz": base["fmax_mhz"],
                 "paper_area_ratio": PAPER["area_ratio"],
                 "paper_power_ratio": PAPER["power_ratio"],
@@ -913,7 +946,8 @@ def run_sweep(targets=None, units=None, lanes=None, jobs=None, progress=None, *,
             "targets": list(dict.fromkeys(r.target for r in runs)),
             "units": list(dict.fromkeys(r.unit for r in runs)),
             "lanes": lanes, "channels": CHANNELS, "clock_mhz": CLOCK_MHZ,
-            "power_cycles": POWER_CYCLES, "nodsp_max_lanes": NODSP_MAX_LANES,
+            "power_cycles": POWER_CYCLES, "power_stimulus": power_stimulus(),
+            "nodsp_max_lanes": NODSP_MAX_LANES,
             "nextpnr_constraint_mhz": {t.name: t.freq_mhz for t in TARGETS.values()},
             "dsp_lc": round(DSP_LC, 2), "bram_lc_per_kbit": round(BRAM_LC_PER_KBIT, 3),
             "area_definition": (
