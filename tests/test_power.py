@@ -183,6 +183,33 @@ def test_stimulus_shares_one_set_of_floats(seed):
     assert np.corrcoef(ints.ravel(), ops.a.ravel())[0, 1] > 0.99
 
 
+@pytest.mark.parametrize("lanes", [16, 256])
+def test_network_source_streams_the_trained_layer(lanes, seed):
+    """Rows are the trained fc2's (image, channel) pairs cut into lanes-wide chunks: the
+    layer's real input trits and weight trits, and α·t + β as the baselines' floats."""
+    from rtn_hw import weights
+    net = weights.load()
+    images, _ = weights.load_digits_test()
+    layer = net.layers[1]
+    ops = stimulus.operands(lanes, 40, seed=seed,
+                            source=stimulus.network_source(net, images[:3], 1))
+    t_a = net.layer_inputs(images[:3])[1]
+    pairs = [(b, p) for b in range(3) for p in range(layer.out_features)]
+    flat_a = np.concatenate([t_a[b] for b, p in pairs])[:40 * lanes]
+    flat_w = np.concatenate([layer.t_w[p] for b, p in pairs])[:40 * lanes]
+    assert np.array_equal(ops.ta.ravel(), flat_a) and np.array_equal(ops.tw.ravel(), flat_w)
+    alpha = np.concatenate([np.full(128, layer.alpha_w[p]) for b, p in pairs])[:40 * lanes]
+    beta = np.concatenate([np.full(128, layer.beta_w[p]) for b, p in pairs])[:40 * lanes]
+    assert np.allclose(ops.w.ravel(), alpha * flat_w + beta)
+    assert np.allclose(ops.a.ravel(), layer.alpha_a * flat_a + layer.beta_a)
+    tern = stimulus.ternary_payloads(ops)
+    nz = np.array([[p["a"]["nz"] >> (64 * k) & (2**64 - 1) for k in range(-(-lanes // 64))]
+                   for p in tern], dtype=np.uint64)
+    sg = np.array([[p["a"]["sg"] >> (64 * k) & (2**64 - 1) for k in range(-(-lanes // 64))]
+                   for p in tern], dtype=np.uint64)
+    assert np.array_equal(unpack(nz, sg, lanes), ops.ta)
+
+
 def test_stimulus_errors_and_flat_payloads(seed):
     ops = stimulus.operands(4, 3, seed=seed)
     for call in (lambda: stimulus.golden(ops, "int4"),
