@@ -141,6 +141,13 @@ class Network:
         self._manifest = json.loads(json.dumps(manifest))
         self._source = source
 
+    def __repr__(self):
+        # Deterministic (no object address): exports record their constructor arguments.
+        sizes = "-".join(str(n) for n in [self._input.features]
+                         + [layer.out_features for layer in self._layers])
+        digest = self._manifest.get("arrays", {}).get("sha256", "")[:16]
+        return f"Network({Path(self._source).name}, {sizes}, sha256 {digest})"
+
     @property
     def input(self):
         return self._input

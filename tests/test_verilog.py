@@ -23,7 +23,7 @@ ICARUS = shutil.which("iverilog") or "/usr/bin/iverilog"
 VVP = shutil.which("vvp") or "/usr/bin/vvp"
 
 EXPECTED_UNITS = {"popcount", "ternary_dot", "ternary_encoder", "ternary_decoder", "int_dot",
-                  "fp32_dot", "rtn_mac_array"}
+                  "fp32_dot", "rtn_mac_array", "network_engine"}
 
 # (small, medium) parameters per unit; the two sizes cover each unit's modes between them.
 SIZES = {
@@ -39,6 +39,8 @@ SIZES = {
     "rtn_mac_array": ({"lanes": "4", "channels": "2", "weights": "load"},
                       {"lanes": "32", "channels": "4", "thresholds": "random", "seed": "3",
                        "levels_per_stage": "2"}),
+    # The shipped digits network; the engine's own tests check its outputs.
+    "network_engine": ({"lanes": "24", "channels": "1"}, {"lanes": "64", "channels": "8"}),
 }
 
 CASES = [pytest.param(unit, params, id=f"{unit}-{size}")

@@ -268,6 +268,14 @@ def _mac_arguments(values):
     return arguments
 
 
+def _engine_arguments(values):
+    """Load the network named by `weights` ("shipped" = weights/rtn_digits.json); the loader's
+    one-line "FILE: FIELD: problem" error becomes the parameter error."""
+    from ..weights import DEFAULT_MANIFEST, load
+    path = DEFAULT_MANIFEST if values["weights"] == "shipped" else values["weights"]
+    return {"network": load(path), "lanes": values["lanes"], "channels": values["channels"]}
+
+
 def _lanes(default, help="Vector lanes (elements per input vector)."):
     return Param("lanes", INT, default, help)
 
@@ -346,4 +354,11 @@ UNITS = {u.name: u for u in (
              Param("levels_per_stage", OPT_INT, "none",
                    "Popcount logic levels between registers; none = unpipelined trees."),
          ), _mac_arguments),
+    Unit("network_engine", "engine:NetworkEngine",
+         "A trained RTN MLP from a weights manifest, one image in, logits and class out.", (
+             _lanes("32", "Input trits per cycle and channel."),
+             Param("channels", INT, "2", "Output channels computed in parallel."),
+             Param("weights", STR, "shipped",
+                   "Weights manifest (.json); shipped = weights/rtn_digits.json."),
+         ), _engine_arguments),
 )}
