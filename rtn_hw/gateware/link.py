@@ -1,0 +1,332 @@
+"""The board's serial link: frame parser and responder between UART bytes and the engine.
+
+`Link` speaks the protocol of `rtn_hw.protocol` (docs/protocol.md) on two byte streams and
+hands whole images to a network engine. `SerialClassifier` is the whole board logic with the
+pins as ports: UartRx → RX FIFO → Link ⇄ NetworkEngine, Link → UartTx. The board tops in
+boards/ only add the platform's clock, pins and LED stretching.
+"""
+
+from amaranth.hdl import C, Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.wiring import In, Out, connect
+from amaranth.utils import bits_for
+
+from .. import protocol
+from .uart import UartRx, UartTx, check_divisor
+
+__all__ = ["Link", "SerialClassifier", "crc8_next"]
+
+
+def crc8_next(crc, byte):
+    """The CRC-8/SMBUS register after `byte` (rtn_hw.protocol.crc8), as a combinational
+    expression: the CRC step is linear over GF(2), so each output bit is the XOR of the bits of
+    crc ^ byte whose unit vectors set it (a bit-serial Mux chain would grow exponentially)."""
+    c = crc ^ byte
+    bits = []
+    for out in range(8):
+        taps = [k for k in range(8) if protocol.crc8([1 << k]) >> out & 1]
+        bits.append(Cat(*(c[k] for k in taps)).xor())
+    return Cat(*bits)
+
+
+def _check_int(value, what, low, high):
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise TypeError(f"{what} must be an integer {low}..{high}, not {value!r}")
+    return value
+
+
+def result_layout(classes, logit_width):
+    return data.StructLayout({
+        "logits": data.ArrayLayout(signed(logit_width), classes),
+        "label": unsigned(bits_for(classes - 1)),
+    })
+
+
+class Link(wiring.Component):
+    """Parse request frames from `rx`, run images through the engine, reply on `tx`.
+
+    Ports: `rx` (bytes in), `tx` (bytes out), `image` (to the engine's `i`), `result` (from
+    the engine's `o`), `busy` (a frame is being received, computed or answered), `error`
+    (one-cycle pulse as an error reply starts).
+
+    Every frame is delimited by its LEN byte, so a bad command, length, checksum or pixel is
+    answered once the whole frame (LEN payload bytes and the CRC) is in. A byte outside a
+    frame (not SYNC) starts a discard that lasts until the line has been idle for `timeout`
+    cycles, then one BAD_SYNC reply. A frame that stops for `timeout` cycles gets a TIMEOUT
+    reply. Either way the next good frame is answered. The reply to an image is read straight
+    from the engine's held output, which is released (`result.ready`) after the CRC byte.
+    """
+
+    def __init__(self, *, features, classes, pixel_max, logit_width, timeout, lanes=0,
+                 channels=0):
+        self._features = _check_int(features, "Feature count", 1, protocol.MAX_PAYLOAD)
+        self._classes = _check_int(classes, "Class count", 1, 255)
+        self._pixel_max = _check_int(pixel_max, "Pixel maximum", 1, 255)
+        self._logit_width = _check_int(logit_width, "Logit width", 1, 8 * protocol.LOGIT_BYTES)
+        self._timeout = _check_int(timeout, "Timeout", 1, 2**32 - 1)
+        self._lanes = _check_int(lanes, "Lane count", 0, 0xFFFF)
+        self._channels = _check_int(channels, "Channel count", 0, 0xFFFF)
+        self._pixel_bits = bits_for(pixel_max)
+        super().__init__({
+            "rx": In(stream.Signature(unsigned(8))),
+            "tx": Out(stream.Signature(unsigned(8))),
+            "image": Out(stream.Signature(
+                data.ArrayLayout(unsigned(self._pixel_bits), features))),
+            "result": In(stream.Signature(result_layout(classes, logit_width))),
+            "busy": Out(1),
+            "error": Out(1),
+        })
+
+    @classmethod
+    def for_engine(cls, engine, *, timeout):
+        return cls(features=engine.features, classes=engine.classes,
+                   pixel_max=engine.network.input.pixel_max, logit_width=engine.logit_width,
+                   timeout=timeout, lanes=engine.lanes, channels=engine.channels)
+
+    features = property(lambda self: self._features)
+    classes = property(lambda self: self._classes)
+    pixel_max = property(lambda self: self._pixel_max)
+    pixel_bits = property(lambda self: self._pixel_bits)
+    logit_width = property(lambda self: self._logit_width)
+    timeout = property(lambda self: self._timeout)
+    lanes = property(lambda self: self._lanes)
+    channels = property(lambda self: self._channels)
+
+    @property
+    def info(self):
+        """The INFO reply this link sends."""
+        return protocol.Info(protocol.VERSION, self._features, self._classes, self._pixel_max,
+                             self._logit_width, self._lanes, self._channels)
+
+    def elaborate(self, platform):
+        m = Module()
+        P, E = protocol, protocol.ErrorCode
+        logit_bytes = P.LOGIT_BYTES
+
+        byte = self.rx.payload
+        crc = Signal(8)
+        command = Signal(8)
+        length = Signal(8)
+        count = Signal(8)
+        pending = Signal(8)          # error code known before the CRC arrives (0: none)
+        pixel_bad = Signal()
+        pixels = Signal(self._features * self._pixel_bits)
+        idle = Signal(range(self._timeout + 1))
+
+        # Reply state: what to send, the byte index in the payload, the running CRC.
+        kind = Signal(2)             # 0 error, 1 info, 2 class, 3 class and logits
+        code = Signal(8)
+        index = Signal(8)
+        tx_crc = Signal(8)
+        KIND_ERROR, KIND_INFO, KIND_CLASS, KIND_LOGITS = range(4)
+
+        reply_command = Signal(8)
+        reply_length = Signal(8)
+        m.d.comb += [
+            reply_command.eq(Mux(kind == KIND_ERROR, P.Command.ERROR,
+                                 Cat(kind, C(0, 5), C(1, 1)))),
+            reply_length.eq(Mux(kind == KIND_INFO, 9, Mux(
+                kind == KIND_LOGITS, 1 + logit_bytes * self._classes, 1))),
+        ]
+        info = self.info
+        info_bytes = [info.version, info.features, info.classes, info.pixel_max,
+                      info.logit_width, info.lanes & 0xFF, info.lanes >> 8,
+                      info.channels & 0xFF, info.channels >> 8]
+        payload_byte = Signal(8)
+        label = self.result.payload.label
+        with m.Switch(kind):
+            with m.Case(KIND_ERROR):
+                m.d.comb += payload_byte.eq(code)
+            with m.Case(KIND_INFO):
+                with m.Switch(index):
+                    for k, value in enumerate(info_bytes):
+                        with m.Case(k):
+                            m.d.comb += payload_byte.eq(value)
+            with m.Default():
+                # Logits go out as sign-extended 32-bit little-endian words after the label.
+                with m.Switch(index):
+                    with m.Case(0):
+                        m.d.comb += payload_byte.eq(label)
+                    for k in range(self._classes):
+                        logit = self.result.payload.logits[k]
+                        extended = Cat(logit, logit[-1].replicate(
+                            8 * logit_bytes - self._logit_width))
+                        for b in range(logit_bytes):
+                            with m.Case(1 + logit_bytes * k + b):
+                                m.d.comb += payload_byte.eq(extended[8 * b:8 * b + 8])
+
+        at_timeout = idle == self._timeout
+        m.d.sync += self.error.eq(0)
+
+        def start_reply(what, error_code=0):
+            m.d.sync += [kind.eq(what), code.eq(error_code), index.eq(0)]
+            if what == KIND_ERROR:
+                m.d.sync += self.error.eq(1)
+            m.next = "SYNC"
+
+        # The inter-byte timer runs whenever a frame (or a discard) is open and no byte comes.
+        with m.If(self.rx.valid & self.rx.ready):
+            m.d.sync += idle.eq(0)
+        with m.Elif(~at_timeout):
+            m.d.sync += idle.eq(idle + 1)
+
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += self.rx.ready.eq(1)
+                with m.If(self.rx.valid):
+                    m.d.sync += [crc.eq(0), pending.eq(0), pixel_bad.eq(0), count.eq(0)]
+                    with m.If(byte == P.SYNC):
+                        m.next = "COMMAND"
+                    with m.Else():
+                        m.next = "DISCARD"
+            with m.State("DISCARD"):
+                m.d.comb += [self.rx.ready.eq(1), self.busy.eq(1)]
+                with m.If(~self.rx.valid & at_timeout):
+                    start_reply(KIND_ERROR, E.BAD_SYNC)
+            with m.State("COMMAND"):
+                m.d.comb += [self.rx.ready.eq(1), self.busy.eq(1)]
+                with m.If(self.rx.valid):
+                    m.d.sync += [command.eq(byte), crc.eq(crc8_next(crc, byte))]
+                    m.next = "LENGTH"
+                with m.Elif(at_timeout):
+                    start_reply(KIND_ERROR, E.TIMEOUT)
+            with m.State("LENGTH"):
+                m.d.comb += [self.rx.ready.eq(1), self.busy.eq(1)]
+                with m.If(self.rx.valid):
+                    m.d.sync += [length.eq(byte), crc.eq(crc8_next(crc, byte))]
+                    with m.Switch(command):
+                        with m.Case(P.Command.INFO):
+                            with m.If(byte != 0):
+                                m.d.sync += pending.eq(E.BAD_LENGTH)
+                        with m.Case(P.Command.CLASSIFY, P.Command.LOGITS):
+                            with m.If(byte != self._features):
+                                m.d.sync += pending.eq(E.BAD_LENGTH)
+                        with m.Default():
+                            m.d.sync += pending.eq(E.UNKNOWN_COMMAND)
+                    with m.If(byte == 0):
+                        m.next = "CHECK"
+                    with m.Else():
+                        m.next = "PAYLOAD"
+                with m.Elif(at_timeout):
+                    start_reply(KIND_ERROR, E.TIMEOUT)
+            with m.State("PAYLOAD"):
+                m.d.comb += [self.rx.ready.eq(1), self.busy.eq(1)]
+                with m.If(self.rx.valid):
+                    # Pixels shift in from the top, so the first one ends up as element 0.
+                    m.d.sync += [crc.eq(crc8_next(crc, byte)), count.eq(count + 1),
+                                 pixels.eq(Cat(pixels[self._pixel_bits:],
+                                               byte[:self._pixel_bits]))]
+                    with m.If(byte > self._pixel_max):
+                        m.d.sync += pixel_bad.eq(1)
+                    with m.If(count == length - 1):
+                        m.next = "CHECK"
+                with m.Elif(at_timeout):
+                    start_reply(KIND_ERROR, E.TIMEOUT)
+            with m.State("CHECK"):
+                m.d.comb += [self.rx.ready.eq(1), self.busy.eq(1)]
+                with m.If(self.rx.valid):
+                    with m.If(byte != crc):
+                        start_reply(KIND_ERROR, E.BAD_CHECKSUM)
+                    with m.Elif(pending != 0):
+                        start_reply(KIND_ERROR, pending)
+                    with m.Elif(command == P.Command.INFO):
+                        start_reply(KIND_INFO)
+                    with m.Elif(pixel_bad):
+                        start_reply(KIND_ERROR, E.PIXEL_RANGE)
+                    with m.Else():
+                        m.d.sync += kind.eq(Mux(command == P.Command.LOGITS, KIND_LOGITS,
+                                                KIND_CLASS))
+                        m.next = "ENGINE"
+                with m.Elif(at_timeout):
+                    start_reply(KIND_ERROR, E.TIMEOUT)
+            with m.State("ENGINE"):
+                m.d.comb += [self.image.valid.eq(1), self.busy.eq(1)]
+                with m.If(self.image.ready):
+                    m.next = "WAIT"
+            with m.State("WAIT"):
+                m.d.comb += self.busy.eq(1)
+                with m.If(self.result.valid):
+                    m.d.sync += index.eq(0)
+                    m.next = "SYNC"
+            with m.State("SYNC"):
+                m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(P.SYNC), self.busy.eq(1)]
+                with m.If(self.tx.ready):
+                    m.d.sync += tx_crc.eq(0)
+                    m.next = "REPLY_COMMAND"
+            with m.State("REPLY_COMMAND"):
+                m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(reply_command),
+                             self.busy.eq(1)]
+                with m.If(self.tx.ready):
+                    m.d.sync += tx_crc.eq(crc8_next(tx_crc, reply_command))
+                    m.next = "REPLY_LENGTH"
+            with m.State("REPLY_LENGTH"):
+                m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(reply_length),
+                             self.busy.eq(1)]
+                with m.If(self.tx.ready):
+                    m.d.sync += tx_crc.eq(crc8_next(tx_crc, reply_length))
+                    m.next = "REPLY_PAYLOAD"
+            with m.State("REPLY_PAYLOAD"):
+                m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(payload_byte),
+                             self.busy.eq(1)]
+                with m.If(self.tx.ready):
+                    m.d.sync += [tx_crc.eq(crc8_next(tx_crc, payload_byte)),
+                                 index.eq(index + 1)]
+                    with m.If(index == reply_length - 1):
+                        m.next = "REPLY_CHECK"
+            with m.State("REPLY_CHECK"):
+                m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(tx_crc), self.busy.eq(1)]
+                with m.If(self.tx.ready):
+                    # The engine's result was read in place; let it go only now.
+                    m.d.comb += self.result.ready.eq(kind[1])
+                    m.next = "IDLE"
+
+        m.d.comb += self.image.payload.eq(pixels)
+        return m
+
+
+class SerialClassifier(wiring.Component):
+    """The board logic with its pins as ports: a UART link to a network engine.
+
+    Ports: `rx` (serial in, idle high), `tx` (serial out), `busy`, `error` (from the Link).
+    `divisor` is clock cycles per bit; `timeout` the inter-byte timeout in cycles (default
+    1,000 byte times); `fifo_depth` bytes of receive buffer, so bytes that arrive while a
+    reply is being sent are kept.
+    """
+
+    def __init__(self, engine, *, divisor, timeout=None, fifo_depth=16):
+        self._divisor = check_divisor(divisor)
+        if timeout is None:
+            timeout = 10_000 * divisor
+        self._engine = engine
+        self._link = Link.for_engine(engine, timeout=timeout)
+        self._fifo_depth = _check_int(fifo_depth, "FIFO depth", 1, 4096)
+        super().__init__({
+            "rx": In(1, init=1),
+            "tx": Out(1, init=1),
+            "busy": Out(1),
+            "error": Out(1),
+        })
+
+    engine = property(lambda self: self._engine)
+    link = property(lambda self: self._link)
+    divisor = property(lambda self: self._divisor)
+    timeout = property(lambda self: self._link.timeout)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.engine = engine = self._engine
+        m.submodules.link = link = self._link
+        m.submodules.uart_rx = uart_rx = UartRx(divisor=self._divisor)
+        m.submodules.uart_tx = uart_tx = UartTx(divisor=self._divisor)
+        m.submodules.rx_fifo = rx_fifo = fifo.SyncFIFOBuffered(width=8, depth=self._fifo_depth)
+
+        m.d.comb += [uart_rx.rx.eq(self.rx), self.tx.eq(uart_tx.tx),
+                     self.busy.eq(link.busy), self.error.eq(link.error)]
+        m.d.comb += [rx_fifo.w_data.eq(uart_rx.o.payload), rx_fifo.w_en.eq(uart_rx.o.valid),
+                     uart_rx.o.ready.eq(rx_fifo.w_rdy),
+                     link.rx.payload.eq(rx_fifo.r_data), link.rx.valid.eq(rx_fifo.r_rdy),
+                     rx_fifo.r_en.eq(link.rx.ready)]
+        connect(m, link.tx, uart_tx.i)
+        connect(m, link.image, engine.i)
+        connect(m, engine.o, link.result)
+        return m

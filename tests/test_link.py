@@ -1,0 +1,218 @@
+"""The serial link (frame parser / responder) in the Amaranth simulator, on byte streams.
+
+A small stand-in engine with the NetworkEngine's ports keeps these tests fast and independent
+of the network; tests/test_board_sim.py runs the real engine behind the UART."""
+
+import numpy as np
+import pytest
+from amaranth.hdl import Module, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.sim import Simulator
+
+from helpers import assert_rejects
+from rtn_hw import protocol as p
+from rtn_hw.gateware.link import Link, crc8_next, result_layout
+
+FEATURES, CLASSES, PIXEL_MAX, LOGIT_WIDTH = 64, 10, 16, 24
+TIMEOUT = 60
+
+
+class FakeEngine(wiring.Component):
+    """NetworkEngine's ports with a cheap function: logits[k] = 100003·(p[k] − p[10+k]),
+    label = p[30] mod 8, after `latency` cycles; holds `o` until taken."""
+
+    def __init__(self, latency=7):
+        self.latency = latency
+        super().__init__({
+            "i": In(stream.Signature(data.ArrayLayout(5, FEATURES))),
+            "o": Out(stream.Signature(result_layout(CLASSES, LOGIT_WIDTH))),
+        })
+
+    @staticmethod
+    def reference(image):
+        image = [int(v) for v in image]
+        return image[30] % 8, [100003 * (image[k] - image[10 + k]) for k in range(CLASSES)]
+
+    def elaborate(self, platform):
+        m = Module()
+        timer = Signal(range(self.latency + 1))
+        held = Signal.like(self.i.payload)
+        m.d.comb += self.i.ready.eq((timer == 0) & ~self.o.valid)
+        with m.If(self.i.valid & self.i.ready):
+            m.d.sync += [held.eq(self.i.payload), timer.eq(self.latency)]
+        with m.Elif(timer != 0):
+            m.d.sync += timer.eq(timer - 1)
+            with m.If(timer == 1):
+                m.d.sync += self.o.valid.eq(1)
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+        for k in range(CLASSES):
+            m.d.comb += self.o.payload.logits[k].eq(
+                100003 * (held[k] - held[10 + k]).as_signed())
+        m.d.comb += self.o.payload.label.eq(held[30][:3])
+        return m
+
+
+def run_link(script, *, seed, idle=0.3, stall=0.3, latency=7):
+    """Play `script` (bytes to send, or ints: cycles to wait with the line idle) into a Link
+    with a FakeEngine; return every byte the link sent."""
+    link = Link(features=FEATURES, classes=CLASSES, pixel_max=PIXEL_MAX,
+                logit_width=LOGIT_WIDTH, timeout=TIMEOUT, lanes=32, channels=4)
+    engine = FakeEngine(latency)
+    m = Module()
+    m.submodules.link = link
+    m.submodules.engine = engine
+    wiring.connect(m, link.image, engine.i)
+    wiring.connect(m, engine.o, link.result)
+    rng = np.random.default_rng(seed)
+    sent = []
+    state = {"done": False}
+
+    async def host(ctx):
+        for item in script:
+            if isinstance(item, int):
+                await ctx.tick().repeat(item)
+                continue
+            for byte in item:
+                while rng.random() < idle:
+                    await ctx.tick()
+                ctx.set(link.rx.payload, byte)
+                ctx.set(link.rx.valid, 1)
+                await ctx.tick().until(link.rx.ready)
+                ctx.set(link.rx.valid, 0)
+        await ctx.tick().repeat(3 * TIMEOUT)
+        await ctx.tick().until(~link.busy)
+        state["done"] = True
+
+    async def collector(ctx):
+        while not state["done"]:
+            ready = int(rng.random() >= stall)
+            ctx.set(link.tx.ready, ready)
+            if ready and ctx.get(link.tx.valid):
+                sent.append(ctx.get(link.tx.payload))
+            await ctx.tick()
+
+    sim = Simulator(m)
+    sim.add_clock(1e-6)
+    sim.add_testbench(host)
+    sim.add_testbench(collector)
+    sim.run()
+    return bytes(sent)
+
+
+def replies(raw):
+    decoder = p.FrameDecoder()
+    frames = decoder.feed(raw)
+    assert decoder.skipped == 0 and decoder.pending == 0
+    return [p.decode_reply(f, classes=CLASSES) for f in frames]
+
+
+def classify(image, logits=False):
+    return p.encode_classify(image, features=FEATURES, pixel_max=PIXEL_MAX, logits=logits)
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("features", 0, "Feature count must be an integer 1..255, not 0"),
+    ("classes", 256, "Class count must be an integer 1..255, not 256"),
+    ("pixel_max", 16.0, "Pixel maximum must be an integer 1..255, not 16.0"),
+    ("logit_width", 33, "Logit width must be an integer 1..32, not 33"),
+    ("timeout", 0, "Timeout must be an integer 1..4294967295, not 0"),
+    ("lanes", -1, "Lane count must be an integer 0..65535, not -1"),
+])
+def test_link_rejects(name, value, message):
+    params = dict(features=64, classes=10, pixel_max=16, logit_width=24, timeout=10)
+    params[name] = value
+    assert_rejects(TypeError, message, lambda: Link(**params))
+
+
+def test_crc8_next_matches_protocol(rng):
+    crc, byte, out = Signal(8), Signal(8), Signal(8)
+    m = Module()
+    m.d.comb += out.eq(crc8_next(crc, byte))
+    cases = [(0, 0), (0xFF, 0xFF), (0, 0x80)] + [tuple(rng.integers(0, 256, 2)) for _ in range(200)]
+
+    async def bench(ctx):
+        for c, b in cases:
+            ctx.set(crc, int(c))
+            ctx.set(byte, int(b))
+            assert ctx.get(out) == p.crc8([int(b)], int(c))
+
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()
+
+
+def test_link_answers_images_and_info(rng, seed):
+    """INFO, then images as CLASSIFY and LOGITS (corner images first), with random input gaps
+    and output stalls: every reply equals the protocol encoder's for the reference result."""
+    images = [np.zeros(FEATURES, int), np.full(FEATURES, PIXEL_MAX)]
+    images += [rng.integers(0, PIXEL_MAX + 1, FEATURES) for _ in range(10)]
+    script = [p.encode_info()]
+    expected = [p.Info(1, FEATURES, CLASSES, PIXEL_MAX, LOGIT_WIDTH, 32, 4)]
+    for k, image in enumerate(images):
+        label, logits = FakeEngine.reference(image)
+        with_logits = k % 2 == 1
+        script.append(classify(image, with_logits))
+        expected.append(p.Prediction(label, tuple(logits) if with_logits else None))
+    raw = run_link(script, seed=seed)
+    assert replies(raw) == expected
+
+
+def test_link_errors_then_recovers(rng, seed):
+    """Every error case gets exactly its error reply, and the good frame after it is answered."""
+    image = rng.integers(0, PIXEL_MAX + 1, FEATURES)
+    good = classify(image, logits=True)
+    label, logits = FakeEngine.reference(image)
+    ok = p.Prediction(label, tuple(logits))
+    bad_crc = bytearray(good)
+    bad_crc[-1] ^= 0x01
+    flipped_pixel = bytearray(good)
+    flipped_pixel[10] ^= 0x04
+    bad_pixel = p.encode_frame(p.Command.CLASSIFY, bytes([0] * 5 + [17] + [0] * 58))
+    E = p.ErrorCode
+    cases = [
+        (bytes(bad_crc), E.BAD_CHECKSUM),
+        (bytes(flipped_pixel), E.BAD_CHECKSUM),
+        (p.encode_frame(p.Command.CLASSIFY, bytes(63)), E.BAD_LENGTH),
+        (p.encode_frame(p.Command.INFO, b"\x00"), E.BAD_LENGTH),
+        (p.encode_frame(0x42, b"\x01\x02"), E.UNKNOWN_COMMAND),
+        (p.encode_frame(0x00, b""), E.UNKNOWN_COMMAND),
+        (bad_pixel, E.PIXEL_RANGE),
+        (good[:40], E.TIMEOUT),
+        (good[:1], E.TIMEOUT),
+        (bytes([0x00, 0x13, 0xA5, 0x37]), E.BAD_SYNC),
+        (bytes(rng.integers(0, 256, 50, dtype=np.uint8)) + b"\x00", E.BAD_SYNC),
+    ]
+    script, expected = [], []
+    for frame, code in cases:
+        script += [frame, 2 * TIMEOUT, good]
+        expected += [p.ErrorReply(code), ok]
+    raw = run_link(script, seed=seed)
+    assert replies(raw) == expected
+
+
+def test_link_error_pulse_and_busy(seed):
+    """`error` pulses once per error reply; `busy` is low once everything is answered."""
+    link = Link(features=FEATURES, classes=CLASSES, pixel_max=PIXEL_MAX,
+                logit_width=LOGIT_WIDTH, timeout=TIMEOUT)
+    pulses = []
+
+    async def bench(ctx):
+        ctx.set(link.tx.ready, 1)
+        assert ctx.get(link.busy) == 0
+        for byte in p.encode_frame(0x42):
+            ctx.set(link.rx.payload, byte)
+            ctx.set(link.rx.valid, 1)
+            await ctx.tick()
+        ctx.set(link.rx.valid, 0)
+        for _ in range(20):
+            pulses.append(ctx.get(link.error))
+            await ctx.tick()
+        assert ctx.get(link.busy) == 0
+
+    sim = Simulator(link)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    assert sum(pulses) == 1
