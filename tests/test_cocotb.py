@@ -1,0 +1,78 @@
+"""cocotb benches (sim/) on the exported Verilog of every unit, on Icarus and Verilator.
+
+Each case exports one configuration, builds it once per simulator and streams many vectors
+through it (sim/bench.py: corners + random with gaps and backpressure, throughput and
+latency, reset mid-stream). The small cases (marker `cocotb`) run on Icarus in `make test`;
+the long ones (`slow`) run at full scale in `make sim`. NUM_VECTORS, SEED, SPARSITY, IDLE,
+STALL and WAVES=1 tune a run (docs/sim.md). Each case adds a row to build/sim/summary.json and
+to the table printed at the end of the session.
+"""
+
+import json
+
+import pytest
+
+from rtn_hw.flow.verilog import export  # noqa: F401  (fails fast if the exporter is broken)
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "sim"))
+import runner  # noqa: E402
+
+FULL = 20_000
+SMALL = 300
+
+# (unit, parameters): small configurations for make test (Icarus only) ...
+QUICK = [
+    ("ternary_dot", {"lanes": 8}),
+    ("ternary_dot", {"lanes": 13, "pipeline": 2}),
+    ("ternary_encoder", {"lanes": 8}),
+    ("ternary_decoder", {"lanes": 8, "values": "random"}),
+    ("rtn_mac_array", {"lanes": 16, "channels": 4}),
+    ("fp32_dot", {"lanes": 4}),
+    ("int_dot", {"lanes": 5, "width": 16}),
+]
+
+# ... and the full-scale ones for make sim, on both simulators.
+FULL_SCALE = [
+    ("ternary_dot", {"lanes": 64}),
+    ("ternary_dot", {"lanes": 256, "pipeline": 3}),
+    ("rtn_mac_array", {"lanes": 64, "channels": 8, "levels_per_stage": 2}),
+    ("rtn_mac_array", {"lanes": 256, "channels": 4, "thresholds": "random"}),
+    ("ternary_encoder", {"lanes": 64}),
+    ("ternary_encoder", {"lanes": 256, "thresholds": "random"}),
+    ("ternary_decoder", {"lanes": 64, "values": "random"}),
+    ("ternary_decoder", {"lanes": 256, "values": "random"}),
+    ("fp32_dot", {"lanes": 16}),
+    ("fp32_dot", {"lanes": 64}),
+    ("int_dot", {"lanes": 16, "width": 8}),
+    ("int_dot", {"lanes": 64, "width": 16}),
+]
+
+
+def _cases(configs, simulators, marks):
+    return [pytest.param(unit, params, sim, marks=marks,
+                         id=f"{runner.config_id(unit, params)}-{sim}")
+            for unit, params in configs for sim in simulators]
+
+
+def _run(unit, params, simulator, vectors, record_property):
+    row = runner.run(unit, params, simulator, vectors=vectors)
+    record_property("sim_row", json.dumps(row))
+    print(json.dumps(row))
+    assert row["mismatches"] == 0
+    assert row["measured_latency"] == row["latency"]
+
+
+@pytest.mark.cocotb
+@pytest.mark.parametrize("unit, params, simulator", _cases(QUICK, ["icarus"], []) + _cases(QUICK[:1], ["verilator"], [pytest.mark.slow]))
+def test_bench_quick(unit, params, simulator, record_property):
+    _run(unit, params, simulator, SMALL, record_property)
+
+
+@pytest.mark.cocotb
+@pytest.mark.parametrize("unit, params, simulator",
+                         _cases(FULL_SCALE, runner.SIMULATORS, [pytest.mark.slow]))
+def test_bench_full(unit, params, simulator, record_property):
+    _run(unit, params, simulator, FULL, record_property)
