@@ -14,7 +14,9 @@ shared: a TB that owns the clock, reset and stream components, and three tests:
 
 Settings come from the environment, resolved by the launcher (tests/test_cocotb.py):
 RTN_SIM_VECTORS, RTN_SIM_SEED, RTN_SIM_SPARSITY, RTN_SIM_IDLE, RTN_SIM_STALL, RTN_SIM_LABEL,
-and RTN_SIM_STATS, a JSON file receiving each test's counts and timing.
+and RTN_SIM_STATS, a JSON file receiving each test's counts and timing. RTN_SIM_FAULT
+("corrupt:K", "drop:K" or "repeat:K") sabotages input K of `test_stream` (all bits flipped,
+never sent, sent twice), so tests/test_cocotb.py can show that each kind of error is caught.
 """
 
 import json
@@ -42,6 +44,7 @@ IDLE = float(os.environ.get("RTN_SIM_IDLE", "0.2"))
 STALL = float(os.environ.get("RTN_SIM_STALL", "0.2"))
 LABEL = os.environ.get("RTN_SIM_LABEL", SIDECAR.unit)
 STATS = os.environ.get("RTN_SIM_STATS")
+FAULT = os.environ.get("RTN_SIM_FAULT")
 PERIOD_NS = 10
 THROUGHPUT_VECTORS = 512
 RESET_VECTORS = 256
@@ -110,10 +113,12 @@ class TB:
         per_vector = (1 + idle / max(1e-9, 1 - idle)) / max(1e-9, 1 - stall)
         return int(4 * count * per_vector) + 4 * SIDECAR.latency + 1000
 
-    async def run(self, stim, *, idle, stall, tag):
+    async def run(self, stim, *, idle, stall, tag, fault=None):
         """Stream `stim` through the DUT; return the scoreboard, driver and monitor."""
         bench = self.bench
         inputs, expected = bench.inputs(stim), bench.expected(stim)
+        if fault:
+            _sabotage(inputs, fault, SIDECAR.stream("i").payload.width)
         board = Scoreboard(expected, describe=lambda k: bench.describe(stim, k),
                            show=bench.show, seed=SEED, label=LABEL)
         driver = StreamDriver(self.dut, SIDECAR.stream("i"), self.clocking,
@@ -126,6 +131,8 @@ class TB:
                  cocotb.start_soon(driver.send(inputs))]
         await First(board.finished.wait(),
                     ClockCycles(self.clk, self.budget(len(inputs), idle, stall)))
+        # The scoreboard finishes in a ReadOnly phase; writes wait for the next edge.
+        await self.clocking.edge
         if not board.failed:
             # Anything arriving now was duplicated or invented.
             await self.cycles(SIDECAR.latency + 16)
@@ -133,6 +140,19 @@ class TB:
             task.cancel()
         getattr(self.dut, SIDECAR.stream("i").valid).value = 0
         return board, driver, monitor, self.clocking.cycle() - start
+
+
+def _sabotage(inputs, fault, width):
+    kind, _, index = fault.partition(":")
+    k = int(index)
+    if kind == "corrupt":
+        inputs[k] ^= (1 << width) - 1
+    elif kind == "drop":
+        del inputs[k]
+    elif kind == "repeat":
+        inputs.insert(k, inputs[k])
+    else:
+        raise ValueError(f"RTN_SIM_FAULT={fault}: expected corrupt:K, drop:K or repeat:K")
 
 
 def _latencies(driver, monitor):
@@ -148,7 +168,8 @@ async def test_stream(dut):
     corners = tb.bench.corners()
     stim = concat(corners, tb.bench.random(max(0, VECTORS - length(corners))))
     began = time.perf_counter()
-    board, driver, monitor, cycles = await tb.run(stim, idle=IDLE, stall=STALL, tag=1)
+    board, driver, monitor, cycles = await tb.run(stim, idle=IDLE, stall=STALL, tag=1,
+                                                  fault=FAULT)
     wall = time.perf_counter() - began
     latencies = _latencies(driver, monitor)
     _record("stream", vectors=length(stim), corners=length(corners), outputs=board.received,

@@ -12,7 +12,7 @@ IDLE, STALL, WAVES=1 (FST/VCD under build/waves/).
 
 import json
 import os
-import shutil
+import re
 import sys
 import time
 from pathlib import Path
@@ -105,7 +105,7 @@ def _icarus_dump(folder, module, waves_file):
     return path
 
 
-def run(unit, params, simulator, *, vectors):
+def run(unit, params, simulator, *, vectors, extra_env=None):
     """Build and run the benches for one configuration; return its summary row."""
     from cocotb_tools.runner import get_runner
 
@@ -157,17 +157,18 @@ def run(unit, params, simulator, *, vectors):
                      waves=cfg["waves"] and simulator == "verilator",
                      log_file=folder / "build.log")
         built = time.perf_counter()
-        extra_env = {
+        env = {
             "RTN_SIM_SIDECAR": str(sidecar_path), "RTN_SIM_STATS": str(stats),
             "RTN_SIM_VECTORS": str(cfg["vectors"]), "RTN_SIM_SEED": str(cfg["seed"]),
             "RTN_SIM_SPARSITY": str(cfg["sparsity"]), "RTN_SIM_IDLE": str(cfg["idle"]),
             "RTN_SIM_STALL": str(cfg["stall"]), "RTN_SIM_LABEL": f"{name} on {simulator}",
+            **(extra_env or {}),
         }
         failure = None
         try:
             runner.test(test_module="bench", hdl_toplevel=module, build_dir=folder,
                         test_dir=folder, test_args=test_args, plusargs=plusargs,
-                        extra_env=extra_env, results_xml=str(junit),
+                        extra_env=env, results_xml=str(junit),
                         waves=cfg["waves"] and simulator == "verilator",
                         log_file=folder / "sim.log")
         except (SystemExit, RuntimeError) as error:
@@ -209,15 +210,17 @@ def _row(unit, params, simulator, cfg, stats_path, build_s, run_s):
 
 
 def _failure_text(log, name, simulator, cfg):
-    """The failing tests' messages from the simulator log, with the replay command."""
+    """The failed tests' records from the simulator log, with the replay settings."""
     text = log.read_text(errors="replace") if log.exists() else ""
-    keep, capture = [], False
+    records, current = [], []
     for line in text.splitlines():
-        if " failed" in line or "Error" in line or "AssertionError" in line:
-            capture = True
-        if capture:
-            keep.append(line)
-        if len(keep) > 120:
-            break
+        if re.match(r"^\s*(-\.--|[\d.]+)ns ", line):
+            records.append(current)
+            current = [line.strip()]
+        else:
+            current.append(line.strip())
+    records.append(current)
+    failed = ["\n".join(r) for r in records if r and (" failed" in r[0] or "ERROR" in r[0])]
     return (f"{name} on {simulator} failed (seed {cfg['seed']}; replay with "
-            f"SEED={cfg['seed']} NUM_VECTORS={cfg['vectors']}); log: {log}\n" + "\n".join(keep))
+            f"SEED={cfg['seed']} NUM_VECTORS={cfg['vectors']}); log: {log}\n"
+            + "\n".join(failed))

@@ -55,10 +55,12 @@ class Scoreboard:
                  f"  inputs:   {self.describe(index)}",
                  f"  expected: {self.show(want)}",
                  f"  actual:   {shown}"]
+        # The nearest vector whose expected output this is: a shifted stream shows as +-1.
         others = [k for k, v in enumerate(self.expected) if v == got and k != index]
         if others:
-            lines.append(f"  (the actual value is vector {others[0]}'s expected output: "
-                         f"reordered or duplicated?)")
+            near = min(others, key=lambda k: (abs(k - index), k))
+            lines.append(f"  (the actual value is vector {near}'s expected output: "
+                         f"reordered, lost or duplicated?)")
         return "\n".join(lines)
 
     @property
@@ -72,7 +74,9 @@ class Scoreboard:
             more = " (stopped at the limit)" if len(self.mismatches) >= self.limit else ""
             problems.append(f"{len(self.mismatches)} mismatches{more}:")
             problems.extend(self.mismatches)
-        if self.received < len(self.expected):
+        if len(self.mismatches) >= self.limit:
+            problems.append(f"stopped after {self.received} of {len(self.expected)} outputs")
+        elif self.received < len(self.expected):
             problems.append(f"lost: only {self.received} of {len(self.expected)} outputs "
                             f"arrived")
         if self.extra:

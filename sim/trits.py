@@ -10,7 +10,7 @@ import numpy as np
 
 from rtn_hw.model import pack
 
-__all__ = ["random_trits", "corner_rows", "plane_bits", "notation", "concat", "length"]
+__all__ = ["random_trits", "corner_rows", "plane_bits", "notation", "planes_notation", "concat", "length"]
 
 
 def random_trits(rng, count, lanes, sparsity):
@@ -54,6 +54,14 @@ def notation(t, zero_sign=None):
         if lanes.size:
             text += f" (sign bit set on zeros at lanes {lanes.tolist()})"
     return text
+
+
+def planes_notation(payload, value, lanes, prefix=""):
+    """The trit planes `prefix`nz / `prefix`sg of a flat payload int, in trit notation."""
+    fields = payload.unpack(value)
+    nz, sg = fields[f"{prefix}nz"], fields[f"{prefix}sg"]
+    t = np.array([((sg >> k) & 1) * 2 - 1 if (nz >> k) & 1 else 0 for k in range(lanes)])
+    return notation(t, np.array([(sg >> k) & 1 for k in range(lanes)], dtype=bool))
 
 
 def concat(*stims):

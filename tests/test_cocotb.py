@@ -32,6 +32,8 @@ QUICK = [
     ("rtn_mac_array", {"lanes": 16, "channels": 4}),
     ("fp32_dot", {"lanes": 4}),
     ("int_dot", {"lanes": 5, "width": 16}),
+    ("rtn_mac_array", {"lanes": 9, "channels": 3, "weights": "load", "levels_per_stage": 1}),
+    ("ternary_encoder", {"lanes": 6, "thresholds": "random"}),
 ]
 
 # ... and the full-scale ones for make sim, on both simulators.
@@ -76,3 +78,24 @@ def test_bench_quick(unit, params, simulator, record_property):
                          _cases(FULL_SCALE, runner.SIMULATORS, [pytest.mark.slow]))
 def test_bench_full(unit, params, simulator, record_property):
     _run(unit, params, simulator, FULL, record_property)
+
+
+@pytest.mark.cocotb
+@pytest.mark.parametrize("fault, message", [
+    ("corrupt:1", "vector 1 (seed"),
+    ("drop:3", "expected output: reordered, lost or duplicated?"),
+    ("drop:255", "lost: only 255 of 256 outputs arrived"),
+    ("repeat:255", "duplicated or spurious: 1 outputs beyond the 256 inputs"),
+])
+def test_bench_reports_faults(fault, message, monkeypatch):
+    """A sabotaged input (flipped, dropped, sent twice) fails the bench with a readable report:
+    the vector, its inputs in trit notation, expected and actual values, and the seed.
+    Lanes 8 has 256 corner vectors, so index 255 is the last vector sent."""
+    monkeypatch.delenv("NUM_VECTORS", raising=False)
+    with pytest.raises(runner.SimulationFailed) as failure:
+        runner.run("ternary_dot", {"lanes": 8}, "icarus", vectors=64,
+                   extra_env={"RTN_SIM_FAULT": fault})
+    text = str(failure.value)
+    assert message in text
+    if fault.startswith("corrupt"):
+        assert "inputs:   w=" in text and "expected: d=" in text and "actual:   d=" in text
