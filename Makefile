@@ -3,6 +3,7 @@
 #   make synth   area / timing / power reports (yosys + nextpnr)
 #   make sim     long simulation sweeps and cocotb benches (Icarus + Verilator)
 #   make train   retrain the shipped RTN model (installs the torch extra)
+#   make demo    every digits test image through the simulated network engine
 
 PYTHON ?= python3
 VENV   := .venv
@@ -10,7 +11,7 @@ PY     := $(VENV)/bin/python
 JOBS   ?= 2
 PYTEST := PYTHONWARNINGS=error $(PY) -m pytest -n $(JOBS)
 
-.PHONY: test sim synth train bench clean icarus venv yowasp
+.PHONY: test sim synth train bench demo clean icarus venv yowasp
 
 # --- bootstrap --------------------------------------------------------------------------------
 
@@ -64,6 +65,11 @@ train: $(VENV)/.train-installed
 $(VENV)/.train-installed: $(VENV)/.installed
 	$(PY) -m pip install --quiet -e '.[dev,train]'
 	@touch $@
+
+# Every digits test image through the simulated network engine, against the golden network;
+# writes build/reports/demo.json. make demo DEMO_ARGS="--images 50 --lanes 32 --channels 2"
+demo: venv icarus yowasp
+	$(PY) -m rtn_hw.demo $(DEMO_ARGS)
 
 bench: venv
 	$(PY) bench/model_speed.py
