@@ -3,6 +3,7 @@
     rtn-hw verilog --list
     rtn-hw verilog UNIT [-p NAME=VALUE ...] -o FILE.v [--name MODULE]
     rtn-hw synth [--targets T,...] [--units U,...] [--lanes N,...] [--jobs J]
+    rtn-hw run --port PORT (--images FILE | --digits-test) [--baud B] [--timeout S]
 
 Bad input exits with status 2 and one line on stderr, `rtn-hw: error: ...`, never a
 traceback. Each subcommand is an `_add_<command>` function in COMMANDS that declares its
@@ -133,8 +134,85 @@ def _run_synth(args, out):
     return 0
 
 
-# Later subcommands (run) register here.
-COMMANDS = {"verilog": _add_verilog, "synth": _add_synth}
+def _add_run(subparsers):
+    parser = subparsers.add_parser(
+        "run", help="classify images on a board over its serial port",
+        description="Send images to a board running the RTN classifier (boards/, "
+                    "docs/protocol.md) and print each prediction, the accuracy and the "
+                    "throughput.")
+    parser.add_argument("--port", metavar="PORT", help="serial port, e.g. /dev/ttyUSB1")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--images", metavar="FILE",
+                        help=".npz with 'images' (and optional 'labels'), or .npy of images")
+    source.add_argument("--digits-test", action="store_true",
+                        help="the shipped digits test split (weights/digits_test.npz)")
+    parser.add_argument("--baud", default="115200", metavar="B",
+                        help="baud rate (default 115200, as the board tops)")
+    parser.add_argument("--timeout", default="2", metavar="S",
+                        help="seconds to wait for a reply (default 2)")
+    parser.set_defaults(run=_run_run)
+
+
+def _positive(text, option, kind):
+    try:
+        value = kind(text)
+    except ValueError:
+        value = 0
+    if not value > 0:
+        raise UsageError(f"{option} {text}: expected a positive "
+                         f"{'integer' if kind is int else 'number'}")
+    return value
+
+
+def _run_run(args, out):
+    if not args.port:
+        raise UsageError("run: --port PORT is required")
+    if not args.images and not args.digits_test:
+        raise UsageError("run: expected --images FILE or --digits-test")
+    baud = _positive(args.baud, "--baud", int)
+    timeout = _positive(args.timeout, "--timeout", float)
+    from . import host, weights
+    try:
+        if args.digits_test:
+            images, labels = weights.load_digits_test()
+        else:
+            images, labels = host.load_images(args.images)
+        transport = host.SerialTransport(args.port, baud=baud, timeout=timeout)
+    except host.HostError as error:
+        raise UsageError(str(error)) from None
+    try:
+        client = host.BoardClient(transport)
+        info = client.info()
+        print(f"board: {info.features} pixels (0..{info.pixel_max}), {info.classes} classes, "
+              f"lanes={info.lanes} channels={info.channels}", file=out)
+        if images.shape[1] != info.features:
+            raise UsageError(f"images have {images.shape[1]} pixels; the board expects "
+                             f"{info.features}")
+        if images.size and (images.min() < 0 or images.max() > info.pixel_max):
+            raise UsageError(f"images have pixels outside 0..{info.pixel_max} (the board's "
+                             f"range): {int(images.min())}..{int(images.max())}")
+
+        def progress(index, prediction, label):
+            tail = ""
+            if label is not None:
+                tail = f" (label {label}{'' if label == prediction else ', MISS'})"
+            print(f"image {index}: class {prediction}{tail}", file=out, flush=True)
+
+        result = host.run_images(client, images, labels, progress=progress)
+    except host.HostError as error:
+        raise UsageError(f"--port {args.port}: {error}") from None
+    finally:
+        transport.close()
+    count = len(result.predictions)
+    if result.correct is not None:
+        print(f"accuracy: {result.correct}/{count} ({100 * result.correct / count:.1f}%)",
+              file=out)
+    print(f"throughput: {result.images_per_second:.1f} images/s ({count} images in "
+          f"{result.seconds:.2f} s)", file=out)
+    return 0
+
+
+COMMANDS = {"verilog": _add_verilog, "synth": _add_synth, "run": _add_run}
 
 
 def _parser():

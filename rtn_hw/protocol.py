@@ -109,6 +109,14 @@ class FrameDecoder:
         """Bytes of an incomplete frame held back."""
         return len(self._buffer)
 
+    @property
+    def needed(self):
+        """How many more bytes complete the frame in progress (at least 1), so a reader can
+        ask its transport for exactly that many."""
+        if len(self._buffer) < 3:
+            return 4 - len(self._buffer) if self._buffer else 4
+        return max(1, 4 + self._buffer[2] - len(self._buffer))
+
     def feed(self, data):
         self._buffer += bytes(data)
         frames = []

@@ -2,7 +2,7 @@
 
 `Link` speaks the protocol of `rtn_hw.protocol` (docs/protocol.md) on two byte streams and
 hands whole images to a network engine. `SerialClassifier` is the whole board logic with the
-pins as ports: UartRx → RX FIFO → Link ⇄ NetworkEngine, Link → UartTx. The board tops in
+pins as ports: UartRx → (optional FIFO) → Link ⇄ NetworkEngine, Link → UartTx. The board tops in
 boards/ only add the platform's clock, pins and LED stretching.
 """
 
@@ -110,13 +110,15 @@ class Link(wiring.Component):
         count = Signal(8)
         pending = Signal(8)          # error code known before the CRC arrives (0: none)
         pixel_bad = Signal()
-        pixels = Signal(self._features * self._pixel_bits)
+        pixels = Signal(self._features * self._pixel_bits, reset_less=True)
         idle = Signal(range(self._timeout + 1))
 
         # Reply state: what to send, the byte index in the payload, the running CRC.
         kind = Signal(2)             # 0 error, 1 info, 2 class, 3 class and logits
         code = Signal(8)
         index = Signal(8)
+        word = Signal(range(self._classes))
+        part = Signal(range(logit_bytes))
         tx_crc = Signal(8)
         KIND_ERROR, KIND_INFO, KIND_CLASS, KIND_LOGITS = range(4)
 
@@ -143,23 +145,19 @@ class Link(wiring.Component):
                         with m.Case(k):
                             m.d.comb += payload_byte.eq(value)
             with m.Default():
-                # Logits go out as sign-extended 32-bit little-endian words after the label.
-                with m.Switch(index):
-                    with m.Case(0):
-                        m.d.comb += payload_byte.eq(label)
-                    for k in range(self._classes):
-                        logit = self.result.payload.logits[k]
-                        extended = Cat(logit, logit[-1].replicate(
-                            8 * logit_bytes - self._logit_width))
-                        for b in range(logit_bytes):
-                            with m.Case(1 + logit_bytes * k + b):
-                                m.d.comb += payload_byte.eq(extended[8 * b:8 * b + 8])
+                # Label, then the logits as sign-extended 32-bit little-endian words; `word`
+                # and `part` count along, so the selection is a 10:1 then 4:1 mux rather
+                # than a 41-way decode of `index`.
+                logit = self.result.payload.logits[word]
+                extended = Cat(logit, logit[-1].replicate(8 * logit_bytes - self._logit_width))
+                m.d.comb += payload_byte.eq(Mux(index == 0, label,
+                                                extended.word_select(part, 8)))
 
         at_timeout = idle == self._timeout
         m.d.sync += self.error.eq(0)
 
         def start_reply(what, error_code=0):
-            m.d.sync += [kind.eq(what), code.eq(error_code), index.eq(0)]
+            m.d.sync += [kind.eq(what), code.eq(error_code), index.eq(0), word.eq(0), part.eq(0)]
             if what == KIND_ERROR:
                 m.d.sync += self.error.eq(1)
             m.next = "SYNC"
@@ -246,7 +244,7 @@ class Link(wiring.Component):
             with m.State("WAIT"):
                 m.d.comb += self.busy.eq(1)
                 with m.If(self.result.valid):
-                    m.d.sync += index.eq(0)
+                    m.d.sync += [index.eq(0), word.eq(0), part.eq(0)]
                     m.next = "SYNC"
             with m.State("SYNC"):
                 m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(P.SYNC), self.busy.eq(1)]
@@ -271,6 +269,10 @@ class Link(wiring.Component):
                 with m.If(self.tx.ready):
                     m.d.sync += [tx_crc.eq(crc8_next(tx_crc, payload_byte)),
                                  index.eq(index + 1)]
+                    with m.If(index != 0):
+                        m.d.sync += part.eq(part + 1)
+                        with m.If(part == logit_bytes - 1):
+                            m.d.sync += word.eq(word + 1)
                     with m.If(index == reply_length - 1):
                         m.next = "REPLY_CHECK"
             with m.State("REPLY_CHECK"):
@@ -289,17 +291,20 @@ class SerialClassifier(wiring.Component):
 
     Ports: `rx` (serial in, idle high), `tx` (serial out), `busy`, `error` (from the Link).
     `divisor` is clock cycles per bit; `timeout` the inter-byte timeout in cycles (default
-    1,000 byte times); `fifo_depth` bytes of receive buffer, so bytes that arrive while a
-    reply is being sent are kept.
+    1,000 byte times); `fifo_depth` bytes of receive buffer for bytes that arrive while an
+    image is computed or a reply is sent. The host waits for each reply, so the default is
+    none (0): UartRx's output register holds one byte, and a second one is dropped
+    (`overrun`), which only happens to a sender that ignores the protocol and costs it an
+    error reply. A FIFO would cost a RAM block the iCE40UP5K needs for weights.
     """
 
-    def __init__(self, engine, *, divisor, timeout=None, fifo_depth=16):
+    def __init__(self, engine, *, divisor, timeout=None, fifo_depth=0):
         self._divisor = check_divisor(divisor)
         if timeout is None:
             timeout = 10_000 * divisor
         self._engine = engine
         self._link = Link.for_engine(engine, timeout=timeout)
-        self._fifo_depth = _check_int(fifo_depth, "FIFO depth", 1, 4096)
+        self._fifo_depth = _check_int(fifo_depth, "FIFO depth", 0, 4096)
         super().__init__({
             "rx": In(1, init=1),
             "tx": Out(1, init=1),
@@ -318,14 +323,17 @@ class SerialClassifier(wiring.Component):
         m.submodules.link = link = self._link
         m.submodules.uart_rx = uart_rx = UartRx(divisor=self._divisor)
         m.submodules.uart_tx = uart_tx = UartTx(divisor=self._divisor)
-        m.submodules.rx_fifo = rx_fifo = fifo.SyncFIFOBuffered(width=8, depth=self._fifo_depth)
-
         m.d.comb += [uart_rx.rx.eq(self.rx), self.tx.eq(uart_tx.tx),
                      self.busy.eq(link.busy), self.error.eq(link.error)]
-        m.d.comb += [rx_fifo.w_data.eq(uart_rx.o.payload), rx_fifo.w_en.eq(uart_rx.o.valid),
-                     uart_rx.o.ready.eq(rx_fifo.w_rdy),
-                     link.rx.payload.eq(rx_fifo.r_data), link.rx.valid.eq(rx_fifo.r_rdy),
-                     rx_fifo.r_en.eq(link.rx.ready)]
+        if self._fifo_depth:
+            m.submodules.rx_fifo = rx_fifo = fifo.SyncFIFOBuffered(width=8,
+                                                                   depth=self._fifo_depth)
+            m.d.comb += [rx_fifo.w_data.eq(uart_rx.o.payload), rx_fifo.w_en.eq(uart_rx.o.valid),
+                         uart_rx.o.ready.eq(rx_fifo.w_rdy),
+                         link.rx.payload.eq(rx_fifo.r_data), link.rx.valid.eq(rx_fifo.r_rdy),
+                         rx_fifo.r_en.eq(link.rx.ready)]
+        else:
+            connect(m, uart_rx.o, link.rx)
         connect(m, link.tx, uart_tx.i)
         connect(m, link.image, engine.i)
         connect(m, engine.o, link.result)
