@@ -245,10 +245,15 @@ class NetworkEngine(wiring.Component):
         n_layers = len(plan.layers)
         enc = self._network.input
 
+        # Block RAM even when shallow: left to itself yosys turns a ROM of a few dozen words
+        # (the ECP5 configuration) into ~9k LUT4 of constant multiplexers.
+        block = {"ram_style": "block", "rom_style": "block"}
         m.submodules.wmem = wmem = Memory(shape=unsigned(plan.weight_width),
-                                          depth=plan.weight_depth, init=plan.weight_init)
+                                          depth=plan.weight_depth, init=plan.weight_init,
+                                          attrs=block)
         m.submodules.pmem = pmem = Memory(shape=unsigned(plan.param_width),
-                                          depth=plan.param_depth, init=plan.param_init)
+                                          depth=plan.param_depth, init=plan.param_init,
+                                          attrs=block)
         wport = wmem.read_port()
         pport = pmem.read_port()
 
