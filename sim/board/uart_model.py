@@ -1,0 +1,93 @@
+"""A UART model on the simulated board's pins, and the byte transport the host driver uses.
+
+`UartLine` drives the board's `rx` pin (8N1, LSB first) and decodes its `tx` pin in a
+background task, both at `divisor` clock cycles per bit. `SimTransport` exposes it with the
+interface of `rtn_hw.host.SerialTransport` (write / read / reset_input) as blocking calls, so
+`rtn_hw.host.BoardClient` runs unchanged in a `cocotb.task.bridge` thread.
+"""
+
+import collections
+
+import cocotb
+from cocotb.task import resume
+from cocotb.triggers import ClockCycles, FallingEdge
+
+__all__ = ["UartLine", "SimTransport"]
+
+
+class UartLine:
+    def __init__(self, clk, rx, tx, divisor):
+        self.clk, self.rx, self.tx, self.divisor = clk, rx, tx, divisor
+        self.received = collections.deque()
+        self.framing_errors = 0
+        self.rx.value = 1
+        self._task = cocotb.start_soon(self._receive())
+
+    async def send(self, data):
+        """Put the bytes on the board's rx pin back to back; returns after the last stop bit."""
+        for byte in data:
+            for bit in [0] + [(byte >> k) & 1 for k in range(8)] + [1]:
+                self.rx.value = bit
+                await ClockCycles(self.clk, self.divisor)
+
+    async def idle(self, cycles):
+        self.rx.value = 1
+        await ClockCycles(self.clk, cycles)
+
+    async def _receive(self):
+        half = self.divisor // 2
+        while True:
+            await FallingEdge(self.tx)
+            await ClockCycles(self.clk, half)
+            if int(self.tx.value):
+                continue  # shorter than half a bit: no start bit
+            byte = 0
+            for k in range(8):
+                await ClockCycles(self.clk, self.divisor)
+                byte |= int(self.tx.value) << k
+            await ClockCycles(self.clk, self.divisor)
+            if int(self.tx.value):
+                self.received.append(byte)
+            else:
+                self.framing_errors += 1
+
+
+class SimTransport:
+    """The host driver's transport on a UartLine. `timeout_cycles` plays the role of the
+    serial port's read timeout (simulated clock cycles)."""
+
+    def __init__(self, line, *, timeout_cycles):
+        self.line = line
+        self.timeout_cycles = timeout_cycles
+        self.bytes_written = 0
+        self.bytes_read = 0
+
+    @resume
+    async def write(self, data):
+        self.bytes_written += len(data)
+        await self.line.send(bytes(data))
+
+    @resume
+    async def read(self, size):
+        # Poll once a byte time: a reply byte is at most one byte time late, which the
+        # simulated throughput includes (a real serial port has a USB latency instead).
+        step = 10 * self.line.divisor
+        waited = 0
+        received = self.line.received
+        while len(received) < size and waited < self.timeout_cycles:
+            await ClockCycles(self.line.clk, step)
+            waited += step
+        out = bytes(received.popleft() for _ in range(min(size, len(received))))
+        self.bytes_read += len(out)
+        return out
+
+    @resume
+    async def wait(self, cycles):
+        """Let the line idle (the host sleeping); not part of the serial interface."""
+        await self.line.idle(cycles)
+
+    def reset_input(self):
+        self.line.received.clear()
+
+    def close(self):
+        pass

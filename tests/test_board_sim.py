@@ -1,0 +1,107 @@
+"""End-to-end proof in simulation: the board logic (UART + link + NetworkEngine with the
+shipped weights) exported to Verilog, with a UART model on its pins, driven by the host
+driver's own BoardClient (sim/board/). The short version (a few images and every error case,
+Icarus) runs in `make test`; `make sim` runs 120 images per board on Verilator and records
+the simulated images per second in build/sim/board/summary.json."""
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "sim" / "board"))
+import run as board_sim  # noqa: E402
+
+SUMMARY = ROOT / "build" / "sim" / "board" / "summary.json"
+SEED = int(os.environ.get("SEED", "20261129"))
+
+
+def _record(key, stats):
+    SUMMARY.parent.mkdir(parents=True, exist_ok=True)
+    summary = json.loads(SUMMARY.read_text()) if SUMMARY.exists() else {}
+    summary[key] = stats
+    temp = SUMMARY.with_name(f".{SUMMARY.name}.{os.getpid()}.tmp")
+    temp.write_text(json.dumps(summary, indent=1) + "\n")
+    os.replace(temp, SUMMARY)
+
+
+@pytest.mark.cocotb
+def test_board_sim_quick():
+    """iCEBreaker logic on Icarus: INFO, 2 images with logits, 4 images, every error case."""
+    stats = board_sim.run("icebreaker", "icarus", images=4, seed=SEED)
+    assert stats["digits"]["mismatches"] == 0
+    assert stats["errors"]["cases"] == 8
+    _record("icebreaker-icarus-quick", stats)
+
+
+@pytest.mark.slow
+@pytest.mark.cocotb
+@pytest.mark.parametrize("board", ["icebreaker", "ulx3s"])
+def test_board_sim_digits(board):
+    """120 digits test images give the golden network's classes; every error case too."""
+    stats = board_sim.run(board, "verilator", images=120, seed=SEED)
+    assert stats["digits"]["images"] == 120
+    assert stats["digits"]["mismatches"] == 0
+    assert stats["errors"]["cases"] == 8
+    _record(f"{board}-verilator", stats)
+    print(f"{board}: {stats['digits']['images_per_second_wall']} images/s (wall, Verilator)")
+
+
+# The board build's front end (the builds themselves run in CI: `make bitstream`).
+
+def _boards():
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    import boards.build
+    import boards.top
+    return boards.build, boards.top
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["nexys"], "unknown board 'nexys'; valid boards: icebreaker, ulx3s"),
+    ([], "unknown board ''; valid boards: icebreaker, ulx3s"),
+    (["icebreaker", "--baud", "fast"], "--baud fast: expected a positive integer"),
+    (["icebreaker", "--baud", "4000000"],
+     "Baud rate 4000000 is too fast for a 12 MHz clock (at most 3000000)"),
+    (["ulx3s", "--baud", "2400000"],
+     "Baud rate 2400000 is off by 4.2% from a 25 MHz clock (divisor 10); at most 2% is "
+     "allowed"),
+    (["ulx3s", "--timeout-ms", "0"],
+     "--timeout-ms 0: expected a number of milliseconds above 0 and below 10000"),
+])
+def test_bitstream_rejects(argv, message, capsys):
+    build, _ = _boards()
+    assert build.main(argv) == 2
+    captured = capsys.readouterr()
+    assert (captured.out, captured.err) == ("", f"boards.build: error: {message}\n")
+
+
+def test_make_bitstream_unknown_board():
+    """`make bitstream` with an unknown board stops with the valid ones, status 2 from the
+    script (make reports its own failure after that line)."""
+    import subprocess
+    proc = subprocess.run([sys.executable, "-m", "boards.build", "bogus"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr == ("boards.build: error: unknown board 'bogus'; valid boards: "
+                           "icebreaker, ulx3s\n")
+
+
+@pytest.mark.parametrize("clock, baud, divisor", [
+    (12e6, 115_200, 104), (25e6, 115_200, 217), (12e6, 3_000_000, 4), (25e6, 9600, 2604)])
+def test_divisor_for(clock, baud, divisor):
+    _, top = _boards()
+    assert top.divisor_for(clock, baud) == divisor
+
+
+def test_board_definitions():
+    build, top = _boards()
+    from rtn_hw.gateware.engine import ENGINE_CONFIGS
+    icebreaker, ulx3s = build.load_board("icebreaker"), build.load_board("ulx3s")
+    assert (icebreaker.platform.device, icebreaker.clock_hz) == ("iCE40UP5K", 12e6)
+    assert (ulx3s.platform.device, ulx3s.clock_hz) == ("LFE5U-85F", 25e6)
+    assert icebreaker.engine_config == ENGINE_CONFIGS["ice40-up5k"]
+    assert ulx3s.engine_config == ENGINE_CONFIGS["ecp5-85k"]
