@@ -11,6 +11,7 @@ Bad input exits 2 with one line; a failed tool run exits 1 naming its log.
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -48,12 +49,16 @@ def _tool_env():
 
 
 def _version(tool, flag):
+    """"Yosys 0.70 (git sha1 28ba3cb92" / "nextpnr-0.11.1": the tool's version, no build
+    paths."""
     try:
         out = subprocess.run([os.environ[tool], flag], capture_output=True, text=True,
                              timeout=300)
-        return (out.stdout or out.stderr).strip().splitlines()[0]
+        line = (out.stdout or out.stderr).strip().splitlines()[0]
     except (OSError, subprocess.SubprocessError, IndexError):
         return "unknown"
+    match = re.search(r"Yosys [\d.]+[^,]*?\(git sha1 \w+|Version nextpnr-[\w.+-]+", line)
+    return match.group(0) if match else line
 
 
 def summarize(build_dir, board):
@@ -61,9 +66,10 @@ def summarize(build_dir, board):
     report = json.loads((build_dir / "top.report.json").read_text())
     utilisation = {bel: {"used": u["used"], "available": u["available"]}
                    for bel, u in report.get("utilization", {}).items() if u["used"]}
+    # nextpnr-ice40 also times the packer's constant net as a "clock"; only real nets count.
     fmax = {clock: {"achieved_mhz": round(v["achieved"], 2),
                     "constraint_mhz": round(v["constraint"], 2)}
-            for clock, v in report.get("fmax", {}).items()}
+            for clock, v in report.get("fmax", {}).items() if not clock.startswith("$")}
     return utilisation, fmax
 
 
@@ -111,8 +117,9 @@ def build(board, *, baud, timeout_ms, out=None):
         print(f"  {bel:>16}: {u['used']:6d} / {u['available']:6d} "
               f"({100 * u['used'] / u['available']:.1f}%)", file=out)
     for clock, f in fmax.items():
-        print(f"  Fmax {clock}: {f['achieved_mhz']:.2f} MHz (constraint "
-              f"{f['constraint_mhz']:.2f} MHz)", file=out)
+        verdict = "met" if f["achieved_mhz"] >= f["constraint_mhz"] else "NOT met"
+        print(f"  routed Fmax ({clock}): {f['achieved_mhz']:.2f} MHz; board clock "
+              f"{f['constraint_mhz']:.2f} MHz {verdict}", file=out)
     print(f"  build: {seconds:.0f} s; bitstream {report['bitstream']}; report "
           f"{(build_dir / 'report.json').relative_to(ROOT)}", file=out)
     return report

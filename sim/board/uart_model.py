@@ -10,14 +10,19 @@ import collections
 
 import cocotb
 from cocotb.task import resume
-from cocotb.triggers import ClockCycles, FallingEdge
+from cocotb.triggers import FallingEdge, Timer
 
 __all__ = ["UartLine", "SimTransport"]
 
 
 class UartLine:
-    def __init__(self, clk, rx, tx, divisor):
+    """Bit times are Timers of `divisor` clock periods (`period_ps`): one simulator callback
+    per bit, where ClockCycles would wake Python on every clock edge."""
+
+    def __init__(self, clk, rx, tx, divisor, period_ps):
         self.clk, self.rx, self.tx, self.divisor = clk, rx, tx, divisor
+        self.period_ps = period_ps
+        self.bit_ps = divisor * period_ps
         self.received = collections.deque()
         self.framing_errors = 0
         self.rx.value = 1
@@ -28,24 +33,26 @@ class UartLine:
         for byte in data:
             for bit in [0] + [(byte >> k) & 1 for k in range(8)] + [1]:
                 self.rx.value = bit
-                await ClockCycles(self.clk, self.divisor)
+                await Timer(self.bit_ps, unit="ps")
 
     async def idle(self, cycles):
         self.rx.value = 1
-        await ClockCycles(self.clk, cycles)
+        await Timer(cycles * self.period_ps, unit="ps")
 
     async def _receive(self):
-        half = self.divisor // 2
+        # tx changes on rising clock edges; sampling half a clock period off them avoids a
+        # race with the edge.
+        half = (self.divisor // 2) * self.period_ps + self.period_ps // 2
         while True:
             await FallingEdge(self.tx)
-            await ClockCycles(self.clk, half)
+            await Timer(half, unit="ps")
             if int(self.tx.value):
                 continue  # shorter than half a bit: no start bit
             byte = 0
             for k in range(8):
-                await ClockCycles(self.clk, self.divisor)
+                await Timer(self.bit_ps, unit="ps")
                 byte |= int(self.tx.value) << k
-            await ClockCycles(self.clk, self.divisor)
+            await Timer(self.bit_ps, unit="ps")
             if int(self.tx.value):
                 self.received.append(byte)
             else:
@@ -75,7 +82,7 @@ class SimTransport:
         waited = 0
         received = self.line.received
         while len(received) < size and waited < self.timeout_cycles:
-            await ClockCycles(self.line.clk, step)
+            await Timer(step * self.line.period_ps, unit="ps")
             waited += step
         out = bytes(received.popleft() for _ in range(min(size, len(received))))
         self.bytes_read += len(out)
