@@ -19,20 +19,20 @@ with the thresholds moved into the acc domain, hi' = ((hi + 1) << s) - 1 and lo'
 range acc can reach, which changes no decision but narrows the memory. Padded lanes and padded
 channels are zero trits with zero constants, so they add nothing (docs/units/network_engine.md).
 
-Schedule (one image; cycles_per_image = 1 + Σ_l (G_l·C_l + 5)):
+Schedule (one image; cycles_per_image = 1 + Σ_l (G_l·C_l + 7)):
 
     handshake  the encoded image is written into buffer B (zero above the input width)
     per layer  1 cycle   copy B → A, clear B
                G_l·C_l   issue one (group, chunk) per cycle: weight word read, A chunk selected
-               4 cycles  drain: accumulate → multiply → add → encode into B (or logits)
+               6 cycles  drain: word → count → accumulate → multiply → add → encode into B
     o.valid    rises the cycle after the last layer's last group is written.
 
 Pipeline of one (group, chunk) issue: stage 0 reads the weight memory and selects the A chunk;
-stage 1 counts and accumulates D and S_a; when the group's last chunk is in stage 1 it reads
-the parameter memory; stage 2 multiplies (registered products); stage 3 adds K0'; stage 4
-compares and writes the trits into B (hidden) or the logits and the running argmax (last
-layer). A new group may start every cycle behind the previous one, so only a layer boundary
-(which needs all of B) waits for the drain.
+stage 1a registers the weight word; stage 1 counts (registered chunk D and S_a); stage 1b
+accumulates D and S_a and, on the group's last chunk, reads the parameter memory; stage 2
+multiplies (registered products); stage 3 adds K0'; stage 4 compares and writes the trits into
+B (hidden) or the logits and the running argmax (last layer). A new group may start every cycle behind the previous one, so only a layer
+boundary (which needs all of B) waits for the drain.
 """
 
 import numpy as np
@@ -53,7 +53,7 @@ ENGINE_CONFIGS = {
     "ecp5-85k": dict(lanes=64, channels=8),
 }
 
-DRAIN = 4   # cycles from a layer's last issue to its last trit in B (stages 1..4)
+DRAIN = 6   # cycles from a layer's last issue to its last trit in B (stages 1a..4)
 
 
 def _signed_width(values):
@@ -319,7 +319,15 @@ class NetworkEngine(wiring.Component):
             s1.grp.eq(grp), s1.paddr.eq(paddr),
             act_nz.eq(a_nz.word_select(chunk, lanes)), act_sg.eq(a_sg.word_select(chunk, lanes)),
         ]
-        m.d.comb += [pport.addr.eq(s1.paddr), pport.en.eq(s1.valid & s1.last)]
+
+        # The weight word is registered in the fabric before it is counted: a block RAM's
+        # clock-to-output (5.8 ns on ECP5) would otherwise start the popcount path.
+        s1a = Signal.like(s1, name="s1a")
+        w_word = Signal(plan.weight_width, name="w_word")
+        act_nz_a, act_sg_a = Signal(lanes, name="act_nz_a"), Signal(lanes, name="act_sg_a")
+        m.d.sync += [s1a.eq(s1), w_word.eq(wport.data), act_nz_a.eq(act_nz),
+                     act_sg_a.eq(act_sg)]
+        act_nz, act_sg = act_nz_a, act_sg_a
 
         dw = plan.d_width
         acc_s = Signal(signed(dw), name="acc_s")
@@ -329,7 +337,7 @@ class NetworkEngine(wiring.Component):
         acc_d = []
         d_chunks = []
         for p in range(channels):
-            w = wport.data[2 * lanes * p:2 * lanes * (p + 1)]
+            w = w_word[2 * lanes * p:2 * lanes * (p + 1)]
             w_nz, w_sg = w[:lanes], w[lanes:]
             c = Signal(lanes, name=f"c{p}")
             neg = Signal(lanes, name=f"neg{p}")
@@ -338,15 +346,23 @@ class NetworkEngine(wiring.Component):
             pc_neg, _ = popcount(m, neg, name=f"pc_neg{p}")
             d_chunks.append(pc_c - (pc_neg << 1))
             acc_d.append(Signal(signed(dw), name=f"acc_d{p}"))
-        with m.If(s1.valid):
-            m.d.sync += acc_s.eq(Mux(s1.first, 0, acc_s) + s_chunk)
+        # The chunk counts are registered before they are accumulated: the memory read, the
+        # popcount trees and the accumulator would otherwise be one path (the Fmax limit).
+        s1b = Signal.like(s1, name="s1b")
+        s_chunk_r = Signal.like(s_chunk, name="s_chunk_r")
+        d_chunks_r = [Signal.like(d_chunks[p], name=f"d_chunk{p}_r") for p in range(channels)]
+        m.d.sync += [s1b.eq(s1a), s_chunk_r.eq(s_chunk)]
+        m.d.sync += [d_chunks_r[p].eq(d_chunks[p]) for p in range(channels)]
+        m.d.comb += [pport.addr.eq(s1b.paddr), pport.en.eq(s1b.valid & s1b.last)]
+        with m.If(s1b.valid):
+            m.d.sync += acc_s.eq(Mux(s1b.first, 0, acc_s) + s_chunk_r)
             for p in range(channels):
-                m.d.sync += acc_d[p].eq(Mux(s1.first, 0, acc_d[p]) + d_chunks[p])
+                m.d.sync += acc_d[p].eq(Mux(s1b.first, 0, acc_d[p]) + d_chunks_r[p])
 
-        # --- stage 2: K1·D and K2·S_a (parameters read when the last chunk was in stage 1) ---
+        # --- stage 2: K1·D and K2·S_a (parameters read when the last chunk was accumulated) --
         s2 = Signal.like(s1, name="s2")
-        m.d.sync += s2.eq(s1)
-        m.d.sync += s2.valid.eq(s1.valid & s1.last)
+        m.d.sync += s2.eq(s1b)
+        m.d.sync += s2.valid.eq(s1b.valid & s1b.last)
         params = data.View(data.ArrayLayout(plan.param_layout, channels), pport.data)
         prod1 = [Signal(signed(plan.fields["k1"][0] + dw), name=f"prod1_{p}")
                  for p in range(channels)]
