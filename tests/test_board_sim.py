@@ -20,12 +20,16 @@ SEED = int(os.environ.get("SEED", "20261129"))
 
 
 def _record(key, stats):
+    """Merge one row into summary.json; a lock file keeps parallel workers' rows."""
+    import fcntl
     SUMMARY.parent.mkdir(parents=True, exist_ok=True)
-    summary = json.loads(SUMMARY.read_text()) if SUMMARY.exists() else {}
-    summary[key] = stats
-    temp = SUMMARY.with_name(f".{SUMMARY.name}.{os.getpid()}.tmp")
-    temp.write_text(json.dumps(summary, indent=1) + "\n")
-    os.replace(temp, SUMMARY)
+    with open(SUMMARY.with_name(".summary.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        summary = json.loads(SUMMARY.read_text()) if SUMMARY.exists() else {}
+        summary[key] = stats
+        temp = SUMMARY.with_name(f".{SUMMARY.name}.{os.getpid()}.tmp")
+        temp.write_text(json.dumps(summary, indent=1) + "\n")
+        os.replace(temp, SUMMARY)
 
 
 @pytest.mark.cocotb

@@ -47,7 +47,7 @@ def export(board):
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "board_top.v"
     if not path.exists() or path.read_text() != text:
-        temp = path.with_name(".board_top.v.tmp")
+        temp = path.with_name(f".board_top.v.{os.getpid()}.tmp")  # parallel pytest workers
         temp.write_text(text)
         os.replace(temp, path)
     return path, engine
