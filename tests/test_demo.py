@@ -15,7 +15,8 @@ NETWORK = weights.load()
 
 def test_demo_subset_agrees_and_reports(tmp_path, capsys):
     out = tmp_path / "demo.json"
-    assert demo.main(["--images", "50", "--seed", "7", "--out", str(out)]) == 0
+    assert demo.main(["--images", "50", "--seed", "7", "--simulator", "amaranth",
+                      "--out", str(out)]) == 0
     report = json.loads(out.read_text())
     config = ENGINE_CONFIGS["ecp5-85k"]
     images, labels = weights.load_digits_test()
@@ -43,13 +44,13 @@ def test_demo_exits_1_on_disagreement(tmp_path, monkeypatch):
     real = demo.run_demo
 
     def corrupt(*args, **kwargs):
-        dut, run, logits, classes, seconds = real(*args, **kwargs)
+        dut, logits, classes, latencies, seconds = real(*args, **kwargs)
         logits = logits.copy()
         logits[1, 0] += 1
-        return dut, run, logits, classes, seconds
+        return dut, logits, classes, latencies, seconds
     monkeypatch.setattr(demo, "run_demo", corrupt)
     out = tmp_path / "demo.json"
-    assert demo.main(["--images", "2", "--out", str(out)]) == 1
+    assert demo.main(["--images", "2", "--simulator", "amaranth", "--out", str(out)]) == 1
     report = json.loads(out.read_text())
     assert report["hw_golden_agreement"] == 0.5 and report["mismatches"] == [1]
 
@@ -59,11 +60,25 @@ def test_demo_exits_1_on_disagreement(tmp_path, monkeypatch):
     (["--lanes", "x"], "argument --lanes: 'x': expected a positive integer"),
     (["--seed", "-1"], "argument --seed: '-1': expected a non-negative integer"),
     (["--frobnicate"], "unrecognized arguments: --frobnicate"),
+    (["--simulator", "icarus"],
+     "argument --simulator: invalid choice: 'icarus' (choose from 'amaranth', 'verilator')"),
 ])
 def test_demo_usage_errors(argv, message, capsys):
     assert demo.main(argv) == 2
     err = capsys.readouterr().err
     assert err == f"python -m rtn_hw.demo: error: {message}\n"
+
+
+@pytest.mark.slow
+def test_demo_on_verilator(tmp_path):
+    """The exported Verilog on Verilator: the same agreement and exact cycle counts."""
+    out = tmp_path / "demo.json"
+    assert demo.main(["--images", "40", "--lanes", "32", "--channels", "2",
+                      "--simulator", "verilator", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["hw_golden_agreement"] == 1.0 and report["samples"] == 40
+    assert report["cycles_measured"] == [cycles_per_image(NETWORK, 32, 2)]
+    assert report["simulator"].startswith("verilator")
 
 
 def test_fmax_clock_prefers_the_matching_engine_run(tmp_path):
