@@ -114,8 +114,8 @@ class FrameDecoder:
         """How many more bytes complete the frame in progress (at least 1), so a reader can
         ask its transport for exactly that many."""
         if len(self._buffer) < 3:
-            return 4 - len(self._buffer) if self._buffer else 4
-        return max(1, 4 + self._buffer[2] - len(self._buffer))
+            return 4 - len(self._buffer)
+        return 4 + self._buffer[2] - len(self._buffer)
 
     def feed(self, data):
         self._buffer += bytes(data)

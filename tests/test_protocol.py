@@ -84,7 +84,8 @@ def test_decoder_rejects_bad_crc_then_recovers():
     bad = bytearray(good)
     bad[-1] ^= 0x10
     decoder = p.FrameDecoder()
-    with pytest.raises(p.ProtocolError, match="^Reply frame a5820104c4 has CRC 0xc4, expected 0xd4$"):
+    message = "^Reply frame a5820104c4 has CRC 0xc4, expected 0xd4$"
+    with pytest.raises(p.ProtocolError, match=message):
         decoder.feed(bytes(bad))
     assert decoder.feed(good) == [p.Frame(0x82, b"\x04")]
 
@@ -98,3 +99,22 @@ def test_decoder_rejects_bad_crc_then_recovers():
 def test_decode_reply_rejects(frame, message):
     with pytest.raises(p.ProtocolError, match=f"^{re.escape(message)}$"):
         p.decode_reply(frame, classes=10)
+
+
+def test_decoder_needed_reads_exactly_one_frame():
+    """`needed` never asks for a byte past the frame in progress, so a reader that follows
+    it takes exactly one reply from the line."""
+    frame = p.encode_prediction_reply(3, range(10))
+    decoder = p.FrameDecoder()
+    asked, at = [], 0
+    while True:
+        asked.append(decoder.needed)
+        chunk = frame[at:at + decoder.needed]
+        at += len(chunk)
+        frames = decoder.feed(chunk)
+        if frames:
+            break
+    assert asked == [4, 41] and at == len(frame)
+    assert decoder.needed == 4
+    decoder.feed(b"\x00\xa5")          # junk skipped, then a frame start
+    assert decoder.needed == 3
