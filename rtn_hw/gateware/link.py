@@ -162,7 +162,7 @@ class Link(wiring.Component):
                 m.d.sync += self.error.eq(1)
             m.next = "SYNC"
 
-        # The inter-byte timer runs whenever a frame (or a discard) is open and no byte comes.
+        # Cycles since the last byte was taken; only the frame and discard states look at it.
         with m.If(self.rx.valid & self.rx.ready):
             m.d.sync += idle.eq(0)
         with m.Elif(~at_timeout):
