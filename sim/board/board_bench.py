@@ -61,7 +61,11 @@ def _expected_info():
                          _setting("CHANNELS"))
 
 
-@cocotb.test()
+# Simulated-time limits, so a hung board fails fast: about 4x what the slower board needs.
+_IMAGES_FOR_LIMIT = int(os.environ.get("RTN_BOARD_IMAGES", "1"))
+
+
+@cocotb.test(timeout_time=20 + 2 * _IMAGES_FOR_LIMIT, timeout_unit="ms")
 async def digits(dut):
     """INFO, then RTN_BOARD_IMAGES digits test images through the host driver's run loop:
     every class equals the golden network's; the first two also with their logits."""
@@ -101,7 +105,7 @@ async def digits(dut):
         "bytes": client.transport.bytes_written + client.transport.bytes_read})
 
 
-@cocotb.test()
+@cocotb.test(timeout_time=100, timeout_unit="ms")
 async def errors_then_recover(dut):
     """Every broken frame gets its error reply, and a good frame right after is answered."""
     client, line = await _start(dut)
