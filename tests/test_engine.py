@@ -63,12 +63,12 @@ def test_cycle_count_back_to_back():
 
 
 def test_cycles_per_image_formula():
-    # 1 + Σ (ceil(P/ch)·ceil(N/lanes) + 7) over 64→128, 128→128, 128→10.
-    assert cycles_per_image(NETWORK, 32, 2) == 1 + (64 * 2 + 7) + (64 * 4 + 7) + (5 * 4 + 7)
-    assert cycles_per_image(NETWORK, 24, 1) == 1 + (128 * 3 + 7) + (128 * 6 + 7) + (10 * 6 + 7)
-    assert cycles_per_image(NETWORK, 64, 8) == 74
+    # 2 + Σ (ceil(P/ch)·ceil(N/lanes) + 7) over 64→128, 128→128, 128→10.
+    assert cycles_per_image(NETWORK, 32, 2) == 2 + (64 * 2 + 7) + (64 * 4 + 7) + (5 * 4 + 7)
+    assert cycles_per_image(NETWORK, 24, 1) == 2 + (128 * 3 + 7) + (128 * 6 + 7) + (10 * 6 + 7)
+    assert cycles_per_image(NETWORK, 64, 8) == 75
     dut = NetworkEngine(NETWORK, lanes=32, channels=2)
-    assert dut.latency == dut.cycles_per_image == 426
+    assert dut.latency == dut.cycles_per_image == 427
 
 
 def test_properties():

@@ -19,20 +19,21 @@ with the thresholds moved into the acc domain, hi' = ((hi + 1) << s) - 1 and lo'
 range acc can reach, which changes no decision but narrows the memory. Padded lanes and padded
 channels are zero trits with zero constants, so they add nothing (docs/units/network_engine.md).
 
-Schedule (one image; cycles_per_image = 1 + Σ_l (G_l·C_l + 7)):
+Schedule (one image; cycles_per_image = 2 + Σ_l (G_l·C_l + 7)):
 
     handshake  the encoded image is written into buffer B (zero above the input width)
     per layer  1 cycle   copy B → A, clear B
                G_l·C_l   issue one (group, chunk) per cycle: weight word read, A chunk selected
                6 cycles  drain: word → count → accumulate → multiply → add → encode into B
-    o.valid    rises the cycle after the last layer's last group is written.
+    1 cycle    the argmax's second stage; o.valid rises the cycle after.
 
 Pipeline of one (group, chunk) issue: stage 0 reads the weight memory and selects the A chunk;
 stage 1a registers the weight word; stage 1 counts (registered chunk D and S_a); stage 1b
 accumulates D and S_a and, on the group's last chunk, reads the parameter memory; stage 2
 multiplies (registered products); stage 3 adds K0'; stage 4 compares and writes the trits into
-B (hidden) or the logits and the running argmax (last layer). A new group may start every cycle behind the previous one, so only a layer
-boundary (which needs all of B) waits for the drain.
+B (hidden), or writes the logits and reduces the group's maximum (last layer); stage 5 merges
+the group maximum into the running argmax. A new group may start every cycle behind the
+previous one, so only a layer boundary (which needs all of B) waits for the drain.
 """
 
 import numpy as np
@@ -72,8 +73,9 @@ def _network_class():
 
 def cycles_per_image(network, lanes, channels):
     """Cycles from an image's input handshake to its o.valid (o.ready high):
-    1 + Σ_l (ceil(P_l / channels) · ceil(N_l / lanes) + DRAIN + 1)."""
-    return 1 + sum(-(-layer.out_features // channels) * -(-layer.in_features // lanes)
+    2 + Σ_l (ceil(P_l / channels) · ceil(N_l / lanes) + DRAIN + 1); the 2 are the input
+    handshake's cycle and the argmax's second stage."""
+    return 2 + sum(-(-layer.out_features // channels) * -(-layer.in_features // lanes)
                    + DRAIN + 1 for layer in network.layers)
 
 
@@ -275,10 +277,12 @@ class NetworkEngine(wiring.Component):
         issue = Signal(name="issue")
         m.d.comb += [wport.addr.eq(waddr), self.o.valid.eq(o_valid)]
 
+        # Idle, and the last result neither waiting nor still in the argmax's second stage.
+        can_take = Signal(name="can_take")
         with m.FSM(name="ctrl"):
             with m.State("IDLE"):
-                m.d.comb += self.i.ready.eq(~o_valid)
-                with m.If(self.i.valid & ~o_valid):
+                m.d.comb += self.i.ready.eq(can_take)
+                with m.If(self.i.valid & can_take):
                     px = self.i.payload
                     gt = Cat(px[j] > enc.hi for j in range(self._features))
                     lt = Cat(px[j] < enc.lo for j in range(self._features))
@@ -410,29 +414,39 @@ class NetworkEngine(wiring.Component):
                             m.d.sync += [b_nz[lo_b:hi_b].eq((gt | lt)[:hi_b - lo_b]),
                                          b_sg[lo_b:hi_b].eq(gt[:hi_b - lo_b])]
 
-        # Argmax, first maximum winning: candidates in index order (the running best holds
-        # smaller indices), reduced pairwise with the left one kept on ties.
-        cands = [(best, best_idx, s4.grp != 0)]
+        # Argmax, first maximum winning, in two stages so that no path holds more than one
+        # group's tree or one comparison with the running best: stage 4 reduces the group's
+        # candidates (index order, pairwise, the left one kept on ties) to a registered group
+        # maximum; stage 5 keeps it if it beats the running best strictly (the best holds
+        # smaller indices, so a tie keeps the best).
+        def pick(left, right, name):
+            (lv, li, lok), (rv, ri, rok) = left, right
+            take = Signal(name=f"{name}_take")
+            v = Signal(signed(self._logit_width), name=f"{name}_v")
+            i = Signal(label_w, name=f"{name}_i")
+            ok = Signal(name=f"{name}_ok")
+            m.d.comb += [take.eq(rok & (~lok | (rv > lv))), v.eq(Mux(take, rv, lv)),
+                         i.eq(Mux(take, ri, li)), ok.eq(lok | rok)]
+            return v, i, ok
+
+        cands = []
         for p in range(channels):
             idx = Signal(range(plan.groups[-1] * channels + 1), name=f"idx{p}")
             m.d.comb += idx.eq(s4.grp * channels + p)
             cands.append((ys[p], idx[:label_w], idx < self._classes))
         level = 0
         while len(cands) > 1:
-            merged = []
-            for k in range(0, len(cands) - 1, 2):
-                (lv, li, lok), (rv, ri, rok) = cands[k], cands[k + 1]
-                take = Signal(name=f"am{level}_{k}_take")
-                v = Signal(signed(self._logit_width), name=f"am{level}_{k}_v")
-                i = Signal(label_w, name=f"am{level}_{k}_i")
-                ok = Signal(name=f"am{level}_{k}_ok")
-                m.d.comb += [take.eq(rok & (~lok | (rv > lv))), v.eq(Mux(take, rv, lv)),
-                             i.eq(Mux(take, ri, li)), ok.eq(lok | rok)]
-                merged.append((v, i, ok))
+            merged = [pick(cands[k], cands[k + 1], f"am{level}_{k}")
+                      for k in range(0, len(cands) - 1, 2)]
             cands = merged + cands[2 * len(merged):]
             level += 1
+        s5 = Signal.like(s1, name="s5")
+        g_v = Signal(signed(self._logit_width), name="group_max")
+        g_i = Signal(label_w, name="group_max_idx")
+        g_ok = Signal(name="group_max_ok")
+        m.d.sync += [s5.eq(s4), s5.valid.eq(s4.valid & s4.logits), g_v.eq(cands[0][0]),
+                     g_i.eq(cands[0][1]), g_ok.eq(cands[0][2])]
         with m.If(s4.valid & s4.logits):
-            m.d.sync += [best.eq(cands[0][0]), best_idx.eq(cands[0][1])]
             with m.Switch(s4.grp):
                 for g in range(plan.groups[-1]):
                     with m.Case(g):
@@ -440,7 +454,11 @@ class NetworkEngine(wiring.Component):
                             j = g * channels + p
                             if j < self._classes:
                                 m.d.sync += logits[j].eq(ys[p])
-            with m.If(s4.final):
+        m.d.comb += can_take.eq(~o_valid & ~s5.valid)
+        new_v, new_i, _ = pick((best, best_idx, s5.grp != 0), (g_v, g_i, g_ok), "am_best")
+        with m.If(s5.valid):
+            m.d.sync += [best.eq(new_v), best_idx.eq(new_i)]
+            with m.If(s5.final):
                 m.d.sync += o_valid.eq(1)
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += o_valid.eq(0)
