@@ -22,6 +22,9 @@ from rtn_hw.weights import atomic_write
 PROG = "boards.build"
 ROOT = Path(__file__).resolve().parent.parent
 BOARD_NAMES = ("icebreaker", "ulx3s")
+# The iCE40UP5K is nearly full; router1 ripped up the same congested arcs for minutes without
+# converging, where router2 routes it.
+NEXTPNR_OPTS = {"ice40": "--router router2", "ecp5": ""}
 
 
 def load_board(name):
@@ -95,7 +98,7 @@ def build(board, *, baud, timeout_ms, out=None):
     board.platform().build(
         top, name="top", build_dir=str(build_dir.relative_to(Path.cwd()))
         if build_dir.is_relative_to(Path.cwd()) else str(build_dir), do_program=False,
-        nextpnr_opts="--report top.report.json",
+        nextpnr_opts=f"--report top.report.json {NEXTPNR_OPTS[family]}".strip(),
         script_after_synth="tee -q -o top.stat.json stat -json", **extra)
     seconds = time.monotonic() - start
     utilisation, fmax = summarize(build_dir, board)
