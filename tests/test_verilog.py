@@ -269,6 +269,19 @@ def _dot_case(sidecar, rng, count):
     return inputs, [{"d": int(x @ y), "s_a": int(y.sum())} for x, y in zip(w, a)]
 
 
+def _engine_case(sidecar, rng, count):
+    """Digits test images through the shipped network (the engine's sidecar names no arrays;
+    its `weights` parameter is the shipped manifest)."""
+    from rtn_hw import weights
+    assert sidecar["parameters"]["resolved"]["weights"] == "shipped"
+    images, _ = weights.load_digits_test()
+    images = images[np.sort(rng.choice(len(images), count, replace=False))]
+    logits, classes = weights.load().forward(images)
+    inputs = [{f"[{k}]": int(p) for k, p in enumerate(image)} for image in images]
+    return inputs, [{**{f"logits[{j}]": int(v) for j, v in enumerate(row)}, "label": int(c)}
+                    for row, c in zip(logits, classes)]
+
+
 DRIVEN = {
     "ternary_dot": ({"lanes": "7", "pipeline": "2"}, _dot_case),
     "fp32_dot": ({"lanes": "3", "mul_stages": "1", "add_stages": "2"}, _fp32_dot_case),
@@ -280,6 +293,8 @@ DRIVEN = {
                         _decoder_case),
     "rtn_mac_array": ({"lanes": "8", "channels": "3", "thresholds": "random", "seed": "5"},
                       _mac_case),
+    # One image per 76 cycles: 40 images fit the testbench's 10,000-cycle timeout.
+    "network_engine": ({"lanes": "64", "channels": "8"}, _engine_case),
 }
 
 
