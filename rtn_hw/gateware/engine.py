@@ -19,16 +19,19 @@ with the thresholds moved into the acc domain, hi' = ((hi + 1) << s) - 1 and lo'
 range acc can reach, which changes no decision but narrows the memory. Padded lanes and padded
 channels are zero trits with zero constants, so they add nothing (docs/units/network_engine.md).
 
-Schedule (one image; cycles_per_image = 2 + Σ_l (G_l·C_l + 7)):
+Schedule (one image; cycles_per_image = 2 + Σ_l (G_l·C_l + 7 + k), where k is
+popcount_stages(lanes, 3), e.g. 2 for 32 and 64 lanes, 3 for 128):
 
     handshake  the encoded image is written into buffer B (zero above the input width)
     per layer  1 cycle   copy B → A, clear B
                G_l·C_l   issue one (group, chunk) per cycle: weight word read, A chunk selected
-               6 cycles  drain: word → count → accumulate → multiply → add → encode into B
+               6 + k     drain: word → count (k + 1 stages) → accumulate → multiply → add →
+                         encode into B
     1 cycle    the argmax's second stage; o.valid rises the cycle after.
 
 Pipeline of one (group, chunk) issue: stage 0 reads the weight memory and selects the A chunk;
-stage 1a registers the weight word; stage 1 counts (registered chunk D and S_a); stage 1b
+stage 1a registers the weight word; stage 1 counts, with a register layer after every third
+level of the popcount trees (k layers), and registers the chunk D and S_a; stage 1b
 accumulates D and S_a and, on the group's last chunk, reads the parameter memory; stage 2
 multiplies (registered products); stage 3 adds K0'; stage 4 compares and writes the trits into
 B (hidden), or writes the logits and reduces the group's maximum (last layer); stage 5 merges
@@ -44,9 +47,10 @@ from amaranth.lib.wiring import In, Out
 
 from ..model._check import positive_int
 from ..model.fixed import bits_for, dot_width
-from .popcount import popcount
+from .popcount import popcount, popcount_stages
 
-__all__ = ["NetworkEngine", "ENGINE_CONFIGS", "DRAIN", "cycles_per_image"]
+__all__ = ["NetworkEngine", "ENGINE_CONFIGS", "POPCOUNT_LEVELS_PER_STAGE", "drain_cycles",
+           "cycles_per_image"]
 
 # Deployable configurations, measured with yosys (docs/units/network_engine.md).
 ENGINE_CONFIGS = {
@@ -54,7 +58,15 @@ ENGINE_CONFIGS = {
     "ecp5-85k": dict(lanes=64, channels=8),
 }
 
-DRAIN = 6   # cycles from a layer's last issue to its last trit in B (stages 1a..4)
+# A register layer after every third level of the chunk popcount trees: unsplit, the trees
+# were the critical path on both targets (docs/units/network_engine.md).
+POPCOUNT_LEVELS_PER_STAGE = 3
+
+
+def drain_cycles(lanes):
+    """Cycles from a layer's last issue to its last trit in B: stages 1a, 1 (plus the popcount
+    trees' register layers), 1b, 2, 3 and 4."""
+    return 6 + popcount_stages(lanes, POPCOUNT_LEVELS_PER_STAGE)
 
 
 def _signed_width(values):
@@ -73,10 +85,11 @@ def _network_class():
 
 def cycles_per_image(network, lanes, channels):
     """Cycles from an image's input handshake to its o.valid (o.ready high):
-    2 + Σ_l (ceil(P_l / channels) · ceil(N_l / lanes) + DRAIN + 1); the 2 are the input
-    handshake's cycle and the argmax's second stage."""
+    2 + Σ_l (ceil(P_l / channels) · ceil(N_l / lanes) + drain_cycles(lanes) + 1); the 2 are the
+    input handshake's cycle and the argmax's second stage, the 1 per layer the copy B → A."""
+    drain = drain_cycles(lanes)
     return 2 + sum(-(-layer.out_features // channels) * -(-layer.in_features // lanes)
-                   + DRAIN + 1 for layer in network.layers)
+                   + drain + 1 for layer in network.layers)
 
 
 class _Plan:
@@ -268,7 +281,8 @@ class NetworkEngine(wiring.Component):
         chunk = Signal(range(max(max(plan.chunks), 2)), name="chunk")
         waddr = Signal(range(max(plan.weight_depth, 2)), name="waddr")
         paddr = Signal(range(max(plan.param_depth, 2)), name="paddr")
-        drain = Signal(range(DRAIN), name="drain")
+        drain_len = drain_cycles(lanes)
+        drain = Signal(range(drain_len), name="drain")
         last_chunk = Array(Const(c - 1, chunk.shape()) for c in plan.chunks)[lay]
         last_group = Array(Const(g - 1, grp.shape()) for g in plan.groups)[lay]
         last_layer = Signal(name="last_layer")
@@ -301,7 +315,7 @@ class NetworkEngine(wiring.Component):
                 with m.If(chunk == last_chunk):
                     m.d.sync += [chunk.eq(0), grp.eq(grp + 1), paddr.eq(paddr + 1)]
                     with m.If(grp == last_group):
-                        m.d.sync += drain.eq(DRAIN - 1)
+                        m.d.sync += drain.eq(drain_len - 1)
                         m.next = "DRAIN"
             with m.State("DRAIN"):
                 m.d.sync += drain.eq(drain - 1)
@@ -333,10 +347,21 @@ class NetworkEngine(wiring.Component):
                      act_sg_a.eq(act_sg)]
         act_nz, act_sg = act_nz_a, act_sg_a
 
+        def stage(value, name):
+            # Free-running: the issue pipeline never stalls, so a plain register keeps pace.
+            reg = Signal.like(value, name=name)
+            m.d.sync += reg.eq(value)
+            return reg
+
+        def count(bits, name):
+            value, _ = popcount(m, bits, stage=stage, name=name,
+                                levels_per_stage=POPCOUNT_LEVELS_PER_STAGE)
+            return value
+
         dw = plan.d_width
         acc_s = Signal(signed(dw), name="acc_s")
-        pc_sa_pos, _ = popcount(m, act_nz & act_sg, name="pc_sa_pos")
-        pc_sa_nz, _ = popcount(m, act_nz, name="pc_sa_nz")
+        pc_sa_pos = count(act_nz & act_sg, "pc_sa_pos")
+        pc_sa_nz = count(act_nz, "pc_sa_nz")
         s_chunk = (pc_sa_pos << 1) - pc_sa_nz
         acc_d = []
         d_chunks = []
@@ -346,16 +371,19 @@ class NetworkEngine(wiring.Component):
             c = Signal(lanes, name=f"c{p}")
             neg = Signal(lanes, name=f"neg{p}")
             m.d.comb += [c.eq(w_nz & act_nz), neg.eq((w_sg ^ act_sg) & c)]
-            pc_c, _ = popcount(m, c, name=f"pc_c{p}")
-            pc_neg, _ = popcount(m, neg, name=f"pc_neg{p}")
+            pc_c = count(c, f"pc_c{p}")
+            pc_neg = count(neg, f"pc_neg{p}")
             d_chunks.append(pc_c - (pc_neg << 1))
             acc_d.append(Signal(signed(dw), name=f"acc_d{p}"))
         # The chunk counts are registered before they are accumulated: the memory read, the
         # popcount trees and the accumulator would otherwise be one path (the Fmax limit).
+        s1c = s1a
+        for k in range(popcount_stages(lanes, POPCOUNT_LEVELS_PER_STAGE)):
+            s1c = stage(s1c, f"s1_pc{k}")
         s1b = Signal.like(s1, name="s1b")
         s_chunk_r = Signal.like(s_chunk, name="s_chunk_r")
         d_chunks_r = [Signal.like(d_chunks[p], name=f"d_chunk{p}_r") for p in range(channels)]
-        m.d.sync += [s1b.eq(s1a), s_chunk_r.eq(s_chunk)]
+        m.d.sync += [s1b.eq(s1c), s_chunk_r.eq(s_chunk)]
         m.d.sync += [d_chunks_r[p].eq(d_chunks[p]) for p in range(channels)]
         m.d.comb += [pport.addr.eq(s1b.paddr), pport.en.eq(s1b.valid & s1b.last)]
         with m.If(s1b.valid):
