@@ -3,6 +3,8 @@
 A small stand-in engine with the NetworkEngine's ports keeps these tests fast and independent
 of the network; tests/test_board_sim.py runs the real engine behind the UART."""
 
+import types
+
 import numpy as np
 import pytest
 from amaranth.hdl import Module, Signal
@@ -12,7 +14,8 @@ from amaranth.sim import Simulator
 
 from helpers import assert_rejects
 from rtn_hw import protocol as p
-from rtn_hw.gateware.link import Link, crc8_next, result_layout
+from rtn_hw.gateware.link import Link, SerialClassifier, crc8_next, result_layout
+from rtn_hw.gateware.uart import UartRx, UartTx
 
 FEATURES, CLASSES, PIXEL_MAX, LOGIT_WIDTH = 64, 10, 16, 24
 TIMEOUT = 60
@@ -21,6 +24,9 @@ TIMEOUT = 60
 class FakeEngine(wiring.Component):
     """NetworkEngine's ports with a cheap function: logits[k] = 100003·(p[k] − p[10+k]),
     label = p[30] mod 8, after `latency` cycles; holds `o` until taken."""
+
+    features, classes, logit_width, lanes, channels = FEATURES, CLASSES, LOGIT_WIDTH, 1, 1
+    network = types.SimpleNamespace(input=types.SimpleNamespace(pixel_max=PIXEL_MAX))
 
     def __init__(self, latency=7):
         self.latency = latency
@@ -216,3 +222,54 @@ def test_link_error_pulse_and_busy(seed):
     sim.add_testbench(bench)
     sim.run()
     assert sum(pulses) == 1
+
+
+def run_pins(frames, *, fifo_depth, divisor=4, timeout=400):
+    """Send `frames` back to back on SerialClassifier's rx pin (no waiting for replies) from a
+    host-side UartTx; return what a host-side UartRx decodes from its tx pin."""
+    dut = SerialClassifier(FakeEngine(), divisor=divisor, timeout=timeout,
+                           fifo_depth=fifo_depth)
+    m = Module()
+    m.submodules.dut = dut
+    m.submodules.host_tx = host_tx = UartTx(divisor=divisor)
+    m.submodules.host_rx = host_rx = UartRx(divisor=divisor)
+    m.d.comb += [dut.rx.eq(host_tx.tx), host_rx.rx.eq(dut.tx), host_rx.o.ready.eq(1)]
+    got = []
+
+    async def host(ctx):
+        for byte in b"".join(frames):
+            ctx.set(host_tx.i.payload, byte)
+            ctx.set(host_tx.i.valid, 1)
+            await ctx.tick().until(host_tx.i.ready)
+        ctx.set(host_tx.i.valid, 0)
+        quiet = 0
+        while quiet < 3 * timeout:
+            await ctx.tick()
+            quiet = 0 if ctx.get(dut.busy) or ctx.get(host_rx.busy) else quiet + 1
+
+    async def listener(ctx):
+        async for _, _, valid, byte in ctx.tick().sample(host_rx.o.valid, host_rx.o.payload):
+            if valid:
+                got.append(byte)
+
+    sim = Simulator(m)
+    sim.add_clock(1e-6)
+    sim.add_testbench(host)
+    sim.add_process(listener)
+    sim.run()
+    return bytes(got)
+
+
+def test_serial_classifier_fifo_keeps_pipelined_requests():
+    """With a receive FIFO, requests sent without waiting for replies are all answered; the
+    default (no FIFO) drops what arrives during a reply and answers with an error, then
+    recovers."""
+    info = p.Info(1, FEATURES, CLASSES, PIXEL_MAX, LOGIT_WIDTH, 1, 1)
+    image = np.arange(FEATURES) % (PIXEL_MAX + 1)
+    label, _ = FakeEngine.reference(image)
+    frames = [p.encode_info(), p.encode_info(), classify(image)]
+    assert replies(run_pins(frames, fifo_depth=128)) == [info, info, p.Prediction(label)]
+    seen = replies(run_pins(frames, fifo_depth=0))
+    assert seen[0] == info and len(seen) >= 2
+    assert all(isinstance(r, p.ErrorReply) for r in seen[1:])
+    assert replies(run_pins([p.encode_info()], fifo_depth=0)) == [info]
