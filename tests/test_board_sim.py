@@ -12,8 +12,18 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "sim" / "board"))
-import run as board_sim  # noqa: E402
+
+
+def _load_runner():
+    # By path under its own name: a bare "run" on sys.path could shadow or be shadowed.
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("board_sim_run", ROOT / "sim/board/run.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+board_sim = _load_runner()
 
 SUMMARY = ROOT / "build" / "sim" / "board" / "summary.json"
 SEED = int(os.environ.get("SEED", "20261129"))
