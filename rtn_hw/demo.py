@@ -13,7 +13,9 @@ build) or in the Amaranth simulator (`rtn_hw.gateware.simulate.run_stream`). It 
 image's logits and class with `Network.forward`, prints a table and writes
 `build/reports/demo.json` atomically. The clock for `images_per_second_at_fmax` is the routed
 ECP5 Fmax of unit "network_engine" in build/reports/synth.json when `make synth` recorded one,
-otherwise the ULX3S board clock (25 MHz); the JSON says which (`clock.source`).
+else the routed Fmax of the ULX3S board top in build/boards/ulx3s/report.json (`make bitstream
+BOARD=ulx3s`, same lanes and channels), else the ULX3S board clock (25 MHz); the JSON says
+which (`clock.source`).
 
 Exit status: 0 when hardware and golden agree on every image, 1 when they do not, 2 (one line
 on stderr) for bad command-line input or a simulator that cannot be built.
@@ -34,6 +36,7 @@ from . import weights
 PROG = "python -m rtn_hw.demo"
 REPORT = Path(__file__).resolve().parent.parent / "build" / "reports" / "demo.json"
 SYNTH_REPORT = REPORT.parent / "synth.json"
+BOARD_REPORT = REPORT.parents[1] / "boards" / "ulx3s" / "report.json"
 VERILATOR_DIR = REPORT.parent.parent / "demo_verilator"
 SIMULATORS = ("amaranth", "verilator")
 BOARD_CLOCK_MHZ = 25.0       # ULX3S (ECP5-85k) oscillator: the fallback clock
@@ -89,10 +92,11 @@ def parser():
     return p
 
 
-def fmax_clock(lanes, channels, synth_report=SYNTH_REPORT):
+def fmax_clock(lanes, channels, synth_report=SYNTH_REPORT, board_report=BOARD_REPORT):
     """(MHz, source description) for the throughput figure: the routed ECP5 Fmax of a
-    network_engine run in `synth_report` (the same lanes/channels preferred), else the board
-    clock."""
+    network_engine run in `synth_report` (the same lanes/channels preferred), else that of the
+    ULX3S board top (`make bitstream BOARD=ulx3s`: engine + UART, same lanes/channels), else
+    the board clock."""
     try:
         runs = json.loads(Path(synth_report).read_text()).get("runs", [])
     except (OSError, ValueError, AttributeError):
@@ -107,8 +111,18 @@ def fmax_clock(lanes, channels, synth_report=SYNTH_REPORT):
         return float(run["fmax_mhz"]), (
             f"{synth_report.name}: run {run.get('id', '?')} (routed Fmax, lanes "
             f"{params.get('lanes', '?')}, channels {params.get('channels', '?')})")
+    try:
+        board = json.loads(Path(board_report).read_text())
+        engine = board["engine"]
+        achieved = min(float(c["achieved_mhz"]) for c in board["fmax"].values())
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        board = None
+    if board and (engine.get("lanes"), engine.get("channels")) == (lanes, channels):
+        return achieved, (f"{Path(board_report).parent.name}/{Path(board_report).name}: routed "
+                          f"Fmax of the ULX3S board top (engine + UART, lanes {lanes}, "
+                          f"channels {channels})")
     return BOARD_CLOCK_MHZ, (f"board clock: ULX3S 25 MHz oscillator (no network_engine run on "
-                             f"{FMAX_TARGET} in {synth_report.name})")
+                             f"{FMAX_TARGET} in {synth_report.name}, no ULX3S build report)")
 
 
 def _cpu():

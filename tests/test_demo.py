@@ -96,9 +96,19 @@ def test_fmax_clock_prefers_the_matching_engine_run(tmp_path):
     mhz, source = demo.fmax_clock(16, 1, report)
     assert mhz == 70.0 and "run a" in source
     report.write_text(json.dumps({"runs": [runs[0], runs[3]]}))
-    mhz, source = demo.fmax_clock(64, 8, report)
+    no_board = tmp_path / "no_board.json"
+    mhz, source = demo.fmax_clock(64, 8, report, no_board)
     assert mhz == demo.BOARD_CLOCK_MHZ and source.startswith("board clock")
-    mhz, source = demo.fmax_clock(64, 8, tmp_path / "missing.json")
+    mhz, source = demo.fmax_clock(64, 8, tmp_path / "missing.json", no_board)
+    assert mhz == demo.BOARD_CLOCK_MHZ
+    # Next in line: the ULX3S bitstream report, if it has the same engine configuration.
+    board = tmp_path / "ulx3s" / "report.json"
+    board.parent.mkdir()
+    board.write_text(json.dumps({"engine": {"lanes": 64, "channels": 8},
+                                 "fmax": {"clk": {"achieved_mhz": 45.4, "constraint_mhz": 25}}}))
+    mhz, source = demo.fmax_clock(64, 8, report, board)
+    assert mhz == 45.4 and "ULX3S board top" in source
+    mhz, source = demo.fmax_clock(32, 2, report, board)
     assert mhz == demo.BOARD_CLOCK_MHZ
 
 
