@@ -196,7 +196,7 @@ async def test_throughput(dut):
             in_span=driver.accepted[-1] - driver.accepted[0] + 1 if driver.accepted else None,
             out_span=monitor.cycles[-1] - monitor.cycles[0] + 1 if monitor.cycles else None)
     assert not board.failed, board.verdict()
-    n = len(stim[next(iter(stim))])
+    n = length(stim)
     assert driver.accepted[-1] - driver.accepted[0] == n - 1, (
         f"{LABEL}: {n} inputs took {driver.accepted[-1] - driver.accepted[0] + 1} cycles, "
         f"not one per cycle")

@@ -122,11 +122,6 @@ class Payload:
         return [field.get(value) for field in self.group(base)]
 
 
-def plane_bits(value, lanes):
-    """An int with lane k in bit k → a bool array (lanes,)."""
-    return np.array([(value >> k) & 1 for k in range(lanes)], dtype=bool)
-
-
 @dataclasses.dataclass(frozen=True)
 class Stream:
     """The Verilog port names of one stream (`payload` may be None for a zero-width one)."""

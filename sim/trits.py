@@ -10,7 +10,8 @@ import numpy as np
 
 from rtn_hw.model import pack
 
-__all__ = ["random_trits", "corner_rows", "plane_bits", "notation", "planes_notation", "concat", "length"]
+__all__ = ["random_trits", "corner_rows", "plane_bits", "notation", "planes_notation",
+           "concat", "length"]
 
 
 def random_trits(rng, count, lanes, sparsity):
