@@ -118,6 +118,9 @@ def synthesize(design, workdir, *, family="ecp5", ports=None, extra=""):
                          f"not {family!r}")
     script = "\n".join([
         "read_rtlil top.il",
+        # yosys 0.70's ABC reintegration asserts on wide multi-bit nets of the MAC array
+        # (yosys issue #4349); splitting nets into bits first avoids it.
+        "hierarchy -top top", "proc", "flatten", "splitnets",
         FAMILIES[family]["synth"],
         # Amaranth's flattened hierarchy leaves $scopeinfo cells that would pollute `stat`.
         "delete t:$scopeinfo",
