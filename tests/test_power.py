@@ -208,6 +208,11 @@ def test_network_source_streams_the_trained_layer(lanes, seed):
     sg = np.array([[p["a"]["sg"] >> (64 * k) & (2**64 - 1) for k in range(-(-lanes // 64))]
                    for p in tern], dtype=np.uint64)
     assert np.array_equal(unpack(nz, sg, lanes), ops.ta)
+    # One input vector per pair, for units that compute all channels at once.
+    ops = stimulus.operands(lanes, 40, seed=seed, source=stimulus.network_source(
+        net, images[:3], 1, per_channel=False))
+    flat_a = np.concatenate([t_a[k % 3] for k in range(40 * lanes // 128 + 1)])[:40 * lanes]
+    assert np.array_equal(ops.ta.ravel(), flat_a)
 
 
 def test_stimulus_errors_and_flat_payloads(seed):

@@ -70,13 +70,16 @@ def layer_source(weights, activations):
     return source
 
 
-def network_source(network, images, layer):
+def network_source(network, images, layer, *, per_channel=True):
     """A source streaming a trained RTN layer as the network engine does, in lanes-wide chunks.
 
     Every (image, output channel) pair of layer `layer` of `network` (a `rtn_hw.weights.Network`)
     contributes its N input trits and the channel's N weight trits, in the order image-major,
     channel-minor; the concatenation is cut into rows of `lanes` (so a 256-lane row holds two
-    128-wide pairs and a 64-lane row half of one). The trits are the layer's real inputs for
+    128-wide pairs and a 64-lane row half of one). With `per_channel=False` every pair is a new
+    image (image k, channel k mod P): the stream of a unit that computes all its channels from
+    one input vector at once, like the MAC array, which never sees the same input twice in a
+    row. The trits are the layer's real inputs for
     `images` and its trained weights; the floats are their reparameterized values
     α_a·t_a + β_a and α_w·t_w + β_w (per output channel), the numbers the full-precision and
     integer baselines multiply for the same layer. The rng is unused."""
@@ -88,7 +91,8 @@ def network_source(network, images, layer):
     def source(rng, count, lanes):
         pairs = -(-count * lanes // n)
         k = np.arange(pairs)
-        image, channel = (k // channels) % batch, k % channels
+        image = (k // channels if per_channel else k) % batch
+        channel = k % channels
         cut = slice(0, count * lanes)
         ta = t_a[image].reshape(-1)[cut].reshape(count, lanes)
         tw = t_w[channel].reshape(-1)[cut].reshape(count, lanes)

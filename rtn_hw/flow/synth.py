@@ -323,17 +323,19 @@ def _synth_key(run, netlist_hash, versions):
 
 @functools.cache
 def _power_source_hash():
-    """Hash of the power model's code, coefficients and stimulus: a change reruns power."""
+    """Hash of the power model's code and coefficients: a change reruns power."""
     here = pathlib.Path(__file__).parent
     h = hashlib.sha256()
-    for name in ("power.py", "power_coefficients.json", "stimulus.py"):
+    for name in ("power.py", "power_coefficients.json"):
         path = here / name
         h.update(path.read_bytes() if path.exists() else b"")
-    from .. import weights
-    for path in (weights.DEFAULT_MANIFEST, weights.DIGITS_TEST):
-        h.update(path.read_bytes())
-    h.update(f"{POWER_LAYER},{POWER_IMAGES},{POWER_CYCLES}".encode())
     return h.hexdigest()
+
+
+@functools.cache
+def _payload_hash(unit_name, lanes):
+    """Hash of the power stimulus itself: a run reruns exactly when its data changes."""
+    return _digest({"payloads": repr(_payloads(unit_name, lanes))})
 
 
 def power_stimulus():
@@ -396,7 +398,8 @@ def _elab_latest(cache_dir, config):
 def _power_key(run, netlist_hash, versions):
     return _digest({"flow": FLOW_VERSION, "netlist": netlist_hash, "target": run.target,
                     "clock": CLOCK_MHZ, "seed": SEED, "cycles": POWER_CYCLES,
-                    "model": _power_source_hash(), "yosys": versions["yosys"]})
+                    "model": _power_source_hash(), "yosys": versions["yosys"],
+                    "stimulus": _payload_hash(run.unit, run.lanes)})
 
 
 def _cache_get(cache_dir, key):
@@ -627,7 +630,9 @@ def _payloads(unit_name, lanes):
     from .. import weights
     unit = UNITS[unit_name]
     images, _ = weights.load_digits_test()
-    source = stimulus.network_source(weights.load(), images[:POWER_IMAGES], POWER_LAYER)
+    # The MAC array computes every channel of an input vector at once: each cycle a new input.
+    source = stimulus.network_source(weights.load(), images[:POWER_IMAGES], POWER_LAYER,
+                                     per_channel=unit.stimulus != "planes")
     ops = stimulus.operands(lanes, POWER_CYCLES, seed=SEED, source=source)
     if unit.stimulus == "ternary":
         return stimulus.ternary_payloads(ops)
