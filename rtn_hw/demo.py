@@ -52,24 +52,21 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def _positive(text):
-    try:
-        value = int(text, 10)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive integer")
-    return value
+def _integer(minimum, expected):
+    """An argparse type: a decimal integer ≥ `minimum`, else "'TEXT': expected ..."."""
+    def parse(text):
+        try:
+            value = int(text, 10)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected {expected}")
+        return value
+    return parse
 
 
-def _seed(text):
-    try:
-        value = int(text, 10)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a non-negative integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a non-negative integer")
-    return value
+_positive = _integer(1, "a positive integer")
+_seed = _integer(0, "a non-negative integer")
 
 
 def parser():
