@@ -234,6 +234,37 @@ def npz_bytes(arrays):
     return buf.getvalue()
 
 
+def layer_record(name, t_w, alpha_w, beta_w, alpha_a, beta_a, k_fmt, out_fmt, bn=None):
+    """One layer's manifest entry and arrays, folded the way `load` re-derives them.
+
+    `t_w` int8 trits (P, N); α_w, β_w per channel; α_a, β_a of the layer's input; `bn` is
+    None for the logits layer, else (γ, β, μ, var, ε) of its BatchNorm. K codes come from
+    `model.fold_constants`; a hidden layer's channels with γ < 0 get negated K codes and
+    thresholds folded with |γ| and -μ (see weights/README.md). Returns (spec, arrays)."""
+    p, n = t_w.shape
+    s_w = t_w.sum(axis=1, dtype=np.int64)
+    consts = model.fold_constants(alpha_w, beta_w, alpha_a, beta_a, s_w, n, k_fmt)
+    spec = {"name": name, "in_features": n, "out_features": p,
+            "activation": "none" if bn is None else "ternary",
+            "alpha_a": float(alpha_a), "beta_a": float(beta_a),
+            "k_fmt": {"int_bits": k_fmt.int_bits, "frac_bits": k_fmt.frac_bits},
+            "out_fmt": {"int_bits": out_fmt.int_bits, "frac_bits": out_fmt.frac_bits}}
+    arrays = {f"{name}.t_w": t_w, f"{name}.alpha_w": alpha_w, f"{name}.beta_w": beta_w}
+    sign = np.ones(p, dtype=np.int64)
+    if bn is not None:
+        gamma, bn_beta, mean, var, eps = bn
+        sign = np.where(gamma < 0, -1, 1).astype(np.int64)
+        lo, hi = model.fold_thresholds(np.abs(gamma), bn_beta, sign * mean,
+                                       np.sqrt(var + eps), DELTA, out_fmt)
+        spec["bn_eps"] = float(eps)
+        arrays.update({f"{name}.bn_gamma": gamma, f"{name}.bn_beta": bn_beta,
+                       f"{name}.bn_mean": mean, f"{name}.bn_var": var,
+                       f"{name}.lo": lo, f"{name}.hi": hi})
+    arrays.update({f"{name}.k1": sign * consts.k1, f"{name}.k2": sign * consts.k2,
+                   f"{name}.k0": sign * consts.k0})
+    return spec, arrays
+
+
 def save(path, manifest, arrays):
     """Write the manifest `path` (JSON) and its archive (manifest["arrays"]["file"], same
     directory), each atomically; the archive's SHA-256 is stored in the manifest. Writes what

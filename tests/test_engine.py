@@ -121,30 +121,16 @@ def synthetic_network(rng, sizes=(13, 9, 7, 5), pixel_max=3):
         if last:
             t_w[3], alpha_w[3], beta_w[3] = t_w[2], alpha_w[2], beta_w[2]
         s_w = t_w.sum(axis=1, dtype=np.int64)
-        k_fmt, out_fmt, consts = _formats((alpha_w, beta_w, alpha_a, beta_a, s_w), n,
-                                          14, 16, 3)
-        spec = {"name": name, "in_features": n, "out_features": p,
-                "activation": "none" if last else "ternary", "alpha_a": alpha_a,
-                "beta_a": beta_a,
-                "k_fmt": {"int_bits": k_fmt.int_bits, "frac_bits": k_fmt.frac_bits},
-                "out_fmt": {"int_bits": out_fmt.int_bits, "frac_bits": out_fmt.frac_bits}}
-        sign = np.ones(p, dtype=np.int64)
-        arrays.update({f"{name}.t_w": t_w, f"{name}.alpha_w": alpha_w,
-                       f"{name}.beta_w": beta_w})
+        k_fmt, out_fmt, _ = _formats((alpha_w, beta_w, alpha_a, beta_a, s_w), n, 14, 16, 3)
+        bn = None
         if not last:
             gamma = rng.uniform(0.5, 2.0, p) * np.where(np.arange(p) % 3 == 1, -1, 1)
             bn_beta = rng.uniform(-0.5, 0.5, p)
             bn_beta[-1], bn_beta[-2] = 1e6, -1e6      # thresholds clamp: always +1 / -1
-            mean, var = rng.normal(0, 2, p), rng.uniform(0.5, 4.0, p)
-            sign = np.where(gamma < 0, -1, 1).astype(np.int64)
-            lo, hi = model.fold_thresholds(np.abs(gamma), bn_beta, sign * mean,
-                                           np.sqrt(var + 1e-5), weights.DELTA, out_fmt)
-            spec["bn_eps"] = 1e-5
-            arrays.update({f"{name}.bn_gamma": gamma, f"{name}.bn_beta": bn_beta,
-                           f"{name}.bn_mean": mean, f"{name}.bn_var": var,
-                           f"{name}.lo": lo, f"{name}.hi": hi})
-        arrays.update({f"{name}.k1": sign * consts.k1, f"{name}.k2": sign * consts.k2,
-                       f"{name}.k0": sign * consts.k0})
+            bn = (gamma, bn_beta, rng.normal(0, 2, p), rng.uniform(0.5, 4.0, p), 1e-5)
+        spec, layer_arrays = weights.layer_record(name, t_w, alpha_w, beta_w, alpha_a, beta_a,
+                                                  k_fmt, out_fmt, bn)
+        arrays.update(layer_arrays)
         specs.append(spec)
     lo, hi = weights.InputEncoding.thresholds(pixel_max)
     manifest = {"format": weights.FORMAT, "version": weights.VERSION,

@@ -59,33 +59,18 @@ def network_arrays(net):
     for i, fc in enumerate(net.fcs):
         name = f"fc{i + 1}"
         t_w = _np(fc.trits()).astype(np.int8)
-        p, n = t_w.shape
+        n = t_w.shape[1]
         s_w = t_w.sum(axis=1, dtype=np.int64)
         alpha_w, beta_w = _np(fc.q.alpha), _np(fc.q.beta)
         alpha_a, beta_a = float(_np(act_q[i].alpha)), float(_np(act_q[i].beta))
         k_fmt, out_fmt = choose_formats(alpha_w, beta_w, alpha_a, beta_a, s_w, n)
-        consts = model.fold_constants(alpha_w, beta_w, alpha_a, beta_a, s_w, n, k_fmt)
-        sign = np.ones(p, dtype=np.int64)
-        spec = {"name": name, "in_features": n, "out_features": p,
-                "activation": "none" if i == last else "ternary",
-                "alpha_a": alpha_a, "beta_a": beta_a,
-                "k_fmt": {"int_bits": k_fmt.int_bits, "frac_bits": k_fmt.frac_bits},
-                "out_fmt": {"int_bits": out_fmt.int_bits, "frac_bits": out_fmt.frac_bits}}
-        arrays.update({f"{name}.t_w": t_w, f"{name}.alpha_w": alpha_w,
-                       f"{name}.beta_w": beta_w})
+        bn = None
         if i < last:
-            bn = net.bns[i]
-            gamma, bn_beta = _np(bn.weight), _np(bn.bias)
-            mean, var = _np(bn.running_mean), _np(bn.running_var)
-            sign = np.where(gamma < 0, -1, 1).astype(np.int64)
-            lo, hi = model.fold_thresholds(np.abs(gamma), bn_beta, sign * mean,
-                                           np.sqrt(var + bn.eps), weights.DELTA, out_fmt)
-            spec["bn_eps"] = float(bn.eps)
-            arrays.update({f"{name}.bn_gamma": gamma, f"{name}.bn_beta": bn_beta,
-                           f"{name}.bn_mean": mean, f"{name}.bn_var": var,
-                           f"{name}.lo": lo, f"{name}.hi": hi})
-        arrays.update({f"{name}.k1": sign * consts.k1, f"{name}.k2": sign * consts.k2,
-                       f"{name}.k0": sign * consts.k0})
+            b = net.bns[i]
+            bn = (_np(b.weight), _np(b.bias), _np(b.running_mean), _np(b.running_var), b.eps)
+        spec, layer_arrays = weights.layer_record(name, t_w, alpha_w, beta_w, alpha_a, beta_a,
+                                                  k_fmt, out_fmt, bn)
+        arrays.update(layer_arrays)
         specs.append(spec)
     return specs, arrays
 
