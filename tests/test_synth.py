@@ -141,6 +141,16 @@ def test_parse_nextpnr_report():
     assert nextpnr.parse_report("{}") == (None, {}, None, {})
 
 
+
+def test_over_capacity_reads_the_utilisation_table():
+    # Lines as nextpnr-ice40 0.11 logs them (tab after "Info:").
+    log = ("Info: Device utilisation:\n"
+           "Info: \t         ICESTORM_LC:    5512/   5280   104%\n"
+           "Info: \t               SB_IO:       4/     39    10%\n"
+           "ERROR: Failed to expand region (0, 0) |_> (25, 31) of 5512 ICESTORM_LCs\n")
+    assert nextpnr.over_capacity(log) == ["ICESTORM_LC 5512/5280"]
+    assert nextpnr.over_capacity(log.replace("5512/", "5280/")) == []
+
 # --- comparisons -------------------------------------------------------------------------------
 
 def _run(unit, kind, lanes, area, energy, macs=None, mapping="dsp", target="ecp5-85k"):

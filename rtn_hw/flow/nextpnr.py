@@ -17,7 +17,7 @@ import subprocess
 import time
 
 __all__ = ["NextpnrResult", "nextpnr_binary", "nextpnr_version", "parse_report", "run_nextpnr",
-           "CAPACITY_PATTERNS"]
+           "CAPACITY_PATTERNS", "over_capacity"]
 
 # Log lines nextpnr prints when a design does not fit the device or package.
 CAPACITY_PATTERNS = (
@@ -29,6 +29,15 @@ CAPACITY_PATTERNS = (
     r"Failed to find",
     r"Unable to find a placement",
 )
+
+# The device utilisation table nextpnr logs before placing, e.g. "ICESTORM_LC: 5512/ 5280 104%".
+UTILIZATION_LINE = re.compile(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%", re.M)
+
+
+def over_capacity(logtext):
+    """The bel types the log shows used beyond the device's count, as "BEL used/available"."""
+    return [f"{bel} {used}/{available}" for bel, used, available in UTILIZATION_LINE.findall(logtext)
+            if int(used) > int(available)]
 
 
 @dataclasses.dataclass
@@ -99,6 +108,11 @@ def run_nextpnr(family, workdir, device_args, *, seed, freq_mhz, netlist="top.js
                  if line.strip().startswith("ERROR")]
         error = lines[0] if lines else f"nextpnr exited with status {proc.returncode}"
         capacity = any(re.search(p, error, re.I) for p in CAPACITY_PATTERNS)
+        # The placer's own error can be indirect ("Failed to expand region"); an
+        # over-full utilisation table says plainly that the design does not fit.
+        overfull = over_capacity(logtext)
+        if overfull:
+            capacity, error = True, f"{error} ({', '.join(overfull)} used)"
         return NextpnrResult(False, None, {}, None, {}, seconds, error, capacity)
     fmax, clocks, constraint, used = parse_report((workdir / report).read_text())
     return NextpnrResult(True, fmax, clocks, constraint, used, seconds, None)
