@@ -36,7 +36,8 @@ UTILIZATION_LINE = re.compile(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%", re.M)
 
 def over_capacity(logtext):
     """The bel types the log shows used beyond the device's count, as "BEL used/available"."""
-    return [f"{bel} {used}/{available}" for bel, used, available in UTILIZATION_LINE.findall(logtext)
+    return [f"{bel} {used}/{available}"
+            for bel, used, available in UTILIZATION_LINE.findall(logtext)
             if int(used) > int(available)]
 
 
