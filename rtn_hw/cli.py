@@ -61,7 +61,7 @@ def _parse_params(items):
 
 
 def _list_units(out):
-    from .gateware import UNITS
+    from .units import UNITS
     for name in sorted(UNITS):
         unit = UNITS[name]
         print(f"{name}: {unit.description}", file=out)
@@ -78,7 +78,7 @@ def _run_verilog(args, out):
     if not args.unit:
         raise UsageError("verilog: expected a UNIT or --list")
     params = _parse_params(args.param)
-    from .gateware import ParameterError, unit
+    from .units import ParameterError, unit
     try:
         # Names and values first (cheap), so they are reported before any output problem.
         unit(args.unit).resolve(params)

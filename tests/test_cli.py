@@ -17,9 +17,9 @@ from amaranth.hdl import Module, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from rtn_hw import cli, gateware
+from rtn_hw import cli, units
 from rtn_hw.flow import verilog as flow
-from rtn_hw.gateware import INT, QFMT, Param, Unit, choice
+from rtn_hw.units import INT, QFMT, Param, Unit, choice
 from rtn_hw.model import _check
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,7 +71,7 @@ STAND_IN = Unit("stand_in", StandIn, "A stand-in with a nested payload.", (
 
 @pytest.fixture
 def stand_in(monkeypatch):
-    monkeypatch.setitem(gateware.UNITS, "stand_in", STAND_IN)
+    monkeypatch.setitem(units.UNITS, "stand_in", STAND_IN)
 
 
 def run(argv, capsys):
@@ -258,7 +258,7 @@ def test_synth_selection_errors(capsys, argv, message):
 
 
 def test_unknown_unit(tmp_path, capsys):
-    valid = ", ".join(sorted(gateware.UNITS))
+    valid = ", ".join(sorted(units.UNITS))
     assert_usage_error(run(["verilog", "nope", "-o", str(tmp_path / "x.v")], capsys),
                        f"unknown unit 'nope'; valid units: {valid}")
     # Unit and parameter names are checked before the output.
@@ -309,7 +309,7 @@ def test_help_and_version(capsys):
 
 
 def test_registry_import_is_cheap(tmp_path):
-    code = ("import sys, rtn_hw.gateware, rtn_hw.cli; "
+    code = ("import sys, rtn_hw.units, rtn_hw.cli; "
             "print(sorted(m for m in ('amaranth', 'numpy') if m in sys.modules))")
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
                           text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=60)
@@ -320,7 +320,7 @@ def test_registry_import_is_cheap(tmp_path):
 
 REAL_ERRORS = [
     (["verilog", "nope"], lambda: "unknown unit 'nope'; valid units: "
-                                  + ", ".join(sorted(gateware.UNITS))),
+                                  + ", ".join(sorted(units.UNITS))),
     (["verilog", "int_dot", "-p", "lane=3"],
      lambda: "int_dot: unknown parameter 'lane'; valid parameters: lanes, width"),
     (["verilog", "ternary_dot", "-p", "lanes=0"],
@@ -378,8 +378,8 @@ def test_list_names_every_unit_with_parameters(tmp_path, capsys):
     status, out, err = run(["verilog", "--list"], capsys)
     assert (status, err) == (0, "")
     listed = [line.split(":")[0] for line in out.splitlines() if not line.startswith(" ")]
-    assert listed == sorted(gateware.UNITS)
-    for unit in gateware.UNITS.values():
+    assert listed == sorted(units.UNITS)
+    for unit in units.UNITS.values():
         assert f"{unit.name}: {unit.description}\n" in out
         for param in unit.params:
             assert f"    {param.name}={param.default}  ({param.type.name}) {param.help}\n" in out
@@ -392,7 +392,7 @@ def test_list_names_every_unit_with_parameters(tmp_path, capsys):
 
 def test_docs_tables_match_the_registry():
     text = (ROOT / "docs" / "cli.md").read_text()
-    for unit in gateware.UNITS.values():
+    for unit in units.UNITS.values():
         assert f"### `{unit.name}`\n\n{unit.description}\n" in text
         for param in unit.params:
             note = f" Only with `{param.used_with}`." if param.used_with else ""
@@ -403,7 +403,7 @@ def test_docs_tables_match_the_registry():
 def test_registry_defaults_match_the_constructors():
     """A unit built straight from its parameters has the constructor's own defaults."""
     import inspect
-    for unit in gateware.UNITS.values():
+    for unit in units.UNITS.values():
         if unit.arguments is not None:
             continue
         signature = inspect.signature(unit.component_class())

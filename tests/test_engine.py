@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from rtn_hw import model, weights
-from rtn_hw.gateware import UNITS, ParameterError
+from rtn_hw.units import UNITS, ParameterError
 from rtn_hw.gateware.engine import (ENGINE_CONFIGS, NetworkEngine, cycles_per_image,
                                     drain_cycles)
 from rtn_hw.gateware.simulate import run_stream

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from rtn_hw.flow import verilog as flow
-from rtn_hw.gateware import UNITS
+from rtn_hw.units import UNITS
 
 ROOT = Path(__file__).resolve().parent.parent
 ICARUS = shutil.which("iverilog") or "/usr/bin/iverilog"

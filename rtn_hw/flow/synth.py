@@ -144,7 +144,7 @@ LUT_NAME = {"ecp5": "LUT4", "ice40": "LUT4", "xilinx": "LUT6"}
 class SweepUnit:
     name: str
     kind: str                   # "rtn" or "baseline"
-    registry: str               # name in rtn_hw.gateware.UNITS
+    registry: str               # name in rtn_hw.units.UNITS
     extra: object               # registry parameters: (name, text) pairs, or lanes → pairs
     default_lanes: tuple
     channels: int = 1           # MACs per cycle = lanes × channels
@@ -519,7 +519,7 @@ def _work_root():
 
 def _build(unit_name, lanes):
     """The component of a sweep unit, from the registry (or TernaryDot directly)."""
-    from ..gateware import UNITS as REGISTRY
+    from ..units import UNITS as REGISTRY
     unit = UNITS[unit_name]
     if unit.registry in REGISTRY:
         built = REGISTRY[unit.registry].build(unit.params(lanes))

@@ -23,7 +23,7 @@ from amaranth.hdl import Shape
 from amaranth.lib import data, stream, wiring
 
 from .. import __version__ as rtn_hw_version
-from ..gateware import ParameterError, unit as lookup_unit
+from ..units import ParameterError, unit as lookup_unit
 
 __all__ = ["Export", "export", "port_map", "verilog_ports", "sidecar_path", "write"]
 
