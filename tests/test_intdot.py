@@ -1,4 +1,6 @@
-"""IntDot against `rtn_hw.model.int_dot`, bit for bit, with gaps, backpressure and corners."""
+"""IntDot against `rtn_hw.model.int_dot`, bit for bit, with gaps, backpressure and corners; its
+output width against a width derived here (the unit sizes itself with the model's
+`int_dot_width`, so that function cannot check it)."""
 
 import numpy as np
 import pytest
@@ -8,17 +10,29 @@ from amaranth.lib import data
 
 from rtn_hw.gateware.intdot import IntDot
 from rtn_hw.gateware.simulate import run_stream
-from rtn_hw.model import int_dot, int_dot_width
+from rtn_hw.model import int_dot
 
 from helpers import assert_rejects
 
 LANES = [1, 3, 16, 64, 256]
 WIDTHS = [8, 16]
 RANDOM_VECTORS = 2000
+# Output widths by hand: the largest magnitude is lanes · 2^(2·width - 2), every lane being
+# (-2^(width-1))², and it needs its bit length plus a sign bit (2^14 → 16 bits, 3·2^14 → 17).
+OUT_WIDTHS = {(1, 8): 16, (3, 8): 17, (16, 8): 20, (64, 8): 22, (256, 8): 24,
+              (1, 16): 32, (3, 16): 33, (16, 16): 36, (64, 16): 38, (256, 16): 40}
 
 
 def limits(width):
     return -(1 << (width - 1)), (1 << (width - 1)) - 1
+
+
+def minimal_signed_width(low, high):
+    """Fewest two's-complement bits that hold every integer in [low, high]."""
+    bits = 1
+    while not -(1 << (bits - 1)) <= low <= high < (1 << (bits - 1)):
+        bits += 1
+    return bits
 
 
 def payloads(dut, a, b):
@@ -91,10 +105,22 @@ def test_latency_and_throughput_without_gaps(lanes, width, seed, rng):
     assert np.diff(run.out_cycles).tolist() == [1] * (len(a) - 1)
 
 
+@pytest.mark.parametrize("width", WIDTHS, ids=lambda w: f"int{w}")
+@pytest.mark.parametrize("lanes", LANES, ids=lambda n: f"lanes{n}")
+def test_output_width_is_the_narrowest_exact_one(lanes, width):
+    low, high = limits(width)
+    products = [x * y for x in (low, high) for y in (low, high)]
+    derived = minimal_signed_width(lanes * min(products), lanes * max(products))
+    assert derived == OUT_WIDTHS[lanes, width]
+    dut = IntDot(lanes, width)
+    assert dut.out_width == derived
+    assert dut.o.payload.shape() == signed(derived)
+
+
 def test_extreme_sums_by_hand():
     # -128·-128 = 16384 per lane; 3 lanes make 49152, which needs 17 signed bits.
     dut = IntDot(3, 8)
-    assert dut.out_width == 17 == int_dot_width(3, 8)
+    assert dut.out_width == 17
     a = np.array([[-128] * 3, [-128] * 3, [127] * 3])
     b = np.array([[-128] * 3, [127] * 3, [127] * 3])
     run = run_stream(dut, payloads(dut, a, b), seed=1)
@@ -105,7 +131,7 @@ def test_ports_and_properties():
     dut = IntDot(16, 16)
     operand = data.ArrayLayout(signed(16), 16)
     assert dut.i.payload.shape() == data.StructLayout({"a": operand, "b": operand})
-    assert dut.o.payload.shape() == signed(int_dot_width(16, 16))
+    assert dut.o.payload.shape() == signed(36)      # 16 · 2^30 = 2^34 needs 35 bits + sign
     assert (dut.lanes, dut.width, dut.levels, dut.latency) == (16, 16, 4, 5)
     for name in ("lanes", "width", "latency", "out_width"):
         with pytest.raises(AttributeError):
