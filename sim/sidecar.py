@@ -17,16 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["Field", "Payload", "Stream", "Sidecar", "parse_q"]
-
-
-def parse_q(text):
-    """"Q8.8" → rtn_hw.model.Q(8, 8)."""
-    from rtn_hw.model import Q
-    match = re.fullmatch(r"Q(\d+)\.(\d+)", text)
-    if match is None:
-        raise ValueError(f"expected a fixed-point format like Q8.8, not {text!r}")
-    return Q(int(match[1]), int(match[2]))
+__all__ = ["Field", "Payload", "Stream", "Sidecar"]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,9 +8,10 @@ figures of the last `make sim`. The file is replaced atomically.
 """
 
 import json
-import os
 import time
 from pathlib import Path
+
+from rtn_hw.files import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 SUMMARY = ROOT / "build" / "sim" / "summary.json"
@@ -55,10 +56,7 @@ def write(rows, path=SUMMARY):
     merged = {_key(r): r for r in old}
     merged.update({_key(r): dict(r, recorded=stamp) for r in rows})
     every = sorted(merged.values(), key=_key)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temp.write_text(json.dumps({"format": 1, "rows": every}, indent=2) + "\n",
-                    encoding="utf-8")
-    os.replace(temp, path)
+    write_json(path, {"format": 1, "rows": every}, indent=2)
     return every
 
 

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from rtn_hw.files import write_json
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -37,9 +39,7 @@ def _record(key, stats):
         fcntl.flock(lock, fcntl.LOCK_EX)
         summary = json.loads(SUMMARY.read_text()) if SUMMARY.exists() else {}
         summary[key] = stats
-        temp = SUMMARY.with_name(f".{SUMMARY.name}.{os.getpid()}.tmp")
-        temp.write_text(json.dumps(summary, indent=1) + "\n")
-        os.replace(temp, SUMMARY)
+        write_json(SUMMARY, summary)
 
 
 @pytest.mark.cocotb

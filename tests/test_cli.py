@@ -197,7 +197,8 @@ def _umask():
      "stand_in: lanes=0: Lane count must be a positive integer, not 0"),
     (["verilog", "stand_in", "-p", "lanes=abc"], "stand_in: lanes=abc: expected an integer"),
     (["verilog", "stand_in", "-p", "fmt=Q8"],
-     "stand_in: fmt=Q8: expected a fixed-point format Q<int_bits>.<frac_bits>, e.g. Q8.8"),
+     "stand_in: fmt=Q8: expected a fixed-point format Q<int_bits>.<frac_bits>, e.g. Q8.8, "
+     "not 'Q8'"),
     (["verilog", "stand_in", "-p", "fmt=Q40.40"],
      "stand_in: fmt=Q40.40: Fixed-point width must be 1..62 bits, not 80 (Q40.40)"),
     (["verilog", "stand_in", "-p", "mode=fast"],

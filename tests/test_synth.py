@@ -134,11 +134,21 @@ def test_parse_nextpnr_report():
         "utilization": {"MULT18X18D": {"available": 156, "used": 4},
                         "DCCA": {"available": 56, "used": 0}},
     })
-    fmax, clocks, constraint, used = nextpnr.parse_report(text)
-    assert fmax == 99.25 and constraint == 200.0
-    assert clocks == {"clk$glb": 143.5, "other": 99.25}
-    assert used == {"MULT18X18D": {"used": 4, "available": 156}}
-    assert nextpnr.parse_report("{}") == (None, {}, None, {})
+    report = nextpnr.parse_report(text)
+    assert report.fmax_mhz == 99.25 and report.constraint_mhz == 200.0
+    assert report.clocks == {"clk$glb": {"achieved": 143.5, "constraint": 200.0},
+                             "other": {"achieved": 99.25, "constraint": 200.0}}
+    assert report.utilization == {"MULT18X18D": {"used": 4, "available": 156}}
+    empty = nextpnr.parse_report("{}")
+    assert (empty.fmax_mhz, empty.constraint_mhz, empty.clocks, empty.utilization) == (
+        None, None, {}, {})
+
+
+def test_nextpnr_report_ignores_the_packer_clock():
+    # nextpnr-ice40 times its constant net as a clock; it is not a design clock.
+    text = json.dumps({"fmax": {"$PACKER_GND_NET": {"achieved": 12.0, "constraint": 12.0},
+                                "clk": {"achieved": 25.5, "constraint": 12.0}}})
+    assert nextpnr.parse_report(text).fmax_mhz == 25.5
 
 
 

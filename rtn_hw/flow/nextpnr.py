@@ -9,14 +9,14 @@ its Fmax instead of failing.
 import dataclasses
 import functools
 import json
-import os
 import pathlib
 import re
-import shutil
 import subprocess
 import time
 
-__all__ = ["NextpnrResult", "nextpnr_binary", "nextpnr_version", "parse_report", "run_nextpnr",
+from .. import tools
+
+__all__ = ["NextpnrResult", "Report", "nextpnr_version", "parse_report", "run_nextpnr",
            "CAPACITY_PATTERNS", "over_capacity"]
 
 # Log lines nextpnr prints when a design does not fit the device or package.
@@ -53,39 +53,43 @@ class NextpnrResult:
     capacity: bool = False          # the failure was the design not fitting
 
 
-def nextpnr_binary(family):
-    name = f"yowasp-nextpnr-{family}"
-    local = pathlib.Path(os.sys.executable).with_name(name)
-    if local.exists():
-        return str(local)
-    found = shutil.which(name)
-    if found is None:
-        raise FileNotFoundError(f"{name} not found (install the {name} package)")
-    return found
-
-
 @functools.cache
 def nextpnr_version(family):
     """e.g. "nextpnr-0.11.1" (YoWASP prints a 'Preparing to run' line first; skipped)."""
-    proc = subprocess.run([nextpnr_binary(family), "--version"], capture_output=True, text=True)
+    proc = subprocess.run([tools.nextpnr(family), "--version"], capture_output=True, text=True)
     text = proc.stdout + proc.stderr
     match = re.search(r"\(Version ([^)]+)\)", text)
     return match[1] if match else text.strip().splitlines()[-1]
 
 
-def parse_report(text):
-    """nextpnr's `--report` JSON → (fmax_mhz, {clock: MHz}, constraint_mhz, utilization).
+@dataclasses.dataclass(frozen=True)
+class Report:
+    """nextpnr's `--report` JSON, read once for the sweep and the board builds."""
+    clocks: dict            # clock net → {"achieved": MHz, "constraint": MHz or None}
+    utilization: dict       # bel type → {"used", "available"}, used bels only
 
-    fmax_mhz is the lowest achieved figure over all clocks (None without a reg→reg path);
-    utilization keeps only bel types that are used."""
+    @property
+    def fmax_mhz(self):
+        """The slowest clock's achieved Fmax; None without a register-to-register path."""
+        return min((c["achieved"] for c in self.clocks.values()), default=None)
+
+    @property
+    def constraint_mhz(self):
+        return min((c["constraint"] for c in self.clocks.values()
+                    if c["constraint"] is not None), default=None)
+
+
+def parse_report(text):
+    """nextpnr's `--report` JSON text → `Report`. nextpnr-ice40 also times the packer's
+    constant net as a clock ("$PACKER_..."); only real nets count."""
     report = json.loads(text)
-    clocks = {name: float(entry["achieved"]) for name, entry in report.get("fmax", {}).items()}
-    constraints = [float(entry["constraint"]) for entry in report.get("fmax", {}).values()
-                   if "constraint" in entry]
+    clocks = {name: {"achieved": float(entry["achieved"]),
+                     "constraint": float(entry["constraint"]) if "constraint" in entry else None}
+              for name, entry in report.get("fmax", {}).items()
+              if not name.startswith("$PACKER")}
     used = {bel: {"used": int(v["used"]), "available": int(v["available"])}
             for bel, v in report.get("utilization", {}).items() if int(v["used"])}
-    return (min(clocks.values()) if clocks else None, clocks,
-            min(constraints) if constraints else None, used)
+    return Report(clocks, used)
 
 
 def run_nextpnr(family, workdir, device_args, *, seed, freq_mhz, netlist="top.json",
@@ -93,7 +97,7 @@ def run_nextpnr(family, workdir, device_args, *, seed, freq_mhz, netlist="top.js
     """Place and route `netlist` in `workdir`; never raises for a failed or too-big design."""
     workdir = pathlib.Path(workdir)
     (workdir / report).unlink(missing_ok=True)
-    args = [nextpnr_binary(family), *device_args, "--json", netlist, "--report", report,
+    args = [tools.nextpnr(family), *device_args, "--json", netlist, "--report", report,
             "--seed", str(seed), "--freq", str(freq_mhz), "--timing-allow-fail", "-q",
             "-l", log]
     start = time.monotonic()
@@ -115,5 +119,7 @@ def run_nextpnr(family, workdir, device_args, *, seed, freq_mhz, netlist="top.js
         if overfull:
             capacity, error = True, f"{error} ({', '.join(overfull)} used)"
         return NextpnrResult(False, None, {}, None, {}, seconds, error, capacity)
-    fmax, clocks, constraint, used = parse_report((workdir / report).read_text())
-    return NextpnrResult(True, fmax, clocks, constraint, used, seconds, None)
+    parsed = parse_report((workdir / report).read_text())
+    clocks = {name: c["achieved"] for name, c in parsed.clocks.items()}
+    return NextpnrResult(True, parsed.fmax_mhz, clocks, parsed.constraint_mhz,
+                         parsed.utilization, seconds, None)

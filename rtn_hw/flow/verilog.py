@@ -14,7 +14,6 @@ import importlib.metadata
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 
 from amaranth import __version__ as amaranth_version
@@ -23,6 +22,7 @@ from amaranth.hdl import Shape
 from amaranth.lib import data, stream, wiring
 
 from .. import __version__ as rtn_hw_version
+from ..files import temp_beside
 from ..units import ParameterError, unit as lookup_unit
 
 __all__ = ["Export", "export", "port_map", "verilog_ports", "sidecar_path", "write"]
@@ -175,26 +175,6 @@ def sidecar_path(path):
     return Path(path).with_suffix(".json")
 
 
-def _umask():
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _write_temp(path, text):
-    """`text` in a new temporary file beside `path` (same file system, so os.replace is
-    atomic), with the mode a plain open() would give it; returns the temporary path."""
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as file:
-            file.write(text)
-        os.chmod(temp, 0o666 & ~_umask())
-    except BaseException:
-        os.unlink(temp)
-        raise
-    return temp
-
-
 def write(result, path):
     """Write `path` (the Verilog) and its .json sidecar; return both paths.
 
@@ -211,7 +191,7 @@ def write(result, path):
     temps = []
     try:
         for target, text in targets:
-            temps.append((_write_temp(target, text), target))
+            temps.append((temp_beside(target, text), target))
         for temp, target in temps:
             os.replace(temp, target)
     finally:

@@ -19,6 +19,7 @@ output format must hold every y reachable for |D|, |S_a| ≤ n, so nothing ever 
 
 import dataclasses
 import numbers
+import re
 
 import numpy as np
 
@@ -42,6 +43,16 @@ class Q:
 
     def __str__(self):
         return f"Q{self.int_bits}.{self.frac_bits}"
+
+    @classmethod
+    def parse(cls, text):
+        """"Q8.8" (or "q8.8") → Q(8, 8), the inverse of `str`; ValueError otherwise."""
+        match = re.fullmatch(r"[Qq](\d+)\.(\d+)", text.strip()) if isinstance(text, str) \
+            else None
+        if match is None:
+            raise ValueError(f"expected a fixed-point format Q<int_bits>.<frac_bits>, e.g. "
+                             f"Q8.8, not {text!r}")
+        return cls(int(match[1]), int(match[2]))
 
     @property
     def width(self):

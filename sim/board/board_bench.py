@@ -19,6 +19,7 @@ from cocotb.triggers import ClockCycles
 from cocotb.utils import get_sim_time
 
 from rtn_hw import host, protocol, weights
+from rtn_hw.files import write_json
 from uart_model import SimTransport, UartLine
 
 E = protocol.ErrorCode
@@ -34,9 +35,7 @@ def _record(test, values):
         return
     stats = json.loads(open(path).read()) if os.path.exists(path) else {}
     stats[test] = values
-    with open(path + ".tmp", "w") as f:
-        json.dump(stats, f, indent=1)
-    os.replace(path + ".tmp", path)
+    write_json(path, stats)
 
 
 async def _start(dut):

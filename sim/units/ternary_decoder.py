@@ -3,8 +3,7 @@ sidecar's α and β (scalars or per-lane arrays)."""
 
 import numpy as np
 
-from rtn_hw.model import decode
-from sidecar import parse_q
+from rtn_hw.model import Q, decode
 from trits import concat, corner_rows, notation, plane_bits, random_trits
 
 from . import UnitBench
@@ -14,7 +13,7 @@ class Bench(UnitBench):
     def __init__(self, sidecar, rng, sparsity):
         super().__init__(sidecar, rng, sparsity)
         self.lanes = sidecar.params["lanes"]
-        self.fmt = parse_q(sidecar.arguments["out_fmt"])
+        self.fmt = Q.parse(sidecar.arguments["out_fmt"])
         self.alpha = np.asarray(sidecar.arguments["alpha"], dtype=np.float64)
         self.beta = np.asarray(sidecar.arguments["beta"], dtype=np.float64)
 

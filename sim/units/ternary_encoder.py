@@ -8,8 +8,7 @@ probability, else above hi or below lo.
 
 import numpy as np
 
-from rtn_hw.model import encode
-from sidecar import parse_q
+from rtn_hw.model import Q, encode
 from trits import plane_bits, planes_notation
 
 from . import UnitBench
@@ -19,7 +18,7 @@ class Bench(UnitBench):
     def __init__(self, sidecar, rng, sparsity):
         super().__init__(sidecar, rng, sparsity)
         self.lanes = sidecar.params["lanes"]
-        self.fmt = parse_q(sidecar.params["in_fmt"])
+        self.fmt = Q.parse(sidecar.params["in_fmt"])
         low, high = self.fmt.min_int - 1, self.fmt.max_int + 1
         if sidecar.arguments["thresholds"] is None:
             # Narrow bands around 0 (a few units wide), lo <= hi + 1, and on the first lanes

@@ -1,0 +1,72 @@
+"""Atomic file writing, the one way every report, netlist and cache entry in rtn-hw is written.
+
+A file is written to a temporary file in the same folder (same file system), then moved over
+the target with `os.replace`, so a reader, a parallel worker or a run that fails half way only
+ever sees the old file or the new one. The temporary file gets the mode a plain `open()` would
+give it.
+"""
+
+import json
+import os
+import pathlib
+import tempfile
+
+__all__ = ["write_atomic", "write_json", "write_if_changed", "temp_beside"]
+
+
+def _umask():
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def temp_beside(path, data):
+    """`data` (str or bytes) in a new temporary file beside `path`; returns its path. For
+    callers that replace several files together (see `rtn_hw.flow.verilog.write`)."""
+    path = pathlib.Path(path)
+    if isinstance(data, str):
+        # newline="\n" behaviour on every platform: the bytes are the text, as given.
+        data = data.encode("utf-8")
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.chmod(temp, 0o666 & ~_umask())
+    except BaseException:
+        os.unlink(temp)
+        raise
+    return temp
+
+
+def write_atomic(path, data):
+    """Write `data` (str, UTF-8, or bytes) to `path` atomically, creating its folder; returns
+    the path."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = temp_beside(path, data)
+    try:
+        os.replace(temp, path)
+    except BaseException:
+        os.unlink(temp)
+        raise
+    return path
+
+
+def write_json(path, value, *, indent=1):
+    """`value` as JSON (with a final newline) to `path`, atomically."""
+    return write_atomic(path, json.dumps(value, indent=indent) + "\n")
+
+
+def write_if_changed(path, data):
+    """`write_atomic` unless `path` already holds `data`: an unchanged file keeps its mtime, so
+    simulators that rebuild on a newer source do not rebuild."""
+    path = pathlib.Path(path)
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    try:
+        if path.read_bytes() == raw:
+            return path
+    except OSError:
+        pass
+    return write_atomic(path, raw)

