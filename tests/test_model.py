@@ -1,4 +1,5 @@
-"""The golden model against RTN.md's worked example and against direct float arithmetic."""
+"""The golden model against the worked example of docs/rtn.md §4 and against direct float
+arithmetic."""
 
 import numpy as np
 import pytest
@@ -16,12 +17,12 @@ def dont_care(rng, t):
     return rng.random(np.shape(t)) < 0.5
 
 
-# --- RTN.md §4 worked example -------------------------------------------------------------
+# --- docs/rtn.md §4 worked example --------------------------------------------------------
 
 def test_worked_example_planes():
     w1, w2 = model.pack(T_W)
     a1, a2 = model.pack(T_A)
-    # Element 0 first in RTN.md; element i is bit i here.
+    # Written element 0 first in docs/rtn.md §4; element i is bit i here.
     assert [int(w1[0]) >> i & 1 for i in range(8)] == [1, 0, 1, 1, 0, 1, 1, 0]
     assert [int(w2[0]) >> i & 1 for i in range(8)] == [1, 0, 0, 1, 0, 0, 1, 0]
     assert [int(a1[0]) >> i & 1 for i in range(8)] == [1, 0, 1, 1, 1, 1, 0, 1]
@@ -179,13 +180,27 @@ def direct_conv2d(x, w, stride, padding):
     return out
 
 
+def test_worked_example_fixed_point():
+    # By hand (docs/rtn.md §4), K in Q8.10, y in Q14.6: K1 = 1.2·1024 → 1229, K2 = 0.15·1024 →
+    # 154, K0 = 2.4·1024 → 2458; acc = 2·1229 + 2·154 + 2458 = 5224; y = (5224 + 8) >> 4 = 327.
+    consts = model.fold_constants(0.8, 0.1, 1.5, 1.5, [sum(T_W)], 8, model.Q(8, 10))
+    assert (consts.k1.tolist(), consts.k2.tolist(), consts.k0.tolist()) == ([1229], [154], [2458])
+    y = model.linear_fixed([T_A], [T_W], 0.8, 0.1, 1.5, 1.5, model.Q(8, 10), model.Q(14, 6))
+    assert y.tolist() == [[327]]
+    assert abs(327 / 64 - 5.1) <= model.error_bound(8, model.Q(8, 10), model.Q(14, 6))
+    # BatchNorm γ = 1, β = 0, μ = 0, σ = 1 and Δ = 0.5 in Q14.6: thresholds ±0.5 · 64.
+    lo, hi = model.fold_thresholds(1.0, 0.0, 0.0, 1.0, 0.5, model.Q(14, 6))
+    assert (int(lo), int(hi)) == (-32, 32)
+    assert model.encode(y, lo, hi).tolist() == [[1]]
+
+
 @pytest.mark.parametrize("stride, padding", [(1, 0), (1, 1), (2, 1), (2, 2)])
 def test_conv2d_equals_direct_float_convolution(rng, stride, padding):
     t_a = random_trits(rng, (2, 3, 9, 8), sparsity=0.5)
     t_w = random_trits(rng, (5, 3, 3, 3), sparsity=0.5)
     alpha_w, beta_w, alpha_a, beta_a = random_params(rng, 5)
     got = model.conv2d(t_a, t_w, alpha_w, beta_w, alpha_a, beta_a, stride, padding)
-    # Padding is trit 0, which decodes to β_a (RTN.md §3 choice).
+    # Padding is trit 0, which decodes to β_a (docs/rtn.md §3, a choice).
     x = np.pad(model.reparameterize(t_a, alpha_a, beta_a),
                ((0, 0), (0, 0), (padding, padding), (padding, padding)), constant_values=beta_a)
     w = (alpha_w[:, None, None, None] * t_w + beta_w[:, None, None, None])

@@ -3,7 +3,7 @@
 Fixed-point format `Q(int_bits, frac_bits)`: signed two's complement, `int_bits` includes the
 sign bit, width = int_bits + frac_bits; an integer k stands for k · 2^-frac_bits.
 
-Per output channel (RTN.md §3):
+Per output channel (docs/rtn.md §3):
 
     ŵ·â = K1·D + K2·S_a + K0,   K1 = α_w α_a,  K2 = β_w α_a,  K0 = α_w β_a S_w + n β_w β_a
 
@@ -192,7 +192,7 @@ def fold_thresholds(gamma, beta, mean, sigma, delta, in_fmt):
 
 def encode(y, lo, hi):
     """Activation encoder: integer pre-activations y (..., C) → trits with nz = y > hi | y < lo
-    and sg = y > hi (RTN.md §3). Returns int8 trits (..., C)."""
+    and sg = y > hi (docs/rtn.md §3). Returns int8 trits (..., C)."""
     y = np.asarray(y)
     if not np.issubdtype(y.dtype, np.integer):
         raise TypeError(f"Pre-activations must be integer fixed-point codes, not dtype {y.dtype}")

@@ -1,10 +1,10 @@
 """RTN linear and conv2d layers, computed through the popcount pattern.
 
 Weights are trits (P, N) with per-output-channel (α_w, β_w); activations are trits with
-per-tensor (α_a, β_a). Float forms return ŵ·â exactly (four-term decomposition of RTN.md §3);
+per-tensor (α_a, β_a). Float forms return ŵ·â exactly (four-term decomposition of docs/rtn.md §3);
 fixed forms return the hardware's integer codes (see `fixed.postprocess`).
 
-conv2d padding [choice, RTN.md §3]: padding is applied in the trit domain, i.e. padded
+conv2d padding [choice, docs/rtn.md §3]: padding is applied in the trit domain, i.e. padded
 positions hold trit 0, so they decode to β_a (not to 0). This keeps n = C·kh·kw and S_w
 constant for every output position, so one set of K constants serves the whole feature map
 and the hardware pads by feeding nz = 0. With β_a = 0 it equals ordinary zero padding.

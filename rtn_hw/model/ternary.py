@@ -1,6 +1,6 @@
 """Ternary quantization, reparameterization, 2-bit planes and the Eq. 8 dot product.
 
-Encoding (RTN.md §2): a trit is two bits, nz (non-zero) and sg (sign: 1 means +1).
+Encoding (docs/rtn.md §2): a trit is two bits, nz (non-zero) and sg (sign: 1 means +1).
 A zero's sign bit is don't-care. A vector of n trits is two n-bit planes, NZ and SG, with
 element i in bit i. In NumPy a plane is a uint64 array whose last axis holds
 ceil(n / 64) little-endian words (element i is bit i % 64 of word i // 64).
@@ -14,7 +14,7 @@ WORD = 64
 
 
 def ternarize(x, delta=0.5):
-    """T(x) of RTN.md §1: clip to [-1, 1], then +1 above Δ, -1 below -Δ, else 0 (int8)."""
+    """T(x) of docs/rtn.md §1: clip to [-1, 1], then +1 above Δ, -1 below -Δ, else 0 (int8)."""
     x = _check.finite(x, "x")
     if not np.isscalar(delta) and np.ndim(delta) != 0 or not 0 <= float(delta) < 1:
         raise ValueError(f"Threshold delta must be a number in [0, 1), not {delta!r}")

@@ -1,6 +1,6 @@
 """RTN quantization-aware training (torch).
 
-Quantizer (RTN.md §1): x̂ = α·T(x) + β with T = clip to [-1, 1], then ±1 beyond Δ = 0.5, else 0.
+Quantizer (docs/rtn.md §1): x̂ = α·T(x) + β, T = clip to [-1, 1], then ±1 beyond Δ = 0.5, else 0.
 T's gradient is the straight-through estimator of the clip (1 inside [-1, 1], 0 outside), but
 α = softplus(ρ) > 0 and β enter x̂ by a product and a sum, so they receive gradients from every
 element, including those where the STE is saturated (the paper's cure for vanishing gradients).
