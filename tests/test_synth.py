@@ -14,7 +14,8 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
-from rtn_hw.flow import harness, nextpnr, report, synth
+from rtn_hw import files
+from rtn_hw.flow import devices, harness, nextpnr, plan, plots, report, selection, synth, tables
 
 BASELINES = pathlib.Path(__file__).with_name("synth_baselines")
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -23,49 +24,77 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 # --- TARGETS / UNITS / LANES / JOBS ------------------------------------------------------------
 
 def test_selection_defaults():
-    assert synth.selection_from_env({}) == {
+    assert selection.selection_from_env({}) == {
         "targets": ["ecp5-85k", "ice40-up5k", "xilinx-lut6"],
-        "units": ["ternary_dot", "rtn_mac_array", "fp32_dot", "int8_dot", "int16_dot"],
-        "lanes": None, "jobs": os.cpu_count() or 1}
-    assert synth.parse_targets(" xilinx-lut6, ecp5-85k ecp5-85k") == ["xilinx-lut6", "ecp5-85k"]
-    assert synth.parse_units("fp32_dot") == ["fp32_dot"]
-    assert synth.parse_lanes("64,16 16") == [16, 64]
-    assert synth.parse_jobs("3") == 3
+        "units": ["ternary_dot", "rtn_mac_array", "network_engine", "fp32_dot", "int8_dot",
+                  "int16_dot"],
+        "lanes": None, "seeds": None, "jobs": os.cpu_count() or 1}
+    assert selection.parse_targets(" xilinx-lut6, ecp5-85k ecp5-85k") == [
+        "xilinx-lut6", "ecp5-85k"]
+    assert selection.parse_units("fp32_dot") == ["fp32_dot"]
+    assert selection.parse_lanes("64,16 16") == [16, 64]
+    assert selection.parse_seeds("3 1,2") == (1, 2, 3)
+    assert selection.parse_jobs("3") == 3
 
 
 @pytest.mark.parametrize("env, message", [
     ({"TARGETS": "ecp5"},
      "TARGETS: unknown target 'ecp5'; valid targets: ecp5-85k, ice40-up5k, xilinx-lut6"),
     ({"UNITS": "ternary_dot,fp64_dot"},
-     "UNITS: unknown unit 'fp64_dot'; valid units: ternary_dot, rtn_mac_array, fp32_dot, "
-     "int8_dot, int16_dot"),
+     "UNITS: unknown unit 'fp64_dot'; valid units: ternary_dot, rtn_mac_array, "
+     "network_engine, fp32_dot, int8_dot, int16_dot"),
     ({"LANES": "16,x"},
      "LANES: 'x' is not a lane count; valid lanes: integers from 1 to 1024 (default: "
-     "16,64,256 for RTN units, 16,64 for baselines)"),
+     "16,64,256 for RTN units, 16,64 for baselines, the board configurations for "
+     "network_engine)"),
     ({"LANES": "0"},
      "LANES: '0' is not a lane count; valid lanes: integers from 1 to 1024 (default: "
-     "16,64,256 for RTN units, 16,64 for baselines)"),
+     "16,64,256 for RTN units, 16,64 for baselines, the board configurations for "
+     "network_engine)"),
     ({"LANES": "2048"},
      "LANES: '2048' is not a lane count; valid lanes: integers from 1 to 1024 (default: "
-     "16,64,256 for RTN units, 16,64 for baselines)"),
+     "16,64,256 for RTN units, 16,64 for baselines, the board configurations for "
+     "network_engine)"),
     ({"JOBS": "two"}, "JOBS: 'two' is not a job count; valid jobs: positive integers"),
+    ({"JOBS": "2,3"}, "JOBS: '2,3' is not a job count; valid jobs: positive integers"),
+    ({"SEEDS": "0"}, "SEEDS: '0' is not a nextpnr seed; valid seeds: integers from 1 to 65535 "
+                     "(default: 1,2,3 for the ECP5 RTN rows, 1 otherwise)"),
 ])
 def test_selection_errors(env, message):
     with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
-        synth.selection_from_env(env)
+        selection.selection_from_env(env)
 
 
 def test_plan_default_sweep():
-    runs = synth.plan()
+    runs = plan.plan()
     ids = {r.id for r in runs}
-    # RTN at 16/64/256; baselines with DSPs at 16/64 and all-LUT at 16 only; 3 targets.
-    assert len(runs) == 3 * (2 * 3 + 3 * (2 + 1))
+    # RTN at 16/64/256; baselines with DSPs at 16/64 and all-LUT at 16 only; 3 targets;
+    # the network engine in its two board configurations.
+    assert len(runs) == 3 * (2 * 3 + 3 * (2 + 1)) + 2
     assert "ecp5-85k/ternary_dot/256/dsp" in ids
     assert "ice40-up5k/fp32_dot/16/lut" in ids
     assert "xilinx-lut6/fp32_dot/64/lut" not in ids
-    assert not any(r.mapping == "lut" for r in runs if synth.UNITS[r.unit].kind == "rtn")
-    assert synth.UNITS["rtn_mac_array"].params(64) == {
+    assert {r.id for r in runs if r.unit == "network_engine"} == {
+        "ecp5-85k/network_engine/64/dsp", "ice40-up5k/network_engine/32/dsp"}
+    assert not any(r.mapping == "lut" for r in runs if plan.UNITS[r.unit].kind == "rtn")
+    assert plan.UNITS["rtn_mac_array"].params(64) == {
         "lanes": "64", "channels": "16", "levels_per_stage": "2"}
+    assert plan.UNITS["network_engine"].params(64) == {"lanes": "64", "channels": "8"}
+    assert plan.UNITS["network_engine"].params(32) == {"lanes": "32", "channels": "2"}
+    # Three nextpnr seeds on the ECP5 RTN rows (median Fmax), one elsewhere.
+    seeds = {r.id: r.seeds for r in runs}
+    assert seeds["ecp5-85k/network_engine/64/dsp"] == (1, 2, 3)
+    assert seeds["ecp5-85k/ternary_dot/64/dsp"] == (1, 2, 3)
+    assert seeds["ecp5-85k/fp32_dot/64/dsp"] == (1,)
+    assert seeds["ice40-up5k/ternary_dot/64/dsp"] == (1,)
+
+
+def test_plan_selection():
+    runs = plan.plan(["ecp5-85k"], ["network_engine", "ternary_dot"], [16, 64], (4, 5))
+    assert [(r.id, r.seeds) for r in runs] == [
+        ("ecp5-85k/network_engine/64/dsp", (4, 5)), ("ecp5-85k/ternary_dot/16/dsp", (4, 5)),
+        ("ecp5-85k/ternary_dot/64/dsp", (4, 5))]
+    assert plan.plan(["ecp5-85k"], ["network_engine"], [16]) == []
 
 
 # --- parsers -----------------------------------------------------------------------------------
@@ -74,8 +103,8 @@ STAT = {
     "creator": "Yosys 0.70",
     "modules": {
         "\\top": {"num_cells": 103, "num_cells_by_type": {
-            "LUT4": 7, "TRELLIS_FF": 94, "top.unit": 1, "$scopeinfo": 0}},
-        "\\top.unit": {"num_cells": 151, "num_cells_by_type": {
+            "LUT4": 7, "TRELLIS_FF": 94, "unit": 1, "$scopeinfo": 0}},
+        "\\unit": {"num_cells": 151, "num_cells_by_type": {
             "CCU2C": 27, "LUT4": 1, "MULT18X18D": 4, "TRELLIS_FF": 119}},
     },
     "design": {"num_cells_by_type": {"CCU2C": 27, "LUT4": 8}},
@@ -83,48 +112,48 @@ STAT = {
 
 
 def test_parse_stat_splits_unit_and_harness():
-    unit, harness_cells = synth.parse_stat(json.dumps(STAT))
+    unit, harness_cells = devices.parse_stat(json.dumps(STAT))
     assert unit == {"CCU2C": 27, "LUT4": 1, "MULT18X18D": 4, "TRELLIS_FF": 119}
     assert harness_cells == {"LUT4": 7, "TRELLIS_FF": 94}
-    with pytest.raises(ValueError, match=r"^module 'top\.dut' not in yosys stat "):
-        synth.parse_stat(json.dumps(STAT), unit="top.dut")
+    with pytest.raises(ValueError, match=r"^module 'dut' not in yosys stat "):
+        devices.parse_stat(json.dumps(STAT), unit="dut")
 
 
 def test_parse_stat_expands_unit_submodules():
     stat = {"modules": {
-        "\\top": {"num_cells_by_type": {"FDRE": 5, "top.unit": 1}},
-        "\\top.unit": {"num_cells_by_type": {"LUT2": 1, "top.unit.mul0": 2}},
-        "\\top.unit.mul0": {"num_cells_by_type": {"LUT6": 3, "top.unit.mul0.rnd": 1}},
-        "\\top.unit.mul0.rnd": {"num_cells_by_type": {"LUT3": 4, "CARRY4": 1}},
+        "\\top": {"num_cells_by_type": {"FDRE": 5, "unit": 1}},
+        "\\unit": {"num_cells_by_type": {"LUT2": 1, "unit.mul0": 2}},
+        "\\unit.mul0": {"num_cells_by_type": {"LUT6": 3, "unit.mul0.rnd": 1}},
+        "\\unit.mul0.rnd": {"num_cells_by_type": {"LUT3": 4, "CARRY4": 1}},
     }}
-    unit, harness_cells = synth.parse_stat(json.dumps(stat))
+    unit, harness_cells = devices.parse_stat(json.dumps(stat))
     assert unit == {"LUT2": 1, "LUT6": 6, "LUT3": 8, "CARRY4": 2}
     assert harness_cells == {"FDRE": 5}
 
 
 def test_classify_and_area():
-    counts = synth.classify("ecp5", {"CCU2C": 27, "LUT4": 1, "MULT18X18D": 4,
+    counts = devices.classify("ecp5", {"CCU2C": 27, "LUT4": 1, "MULT18X18D": 4,
                                      "TRELLIS_FF": 119, "DP16KD": 2, "PFUMX": 3})
     assert counts == {"lut": 1, "ff": 119, "carry": 27, "dsp": 4, "bram": 2, "lutram": 0,
                       "other": 3, "bram_kbits": 36}
     # LUTs + 2 per CCU2C + 36.74 per DSP + 3.18 per Kbit.
-    assert synth.area_lc("ecp5", counts) == pytest.approx(1 + 54 + 4 * 36.740 + 36 * 3.1775,
+    assert devices.area_lc("ecp5", counts) == pytest.approx(1 + 54 + 4 * 36.740 + 36 * 3.1775,
                                                           abs=0.01)
-    ice = synth.classify("ice40", {"SB_LUT4": 10, "SB_DFFER": 3, "SB_DFF": 2, "SB_CARRY": 5,
+    ice = devices.classify("ice40", {"SB_LUT4": 10, "SB_DFFER": 3, "SB_DFF": 2, "SB_CARRY": 5,
                                    "SB_MAC16": 1})
     assert (ice["lut"], ice["ff"], ice["carry"], ice["dsp"]) == (10, 5, 5, 1)
-    assert synth.area_lc("ice40", ice) == pytest.approx(10 + synth.DSP_LC)
-    xc = synth.classify("xilinx", {"LUT6": 4, "LUT2": 3, "FDRE": 7, "CARRY4": 2, "DSP48E1": 1,
+    assert devices.area_lc("ice40", ice) == pytest.approx(10 + devices.DSP_LC)
+    xc = devices.classify("xilinx", {"LUT6": 4, "LUT2": 3, "FDRE": 7, "CARRY4": 2, "DSP48E1": 1,
                                    "MUXF7": 1})
     assert (xc["lut"], xc["ff"], xc["carry"], xc["dsp"], xc["other"]) == (7, 7, 2, 1, 1)
 
 
 def test_check_fit_reasons():
     counts = {"lut": 5000, "ff": 6000, "carry": 0, "dsp": 64, "bram": 0}
-    assert synth.check_fit("ice40-up5k", counts) == ["6000 FF > 5280", "64 SB_MAC16 > 8"]
-    assert synth.check_fit("ecp5-85k", dict(counts, carry=40_000)) == [
+    assert devices.check_fit("ice40-up5k", counts) == ["6000 FF > 5280", "64 SB_MAC16 > 8"]
+    assert devices.check_fit("ecp5-85k", dict(counts, carry=40_000)) == [
         "85000 LUT4 > 83640"]
-    assert synth.check_fit("xilinx-lut6", dict(counts, lut=10**7)) == []
+    assert devices.check_fit("xilinx-lut6", dict(counts, lut=10**7)) == []
 
 
 def test_parse_nextpnr_report():
@@ -134,11 +163,11 @@ def test_parse_nextpnr_report():
         "utilization": {"MULT18X18D": {"available": 156, "used": 4},
                         "DCCA": {"available": 56, "used": 0}},
     })
-    report = nextpnr.parse_report(text)
-    assert report.fmax_mhz == 99.25 and report.constraint_mhz == 200.0
-    assert report.clocks == {"clk$glb": {"achieved": 143.5, "constraint": 200.0},
+    parsed = nextpnr.parse_report(text)
+    assert parsed.fmax_mhz == 99.25 and parsed.constraint_mhz == 200.0
+    assert parsed.clocks == {"clk$glb": {"achieved": 143.5, "constraint": 200.0},
                              "other": {"achieved": 99.25, "constraint": 200.0}}
-    assert report.utilization == {"MULT18X18D": {"used": 4, "available": 156}}
+    assert parsed.utilization == {"MULT18X18D": {"used": 4, "available": 156}}
     empty = nextpnr.parse_report("{}")
     assert (empty.fmax_mhz, empty.constraint_mhz, empty.clocks, empty.utilization) == (
         None, None, {}, {})
@@ -178,7 +207,7 @@ def test_compare_at_equal_throughput():
             _run("fp32_dot", "baseline", 16, 16000, None, mapping="lut"),
             _run("fp32_dot", "baseline", 64, 32000, 20.0),
             _run("fp32_dot", "baseline", 16, 8000, 20.0, target="ice40-up5k")]
-    out = synth.compare(runs)
+    out = report.compare(runs)
     assert [(c["rtn_unit"], c["baseline_mapping"]) for c in out] == [
         ("ternary_dot", "dsp"), ("ternary_dot", "lut"), ("rtn_mac_array", "dsp"),
         ("rtn_mac_array", "lut")]
@@ -199,7 +228,7 @@ def test_compare_borrows_energy_per_mac_from_a_measured_lane_count():
             _run("fp32_dot", "baseline", 16, 8000, 20.0),
             _run("fp32_dot", "baseline", 64, 32000, None),
             _run("fp32_dot", "baseline", 64, 64000, None, mapping="lut")]
-    dsp, lut = synth.compare(runs)
+    dsp, lut = report.compare(runs)
     assert (dsp["power_ratio"], dsp["baseline_energy_from_lanes"]) == (40.0, 16)
     assert dsp["area_ratio"] == 50.0
     assert (lut["power_ratio"], lut["baseline_energy_from_lanes"]) == (None, 64)
@@ -209,21 +238,21 @@ def test_compare_borrows_energy_per_mac_from_a_measured_lane_count():
 
 def test_write_is_atomic(tmp_path, monkeypatch):
     path = tmp_path / "synth.json"
-    report.write_json(path, {"old": 1})
+    files.write_json(path, {"old": 1})
     assert json.loads(path.read_text()) == {"old": 1}
 
     def broken_replace(src, dst):
         raise OSError("disk full")
-    monkeypatch.setattr(report.os, "replace", broken_replace)
+    monkeypatch.setattr(files.os, "replace", broken_replace)
     with pytest.raises(OSError, match="disk full"):
-        report.write_json(path, {"new": 2})
+        files.write_json(path, {"new": 2})
     assert json.loads(path.read_text()) == {"old": 1}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["synth.json"]
 
 
 def test_write_fails_mid_write_keeps_old(tmp_path, monkeypatch):
     path = tmp_path / "synth.md"
-    report.write_text(path, "old\n")
+    files.write_atomic(path, "old\n")
     real_fdopen = os.fdopen
 
     class Half:
@@ -240,9 +269,9 @@ def test_write_fails_mid_write_keeps_old(tmp_path, monkeypatch):
             self.file.write(data[:3])
             raise OSError("killed mid-write")
 
-    monkeypatch.setattr(report.os, "fdopen", lambda fd, mode: Half(real_fdopen(fd, mode)))
+    monkeypatch.setattr(files.os, "fdopen", lambda fd, mode: Half(real_fdopen(fd, mode)))
     with pytest.raises(OSError, match="killed mid-write"):
-        report.write_text(path, "new text\n")
+        files.write_atomic(path, "new text\n")
     assert path.read_text() == "old\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["synth.md"]
 
@@ -258,12 +287,13 @@ def _report():
              "macs_per_cycle": 16, "target": "ecp5-85k", "lut_type": "LUT4",
              "notes": ["unit not available: nope"]}]
     return {"generated": "now", "timing": {"runs": 3, "cached_runs": 1, "total_seconds": 2.0},
-            "tool_versions": {"yosys": "Yosys 0.70", "seeds": {"nextpnr": 1}},
+            "tool_versions": {"yosys": "Yosys 0.70",
+                              "seeds": {"nextpnr": "per run", "power_stimulus": 1}},
             "settings": {"targets": ["ecp5-85k"], "jobs": 2, "clock_mhz": 100, "channels": 16,
                          "area_definition": "LUTs + 36.74 per DSP",
                          "nextpnr_constraint_mhz": {"ecp5-85k": 200}},
-            "devices": {"ecp5-85k": synth.DEVICES["ecp5-85k"]}, "paper": synth.PAPER,
-            "runs": runs, "comparisons": synth.compare(runs)}
+            "devices": {"ecp5-85k": devices.DEVICES["ecp5-85k"]}, "paper": report.PAPER,
+            "runs": runs, "comparisons": report.compare(runs)}
 
 
 def test_markdown_and_files(tmp_path):
@@ -273,14 +303,81 @@ def test_markdown_and_files(tmp_path):
             "| 40.0× | 0.025× | 46.46× | a side does not fit: yosys counts only |") in text
     assert "| int8_dot | dsp | 16 | 16 | – |" in text
     assert "unit not available: nope" in text
-    files = report.write_reports(rep, tmp_path)
+    written_files = report.write_reports(rep, tmp_path)
     written = json.loads((tmp_path / "synth.json").read_text())
     assert written["comparisons"][0]["area_ratio"] == 50.0
-    assert written["files"]["plots"] == files["plots"]
+    assert written["files"]["plots"] == written_files["plots"]
     assert (tmp_path / "synth.md").read_text().startswith("# Synthesis sweep")
-    assert [pathlib.Path(p).name for p in files["plots"]] == [
-        "synth_area_ecp5-85k.png", "synth_power_ecp5-85k.png"]
-    assert all(pathlib.Path(p).read_bytes()[:4] == b"\x89PNG" for p in files["plots"])
+    assert [pathlib.Path(p).name for p in written_files["plots"]] == [
+        "synth_area_ecp5-85k.png", "synth_energy_ecp5-85k.png"]
+    assert all(pathlib.Path(p).read_bytes()[:4] == b"\x89PNG" for p in written_files["plots"])
+
+
+def test_plots_keep_one_colour_per_unit_and_the_legend_off_the_data():
+    colours = [colour for colour, _, _ in plots.STYLE.values()]
+    assert len(set(colours)) == len(colours)
+    assert set(plots.STYLE) == set(plan.UNITS)
+    assert [metric for metric, _, _ in plots.METRICS] == ["area_per_mac", "energy_pj_per_mac"]
+
+
+# --- generated doc tables ----------------------------------------------------------------------
+
+def _docs_report():
+    def run(unit, lanes, area, macs, fmax, seeds, energy, **extra):
+        return {"unit": unit, "target": "ecp5-85k", "lanes": lanes, "mapping": "dsp",
+                "available": True, "fits": True, "macs_per_cycle": macs, "lut": 100,
+                "ff": 50, "carry": 10, "dsp": 0, "area": area, "area_per_mac": area / macs,
+                "fmax_mhz": fmax, "fmax_by_seed": seeds, "power_mw": 12.5,
+                "energy_pj_per_mac": energy, "params": {"lanes": lanes}, **extra}
+    runs = [run("ternary_dot", 64, 640.0, 64, 170.0, {"1": 162.0, "2": 170.0, "3": 175.5}, 4.2),
+            run("ternary_dot", 256, 2304.0, 256, 150.0, {"1": 150.0}, 3.1),
+            run("rtn_mac_array", 64, 2048.0, 1024, 90.0, {"1": 90.0}, 1.1),
+            run("network_engine", 64, 3000.0, 319.2, 50.0, {"1": 50.0}, 2.0,
+                params={"lanes": 64, "channels": 8}),
+            run("fp32_dot", 64, 114315.0, 64, None, {}, None, fits=False)]
+    return {"generated": "2026-12-03T17:00:00+00:00", "runs": runs, "comparisons": [],
+            "tool_versions": {"yosys": "Yosys 0.70 (git sha1 x)", "nextpnr-ecp5": "0.11.1"}}
+
+
+def test_headline_table_from_the_report():
+    lines = tables.render("synth-headline", _docs_report())
+    assert lines[0].startswith("| unit | MAC/cycle | LUT4 | FF | CCU2C | MULT18X18D | "
+                               "logic cells | routed Fmax | power | pJ/MAC |")
+    assert lines[2] == ("| TernaryDot | 64 | 100 | 50 | 10 | 0 | 640 | 170.0 MHz (162–176, 3 "
+                        "seeds) | 12.5 mW | 4.20 |")
+    assert "| NetworkEngine 64 × 8 | 319 |" in lines[4]
+    assert lines[5].startswith("| Fp32Dot | 64 |") and "does not fit" in lines[5]
+    assert lines[-1].startswith("Measured by `make synth` (2026-12-03T17:00:00+00:00; Yosys 0.70")
+
+
+def test_goal_table_and_block_rewrite():
+    text = ("# Doc\n<!-- generated:synth-goals -->\nold figures\n<!-- /generated:synth-goals -->"
+            "\nkept\n")
+    new = tables.rewrite(text, _docs_report())
+    assert new.startswith("# Doc\n<!-- generated:synth-goals -->\n| figure | measured | goal |")
+    assert "| TernaryDot with S_a, logic cells per lane, 64 / 256 lanes | 10.0 / 9.0 | ≤ 8 |" in new
+    assert "| RtnMacArray P = 16, 64 lanes, logic cells per MAC | 2.00 | ≤ 2.5 |" in new
+    assert new.endswith("<!-- /generated:synth-goals -->\nkept\n")
+    assert tables.rewrite(new, _docs_report()) == new
+    with pytest.raises(tables.TableError, match=r"^unknown generated block 'nope'; valid names: "
+                                                r"synth-headline, synth-ratios, synth-goals$"):
+        tables.rewrite("<!-- generated:nope -->\n<!-- /generated:nope -->", _docs_report())
+
+
+def test_update_docs_needs_a_report(tmp_path):
+    with pytest.raises(tables.TableError, match=r"cannot read .*; run `make synth` first$"):
+        tables.update_docs(tmp_path / "synth.json", docs=())
+
+
+def test_harness_instance_keeps_the_exported_port_names():
+    """The synthesis harness instantiates the unit's own module, whose ports carry the
+    exported Verilog's names (the power model drives them)."""
+    from rtn_hw.flow import yosys
+    elab = yosys.elaborate(_Standin())
+    assert "cell \\unit \\unit" in elab.top_il
+    for port in ("i__payload", "i__valid", "i__ready", "k__payload", "o__ready", "clk", "rst"):
+        assert f"connect \\{port} " in elab.top_il
+    assert elab.harness_bits == {"in": 11, "out": 9, "xor_levels": 2}
 
 
 # --- register harness --------------------------------------------------------------------------
@@ -438,7 +535,7 @@ def record_baselines():
                                  "mapping": "dsp",
                                  "params": rec["params"],
                                  "counts": {k: rec[k] for k in ("lut", "ff", "carry", "dsp")}})
-    report.write_json(_baseline_file(), out)
+    files.write_json(_baseline_file(), out)
     return out
 
 

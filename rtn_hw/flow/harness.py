@@ -14,9 +14,14 @@ So every path is register to register (nextpnr reports an Fmax), and the harness
 are one LUT at most: the critical path is the unit's. The unit sits in its own submodule named
 `UNIT_NAME`, which the synthesis flow marks `keep_hierarchy` so that `stat` counts the unit's
 cells apart from the harness's.
+
+For synthesis the unit is an `Instance` of a separately converted module (`instance=`, see
+`rtn_hw.flow.yosys.elaborate`): its ports then keep the names of the exported Verilog
+(`i__payload`, `o__valid`, ...), so the mapped unit can be simulated on its own by the power
+model. Without `instance` the unit is an Amaranth submodule (for simulating the harness).
 """
 
-from amaranth.hdl import Cat, Module, Signal, Value
+from amaranth.hdl import Cat, ClockSignal, Instance, Module, ResetSignal, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -61,10 +66,12 @@ class RegisterHarness(wiring.Component):
     sin: In(1)
     sout: Out(1)
 
-    def __init__(self, unit):
+    def __init__(self, unit, *, instance=None, clocked=True):
         if not isinstance(unit, wiring.Component):
             raise TypeError(f"Unit must be a wiring.Component, not {unit!r}")
         self._unit = unit
+        self._instance = instance
+        self._clocked = clocked
         self._in_bits, self._out_bits = harness_widths(unit)
         if self._out_bits == 0:
             raise ValueError("Unit has no output bits: nothing would survive synthesis")
@@ -93,11 +100,26 @@ class RegisterHarness(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules[UNIT_NAME] = unit = self._unit
-
         inputs, outputs = [], []
-        for path, member in _ports(unit):
-            (inputs if member.flow == In else outputs).append(Value.cast(_value(unit, path)))
+        if self._instance is None:
+            m.submodules[UNIT_NAME] = unit = self._unit
+            for path, member in _ports(unit):
+                (inputs if member.flow == In else outputs).append(Value.cast(_value(unit, path)))
+        else:
+            # The flattened port names of Amaranth's Verilog/RTLIL output; zero-width members
+            # are left out of the module.
+            ports = {}
+            if self._clocked:
+                ports.update(i_clk=ClockSignal(), i_rst=ResetSignal())
+            for path, member in _ports(self._unit):
+                name = "__".join(str(part) for part in path)
+                width = len(Value.cast(_value(self._unit, path)))
+                if not width:
+                    continue
+                signal = Signal(width, name=f"u_{name}")
+                (inputs if member.flow == In else outputs).append(signal)
+                ports[f"{'i' if member.flow == In else 'o'}_{name}"] = signal
+            m.submodules[UNIT_NAME] = Instance(self._instance, **ports)
 
         if self._in_bits:
             # Chains of at most CHAIN_BITS: one chain thousands of flip-flops long overflows

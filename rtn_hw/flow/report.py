@@ -1,17 +1,20 @@
 """Reports of the synthesis sweep: build/reports/synth.json, synth.md and PNG plots.
 
-Every file is written atomically (a temporary file in the same folder, then `os.replace`), so
-a reader, or a run that fails half way, only ever sees the previous report or the new one.
-Nothing here prints or exits.
+`compare` pairs every RTN run with every baseline run on the same target and lane count, at
+equal throughput. Every file is written atomically (`rtn_hw.files`), so a reader, or a run that
+fails half way, only ever sees the previous report or the new one. The plots are
+`rtn_hw.flow.plots`. Nothing here prints or exits.
 """
 
-import json
-import os
 import pathlib
-import tempfile
 
-__all__ = ["write_bytes", "write_text", "write_json", "render_markdown", "plot",
-           "write_reports"]
+from ..files import write_atomic, write_json
+from .plots import plot
+
+__all__ = ["PAPER", "compare", "render_markdown", "write_reports"]
+
+# The paper's claims against a full-precision convolution (Vivado, VC707).
+PAPER = {"area_ratio": 89.17, "power_ratio": 46.46}
 
 
 def _comparison_notes(c):
@@ -31,34 +34,58 @@ def _stimulus_text(settings):
             "the same layer's reparameterized values α·t + β in their own formats)")
 
 
-def _umask():
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+# --- comparisons ------------------------------------------------------------------------------
+
+def compare(runs):
+    """RTN run × baseline run pairs on the same target and lane count.
+
+    Ratios are at equal throughput: area per MAC/cycle, and energy per MAC (= power at the
+    same MACs per cycle and the same clock). `area_ratio` and `power_ratio` are baseline/RTN,
+    the sense of the paper's "89.17× less area"; the *_rtn_over_baseline fields invert them."""
+    out = []
+    ok = [r for r in runs if r.get("available")]
+    for rtn in (r for r in ok if r["kind"] == "rtn"):
+        for base in (r for r in ok if r["kind"] == "baseline"):
+            if base["target"] != rtn["target"] or base["lanes"] != rtn["lanes"]:
+                continue
+            base_energy, energy_lanes = base["energy_pj_per_mac"], base["lanes"]
+            if base_energy is None:
+                # A baseline too big for its device has no power figure; its energy per MAC
+                # is per-lane linear, so take the same unit's largest measured lane count.
+                measured = [r for r in ok if (r["unit"], r["target"], r["mapping"])
+                            == (base["unit"], base["target"], base["mapping"])
+                            and r["energy_pj_per_mac"] is not None]
+                if measured:
+                    donor = max(measured, key=lambda r: r["lanes"])
+                    base_energy, energy_lanes = donor["energy_pj_per_mac"], donor["lanes"]
+            entry = {
+                "rtn_unit": rtn["unit"], "baseline_unit": base["unit"],
+                "baseline_mapping": base["mapping"], "target": rtn["target"],
+                "lanes": rtn["lanes"], "rtn_macs_per_cycle": rtn["macs_per_cycle"],
+                "baseline_macs_per_cycle": base["macs_per_cycle"],
+                "rtn_area": rtn["area"], "baseline_area": base["area"],
+                "area_ratio": _quotient(base["area_per_mac"], rtn["area_per_mac"]),
+                "area_ratio_rtn_over_baseline": _quotient(rtn["area_per_mac"],
+                                                       base["area_per_mac"]),
+                "lut_ratio": _quotient(base["lut"] / base["macs_per_cycle"],
+                                    rtn["lut"] / rtn["macs_per_cycle"]),
+                "power_ratio": _quotient(base_energy, rtn["energy_pj_per_mac"]),
+                "power_ratio_rtn_over_baseline": _quotient(rtn["energy_pj_per_mac"], base_energy),
+                "baseline_energy_pj_per_mac": base_energy,
+                "baseline_energy_from_lanes": energy_lanes,
+                "rtn_fmax_mhz": rtn["fmax_mhz"], "baseline_fmax_mhz": base["fmax_mhz"],
+                "paper_area_ratio": PAPER["area_ratio"],
+                "paper_power_ratio": PAPER["power_ratio"],
+                "fits": bool(rtn["fits"] is not False and base["fits"] is not False),
+            }
+            out.append(entry)
+    return out
 
 
-def write_bytes(path, data):
-    """Write `data` to `path` atomically; the folder is created if needed."""
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-        os.chmod(temp, 0o666 & ~_umask())
-        os.replace(temp, path)
-    except BaseException:
-        os.unlink(temp)
-        raise
-    return path
-
-
-def write_text(path, text):
-    return write_bytes(path, text.encode("utf-8"))
-
-
-def write_json(path, value):
-    return write_text(path, json.dumps(value, indent=1, sort_keys=False) + "\n")
+def _quotient(num, den):
+    if num is None or den is None or not den:
+        return None
+    return round(num / den, 3)
 
 
 # --- markdown ----------------------------------------------------------------------------------
@@ -97,24 +124,26 @@ def render_markdown(report, plots=()):
             f"{report['timing']['runs']} runs, {report['timing']['cached_runs']} from the "
             f"cache, {report['timing']['total_seconds']:.0f} s with {settings['jobs']} jobs.", ""]
     out += ["Tools: " + ", ".join(f"{k} `{v}`" for k, v in tools.items() if k != "seeds")
-            + f"; seeds {tools['seeds']}.", ""]
+            + f"; power stimulus seed {tools['seeds']['power_stimulus']}.", ""]
     out += ["## How to read this", "",
             "- Counts are yosys `stat` of the unit's own module (kept as a separate module "
             "inside a register harness); the harness's cells are listed apart and not included.",
             f"- LUTs are LUT4 on ECP5 and iCE40, LUT6 on xilinx-lut6 (never mixed). Area is one "
             f"stated figure: {settings['area_definition']}.",
-            "- Fmax is nextpnr's routed figure for the whole harnessed design (fixed seed "
-            f"{tools['seeds']['nextpnr']}, constraint per target "
-            f"{settings['nextpnr_constraint_mhz']} MHz, `--timing-allow-fail`); the harness "
-            "adds at most one LUT per path, so the critical path is the unit's.",
+            "- Fmax is nextpnr's routed figure for the whole harnessed design (constraint per "
+            f"target {settings['nextpnr_constraint_mhz']} MHz, `--timing-allow-fail`), the "
+            "median over the row's seeds (three on the ECP5 RTN rows, one elsewhere; each "
+            "seed's figure is in synth.json); the harness adds at most one LUT per path, so "
+            "the critical path is the unit's.",
             f"- Power is the project's activity model (rtn_hw.flow.power: toggles of the "
-            f"technology-mapped netlist, times per-cell energies), at "
+            f"mapped netlist whose cells are counted here, times per-cell energies), at "
             f"{settings['clock_mhz']} MHz for every unit, fed {_stimulus_text(settings)}. "
             "It is a model, not a measurement; the ratio is the robust figure.",
             "- Ratios are at equal throughput: area per MAC/cycle and energy per MAC (= power "
             f"at the same MACs per cycle and clock). The RTN MAC array has P = "
             f"{settings['channels']} channels, so it does lanes × {settings['channels']} MACs "
-            "per cycle.",
+            "per cycle; the network engine does a whole image's MACs every cycles-per-image "
+            "cycles, and its energy per MAC counts its busy cycles.",
             f"- The paper claims {paper['area_ratio']}× less area and {paper['power_ratio']}× "
             "less power than a full-precision convolution (ASIC figures); ours are FPGA "
             "figures.", ""]
@@ -173,59 +202,11 @@ def render_markdown(report, plots=()):
     return "\n".join(out) + "\n"
 
 
-# --- plots -------------------------------------------------------------------------------------
-
-def plot(report, out_dir):
-    """Log-scale PNGs of area and power against lanes, one per target and metric; returns the
-    paths written (none if matplotlib is missing)."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return []
-    import io
-    written = []
-    runs = [r for r in report["runs"] if r.get("available")]
-    for target in report["settings"]["targets"]:
-        for metric, label in (("area", "area (logic cells)"), ("power_mw", "power (mW, model, "
-                              f"{report['settings']['clock_mhz']} MHz)")):
-            series = {}
-            for r in runs:
-                if r["target"] == target and r.get(metric) is not None:
-                    series.setdefault(f"{r['unit']} ({r['mapping']})", []).append(
-                        (r["lanes"], r[metric]))
-            if not series:
-                continue
-            fig, ax = plt.subplots(figsize=(7, 4.5))
-            for name, points in sorted(series.items()):
-                points.sort()
-                style = "-o" if name.startswith(("ternary", "rtn")) else "--s"
-                ax.plot([p[0] for p in points], [p[1] for p in points], style, label=name)
-            ax.set_xscale("log", base=2)
-            lanes = sorted({p[0] for points in series.values() for p in points})
-            ax.set_xticks(lanes, [str(n) for n in lanes])
-            ax.minorticks_off()
-            ax.set_yscale("log")
-            ax.set_xlabel("lanes")
-            ax.set_ylabel(label)
-            ax.set_title(f"{target}: {label.split(' (')[0]} against lanes")
-            ax.grid(True, which="both", alpha=0.3)
-            ax.legend(fontsize=8)
-            buffer = io.BytesIO()
-            fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-            plt.close(fig)
-            name = "area" if metric == "area" else "power"
-            written.append(str(write_bytes(pathlib.Path(out_dir) / f"synth_{name}_{target}.png",
-                                           buffer.getvalue())))
-    return written
-
-
 def write_reports(report, out_dir):
     """synth.json, synth.md and the plots in `out_dir`; returns {kind: path or [paths]}."""
     out_dir = pathlib.Path(out_dir)
     plots = plot(report, out_dir)
-    md = write_text(out_dir / "synth.md", render_markdown(report, plots))
+    md = write_atomic(out_dir / "synth.md", render_markdown(report, plots))
     files = {"json": str(out_dir / "synth.json"), "markdown": str(md), "plots": plots}
     write_json(out_dir / "synth.json", dict(report, files=files))
     return files

@@ -10,7 +10,8 @@ tests (every registered unit on Icarus) all run this one testbench:
   (`i__ready` low, e.g. the network engine) simply waits; `o__ready` stays high and every
   other input (other streams, loads) stays 0;
 * every handshake is written to `events.txt` as `i CYCLE` or `o CYCLE HEX`, where CYCLE counts
-  rising edges after reset: cycle c's edge is at `edge_ps(c)`;
+  rising edges after reset: cycle c's edge is at `edge_ps(c)`, and the testbench changes its
+  inputs at the falling edge after it (`edge_ps(c) + PERIOD_PS // 2`);
 * after the last input and `count` outputs, `drain` more cycles run (their toggles end a
   power window cleanly), then `$finish`; past `timeout_cycles` it prints TIMEOUT and stops.
 
@@ -27,7 +28,8 @@ __all__ = ["testbench", "write_inputs", "read_events", "edge_ps", "pack", "unpac
            "simulate", "SimulationError", "PERIOD_PS", "FIRST_EDGE_PS", "INPUTS", "EVENTS"]
 
 PERIOD_PS = 10_000
-# Reset is high for the edges at 5 and 15 ns; the first counted edge (cycle 0) is at 25 ns.
+# Reset is high for the edges at 5 and 15 ns and falls at 20 ns; the first counted edge
+# (cycle 0) is at 25 ns.
 FIRST_EDGE_PS = 25_000
 INPUTS = "in.hex"
 EVENTS = "events.txt"
@@ -72,32 +74,40 @@ def testbench(ports, *, module, count, drain=4, timeout_cycles=100_000, trace=No
     else:
         dump = ['    $dumpfile("trace.vcd");',
                 "    $dumpvars(0,\n" + ",\n".join(f"      dut.{n}" for n in trace) + ");"]
-    present = "begin i__valid <= 1; i__payload <= mem[k]; end" if w_in else \
-        "i__valid <= 1;"
+    # The next inputs are chosen at the edge and applied at the falling edge, so a trace window
+    # can end half way between an edge and the testbench's own changes.
+    present = "begin next_valid = 1; next_payload = mem[k]; end" if w_in else "next_valid = 1;"
     return "\n".join([
         "`timescale 1ns/1ps",
         "module tb;",
         *decls,
         f"  reg [{max(w_in, 1) - 1}:0] mem [0:{count - 1}];",
         "  integer k = 0, got = 0, cycle = 0, tail = 0, f;",
+        "  reg next_valid = 0;",
+        f"  reg [{max(w_in, 1) - 1}:0] next_payload = 0;",
         f"  {module} dut({', '.join(conns)});",
         "  always #5 clk = ~clk;",
         "  initial begin",
         f'    $readmemh("{INPUTS}", mem);' if w_in else "",
         f'    f = $fopen("{EVENTS}", "w");',
         *dump,
+        # Reset by time, not by counting edges: Verilator and Icarus disagree on whether
+        # the clock's first rise from its initial value is an edge.
         "    rst = 1; o__ready = 1;",
-        "    repeat (2) @(posedge clk);",
-        "    rst <= 0;",
+        "    #20 rst = 0;",
         "  end",
         "  always @(posedge clk) if (!rst) begin",
         "    cycle <= cycle + 1;",
         '    if (i__valid && i__ready) begin $fwrite(f, "i %0d\\n", cycle); k = k + 1; end',
-        f"    if (k < {count}) {present} else i__valid <= 0;",
+        f"    if (k < {count}) {present} else next_valid = 0;",
         f"    if (o__valid && o__ready) begin {output} got = got + 1; end",
         f"    if (k >= {count} && got >= {count}) tail = tail + 1;",
         f"    if (tail > {drain}) begin $fclose(f); $finish; end",
         f'    if (cycle > {timeout_cycles}) begin $display("TIMEOUT"); $fclose(f); $finish; end',
+        "  end",
+        "  always @(negedge clk) begin",
+        "    i__valid <= next_valid;",
+        "    i__payload <= next_payload;" if w_in else "",
         "  end",
         "endmodule", ""])
 

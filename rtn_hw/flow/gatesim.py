@@ -1,0 +1,284 @@
+"""Gate-level simulation of a mapped unit (`unit.v` of the synthesis run), for toggle counts.
+
+The netlist is the unit alone as the sweep's one synthesis mapped it (`rtn_hw.flow.yosys`),
+over the vendor cell models shipped with yosys, driven by the project's one `$readmemh`
+testbench (`rtn_hw.flow.testbench`: every payload offered until taken, `o.ready` high):
+
+* "icarus" (iCE40): Icarus over yosys's ice40 `cells_sim.v`;
+* "icarus-flat" (either family): yosys flattens the netlist into those same cell models (plus
+  our MULT18X18D and a one-line LUT4), then Icarus: much cheaper than Verilator for large
+  netlists, and the ECP5 default, since Icarus cannot parse the ECP5 models themselves;
+* "verilator" (ECP5): Verilator over yosys's ecp5 `cells_sim.v` (a test checks that it and
+  "icarus-flat" agree, net by net).
+
+Only the netlist's own nets are traced. Toggles are counted in a window of whole input
+intervals: from the edge that presents the first input at or after `warmup` cycles to the edge
+that takes the last one, so a unit that is busy between inputs (the network engine) is charged
+for whole images. Every net bit is charged to the cell type that drives it, read from yosys's
+JSON of the same netlist.
+"""
+
+import dataclasses
+import hashlib
+import json
+import pathlib
+import re
+import time
+
+from .. import tools
+from . import testbench, yosys
+from .vcd import UNITS_PS, parse_vcd
+
+__all__ = ["MappedNetlist", "read_netlist", "GateSim", "simulate_netlist", "SIMULATORS",
+           "DEFAULT_SIMULATOR", "simulator_versions"]
+
+SIMULATORS = {"ecp5": ("icarus-flat", "verilator"), "ice40": ("icarus", "icarus-flat")}
+DEFAULT_SIMULATOR = {"ecp5": "icarus-flat", "ice40": "icarus"}
+
+
+@dataclasses.dataclass
+class MappedNetlist:
+    """What the power model needs from yosys's JSON of the mapped unit."""
+    family: str
+    ports: dict          # name → (direction, width)
+    cells: list          # (name, type, output bit ids, input bit ids (the clock excluded))
+    netnames: dict       # net name → list of bit ids, LSB first (ints or "0"/"1"/"x")
+    counts: dict         # cell type → instances
+    workdir: pathlib.Path
+    clock_bits: set
+
+    def driver_types(self):
+        """bit id → type of the cell driving it."""
+        driver = {}
+        for _, ctype, outs, _ in self.cells:
+            for bit in outs:
+                driver[bit] = ctype
+        return driver
+
+    def port_list(self):
+        """The ports as the testbench takes them (sidecar style)."""
+        return [{"name": name, "direction": direction, "width": width}
+                for name, (direction, width) in self.ports.items()]
+
+
+def read_netlist(workdir, family):
+    """The mapped unit written by the synthesis script (`unit.json` in `workdir`)."""
+    workdir = pathlib.Path(workdir)
+    doc = json.loads((workdir / "unit.json").read_text())
+    top = doc["modules"][yosys.UNIT_MODULE]
+    ports = {name: (p["direction"], len(p["bits"])) for name, p in top["ports"].items()}
+    clock = set(top["ports"]["clk"]["bits"]) if "clk" in top["ports"] else set()
+    cells, counts = [], {}
+    for name, cell in top["cells"].items():
+        dirs = cell.get("port_directions", {})
+        outs, ins = [], []
+        for pin, bits in cell["connections"].items():
+            real = [b for b in bits if isinstance(b, int)]
+            if dirs.get(pin) == "output":
+                outs.extend(real)
+            else:
+                ins.extend(b for b in real if b not in clock)
+        cells.append((name, cell["type"], outs, ins))
+        counts[cell["type"]] = counts.get(cell["type"], 0) + 1
+    netnames = {name: net["bits"] for name, net in top["netnames"].items()}
+    return MappedNetlist(family, ports, cells, netnames, counts, workdir, clock)
+
+
+@dataclasses.dataclass
+class GateSim:
+    outputs: list        # o__payload values (unsigned ints), in order
+    toggles: dict        # bit id → toggles in the counted window (the clock net left out)
+    traced_bits: set     # bit ids seen in the trace
+    cycles: int          # cycles in the counted window
+    inputs: int          # inputs taken in the counted window
+    stalls: int          # cycles in which the unit did not take the offered payload
+    simulator: str
+    seconds: dict        # build, run, parse wall times
+
+
+def _mult18_model():
+    """A combinational MULT18X18D: yosys ships none, and synth_ecp5 sets every REG_* to NONE."""
+    a = [f"A{k}" for k in range(18)]
+    b = [f"B{k}" for k in range(18)]
+    c = [f"C{k}" for k in range(18)]
+    inputs = a + b + c + ["SIGNEDA", "SIGNEDB", "SOURCEA", "SOURCEB"] + \
+        [f"{p}{k}" for p in ("CLK", "CE", "RST") for k in range(4)] + \
+        [f"SRI{x}{k}" for x in "AB" for k in range(18)]
+    outputs = [f"SRO{x}{k}" for x in "AB" for k in range(18)] + \
+        [f"RO{x}{k}" for x in "ABC" for k in range(18)] + [f"P{k}" for k in range(36)] + \
+        ["SIGNEDP"]
+    params = ["REG_INPUTA_CLK", "REG_INPUTA_CE", "REG_INPUTA_RST", "REG_INPUTB_CLK",
+              "REG_INPUTB_CE", "REG_INPUTB_RST", "REG_INPUTC_CLK", "REG_INPUTC_CE",
+              "REG_INPUTC_RST", "REG_PIPELINE_CLK", "REG_PIPELINE_CE", "REG_PIPELINE_RST",
+              "REG_OUTPUT_CLK", "REG_OUTPUT_CE", "REG_OUTPUT_RST", "CLK0_DIV", "CLK1_DIV",
+              "CLK2_DIV", "CLK3_DIV", "HIGHSPEED_CLK", "GSR", "CAS_MATCH_REG", "SOURCEB_MODE",
+              "MULT_BYPASS", "RESETMODE"]
+    cat = lambda names: "{" + ", ".join(reversed(names)) + "}"
+    return "\n".join([
+        "// Combinational MULT18X18D for gate-level simulation (REG_* = NONE, as synth_ecp5",
+        "// maps them): P = A * B, each operand signed when its SIGNED pin is high.",
+        f"module MULT18X18D({', '.join(inputs + outputs)});",
+        *[f'  parameter {p} = "NONE";' for p in params],
+        *[f"  input {p};" for p in inputs],
+        *[f"  output {p};" for p in outputs],
+        f"  wire [17:0] a = {cat(a)};",
+        f"  wire [17:0] b = {cat(b)};",
+        "  wire signed [18:0] sa = {SIGNEDA & a[17], a};",
+        "  wire signed [18:0] sb = {SIGNEDB & b[17], b};",
+        "  wire signed [37:0] p = sa * sb;",
+        f"  assign {cat([f'P{k}' for k in range(36)])} = p[35:0];",
+        "  assign SIGNEDP = SIGNEDA | SIGNEDB;",
+        f"  assign {cat([f'ROA{k}' for k in range(18)])} = a;",
+        f"  assign {cat([f'ROB{k}' for k in range(18)])} = b;",
+        f"  assign {cat([f'ROC{k}' for k in range(18)])} = {cat(c)};",
+        f"  assign {cat([f'SROA{k}' for k in range(18)])} = a;",
+        f"  assign {cat([f'SROB{k}' for k in range(18)])} = b;",
+        "endmodule", ""])
+
+
+# yosys's ECP5 LUT4 model is a three-level mux tree: four assignments and three wires per LUT
+# once flattened. For 0/1 inputs this one-line lookup is the same function, and it keeps a
+# 20k-LUT netlist small enough for Icarus (test_ecp5_simulators_agree checks the equivalence
+# against Verilator running yosys's own model).
+_LUT4_MODEL = """module LUT4(input A, B, C, D, output Z);
+  parameter [15:0] INIT = 16'h0000;
+  assign Z = INIT[{D, C, B, A}];
+endmodule
+"""
+
+
+def _flatten(work, family):
+    """The mapped netlist flattened into yosys's own reading of the vendor cell models (plus
+    our MULT18X18D): plain Verilog that Icarus simulates, with every net of the mapped
+    netlist kept under its name. Cached by content hash."""
+    (work / "mult18x18d_sim.v").write_text(_mult18_model())
+    (work / "lut4_sim.v").write_text(_LUT4_MODEL)
+    extra = "read_verilog -overwrite mult18x18d_sim.v lut4_sim.v" if family == "ecp5" else ""
+    defines = "-DNO_ICE40_DEFAULT_ASSIGNMENTS " if family == "ice40" else ""
+    script = "\n".join([f"read_verilog {defines}-overwrite +/{family}/cells_sim.v", extra,
+                        "read_verilog unit.v", f"hierarchy -top {yosys.UNIT_MODULE}", "proc",
+                        # Private cell names give the flattened nets short private names.
+                        f"rename -hide {yosys.UNIT_MODULE}/c:*", "flatten", "opt_clean",
+                        "write_verilog -noattr flat.v"])
+    digest = hashlib.sha256("\0".join([script, (work / "unit.v").read_text(),
+                                       _mult18_model(), _LUT4_MODEL]).encode()).hexdigest()
+    stamp = work / "flat.sha256"
+    if not (stamp.exists() and stamp.read_text() == digest and (work / "flat.v").exists()):
+        stamp.unlink(missing_ok=True)
+        yosys.run_yosys(script, work, log="flatten.log")
+        stamp.write_text(digest)
+
+
+def simulate_netlist(netlist, payload_ints, *, warmup, drain, simulator=None):
+    """Run the mapped netlist over `payload_ints` (each offered until taken) and count toggles.
+
+    `simulator`: see the module docstring; default DEFAULT_SIMULATOR[family]. The counted
+    window starts at the first input offered at or after cycle `warmup` and ends with the
+    edge that takes the last input. Returns a `GateSim`."""
+    family = netlist.family
+    simulator = DEFAULT_SIMULATOR[family] if simulator is None else simulator
+    if simulator not in SIMULATORS[family]:
+        raise ValueError(f"Simulator for {family} must be one of "
+                         f"{', '.join(map(repr, SIMULATORS[family]))}, not {simulator!r}")
+    work = netlist.workdir
+    count = len(payload_ints)
+    testbench.write_inputs(work / testbench.INPUTS, payload_ints,
+                           netlist.ports.get("i__payload", ("input", 0))[1])
+    (work / "trace.vcd").unlink(missing_ok=True)
+    share = tools.yosys_share(family)
+    seconds = {}
+    start = time.monotonic()
+    if simulator in ("icarus", "icarus-flat"):
+        if simulator == "icarus":
+            netlist_v = "unit.v"
+            sources = ["tb.v", "unit.v", str(share / "cells_sim.v")]
+            flags = ["-g2012", "-DNO_ICE40_DEFAULT_ASSIGNMENTS"]
+        else:
+            _flatten(work, family)
+            netlist_v = "flat.v"
+            sources, flags = ["tb.v", "flat.v"], ["-g2012"]
+        # Trace only the mapped netlist's own nets (a flattened one has many more inside the
+        # cells), as far as they survived into the simulated Verilog.
+        declared = set(re.findall(r"^\s*(?:wire|reg|input|output)\b[^;=\n]*?([A-Za-z_]\w*)"
+                                  r"\s*(?:=[^;\n]*)?;",
+                                  (work / netlist_v).read_text(), re.M))
+        trace = sorted(declared & set(netlist.netnames))
+    else:
+        (work / "mult18x18d_sim.v").write_text(_mult18_model())
+        # Only the netlist's own nets are wanted: tracing inside every cell model would
+        # multiply the trace (Verilator ignores $dumpvars' depth).
+        (work / "notrace.vlt").write_text(
+            f'`verilator_config\ntracing_off -file "{share}/*"\n'
+            'tracing_off -file "*mult18x18d_sim.v"\n')
+        sources = ["notrace.vlt", "tb.v", "unit.v", "mult18x18d_sim.v", str(share / "cells_sim.v")]
+        flags = ["--trace", "--trace-max-width", "100000", "--trace-depth", "2", f"-I{share}"]
+        trace = "all"
+    (work / "tb.v").write_text(testbench.testbench(
+        netlist.port_list(), module=yosys.UNIT_MODULE, count=count, drain=drain, trace=trace,
+        timeout_cycles=100 * count + 10_000))
+    testbench.simulate(work, sources, simulator=simulator.split("-")[0], flags=flags)
+    seconds["run"] = time.monotonic() - start
+    taken, outs = testbench.read_events(work / testbench.EVENTS)
+    if len(taken) != count:
+        raise RuntimeError(f"gate-level simulation in {work} took {len(taken)} of {count} "
+                           f"inputs")
+    # Input k is offered at the edge that took input k - 1 (input 0 at cycle 0).
+    offered = [0] + taken[:-1]
+    first = next((k for k in range(1, count) if offered[k] >= warmup), None)
+    if first is None:
+        raise ValueError(f"Need more payloads ({count}) than fit in the warm-up of {warmup} "
+                         f"cycles")
+    start_cycle, end_cycle = offered[first], taken[-1]
+
+    start = time.monotonic()
+    # Between an edge and the testbench's input changes at the falling edge after it: the
+    # window holds the register changes of edges start+1 .. end and the inputs offered from
+    # `start` on.
+    quarter = testbench.PERIOD_PS // 4
+    trace_counts = _read_trace(work / "trace.vcd", testbench.edge_ps(start_cycle) + quarter,
+                               testbench.edge_ps(end_cycle) + quarter)
+    toggles, traced = {}, set()
+    for name, counts in trace_counts.items():
+        bits = netlist.netnames.get(name)
+        if bits is None:
+            continue
+        for bit, n in zip(bits, counts):
+            if isinstance(bit, int) and bit not in traced and bit not in netlist.clock_bits:
+                traced.add(bit)
+                toggles[bit] = n
+    seconds["parse"] = time.monotonic() - start
+    return GateSim([word for _, word in outs], toggles, traced, end_cycle - start_cycle,
+                   count - first, taken[-1] - count, simulator, seconds)
+
+
+def _read_trace(path, start_ps, end_ps):
+    with open(path) as file:
+        head = file.read(4096)
+    match = re.search(r"\$timescale\s+(\d+)\s*([a-z]+)", head)
+    unit = int(match[1]) * UNITS_PS[match[2]] if match else 1.0
+    parsed = parse_vcd(path, start=start_ps / unit, end=end_ps / unit)
+    # The dut's own scope: Icarus names it tb.dut, Verilator TOP.tb.dut.
+    out = {}
+    for name, counts in parsed.toggles.items():
+        parts = name.rsplit(".", 2)
+        if len(parts) == 3 and parts[1] == "dut" and parts[0].split(".")[-1] == "tb":
+            out[parts[2]] = counts
+    return out
+
+
+def simulator_versions():
+    """Versions of the gate-level simulators, for reports."""
+    import subprocess
+    versions = {}
+    try:
+        out = subprocess.run([tools.iverilog(), "-V"], capture_output=True, text=True).stdout
+        versions["icarus"] = (out.splitlines() or [""])[0]
+    except OSError:
+        versions["icarus"] = None
+    try:
+        exe, env = tools.verilator()
+        versions["verilator"] = subprocess.run([exe, "--version"], env=env, capture_output=True,
+                                               text=True).stdout.strip()
+    except OSError:
+        versions["verilator"] = None
+    return versions

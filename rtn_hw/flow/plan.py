@@ -1,0 +1,132 @@
+"""What `make synth` measures: the sweep's units, their lane counts and parameters, the runs.
+
+A run is one (unit, lanes) on one target with one mapping ("dsp", or "lut" for the all-LUT
+baselines at small lane counts) and the nextpnr seeds it is routed with. The RTN rows on the
+ECP5-85k are routed with three seeds and report the median Fmax (one seed moves Fmax by up to
+10 %); every other routed row uses one seed. `SEEDS=` overrides the seeds of every row.
+
+The network engine is measured in the configurations its boards ship
+(`rtn_hw.gateware.engine.ENGINE_CONFIGS`): 32 lanes × 2 channels on the iCE40 UP5K, 64 × 8 on
+the ECP5-85k; its power stimulus is the digits test images themselves.
+"""
+
+import dataclasses
+
+__all__ = ["SweepUnit", "UNITS", "Run", "plan", "default_seeds", "CHANNELS", "NODSP_MAX_LANES",
+           "MAX_LANES", "SEEDS", "MULTI_SEEDS"]
+
+CHANNELS = 16             # P, output channels of the RTN MAC array in the sweep
+NODSP_MAX_LANES = 16      # all-LUT baselines only up to this many lanes (slow to synthesize)
+MAX_LANES = 1024
+SEEDS = (1,)              # nextpnr seeds of a row (its Fmax is their median)
+MULTI_SEEDS = (1, 2, 3)   # the ECP5 RTN rows
+
+
+def _engine_configs():
+    from ..gateware.engine import ENGINE_CONFIGS
+    return ENGINE_CONFIGS
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepUnit:
+    name: str
+    kind: str                   # "rtn" or "baseline"
+    registry: str               # name in rtn_hw.units.UNITS
+    extra: object               # registry parameters: (name, text) pairs, or lanes → pairs
+    default_lanes: tuple        # or a function target → lane counts
+    channels: int = 1           # MACs per input vector = lanes × channels (not the engine)
+    stimulus: str = ""          # payload kind for the power model
+
+    @property
+    def lut_mapping(self):
+        """Baselines are also mapped all-LUT (small lane counts only)."""
+        return self.kind == "baseline"
+
+    def lanes_for(self, target):
+        lanes = self.default_lanes
+        return tuple(lanes(target) if callable(lanes) else lanes)
+
+    def params(self, lanes):
+        extra = self.extra(lanes) if callable(self.extra) else self.extra
+        return {"lanes": str(lanes), **dict(extra)}
+
+
+def _dot_params(lanes):
+    """TernaryDot with a register every 2 logic levels, like the MAC array's popcounts (the
+    baselines register every multiplier and adder), so that Fmax compares like with like."""
+    from ..gateware.dot import dot_levels
+    return (("pipeline", str(max(1, -(-dot_levels(lanes) // 2)))),)
+
+
+def _engine_lanes(target):
+    config = _engine_configs().get(target)
+    return (config["lanes"],) if config else ()
+
+
+def _engine_params(lanes):
+    channels = {c["lanes"]: c["channels"] for c in _engine_configs().values()}
+    if lanes not in channels:
+        raise LookupError(f"network_engine has no board configuration with {lanes} lanes")
+    return (("channels", str(channels[lanes])),)
+
+
+UNITS = {u.name: u for u in (
+    SweepUnit("ternary_dot", "rtn", "ternary_dot", _dot_params, (16, 64, 256),
+              stimulus="ternary"),
+    # Weights baked (seeded random trits, the registry's default): a trained layer deployed
+    # as constants, which is also the only mode the power model can stimulate (it drives `i`
+    # alone). Popcount trees get a register every 2 logic levels, as the baselines' adders do.
+    SweepUnit("rtn_mac_array", "rtn", "rtn_mac_array",
+              (("channels", str(CHANNELS)), ("levels_per_stage", "2")), (16, 64, 256),
+              channels=CHANNELS, stimulus="planes"),
+    SweepUnit("network_engine", "rtn", "network_engine", _engine_params, _engine_lanes,
+              stimulus="images"),
+    SweepUnit("fp32_dot", "baseline", "fp32_dot", (), (16, 64), stimulus="fp32"),
+    SweepUnit("int8_dot", "baseline", "int_dot", (("width", "8"),), (16, 64), stimulus="int8"),
+    SweepUnit("int16_dot", "baseline", "int_dot", (("width", "16"),), (16, 64),
+              stimulus="int16"),
+)}
+
+
+def default_seeds(target, unit):
+    """nextpnr seeds of a row when SEEDS= is not given."""
+    return MULTI_SEEDS if target == "ecp5-85k" and UNITS[unit].kind == "rtn" else SEEDS
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    unit: str
+    lanes: int
+    target: str
+    mapping: str                # "dsp" or "lut"
+    seeds: tuple = SEEDS
+
+    @property
+    def id(self):
+        return f"{self.target}/{self.unit}/{self.lanes}/{self.mapping}"
+
+    @property
+    def config(self):
+        return (self.unit, self.lanes)
+
+
+def plan(targets=None, units=None, lanes=None, seeds=None):
+    """The runs of a sweep, in report order. `lanes` (a list) keeps only those lane counts;
+    `seeds` (a tuple) replaces every row's default seeds."""
+    from .devices import TARGETS
+    targets = list(TARGETS) if targets is None else targets
+    units = list(UNITS) if units is None else units
+    runs = []
+    for target in targets:
+        for name in units:
+            unit = UNITS[name]
+            mine = unit.lanes_for(target)
+            if lanes is not None:
+                mine = [n for n in lanes if n in mine] if unit.name == "network_engine" \
+                    else lanes
+            for n in mine:
+                chosen = tuple(seeds) if seeds else default_seeds(target, name)
+                runs.append(Run(name, n, target, "dsp", chosen))
+                if unit.lut_mapping and n <= NODSP_MAX_LANES:
+                    runs.append(Run(name, n, target, "lut", chosen))
+    return runs
