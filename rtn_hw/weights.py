@@ -50,7 +50,8 @@ def _fail(file, field, problem):
 # --- writing ----------------------------------------------------------------------------------
 
 def atomic_write(path, write):
-    """`write(file)` into a buffer, then `rtn_hw.files.write_atomic(path, ...)`."""
+    """`write(file)` into a buffer, then `rtn_hw.files.write_atomic(path, ...)` (for callers
+    that stream into a file object)."""
     buffer = io.BytesIO()
     write(buffer)
     write_atomic(path, buffer.getvalue())
@@ -108,9 +109,9 @@ def save(path, manifest, arrays):
     manifest = json.loads(json.dumps(manifest))
     blob = npz_bytes(arrays)
     manifest.setdefault("arrays", {})["sha256"] = hashlib.sha256(blob).hexdigest()
-    atomic_write(path.parent / manifest["arrays"]["file"], lambda f: f.write(blob))
+    write_atomic(path.parent / manifest["arrays"]["file"], blob)
     text = json.dumps(manifest, indent=1) + "\n"
-    atomic_write(path, lambda f: f.write(text.encode()))
+    write_atomic(path, text)
     return manifest
 
 

@@ -83,36 +83,6 @@ def activity_energy(netlist, table, toggles, cycles):
     return energy, out_toggles, in_toggles, out_bits
 
 
-def activity_energy(netlist, table, toggles, cycles):
-    """Energy per cycle (pJ) per table entry, and per-type activity, from measured toggles.
-
-    `toggles` is bit id → toggles over `cycles` cycles, or a float: a fixed toggle rate per bit
-    and cycle (e.g. FIXED_ACTIVITY)."""
-    def rate(bit):
-        if isinstance(toggles, float):
-            return toggles
-        return toggles.get(bit, 0) / cycles
-
-    uncovered = sorted({t for _, t, _, _ in netlist.cells
-                        if not _entries_for(table, netlist.family, t)})
-    if uncovered:
-        raise ValueError(f"No power coefficient for {netlist.family} cell type(s) "
-                         f"{', '.join(uncovered)}; add them to {COEFFICIENTS_PATH.name}")
-    energy = {}
-    out_toggles, in_toggles, out_bits = {}, {}, {}
-    for _, ctype, outs, ins in netlist.cells:
-        o = sum(rate(b) for b in outs)
-        i = sum(rate(b) for b in ins)
-        out_toggles[ctype] = out_toggles.get(ctype, 0.0) + o
-        in_toggles[ctype] = in_toggles.get(ctype, 0.0) + i
-        out_bits[ctype] = out_bits.get(ctype, 0) + len(outs)
-        for entry in _entries_for(table, netlist.family, ctype):
-            per_cycle = {"output_toggle": o, "input_toggle": i, "instance_cycle": 1.0}
-            key = entry["name"]
-            energy[key] = energy.get(key, 0.0) + entry["value"] * per_cycle[entry["basis"]]
-    return energy, out_toggles, in_toggles, out_bits
-
-
 def _versions():
     from importlib.metadata import version
     from amaranth import __version__ as amaranth_version

@@ -66,20 +66,48 @@ def _source(report):
             f"build/reports/synth.json.")
 
 
+def _largest_measured(report, run, key):
+    """The same unit's run with the most lanes that has `key` (for a row too big to route or
+    to simulate), or None."""
+    same = [r for r in report["runs"] if r.get(key) is not None
+            and (r["unit"], r["target"], r["mapping"]) == (run["unit"], run["target"],
+                                                           run["mapping"])]
+    return max(same, key=lambda r: r["lanes"]) if same else None
+
+
+def _misfit(run):
+    """"does not fit (256 MULT18X18D > 156)" from the run's note."""
+    for note in run.get("notes", []):
+        match = re.match(r"does not fit [\w-]+: (.*?); yosys counts only", note)
+        if match:
+            return f"does not fit ({match[1]})"
+    return "does not fit"
+
+
 def _headline(report):
-    rows = ["| unit | MAC/cycle | LUT4 | FF | CCU2C | MULT18X18D | logic cells | routed Fmax "
-            "| power | pJ/MAC |", "|---|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| unit | LUT4 | FF | CCU2C | MULT18X18D | logic cells | routed Fmax | power | "
+            "pJ/MAC |", "|---|---|---|---|---|---|---|---|---|"]
     for unit, name in NAMES.items():
         run = _find(report, unit, HEADLINE_TARGET, HEADLINE_LANES)
         if run is None or not run.get("available"):
             continue
-        label = name if unit != "network_engine" else \
-            f"{name} {run['params'].get('lanes')} × {run['params'].get('channels')}"
+        if unit == "network_engine":
+            name = f"{name} {run['params'].get('lanes')} × {run['params'].get('channels')}"
+        label = f"{name} ({_num(run['macs_per_cycle'])} MAC/cycle)"
+        fmax, energy = _fmax(run), _num(run.get("energy_pj_per_mac"), 2)
+        if run.get("fits") is False:
+            fmax = _misfit(run)
+            routed = _largest_measured(report, run, "fmax_mhz")
+            if routed:
+                fmax += f"; {routed['fmax_mhz']:.0f} MHz at {routed['lanes']} lanes"
+        if run.get("energy_pj_per_mac") is None:
+            donor = _largest_measured(report, run, "energy_pj_per_mac")
+            if donor:
+                energy = f"{donor['energy_pj_per_mac']:.1f} (its {donor['lanes']}-lane run)"
         power = "–" if run.get("power_mw") is None else f"{run['power_mw']:.1f} mW"
-        rows.append(f"| {label} | {_num(run['macs_per_cycle'])} | {_num(run['lut'])} | "
-                    f"{_num(run['ff'])} | {_num(run['carry'])} | {_num(run['dsp'])} | "
-                    f"{_num(run['area'])} | {_fmax(run) if run.get('fits') else 'does not fit'}"
-                    f" | {power} | {_num(run.get('energy_pj_per_mac'), 2)} |")
+        rows.append(f"| {label} | {_num(run['lut'])} | {_num(run['ff'])} | "
+                    f"{_num(run['carry'])} | {_num(run['dsp'])} | {_num(run['area'])} | "
+                    f"{fmax} | {power} | {energy} |")
     if len(rows) == 2:
         raise TableError(f"synth-headline: no {HEADLINE_TARGET} run at {HEADLINE_LANES} lanes "
                          f"in {REPORT.name}")
