@@ -148,15 +148,15 @@ def _run_synth(args, out):
         for path in changed:
             print(f"updated {path}", file=out)
         return 0
-    from .flow import selection as parse, synth
+    from .flow import selection, synth
     try:
-        selection = parse.selection_from_env({"TARGETS": args.targets, "UNITS": args.units,
-                                              "LANES": args.lanes, "SEEDS": args.seeds,
-                                              "JOBS": args.jobs})
+        chosen = selection.selection_from_env({"TARGETS": args.targets, "UNITS": args.units,
+                                               "LANES": args.lanes, "SEEDS": args.seeds,
+                                               "JOBS": args.jobs})
     except ValueError as error:
         raise UsageError(str(error)) from None
     report = synth.run_sweep(progress=lambda line: print(line, file=out, flush=True),
-                             **selection)
+                             **chosen)
     files = report.get("files", {})
     print(f"reports: {', '.join(files[k] for k in ('json', 'markdown') if k in files)}",
           file=out)

@@ -384,6 +384,27 @@ def test_harness_instance_keeps_the_exported_port_names():
     assert elab.harness_bits == {"in": 11, "out": 9, "xor_levels": 2}
 
 
+class _CombStandin(wiring.Component):
+    """A combinational unit: its module has no clk or rst port."""
+
+    def __init__(self):
+        super().__init__({"i": In(stream.Signature(unsigned(4))),
+                          "o": Out(stream.Signature(unsigned(4)))})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.comb += [self.o.payload.eq(~self.i.payload), self.o.valid.eq(self.i.valid),
+                     self.i.ready.eq(self.o.ready)]
+        return m
+
+
+def test_harness_instance_of_a_combinational_unit():
+    from rtn_hw.flow import yosys
+    elab = yosys.elaborate(_CombStandin())
+    assert "connect \\clk " not in elab.top_il.split("cell \\unit")[1].split("end")[0]
+    assert "cell \\unit \\unit" in elab.top_il
+
+
 # --- register harness --------------------------------------------------------------------------
 
 class _Standin(wiring.Component):

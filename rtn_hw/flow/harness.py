@@ -15,10 +15,11 @@ are one LUT at most: the critical path is the unit's. The unit sits in its own s
 `UNIT_NAME`, which the synthesis flow marks `keep_hierarchy` so that `stat` counts the unit's
 cells apart from the harness's.
 
-For synthesis the unit is an `Instance` of a separately converted module (`instance=`, see
-`rtn_hw.flow.yosys.elaborate`): its ports then keep the names of the exported Verilog
-(`i__payload`, `o__valid`, ...), so the mapped unit can be simulated on its own by the power
-model. Without `instance` the unit is an Amaranth submodule (for simulating the harness).
+For synthesis the unit is an `Instance` of a separately converted module (`instance=` names
+it, `domain_ports` says which of clk and rst it has; see `rtn_hw.flow.yosys.elaborate`): its
+ports then keep the names of the exported Verilog (`i__payload`, `o__valid`, ...), so the
+mapped unit can be simulated on its own by the power model. Without `instance` the unit is an
+Amaranth submodule (for simulating the harness).
 """
 
 from amaranth.hdl import Cat, ClockSignal, Instance, Module, ResetSignal, Signal, Value
@@ -66,12 +67,12 @@ class RegisterHarness(wiring.Component):
     sin: In(1)
     sout: Out(1)
 
-    def __init__(self, unit, *, instance=None, clocked=True):
+    def __init__(self, unit, *, instance=None, domain_ports=("clk", "rst")):
         if not isinstance(unit, wiring.Component):
             raise TypeError(f"Unit must be a wiring.Component, not {unit!r}")
         self._unit = unit
         self._instance = instance
-        self._clocked = clocked
+        self._domain_ports = tuple(domain_ports)
         self._in_bits, self._out_bits = harness_widths(unit)
         if self._out_bits == 0:
             raise ValueError("Unit has no output bits: nothing would survive synthesis")
@@ -108,9 +109,8 @@ class RegisterHarness(wiring.Component):
         else:
             # The flattened port names of Amaranth's Verilog/RTLIL output; zero-width members
             # are left out of the module.
-            ports = {}
-            if self._clocked:
-                ports.update(i_clk=ClockSignal(), i_rst=ResetSignal())
+            domain = {"clk": ClockSignal(), "rst": ResetSignal()}
+            ports = {f"i_{name}": domain[name] for name in self._domain_ports}
             for path, member in _ports(self._unit):
                 name = "__".join(str(part) for part in path)
                 width = len(Value.cast(_value(self._unit, path)))

@@ -5,7 +5,7 @@ arguments, latency) and every port of the Verilog module: its name as Amaranth f
 (`i__payload`, `i__valid`, ...), direction, width and, for payloads, each leaf field of the
 layout with its bit offset, so a testbench can pack and unpack payloads from the sidecar
 alone. Same unit and parameters give identical bytes. Nothing here prints or exits; bad
-input raises `rtn_hw.gateware.ParameterError`.
+input raises `rtn_hw.units.ParameterError`.
 """
 
 import dataclasses

@@ -81,16 +81,18 @@ class Elaborated:
         return {"unit.il": self.unit_il, "top.il": self.top_il}
 
 
-def _has_clock(text, module):
+def _domain_ports(text, module):
+    """Which of `clk` and `rst` Amaranth gave `module` as input ports."""
     body = re.search(rf"^module \\{re.escape(module)}\n(.*?)^end$", text, re.M | re.S)
-    return bool(body) and re.search(r"^\s*wire\b.*\binput \d+\s+\\clk$", body[1], re.M) is not None
+    return tuple(name for name in ("clk", "rst")
+                 if body and re.search(rf"^\s*wire\b.*\binput \d+\s+\\{name}$", body[1], re.M))
 
 
 def elaborate(component):
     """`component` as `unit.il` and its register harness as `top.il`: an `Elaborated`."""
     unit_il = rtlil_text(component, name=UNIT_MODULE)
     harness = RegisterHarness(component, instance=UNIT_MODULE,
-                              clocked=_has_clock(unit_il, UNIT_MODULE))
+                              domain_ports=_domain_ports(unit_il, UNIT_MODULE))
     top_il = rtlil_text(harness)
     return Elaborated(unit_il, top_il, {"in": harness.in_bits, "out": harness.out_bits,
                                         "xor_levels": harness.levels})
