@@ -9,12 +9,14 @@
 * Icarus Verilog (`iverilog`, `vvp`) comes from the OS (`make` installs it).
 """
 
+import contextlib
 import os
 import pathlib
 import shutil
 import sys
 
 __all__ = ["yowasp", "yosys", "nextpnr", "yosys_share", "verilator", "verilator_env",
+           "environment",
            "VERILATOR_WARNINGS", "VERILATOR_BINARY_FLAGS", "VERILATOR_MAKEFLAGS", "iverilog",
            "vvp"]
 
@@ -85,6 +87,26 @@ def verilator():
     if not exe.is_file():
         raise FileNotFoundError(f"no Verilator binary at {exe}")
     return str(exe), dict(os.environ, **verilator_env())
+
+
+@contextlib.contextmanager
+def environment(changes):
+    """os.environ with `changes` applied (None removes a variable), restored afterwards: for
+    tools such as cocotb's runner that read the process environment."""
+    saved = {name: os.environ.get(name) for name in changes}
+    try:
+        for name, value in changes.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def iverilog():

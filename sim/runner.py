@@ -134,10 +134,7 @@ def run(unit, params, simulator, *, vectors, extra_env=None):
     junit.parent.mkdir(parents=True, exist_ok=True)
     # The runner reads WAVES itself (waves are arranged here: Icarus needs its own dump), and
     # takes the build's environment from os.environ.
-    saved = {name: os.environ.get(name) for name in ["WAVES", *build_env]}
-    os.environ.pop("WAVES", None)
-    os.environ.update(build_env)
-    try:
+    with tools.environment({"WAVES": None, **build_env}):
         runner = get_runner(simulator)
         began = time.perf_counter()
         runner.build(sources=sources, hdl_toplevel=module, build_dir=folder,
@@ -162,12 +159,6 @@ def run(unit, params, simulator, *, vectors, extra_env=None):
             # The runner exits (or raises) when a cocotb test fails or the simulator dies.
             failure = error
         ran = time.perf_counter()
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
     row = _row(unit, params, simulator, cfg, stats, built - began, ran - built)
     if waves_file is not None:
         row["waves"] = str(waves_file.relative_to(ROOT))

@@ -278,3 +278,18 @@ def test_sidecar_drives_the_verilog(unit, tmp_path, rng):
     testbench.simulate(tmp_path, ["tb.v", "dut.v"])
     _, outs = testbench.read_events(tmp_path / testbench.EVENTS)
     assert [testbench.unpack(ports["o__payload"], word) for _, word in outs] == expected
+
+
+def test_testbench_needs_a_streaming_unit_and_known_fields():
+    ports = [{"name": n, "direction": "input", "width": 1} for n in ("clk", "rst", "i__valid")]
+    with pytest.raises(ValueError, match=r"^Module dut has no port 'i__ready'; a streaming unit "
+                                         r"has clk, rst, i__valid, i__ready, o__valid and "
+                                         r"o__ready$"):
+        testbench.testbench(ports, module="dut", count=1)
+    port = {"name": "i__payload", "width": 6, "signed": False,
+            "fields": [{"name": "a", "offset": 0, "width": 3, "signed": True},
+                       {"name": "b", "offset": 3, "width": 3, "signed": False}]}
+    assert testbench.pack(port, {"a": -1, "b": 5}) == 0b101_111
+    assert testbench.unpack(port, 0b101_111) == {"a": -1, "b": 5}
+    with pytest.raises(ValueError, match=r"^Payload fields must be \['a', 'b'\], not \['a'\]$"):
+        testbench.pack(port, {"a": 1})

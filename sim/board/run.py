@@ -72,18 +72,10 @@ def run(board_name, simulator, *, images, seed, tests=("digits", "errors_then_re
         sys.path.insert(0, str(HERE))
     runner = get_runner(simulator)
     # The runner takes the build's environment from os.environ.
-    saved = {name: os.environ.get(name) for name in build_env}
-    os.environ.update(build_env)
-    try:
+    with tools.environment(build_env):
         runner.build(sources=[source], hdl_toplevel="board_top", build_dir=folder,
                      build_args=build_args, timescale=("1ps", "1ps"),
                      log_file=folder / "build.log")
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
     built = time.perf_counter()
     stats = folder / "stats.json"
     stats.unlink(missing_ok=True)
