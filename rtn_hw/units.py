@@ -243,7 +243,8 @@ def _mac_arguments(values):
     lanes, channels = values["lanes"], values["channels"]
     arguments = {"lanes": lanes, "channels": channels, "k_fmt": values["k_fmt"],
                  "out_fmt": values["out_fmt"], "weights": None, "constants": None,
-                 "thresholds": None, "levels_per_stage": values["levels_per_stage"]}
+                 "thresholds": None, "levels_per_stage": values["levels_per_stage"],
+                 "tree": values["tree"]}
     if not _sizes_ok(lanes, channels):
         return arguments
     if values["weights"] == "random":
@@ -284,6 +285,11 @@ def _thresholds(where):
                   "thresholds=fixed"))
 
 
+def _tree():
+    return Param("tree", choice("compressor", "adder"), "compressor",
+                 "Count trees of the MAC core: carry-chain compressor or adder tree.")
+
+
 def _seed(used_with):
     return Param("seed", INT, "0", "Seed of numpy.random.default_rng for the random draws.",
                  used_with)
@@ -303,6 +309,7 @@ UNITS = {u.name: u for u in (
              Param("pipeline", INT, "1",
                    "Registers in all (= latency), 0 (combinational) to the logic depth."),
              Param("activation_sum", BOOL, "true", "Also output S_a = sum of the activations."),
+             _tree(),
          )),
     Unit("ternary_encoder", "codec:TernaryEncoder",
          "Fixed-point pre-activations to trits by two threshold comparisons per lane.", (
@@ -349,6 +356,7 @@ UNITS = {u.name: u for u in (
                    "and random thresholds."),
              Param("levels_per_stage", OPT_INT, "none",
                    "Popcount logic levels between registers; none = unpipelined trees."),
+             _tree(),
          ), _mac_arguments),
     Unit("network_engine", "engine:NetworkEngine",
          "A trained RTN MLP from a weights manifest, one image in, logits and class out.", (

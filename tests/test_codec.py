@@ -227,7 +227,7 @@ def test_encoder_ports_and_properties(loadable):
     for name in ("lanes", "in_fmt", "thresholds", "latency"):
         with pytest.raises(AttributeError):
             setattr(dut, name, None)
-    assert "above2" in rtlil.convert(dut)
+    assert "planes_q" in rtlil.convert(dut)
 
 
 @pytest.mark.parametrize(("args", "error", "message"), [

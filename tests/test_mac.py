@@ -165,10 +165,15 @@ CONFIGS = [
 ]
 
 
+def config_tree(config):
+    """Both tree styles of the core, spread over the configurations."""
+    return "adder" if config[1] == 4 else "compressor"
+
+
 def config_id(config):
     lanes, channels, loadable, encode, lps, _ = config
     return (f"n{lanes}-p{channels}-{'load' if loadable else 'baked'}-{'enc' if encode else 'y'}"
-            f"-lps{lps}")
+            f"-lps{lps}-{config_tree(config)}")
 
 
 def baked_weights(rng, channels, lanes):
@@ -218,7 +223,7 @@ def check_config(config, seed):
         if encode:
             thresholds = quantile_thresholds(rng, plan.expected(t_a, out_fmt), out_fmt)
         dut = RtnMacArray(lanes, channels, K_FMT, out_fmt, thresholds=thresholds,
-                          levels_per_stage=lps)
+                          levels_per_stage=lps, tree=config_tree(config))
         expected = plan.expected(t_a, out_fmt, thresholds)
         actions = plan.actions(dut)
     else:
@@ -229,7 +234,7 @@ def check_config(config, seed):
         if encode:
             thresholds = quantile_thresholds(rng, golden(t_w, consts, t_a, out_fmt), out_fmt)
         dut = RtnMacArray(lanes, channels, K_FMT, out_fmt, t_w, consts, thresholds,
-                          levels_per_stage=lps)
+                          levels_per_stage=lps, tree=config_tree(config))
         expected = golden(t_w, consts, t_a, out_fmt, thresholds)
         actions = None
     run = run_stream(dut, inputs, seed=seed, idle=0.2, stall=0.3, actions=actions)
@@ -241,23 +246,26 @@ def check_config(config, seed):
 @pytest.mark.parametrize("lanes,channels,lps", [(16, 4, None), (64, 4, 2), (256, 2, 1)])
 def test_latency_and_throughput(lanes, channels, lps, loadable, seed):
     """With no gaps, every vector takes exactly `latency` cycles and one result leaves per
-    cycle."""
+    cycle. With adder trees the core has 1 + ceil(log2 n) logic levels (the lane logic, then
+    S_a's tree over n lane terms, the deepest), then its output register and two stages of
+    post-processing."""
     rng = np.random.default_rng(seed)
     t_a = random_trits(rng, (200, lanes))
     t_w = random_trits(rng, (channels, lanes))
     consts = random_constants(rng, t_w)
     if loadable:
         out_fmt = loadable_out_fmt(lanes)
-        dut = RtnMacArray(lanes, channels, K_FMT, out_fmt, levels_per_stage=lps)
+        dut = RtnMacArray(lanes, channels, K_FMT, out_fmt, levels_per_stage=lps, tree="adder")
         rows = [(p, t_w[p], np.zeros(lanes, bool), int(consts.k1[p]), int(consts.k2[p]),
                  int(consts.k0[p])) for p in range(channels)]
         setup = load_action(dut, rows)
     else:
         out_fmt = OUT_FMT
-        dut = RtnMacArray(lanes, channels, K_FMT, out_fmt, t_w, consts, levels_per_stage=lps)
+        dut = RtnMacArray(lanes, channels, K_FMT, out_fmt, t_w, consts, levels_per_stage=lps,
+                          tree="adder")
         setup = None
     levels = 1 + (lanes - 1).bit_length()
-    assert dut.latency == 2 + (0 if lps is None else (levels - 1) // lps)
+    assert dut.latency == 3 + (0 if lps is None else (levels - 1) // lps)
     run = run_stream(dut, payloads(t_a), seed=seed, setup=setup)
     assert run.outputs == golden(t_w, consts, t_a, out_fmt)
     assert run.latencies == [dut.latency] * len(t_a)
@@ -348,20 +356,23 @@ def test_properties():
     t_w = np.array([[1, 0, -1], [0, 0, 1]])
     consts = model.fold_constants([0.5, 0.25], 0.1, 1.0, 0.5, t_w.sum(axis=1), 3, K_FMT)
     lo, hi = np.array([-3, -2]), np.array([3, 2])
-    dut = RtnMacArray(3, 2, K_FMT, OUT_FMT, t_w, consts, (lo, hi), levels_per_stage=1)
+    dut = RtnMacArray(3, 2, K_FMT, OUT_FMT, t_w, consts, (lo, hi), levels_per_stage=1,
+                      tree="adder")
     assert (dut.lanes, dut.channels, dut.k_fmt, dut.out_fmt) == (3, 2, K_FMT, OUT_FMT)
     assert dut.weights.tolist() == t_w.tolist() and not dut.loadable
     assert dut.constants.k1.tolist() == consts.k1.tolist()
     assert [a.tolist() for a in dut.thresholds] == [[-3, -2], [3, 2]]
     assert dut.levels_per_stage == 1 and dut.shift == 4
     assert dut.accumulator_width == model.accumulator_width(consts) + 1
-    assert dut.latency == 2 + 2 + 1          # levels 1 + 2 = 3: cuts after 1 and 2; encode
+    # Core levels 1 + 2 = 3 (lane logic, adder tree over 3 terms): cuts after 1 and 2, the
+    # core's output register; products, then acc' (the trit is compared from its register).
+    assert dut.latency == 2 + 1 + 2 and dut.tree == "adder"
     dut.weights[0, 0] = 0
     assert dut.weights[0, 0] == 1
     assert not hasattr(dut, "load")
     loadable = RtnMacArray(3, 2, K_FMT, loadable_out_fmt(3))
     assert loadable.loadable and loadable.weights is None and loadable.constants is None
-    assert loadable.latency == 2 and loadable.thresholds is None
+    assert loadable.latency == 3 and loadable.thresholds is None
     assert set(loadable.load.payload.shape().members) == {"channel", "w", "k1", "k2", "k0"}
 
 
@@ -383,6 +394,8 @@ def _errors():
          "Channel count must be a positive integer, not 2.0"),
         (dict(ok, levels_per_stage=0), TypeError,
          "Levels per stage must be a positive integer, not 0"),
+        (dict(ok, tree="wallace"), ValueError,
+         "Tree must be one of 'compressor', 'adder', not 'wallace'"),
         (dict(ok, k_fmt=(8, 10)), TypeError,
          "K format must be a fixed-point format Q, not (8, 10)"),
         (dict(ok, out_fmt="Q12.6"), TypeError,

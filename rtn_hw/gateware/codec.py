@@ -13,7 +13,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..model import _check
 from ..model.fixed import Q, decode
-from .layouts import trit_planes
+from .layouts import threshold_trit, trit_planes
 from .pipeline import Pipeline
 
 __all__ = ["TernaryEncoder", "TernaryDecoder", "threshold_layout"]
@@ -147,18 +147,10 @@ class TernaryEncoder(wiring.Component):
             shape = signed(self._in_fmt.width + 1)
             lo = [C(int(v), shape) for v in self._thresholds[0]]
             hi = [C(int(v), shape) for v in self._thresholds[1]]
-        above, below = [], []
-        for k in range(self._lanes):
-            y = self.i.payload[k]
-            gt = Signal(name=f"above{k}")
-            lt = Signal(name=f"below{k}")
-            m.d.comb += [gt.eq(y > hi[k]), lt.eq(y < lo[k])]
-            above.append(gt)
-            below.append(lt)
-        # With lo <= hi + 1 at most one comparison holds, so nz = gt | lt needs no priority.
         planes = Signal(trit_planes(self._lanes), name="planes")
         for k in range(self._lanes):
-            m.d.comb += [planes.nz[k].eq(above[k] | below[k]), planes.sg[k].eq(above[k])]
+            nz, sg = threshold_trit(self.i.payload[k], lo[k], hi[k])
+            m.d.comb += [planes.nz[k].eq(nz), planes.sg[k].eq(sg)]
         m.d.comb += self.o.payload.eq(pipe.stage(planes, "planes_q"))
         return m
 

@@ -5,7 +5,7 @@ from amaranth.lib import data
 
 from ..model.fixed import dot_width
 
-__all__ = ["trit_planes", "dot_width"]
+__all__ = ["trit_planes", "dot_width", "fixed", "threshold_trit"]
 
 
 def trit_planes(lanes):
@@ -16,3 +16,11 @@ def trit_planes(lanes):
 def fixed(fmt):
     """Amaranth shape of a signed fixed-point format `rtn_hw.model.Q`."""
     return signed(fmt.width)
+
+
+def threshold_trit(value, lo, hi):
+    """The activation encoder's rule (docs/rtn.md §3): (nz, sg) of value against thresholds,
+    +1 above `hi`, -1 below `lo`, else 0. With lo <= hi + 1 the two comparisons never both
+    hold, so nz needs no priority."""
+    above = value > hi
+    return above | (value < lo), above

@@ -1,59 +1,33 @@
+# amaranth: UnusedElaboratable=no
 """RTN MAC array: P output channels of K1·D + K2·S_a + K0 over one ternary input vector per cycle.
 
-Per input vector A (planes A1 = nz, A2 = sg) and channel p with weights W_p (W1, W2):
+A thin wrapper: the shared `MacCore` (Eq. 8, docs/rtn.md §3) gives every channel's D_p + m_p and
+the shared S_a + n, and the shared `PostProcess` computes
 
-    S_a   = 2·pc(A1 & A2) - pc(A1)                  once per vector, shared by every channel
-    c     = W1 & A1
-    D_p   = pc(c) - 2·pc((W2 ^ A2) & c)             Eq. 8 (RTN.md §3)
-    acc_p = K1_p·D_p + K2_p·S_a + K0_p              exact, in accumulator_width bits (+1)
-    y_p   = (acc_p + 2^(s-1)) >> s                  s = F_k - F_out, round half up
+    y_p = (K1_p·D_p + K2_p·S_a + K0_p + 2^(s-1)) >> s        s = F_k - F_out, round half up
 
-bit for bit as `rtn_hw.model.postprocess`; optionally y_p is re-encoded to a trit with
-nz = y > hi | y < lo, sg = y > hi (`rtn_hw.model.encode`).
+bit for bit as `rtn_hw.model.postprocess`, or the re-encoded trit nz = y > hi | y < lo,
+sg = y > hi (`rtn_hw.model.encode`). The count offsets m_p and n, like the rounding constant
+2^(s-1), fold into K0 (`post.fold`), so no tree needs a subtractor.
 
-The counts are built as sums of per-lane terms t + 1 ∈ {0, 1, 2} (S_a + n and D_p + m_p), so
-the adder trees need no subtractor; the offsets, like the rounding constant 2^(s-1), are folded
-into K0 (docs/units/rtn_mac_array.md).
+Baked weights drop zero-weight lanes and become table lookups shared between channels
+(`MacCore`); loadable weights and K constants arrive through the `load` stream
+(docs/units/rtn_mac_array.md).
 """
 
 import numpy as np
-from amaranth.hdl import Cat, Const, Module, Signal, Value, signed, unsigned
+from amaranth.hdl import Module, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..model import _check
 from ..model.fixed import Q, RtnConstants, accumulator_width, bits_for, check_output_format
+from .core import MacCore, core_levels
 from .layouts import trit_planes
-from .pipeline import Pipeline
-from .popcount import adder_tree, cut_levels, tree_levels
+from .popcount import cut_levels
+from .post import Baked, PostProcess, fold, times_const
 
 __all__ = ["RtnMacArray"]
-
-
-def _naf(k):
-    """Non-adjacent form of integer k: [(digit ±1, position)], at most ⌈(bits + 1)/2⌉ terms."""
-    terms, position = [], 0
-    while k:
-        if k & 1:
-            digit = 2 - (k & 3)
-            k -= digit
-            terms.append((digit, position))
-        k >>= 1
-        position += 1
-    return terms
-
-
-def _times_const(value, k):
-    """value · k for a constant k as shifted adds and subtracts (NAF: fewest non-zero digits)."""
-    terms = _naf(int(k))
-    if not terms:
-        return Const(0, 1)
-    plus = [value << j for digit, j in terms if digit > 0]
-    minus = [value << j for digit, j in terms if digit < 0]
-    result = sum(plus[1:], plus[0]) if plus else Const(0, 1)
-    for term in minus:
-        result = result - term
-    return result
 
 
 def _int_vector(value, rows, name):
@@ -85,7 +59,9 @@ class RtnMacArray(wiring.Component):
         Per-channel integer arrays (P,) of out_fmt codes (as from `fold_thresholds`); when
         given, `o` carries trits nz = y > hi | y < lo, sg = y > hi instead of y.
     levels_per_stage : int or None
-        A register layer after every k-th adder-tree level (None: combinational trees).
+        A register layer after every k-th level of the count trees (None: combinational).
+    tree : "compressor" or "adder"
+        The count trees' style (`MacCore`).
 
     Loadable mode sizes the accumulator and checks `out_fmt` for every K that `k_fmt` can
     hold, so no loaded value can overflow. A load accepted in cycle t applies to every input
@@ -95,7 +71,7 @@ class RtnMacArray(wiring.Component):
     """
 
     def __init__(self, lanes, channels, k_fmt, out_fmt, weights=None, constants=None,
-                 thresholds=None, *, levels_per_stage=None):
+                 thresholds=None, *, levels_per_stage=None, tree="compressor"):
         lanes = _check.positive_int(lanes, "Lane count")
         channels = _check.positive_int(channels, "Channel count")
         if levels_per_stage is not None:
@@ -149,10 +125,10 @@ class RtnMacArray(wiring.Component):
         # One bit above accumulator_width for the rounding constant 2^(s-1) folded into K0.
         self._acc_width = accumulator_width(bound) + (1 if shift else 0)
         self._levels_per_stage = levels_per_stage
-        # Register layers after levels k, 2k, ... of the deepest tree (S_a's, n lane terms:
-        # one lane-term level, then tree_levels(n)); shallower trees are padded to it.
-        self._cuts = cut_levels(1 + tree_levels(lanes), levels_per_stage)
-        self._pc_depth = len(self._cuts)
+        cuts = cut_levels(core_levels(lanes, tree, weights), levels_per_stage)
+        self._core = MacCore(lanes, channels, weights=weights, tree=tree, cuts=cuts,
+                             side=None if weights is not None else self._token_layout(
+                                 channels, k_fmt, self._acc_width))
 
         if thresholds is None:
             out_layout = data.ArrayLayout(signed(out_fmt.width), channels)
@@ -226,121 +202,99 @@ class RtnMacArray(wiring.Component):
         return self._acc_width
 
     @property
+    def tree(self):
+        return self._core.tree
+
+    @property
     def latency(self):
-        return self._pc_depth + 2 + (self._thresholds is not None)
+        return self._core.latency + 2
+
+    @staticmethod
+    def _token_layout(channels, k_fmt, acc_width):
+        """What travels beside each slot of the loadable core: whether it holds a vector,
+        and a load's K constants (K0 already folded to K0')."""
+        return data.StructLayout({
+            "vector": 1, "load": 1, "channel": unsigned(bits_for(channels - 1)),
+            "k1": signed(k_fmt.width), "k2": signed(k_fmt.width), "k0": signed(acc_width)})
 
     def elaborate(self, platform):
         m = Module()
-        lanes, channels = self._lanes, self._channels
-        pipe = Pipeline(m, self.i, self.o, self.latency, name="mac")
-        a1, a2 = self.i.payload.nz, self.i.payload.sg
-        half = (1 << self._shift) >> 1
-
-        def count(terms, name):
-            """Sum lane terms (value, max) by the shared adder tree, then delay the sum so
-            that every channel's count leaves the tree in the same cycle."""
-            if not terms:
-                return Const(0, 1)
-            stages = 0
-            if 1 in self._cuts:
-                terms = [(pipe.stage(value, name=f"{name}_lane{k}"), top)
-                         for k, (value, top) in enumerate(terms)]
-                stages += 1
-            value, _, inner = adder_tree(m, terms, stage=pipe.stage, cuts=self._cuts, level=1,
-                                         name=name)
-            for k in range(self._pc_depth - stages - inner):
-                value = pipe.stage(value, name=f"{name}_delay{k}")
-            return value
-
-        # Each lane gives t + 1 ∈ {0, 1, 2} as a 2-bit term, so the trees sum S_a + n and
-        # D + m (m = lanes with t_w ≠ 0) without subtractors; the offsets fold into K0.
-        s_a = count([(Cat(~a1[k], a1[k] & a2[k]), 2) for k in range(lanes)], "s_a")
-        d = []
-        if self.loadable:
-            ld = self.load
-            m.d.comb += ld.ready.eq(pipe.advance)
-            w = [Signal(trit_planes(lanes), name=f"w{p}") for p in range(channels)]
-            with m.If(ld.valid & pipe.advance):
-                with m.Switch(ld.payload.channel):
-                    for p in range(channels):
-                        with m.Case(p):
-                            m.d.sync += w[p].eq(ld.payload.w)
-            for p in range(channels):
-                # Eq. 8 per lane: c = W1 & A1, agree = c & ~(W2 ^ A2); t_w·t_a + 1 is
-                # 2·agree + ~c. A zero's sign bit only reaches agree, which c masks.
-                c = Signal(lanes, name=f"c{p}")
-                agree = Signal(lanes, name=f"agree{p}")
-                m.d.comb += [c.eq(w[p].nz & a1), agree.eq(c & ~(w[p].sg ^ a2))]
-                d.append(count([(Cat(~c[k], agree[k]), 2) for k in range(lanes)], f"d{p}"))
-        else:
-            for p in range(channels):
-                # Constant weights select lanes: only lanes with t_w ≠ 0 reach the tree, and
-                # t_w·t_a + 1 is 2·(A1 & A2) + ~A1 for t_w = +1, 2·(A1 & ~A2) + ~A1 for -1.
-                row = self._weights[p]
-                d.append(count([(Cat(~a1[k], a1[k] & (a2[k] if row[k] > 0 else ~a2[k])), 2)
-                                for k in map(int, np.flatnonzero(row))], f"d{p}"))
-
-        # One bit over the unsigned sums keeps the products signed and exact.
-        s_a_r = pipe.stage(Value.cast(s_a).as_unsigned(), "s_a_r")
-        s_a_r = Cat(s_a_r, Const(0, 1)).as_signed()
-        d_r = []
-        for p in range(channels):
-            reg = pipe.stage(Value.cast(d[p]).as_unsigned(), f"d{p}_r")
-            d_r.append(Cat(reg, Const(0, 1)).as_signed())
-
-        if self.loadable:
-            kw, aw = self._k_fmt.width, self._acc_width
-            token_layout = data.StructLayout({
-                "valid": 1, "channel": unsigned(bits_for(channels - 1)),
-                "k1": signed(kw), "k2": signed(kw), "k0": signed(aw)})
-            # The K constants are read one stage after the counts; a load's K values travel
-            # beside the vectors and are written when the load reaches that stage, so vectors
-            # ahead of it finish with the old K and vectors behind it see the new K.
-            token = Signal(token_layout, name="load_token")
-            load = ld.payload
-            m.d.comb += [
-                token.valid.eq(ld.valid),
-                token.channel.eq(load.channel),
-                token.k1.eq(load.k1),
-                token.k2.eq(load.k2),
-                token.k0.eq(load.k0 + half - _times_const(load.k1 + load.k2, lanes)),
-            ]
-            for k in range(self._pc_depth + 1):
-                token = pipe.stage(token, f"load_token{k}")
-            k1 = [Signal(signed(kw), name=f"k1_{p}") for p in range(channels)]
-            k2 = [Signal(signed(kw), name=f"k2_{p}") for p in range(channels)]
-            k0 = [Signal(signed(aw), name=f"k0_{p}", init=half) for p in range(channels)]
-            with m.If(token.valid & pipe.advance):
-                with m.Switch(token.channel):
-                    for p in range(channels):
-                        with m.Case(p):
-                            m.d.sync += [k1[p].eq(token.k1), k2[p].eq(token.k2),
-                                         k0[p].eq(token.k0)]
-
-        y = Signal(data.ArrayLayout(signed(self._out_fmt.width), channels), name="y")
-        for p in range(channels):
-            acc = Signal(signed(self._acc_width), name=f"acc{p}")
-            if self.loadable:
-                m.d.comb += acc.eq(k1[p] * d_r[p] + k2[p] * s_a_r + k0[p])
-            else:
-                consts = self._constants
-                k1, k2 = int(consts.k1[p]), int(consts.k2[p])
-                offset = int(np.count_nonzero(self._weights[p])) * k1 + lanes * k2
-                m.d.comb += acc.eq(_times_const(d_r[p], k1) + _times_const(s_a_r, k2)
-                                   + (int(consts.k0[p]) + half - offset))
-            # Wrapped sums are harmless: acc is exact modulo 2^accumulator_width, and the true
-            # acc fits that width. check_output_format guarantees y fits out_fmt.
-            m.d.comb += y[p].eq(acc >> self._shift)
-        y_r = pipe.stage(y, "y_r")
-
-        if self._thresholds is None:
-            m.d.comb += self.o.payload.eq(y_r)
-        else:
+        channels = self._channels
+        m.submodules.core = core = self._core
+        lo = hi = None
+        if self._thresholds is not None:
             lo, hi = self._thresholds
-            trits = Signal(trit_planes(channels), name="trits")
-            for p in range(channels):
-                above = y_r[p] > int(hi[p])
-                m.d.comb += [trits.nz[p].eq(above | (y_r[p] < int(lo[p]))),
-                             trits.sg[p].eq(above)]
-            m.d.comb += self.o.payload.eq(pipe.stage(trits, "trits_r"))
+        trits = self._thresholds is not None
+        aw = self._acc_width
+        common = dict(d_width=len(core.o.payload.d[0]), s_width=len(core.o.payload.s),
+                      acc_width=aw, shift=self._shift, trits=trits,
+                      out_width=None if trits else self._out_fmt.width)
+        if self.loadable:
+            post = self._loadable(m, core, lo, hi, common)
+        else:
+            consts = self._constants
+            k1, k2, k0, lo, hi = fold(consts.k1, consts.k2, consts.k0, shift=self._shift,
+                                      d_bias=core.d_bias, s_bias=core.s_bias, lo=lo, hi=hi)
+            m.submodules.post = post = PostProcess(
+                channels, params=Baked(*(None if v is None else tuple(int(x) for x in v)
+                                         for v in (k1, k2, k0, lo, hi))), **common)
+            m.d.comb += [core.i.valid.eq(self.i.valid), self.i.ready.eq(core.i.ready),
+                         post.i.valid.eq(core.o.valid), core.o.ready.eq(post.i.ready),
+                         self.o.valid.eq(post.o.valid), post.o.ready.eq(self.o.ready)]
+        m.d.comb += [core.i.payload.a.eq(self.i.payload),
+                     post.i.payload.d.eq(core.o.payload.d), post.i.payload.s.eq(core.o.payload.s),
+                     self.o.payload.eq(post.o.payload.t if trits else post.o.payload.y)]
         return m
+
+    def _loadable(self, m, core, lo, hi, common):
+        """Weights in registers written by `load`; each load's K constants ride in the core
+        slot of the cycle it was accepted and are written when that slot enters the
+        post-processing, so vectors ahead of it finish with the old K and vectors behind it
+        see the new K. A slot may hold a load and no vector; it never reaches `o`."""
+        channels, lanes, kw, aw = self._channels, self._lanes, self._k_fmt.width, self._acc_width
+        half = (1 << self._shift) >> 1
+        ld = self.load
+        fields = {"k1": signed(kw), "k2": signed(kw), "k0": signed(aw)}
+        if lo is not None:
+            fields.update(lo=signed(aw + 1), hi=signed(aw + 1))
+            *_, lo, hi = fold(0, 0, 0, shift=self._shift, d_bias=0, s_bias=0, lo=lo, hi=hi)
+            top = 1 << (aw - 1)
+            lo, hi = np.clip(lo, -top - 1, top), np.clip(hi, -top - 1, top)
+        m.submodules.post = post = PostProcess(self._channels,
+                                               params=data.StructLayout(fields),
+                                               side=1, **common)
+
+        w = [Signal(trit_planes(lanes), name=f"w{p}") for p in range(channels)]
+        accept = Signal(name="load_accept")
+        m.d.comb += [core.i.valid.eq(self.i.valid | ld.valid), self.i.ready.eq(core.i.ready),
+                     ld.ready.eq(core.i.ready), accept.eq(ld.valid & core.i.ready)]
+        with m.If(accept):
+            with m.Switch(ld.payload.channel):
+                for p in range(channels):
+                    with m.Case(p):
+                        m.d.sync += w[p].eq(ld.payload.w)
+        token = core.i.payload.side
+        m.d.comb += [core.i.payload.w[p].eq(w[p]) for p in range(channels)]
+        m.d.comb += [token.vector.eq(self.i.valid), token.load.eq(ld.valid),
+                     token.channel.eq(ld.payload.channel), token.k1.eq(ld.payload.k1),
+                     token.k2.eq(ld.payload.k2),
+                     # K0' = K0 + 2^(s-1) - (K1 + K2)·n: every lane of a loaded row counts.
+                     token.k0.eq(ld.payload.k0 + half
+                                 - times_const(ld.payload.k1 + ld.payload.k2, lanes))]
+
+        k = [Signal(data.StructLayout(fields), name=f"k{p}",
+                    init={"k0": half} | ({} if lo is None else {"lo": int(lo[p]), "hi": int(hi[p])}))
+             for p in range(channels)]
+        arrived = core.o.payload.side
+        m.d.comb += [post.i.payload.params[p].eq(k[p]) for p in range(channels)]
+        with m.If(core.o.valid & post.i.ready & arrived.load):
+            with m.Switch(arrived.channel):
+                for p in range(channels):
+                    with m.Case(p):
+                        m.d.sync += [k[p].k1.eq(arrived.k1), k[p].k2.eq(arrived.k2),
+                                     k[p].k0.eq(arrived.k0)]
+        m.d.comb += [post.i.valid.eq(core.o.valid), core.o.ready.eq(post.i.ready),
+                     post.i.payload.side.eq(arrived.vector),
+                     self.o.valid.eq(post.o.valid & post.o.payload.side),
+                     post.o.ready.eq(self.o.ready | ~post.o.payload.side)]
+        return post

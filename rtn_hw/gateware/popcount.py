@@ -40,7 +40,7 @@ from ..model.fixed import bits_for
 from .pipeline import Pipeline
 
 __all__ = ["STYLES", "MAX_CHAIN", "popcount", "compress", "compress_levels", "popcount_levels",
-           "popcount_stages", "cut_levels", "adder_tree", "tree_levels", "Popcount"]
+           "popcount_stages", "cut_levels", "adder_tree", "tree_levels", "stage_all", "Popcount"]
 
 STYLES = ("tree", "chain")
 MAX_CHAIN = 24   # adder positions per carry chain: bounds the carry delay of one level
@@ -192,8 +192,8 @@ def compress(m, singles, terms=(), *, stage=None, cuts=frozenset(), name="sum"):
         t = [(_value(item), top) for item, top in t]
         level += 1
         if level in cuts:
-            s = [stage(b, name=f"{name}_s{stages}_b{k}") for k, b in enumerate(s)]
-            t = [(stage(v, name=f"{name}_s{stages}_t{k}"), top) for k, (v, top) in enumerate(t)]
+            values = stage_all(stage, s + [v for v, _ in t], name=f"{name}_s{stages}")
+            s, t = values[:len(s)], [(v, top) for v, (_, top) in zip(values[len(s):], t)]
             stages += 1
     if t:
         value, top = t[0]
@@ -202,6 +202,20 @@ def compress(m, singles, terms=(), *, stage=None, cuts=frozenset(), name="sum"):
     else:
         value, top = Const(0, 1), 0
     return _fit(value, bits_for(top)), top, stages
+
+
+def stage_all(stage, values, name):
+    """Register every value in `values` through one `stage` register (one signal, not one
+    per bit, which keeps simulation fast) and return the registered slices in order."""
+    values = [Value.cast(v) for v in values]
+    if not values:
+        return []
+    reg = stage(Cat(*values), name=name)
+    out, offset = [], 0
+    for v in values:
+        out.append(reg[offset:offset + len(v)])
+        offset += len(v)
+    return out
 
 
 def tree_levels(terms):
@@ -214,7 +228,7 @@ def adder_tree(m, terms, *, stage=None, cuts=frozenset(), level=0, name="sum"):
     tree of plain adders (`tree_levels(len(terms))` levels; an odd term passes through). A
     register layer follows every level whose number, counting on from `level`, is in `cuts`.
     Returns `(value, top, stages)`: the sum (unsigned, bits_for(top) bits), its maximum and
-    the stages inserted. Kept for callers that build their own leaves (the MAC array);
+    the stages inserted. The MAC core's "adder" trees sum its 2-bit lane terms with it;
     `compress` is the smaller structure on carry-chain fabrics."""
     terms = [(Value.cast(v), top) for v, top in terms]
     stages = 0
@@ -230,8 +244,8 @@ def adder_tree(m, terms, *, stage=None, cuts=frozenset(), level=0, name="sum"):
         terms = paired + terms[2 * len(paired):]
         level += 1
         if stage is not None and level in cuts:
-            terms = [(stage(v, name=f"{name}_s{stages}_t{k}"), top)
-                     for k, (v, top) in enumerate(terms)]
+            values = stage_all(stage, [v for v, _ in terms], name=f"{name}_s{stages}")
+            terms = [(v, top) for v, (_, top) in zip(values, terms)]
             stages += 1
     value, top = terms[0]
     return _fit(value, bits_for(top)), top, stages
