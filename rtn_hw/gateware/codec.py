@@ -1,4 +1,4 @@
-"""Fixed-point ↔ trit conversion at the edges of a ternary layer (RTN.md §2, §3).
+"""Fixed-point ↔ trit conversion at the edges of a ternary layer (docs/rtn.md §2, §3).
 
 `TernaryEncoder` turns N fixed-point pre-activations into two N-bit planes with two comparisons
 per lane (`rtn_hw.model.encode`); `TernaryDecoder` turns planes back into fixed-point codes of

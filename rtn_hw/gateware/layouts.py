@@ -1,4 +1,4 @@
-"""Wire formats shared by every unit, in one place (RTN.md §2)."""
+"""Wire formats shared by every unit, in one place (docs/rtn.md §2)."""
 
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import data
