@@ -167,7 +167,7 @@ CONFIGS = [
 
 def config_tree(config):
     """Both tree styles of the core, spread over the configurations."""
-    return "adder" if config[1] == 4 else "compressor"
+    return "compressor" if config[1] == 4 else "adder"
 
 
 def config_id(config):

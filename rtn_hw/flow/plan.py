@@ -52,10 +52,11 @@ class SweepUnit:
 
 
 def _dot_params(lanes):
-    """TernaryDot with a register every 2 logic levels, like the MAC array's popcounts (the
-    baselines register every multiplier and adder), so that Fmax compares like with like."""
+    """TernaryDot with a register after every logic level of its core (one carry-chain level
+    of the compressor per cycle; the baselines register every multiplier and adder stage), so
+    that its Fmax is the fabric's, not the tree depth's."""
     from ..gateware.dot import dot_levels
-    return (("pipeline", str(max(1, -(-dot_levels(lanes) // 2)))),)
+    return (("pipeline", str(dot_levels(lanes))),)
 
 
 def _engine_lanes(target):

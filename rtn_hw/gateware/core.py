@@ -225,17 +225,22 @@ class MacCore(wiring.Component):
         for p in range(self._channels):
             if self._weights is None:
                 w = self.i.payload.w[p]
-                rows[f"d{p}"] = self._lane_items(lane_product(w.nz, w.sg, a.nz, a.sg), range(n))
+                rows[f"d{p}"] = self._lane_items(m, f"d{p}",
+                                                 lane_product(w.nz, w.sg, a.nz, a.sg), range(n))
             else:
                 rows[f"d{p}"] = ([], self._pair_terms(m, self._weights[p]))
         if self._activation_sum:
             # S_a is Eq. 8 against an all-(+1) weight row.
             ones = Const((1 << n) - 1, n)
-            rows["s"] = self._lane_items(lane_product(ones, ones, a.nz, a.sg), range(n))
+            rows["s"] = self._lane_items(m, "s", lane_product(ones, ones, a.nz, a.sg), range(n))
         return rows
 
-    def _lane_items(self, bits, lanes):
-        plus, not_minus = bits
+    def _lane_items(self, m, name, bits, lanes):
+        # Named signals: every single bit is a slice of them, and a slice of an expression
+        # would make the simulator evaluate the whole expression once per bit.
+        plus, not_minus = Signal(self._lanes, name=f"{name}_plus"), \
+            Signal(self._lanes, name=f"{name}_not_minus")
+        m.d.comb += [plus.eq(bits[0]), not_minus.eq(bits[1])]
         if self._tree == "compressor":
             return [plus[k] for k in lanes] + [not_minus[k] for k in lanes], []
         return [], [(Cat(not_minus[k] & ~plus[k], plus[k]), 2) for k in lanes]
