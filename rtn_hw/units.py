@@ -355,7 +355,7 @@ UNITS = {u.name: u for u in (
              Param("seed", INT, "0", "Seed of numpy.random.default_rng for weights, constants "
                    "and random thresholds."),
              Param("levels_per_stage", OPT_INT, "none",
-                   "Popcount logic levels between registers; none = unpipelined trees."),
+                   "MAC core logic levels between registers; none = unpipelined trees."),
              _tree(),
          ), _mac_arguments),
     Unit("network_engine", "engine:NetworkEngine",

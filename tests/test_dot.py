@@ -85,6 +85,16 @@ def test_pipeline_depths(lanes, pipeline, seed, rng):
     assert run.outputs == expected(d, s_a)
 
 
+@pytest.mark.parametrize("lanes,pipeline", [(3, 0), (64, 2), (256, 9)])
+def test_adder_trees(lanes, pipeline, seed, rng):
+    dut = TernaryDot(lanes, pipeline=pipeline, tree="adder")
+    assert (dut.tree, dut.latency) == ("adder", pipeline)
+    cases = corner_pairs(lanes) + random_pairs(rng, lanes, 300)
+    payloads, d, s_a = stimulus(cases, lanes)
+    run = run_stream(dut, payloads, seed=seed, idle=0.2, stall=0.3)
+    assert run.outputs == expected(d, s_a)
+
+
 @pytest.mark.parametrize("lanes", [3, 64])
 def test_without_activation_sum(lanes, seed, rng):
     dut = TernaryDot(lanes, pipeline=2, activation_sum=False)
@@ -138,6 +148,8 @@ def test_levels_and_cuts():
     ({"lanes": 8, "pipeline": 99}, ValueError,
      f"Pipeline depth must be at most {dot_levels(8)} for 8 lanes, not 99"),
     ({"lanes": 8, "activation_sum": 1}, TypeError, "activation_sum must be a bool, not 1"),
+    ({"lanes": 8, "tree": "wallace"}, ValueError,
+     "Tree must be one of 'compressor', 'adder', not 'wallace'"),
 ])
 def test_parameter_errors(kwargs, error, message):
     assert_rejects(error, message, lambda: TernaryDot(**kwargs))
