@@ -285,8 +285,8 @@ def _thresholds(where):
                   "thresholds=fixed"))
 
 
-def _tree():
-    return Param("tree", choice("compressor", "adder"), "compressor",
+def _tree(default):
+    return Param("tree", choice("compressor", "adder"), default,
                  "Count trees of the MAC core: carry-chain compressor or adder tree.")
 
 
@@ -309,7 +309,7 @@ UNITS = {u.name: u for u in (
              Param("pipeline", INT, "1",
                    "Registers in all (= latency), 0 (combinational) to the logic depth."),
              Param("activation_sum", BOOL, "true", "Also output S_a = sum of the activations."),
-             _tree(),
+             _tree("compressor"),
          )),
     Unit("ternary_encoder", "codec:TernaryEncoder",
          "Fixed-point pre-activations to trits by two threshold comparisons per lane.", (
@@ -356,7 +356,7 @@ UNITS = {u.name: u for u in (
                    "and random thresholds."),
              Param("levels_per_stage", OPT_INT, "none",
                    "MAC core logic levels between registers; none = unpipelined trees."),
-             _tree(),
+             _tree("adder"),
          ), _mac_arguments),
     Unit("network_engine", "engine:NetworkEngine",
          "A trained RTN MLP from a weights manifest, one image in, logits and class out.", (

@@ -267,11 +267,12 @@ class ChunkAccumulator(wiring.Component):
 
 class Argmax(wiring.Component):
     """Running argmax of the last layer's logits, a group of `channels` per valid cycle in
-    index order, the first maximum winning. Two stages, so that no path holds more than one
-    group's tree or one comparison with the running best: the group's candidates are reduced
-    (pairwise in index order, the left one kept on ties) to a registered group maximum, which
-    then replaces the running best only if strictly greater. `done` pulses with the merge of
-    the `final` group; `busy` is high while a group waits for its merge."""
+    index order, the first maximum winning. Candidates are reduced pairwise in index order,
+    the left one kept on ties; a group maximum replaces the running best only if strictly
+    greater. Two stages balance the comparisons (the second is 1 + the merge): all but the
+    last level of a group's tree, registered; then its last level and the merge into the
+    running best. `done` pulses with the merge of the `final` group; `busy` is high while a
+    group waits for its merge."""
 
     def __init__(self, channels, classes, width):
         self._classes = classes
@@ -297,25 +298,32 @@ class Argmax(wiring.Component):
                          i.eq(Mux(take, ri, li)), ok.eq(lok | rok)]
             return v, i, ok
 
+        def reduce(cands, levels, name):
+            for level in range(levels):
+                merged = [pick(cands[k], cands[k + 1], f"{name}{level}_{k}")
+                          for k in range(0, len(cands) - 1, 2)]
+                cands = merged + cands[2 * len(merged):]
+            return cands
+
         cands = []
         for p in range(channels):
             idx = Signal(range((self._groups + 1) * channels), name=f"idx{p}")
             m.d.comb += idx.eq(self.grp * channels + p)
             cands.append((self.y[p], idx[:label_w], idx < self._classes))
-        level = 0
-        while len(cands) > 1:
-            merged = [pick(cands[k], cands[k + 1], f"am{level}_{k}")
-                      for k in range(0, len(cands) - 1, 2)]
-            cands = merged + cands[2 * len(merged):]
-            level += 1
-        g_v, g_i, g_ok = (Signal(signed(width), name="group_max"),
-                          Signal(label_w, name="group_max_idx"), Signal(name="group_max_ok"))
+        levels = (channels - 1).bit_length()
+        cands = reduce(cands, max(levels - 1, 0), "am")
+        staged = []
+        for k, (v, i, ok) in enumerate(cands):
+            regs = (Signal(signed(width), name=f"stage_v{k}"), Signal(label_w, name=f"stage_i{k}"),
+                    Signal(name=f"stage_ok{k}"))
+            m.d.sync += [regs[0].eq(v), regs[1].eq(i), regs[2].eq(ok)]
+            staged.append(regs)
         pending, final, first = (Signal(name="pending"), Signal(name="pending_final"),
                                  Signal(name="pending_first"))
-        m.d.sync += [g_v.eq(cands[0][0]), g_i.eq(cands[0][1]), g_ok.eq(cands[0][2]),
-                     pending.eq(self.valid), final.eq(self.final), first.eq(self.grp == 0)]
+        m.d.sync += [pending.eq(self.valid), final.eq(self.final), first.eq(self.grp == 0)]
+        group_max = reduce(staged, len(staged) - 1, "am_last")[0]
         best = Signal(signed(width), name="best")
-        new_v, new_i, _ = pick((best, self.label, ~first), (g_v, g_i, g_ok), "am_best")
+        new_v, new_i, _ = pick((best, self.label, ~first), group_max, "am_best")
         with m.If(pending):
             m.d.sync += [best.eq(new_v), self.label.eq(new_i)]
         m.d.comb += [self.done.eq(pending & final), self.busy.eq(pending)]

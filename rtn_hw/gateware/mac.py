@@ -61,7 +61,9 @@ class RtnMacArray(wiring.Component):
     levels_per_stage : int or None
         A register layer after every k-th level of the count trees (None: combinational).
     tree : "compressor" or "adder"
-        The count trees' style (`MacCore`).
+        The count trees' style (`MacCore`). The adder trees are the default: in a one-off
+        yosys/nextpnr comparison at 64 lanes × 16 channels (ECP5) both trees took the same
+        logic cells (4,105 and 4,118) and the adder trees 15 % fewer registers.
 
     Loadable mode sizes the accumulator and checks `out_fmt` for every K that `k_fmt` can
     hold, so no loaded value can overflow. A load accepted in cycle t applies to every input
@@ -71,7 +73,7 @@ class RtnMacArray(wiring.Component):
     """
 
     def __init__(self, lanes, channels, k_fmt, out_fmt, weights=None, constants=None,
-                 thresholds=None, *, levels_per_stage=None, tree="compressor"):
+                 thresholds=None, *, levels_per_stage=None, tree="adder"):
         lanes = _check.positive_int(lanes, "Lane count")
         channels = _check.positive_int(channels, "Channel count")
         if levels_per_stage is not None:
