@@ -89,24 +89,24 @@ def verilator():
     return str(exe), dict(os.environ, **verilator_env())
 
 
+def _set_environ(values):
+    for name, value in values.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 @contextlib.contextmanager
 def environment(changes):
     """os.environ with `changes` applied (None removes a variable), restored afterwards: for
     tools such as cocotb's runner that read the process environment."""
     saved = {name: os.environ.get(name) for name in changes}
     try:
-        for name, value in changes.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        _set_environ(changes)
         yield
     finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        _set_environ(saved)
 
 
 def iverilog():
