@@ -338,7 +338,8 @@ def _docs_report():
             run("fp32_dot", 64, 114315.0, 64, None, {}, None, fits=False, power_mw=None,
                 notes=["does not fit ecp5-85k: 256 MULT18X18D > 156; yosys counts only"])]
     return {"generated": "2026-12-03T17:00:00+00:00", "runs": runs, "comparisons": [],
-            "tool_versions": {"yosys": "Yosys 0.70 (git sha1 x)", "nextpnr-ecp5": "0.11.1"}}
+            "tool_versions": {"yosys": "Yosys 0.70 (git sha1 x)",
+                              "nextpnr-ecp5": "nextpnr-0.11.1"}}
 
 
 def test_headline_table_from_the_report():
@@ -351,7 +352,9 @@ def test_headline_table_from_the_report():
     assert lines[5] == ("| Fp32Dot (64 MAC/cycle) | 100 | 50 | 10 | 0 | 114,315 | does not fit "
                         "(256 MULT18X18D > 156); 44 MHz at 16 lanes | – | 359.0 (its 16-lane "
                         "run) |")
-    assert lines[-1].startswith("Measured by `make synth` (2026-12-03T17:00:00+00:00; Yosys 0.70")
+    assert lines[-1] == ("Measured by `make synth` (2026-12-03T17:00:00+00:00; Yosys 0.70, "
+                         "nextpnr-0.11.1); table written by `make synth-docs` from "
+                         "build/reports/synth.json.")
 
 
 def test_goal_table_and_block_rewrite():

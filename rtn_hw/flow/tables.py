@@ -61,9 +61,9 @@ def _find(report, unit, target, lanes, mapping="dsp"):
 def _source(report):
     versions = report.get("tool_versions", {})
     yosys = (versions.get("yosys") or "").split(" (")[0]
-    return (f"Measured by `make synth` ({report.get('generated', '?')}; {yosys}, nextpnr "
-            f"{versions.get('nextpnr-ecp5', '?')}); table written by `make synth-docs` from "
-            f"build/reports/synth.json.")
+    return (f"Measured by `make synth` ({report.get('generated', '?')}; {yosys}, "
+            f"{versions.get('nextpnr-ecp5', 'nextpnr ?')}); table written by `make synth-docs` "
+            f"from build/reports/synth.json.")
 
 
 def _largest_measured(report, run, key):
