@@ -102,7 +102,7 @@ class MacCore(wiring.Component):
 
     Ports: `i` stream of {a: trit_planes(lanes), [w: channels × trit_planes(lanes)], [side]};
     `o` stream of {d: channels × unsigned(bits_for(2·lanes)), [s], [side]}.
-    Latency: `latency` cycles (register layers + the output register).
+    Latency: `latency` = len(cuts) + registered cycles.
     """
 
     def __init__(self, lanes, channels=1, *, weights=None, activation_sum=True,
@@ -202,7 +202,6 @@ class MacCore(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         pipe = Pipeline(m, self.i, self.o, self.latency, name="core")
-        self._tables = {}
         depth = len(self._cuts)
         for name, (singles, terms) in self._rows(m).items():
             count = self._count(m, pipe, name, singles, terms, depth)
@@ -221,14 +220,14 @@ class MacCore(wiring.Component):
     def _rows(self, m):
         """{name: (single bits, (term, max) pairs)} to be summed, per channel and for S_a."""
         n, a = self._lanes, self.i.payload.a
-        rows = {}
+        rows, tables = {}, {}
         for p in range(self._channels):
             if self._weights is None:
                 w = self.i.payload.w[p]
                 rows[f"d{p}"] = self._lane_items(m, f"d{p}",
                                                  lane_product(w.nz, w.sg, a.nz, a.sg), range(n))
             else:
-                rows[f"d{p}"] = ([], self._pair_terms(m, self._weights[p]))
+                rows[f"d{p}"] = ([], self._pair_terms(m, tables, self._weights[p]))
         if self._activation_sum:
             # S_a is Eq. 8 against an all-(+1) weight row.
             ones = Const((1 << n) - 1, n)
@@ -245,7 +244,7 @@ class MacCore(wiring.Component):
             return [plus[k] for k in lanes] + [not_minus[k] for k in lanes], []
         return [], [(Cat(not_minus[k] & ~plus[k], plus[k]), 2) for k in lanes]
 
-    def _pair_terms(self, m, row):
+    def _pair_terms(self, m, tables, row):
         """Baked weights: lanes 2j and 2j+1 give one term Σ (plus + not_minus), a function of
         the pair's four activation bits (a LUT4 per output bit), shared by every channel with
         the same pair of weights. Zero-weight lanes are left out."""
@@ -255,7 +254,7 @@ class MacCore(wiring.Component):
             if not pair:
                 continue
             key = tuple(pair)
-            if key not in self._tables:
+            if key not in tables:
                 table = _pair_table([w for _, w in pair])
                 term = Signal(bits_for(max(table)), name="pair_" + "_".join(
                     f"{k}{'p' if w > 0 else 'n'}" for k, w in pair))
@@ -263,8 +262,8 @@ class MacCore(wiring.Component):
                     for code, value in enumerate(table):
                         with m.Case(code):
                             m.d.comb += term.eq(value)
-                self._tables[key] = (term, 2 * len(pair))
-            terms.append(self._tables[key])
+                tables[key] = (term, 2 * len(pair))
+            terms.append(tables[key])
         return terms
 
     def _count(self, m, pipe, name, singles, terms, depth):

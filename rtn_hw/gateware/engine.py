@@ -18,7 +18,8 @@ S_a + lanes·C_l, and those offsets fold into K0' with the rounding constant
 (`post.fold`); the thresholds are moved into the acc' domain and clamped to the range acc'
 can reach, which changes no decision but narrows the memory (docs/units/network_engine.md).
 
-Schedule (one image; cycles_per_image = 2 + Σ_l (G_l·C_l + drain_cycles + 1)):
+Schedule (one image; cycles_per_image = 1 + max(1, L) + Σ_l (G_l·C_l + drain_cycles + 1),
+L = argmax_levels(channels)):
 
     handshake  the encoded image is written into buffer B (zero above the input width)
     per layer  1 cycle   copy B → A, clear B
@@ -26,7 +27,7 @@ Schedule (one image; cycles_per_image = 2 + Σ_l (G_l·C_l + drain_cycles + 1)):
                drain     6 + k cycles: weight word read, registered; the core (k register
                          layers in its trees, then its output register); accumulate; the
                          products; acc' (compared into B, or logits and the group maximum)
-    1 cycle    the argmax's second stage; o.valid rises the cycle after.
+    max(1, L)  the argmax's remaining tree levels and its merge; o.valid rises the cycle after.
 
 A new group may start every cycle behind the previous one, so only a layer boundary (which
 needs all of B) waits for the drain. Inside, the issue pipeline never stalls: every
@@ -49,7 +50,8 @@ from .popcount import cut_levels
 from .post import PostProcess, fold, signed_width
 
 __all__ = ["NetworkEngine", "ENGINE_CONFIGS", "TREE", "LEVELS_PER_STAGE", "drain_cycles",
-           "cycles_per_image", "PixelEncoder", "Schedule", "ChunkAccumulator", "Argmax"]
+           "cycles_per_image", "argmax_levels", "PixelEncoder", "Schedule", "ChunkAccumulator",
+           "Argmax"]
 
 # Deployable configurations, measured with yosys (docs/units/network_engine.md).
 ENGINE_CONFIGS = {
@@ -76,10 +78,12 @@ def drain_cycles(lanes):
 
 def cycles_per_image(network, lanes, channels):
     """Cycles from an image's input handshake to its o.valid (o.ready high):
-    2 + Σ_l (ceil(P_l / channels) · ceil(N_l / lanes) + drain_cycles(lanes) + 1); the 2 are the
-    input handshake's cycle and the argmax's second stage, the 1 per layer the copy B → A."""
+    1 + max(1, L) + Σ_l (ceil(P_l / channels) · ceil(N_l / lanes) + drain_cycles(lanes) + 1),
+    L = argmax_levels(channels); the 1 is the input handshake's cycle, max(1, L) the argmax's
+    stages after the last group's acc' (its tree levels, the first one in acc's cycle, then
+    the merge), the 1 per layer the copy B → A."""
     drain = drain_cycles(lanes)
-    return 2 + sum(-(-layer.out_features // channels) * -(-layer.in_features // lanes)
+    return 1 + max(1, argmax_levels(channels)) + sum(-(-layer.out_features // channels) * -(-layer.in_features // lanes)
                    + drain + 1 for layer in network.layers)
 
 
@@ -265,14 +269,19 @@ class ChunkAccumulator(wiring.Component):
         return m
 
 
+def argmax_levels(channels):
+    """Levels of the argmax's pairwise tree over a group of `channels` logits."""
+    return (positive_int(channels, "Channel count") - 1).bit_length()
+
+
 class Argmax(wiring.Component):
     """Running argmax of the last layer's logits, a group of `channels` per valid cycle in
     index order, the first maximum winning. Candidates are reduced pairwise in index order,
-    the left one kept on ties; a group maximum replaces the running best only if strictly
-    greater. Two stages balance the comparisons (the second is 1 + the merge): all but the
-    last level of a group's tree, registered; then its last level and the merge into the
-    running best. `done` pulses with the merge of the `final` group; `busy` is high while a
-    group waits for its merge."""
+    the left one kept on ties, one registered tree level per cycle (a level is a comparison
+    and a multiplexer, the most one cycle holds at the target clock); then the group maximum
+    replaces the running best only if strictly greater. `done` pulses with the merge of the
+    `final` group, `argmax_levels(channels)` + 1 cycles after it arrived; `busy` is high while
+    a group is still on its way to the merge."""
 
     def __init__(self, channels, classes, width):
         self._classes = classes
@@ -298,35 +307,37 @@ class Argmax(wiring.Component):
                          i.eq(Mux(take, ri, li)), ok.eq(lok | rok)]
             return v, i, ok
 
-        def reduce(cands, levels, name):
-            for level in range(levels):
-                merged = [pick(cands[k], cands[k + 1], f"{name}{level}_{k}")
-                          for k in range(0, len(cands) - 1, 2)]
-                cands = merged + cands[2 * len(merged):]
-            return cands
+        def register(value, name):
+            reg = Signal.like(value, name=name)
+            m.d.sync += reg.eq(value)
+            return reg
 
         cands = []
         for p in range(channels):
             idx = Signal(range((self._groups + 1) * channels), name=f"idx{p}")
             m.d.comb += idx.eq(self.grp * channels + p)
             cands.append((self.y[p], idx[:label_w], idx < self._classes))
-        levels = (channels - 1).bit_length()
-        cands = reduce(cands, max(levels - 1, 0), "am")
-        staged = []
-        for k, (v, i, ok) in enumerate(cands):
-            regs = (Signal(signed(width), name=f"stage_v{k}"), Signal(label_w, name=f"stage_i{k}"),
-                    Signal(name=f"stage_ok{k}"))
-            m.d.sync += [regs[0].eq(v), regs[1].eq(i), regs[2].eq(ok)]
-            staged.append(regs)
-        pending, final, first = (Signal(name="pending"), Signal(name="pending_final"),
-                                 Signal(name="pending_first"))
-        m.d.sync += [pending.eq(self.valid), final.eq(self.final), first.eq(self.grp == 0)]
-        group_max = reduce(staged, len(staged) - 1, "am_last")[0]
+        flags = (self.valid, self.final, self.grp == 0)
+        levels = argmax_levels(channels)
+        pending = []
+        for level in range(max(levels, 1)):
+            merged = [pick(cands[k], cands[k + 1], f"am{level}_{k}")
+                      for k in range(0, len(cands) - 1, 2)]
+            cands = merged + cands[2 * len(merged):]
+            cands = [tuple(register(x, f"am{level}_{k}_{f}") for x, f in zip(c, "vio"))
+                     for k, c in enumerate(cands)]
+            flags = tuple(register(x, f"am{level}_{f}") for x, f in
+                          zip(flags, ("valid", "final", "first")))
+            pending.append(flags[0])
+        valid, final, first = flags
         best = Signal(signed(width), name="best")
-        new_v, new_i, _ = pick((best, self.label, ~first), group_max, "am_best")
-        with m.If(pending):
+        new_v, new_i, _ = pick((best, self.label, ~first), cands[0], "am_best")
+        with m.If(valid):
             m.d.sync += [best.eq(new_v), self.label.eq(new_i)]
-        m.d.comb += [self.done.eq(pending & final), self.busy.eq(pending)]
+        busy = pending[0]
+        for p in pending[1:]:
+            busy = busy | p
+        m.d.comb += [self.done.eq(valid & final), self.busy.eq(busy)]
         return m
 
 
