@@ -49,14 +49,6 @@ def _fail(file, field, problem):
 
 # --- writing ----------------------------------------------------------------------------------
 
-def atomic_write(path, write):
-    """`write(file)` into a buffer, then `rtn_hw.files.write_atomic(path, ...)` (for callers
-    that stream into a file object)."""
-    buffer = io.BytesIO()
-    write(buffer)
-    write_atomic(path, buffer.getvalue())
-
-
 def npz_bytes(arrays):
     """A deterministic .npz (fixed timestamps, sorted names, stored uncompressed) as bytes, so
     the same arrays always give the same SHA-256."""

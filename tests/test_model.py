@@ -41,7 +41,7 @@ def test_worked_example_values():
     assert model.linear([T_A], [T_W], 0.8, 0.1, 1.5, 1.5)[0, 0] == pytest.approx(5.1, abs=1e-12)
 
 
-def test_worked_example_fixed_point():
+def test_worked_example_within_error_bound():
     k_fmt, out_fmt = model.Q(6, 12), model.Q(8, 8)
     consts = model.fold_constants(0.8, 0.1, 1.5, 1.5, [1], 8, k_fmt)
     y = model.postprocess([[2]], [2], consts, out_fmt)

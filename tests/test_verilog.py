@@ -183,7 +183,7 @@ def _decoder_case(sidecar, rng, count):
 def _mac_case(sidecar, rng, count):
     from rtn_hw.model import Q, RtnConstants, encode, postprocess
     args = sidecar["arguments"]
-    lanes, channels = args["lanes"], args["channels"]
+    lanes = args["lanes"]
     k_fmt, out_fmt = (Q.parse(args[f]) for f in ("k_fmt", "out_fmt"))
     c = args["constants"]
     consts = RtnConstants(k1=np.array(c["k1"]), k2=np.array(c["k2"]), k0=np.array(c["k0"]),

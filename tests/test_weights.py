@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from rtn_hw import model, weights
+from rtn_hw import files, model, weights
 
 
 @pytest.fixture(scope="module")
@@ -134,16 +134,17 @@ def test_save_is_atomic_and_deterministic(tmp_path):
     assert loaded.manifest == weights.load().manifest
 
 
-def test_failed_write_leaves_nothing(tmp_path):
+def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
+    """A write that fails as it replaces the file keeps the old file and leaves no temporary."""
     target = tmp_path / "x.bin"
     target.write_bytes(b"old")
 
-    def explode(f):
-        f.write(b"partial")
-        raise RuntimeError("disk full")
+    def explode(src, dst):
+        raise OSError("disk full")
 
-    with pytest.raises(RuntimeError):
-        weights.atomic_write(target, explode)
+    monkeypatch.setattr(files.os, "replace", explode)
+    with pytest.raises(OSError):
+        files.write_atomic(target, b"new")
     assert target.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["x.bin"]
 
 

@@ -6,8 +6,6 @@
 """
 
 import argparse
-import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -18,6 +16,7 @@ try:
     from . import export, qat
 except ImportError as e:  # the `train` extra is optional
     sys.exit(f"python -m rtn_hw.train needs the train extra (pip install -e '.[train]'): {e}")
+from ..files import write_json
 from . import data
 
 EPOCHS = 60
@@ -95,11 +94,7 @@ def compare(args):
               "seeds": list(args.seeds), "std": "sample standard deviation (ddof = 1)",
               "seconds": round(time.perf_counter() - start, 1), "variants": rows}
     print(table(report))
-    path = Path(args.report)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(report, indent=1) + "\n")
-    os.replace(tmp, path)
+    path = write_json(Path(args.report), report)
     print(f"wrote {path}")
 
 

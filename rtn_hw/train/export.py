@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from .. import model, weights
+from ..files import write_atomic
 K_WIDTH = 18
 OUT_WIDTH = 24
 
@@ -122,7 +123,7 @@ def export(result, dataset, out_json, float_accuracy, extra=None):
         test_file = out_json.parent / weights.DIGITS_TEST.name
         blob = weights.npz_bytes({"images": dataset.test_images.astype(np.uint8),
                                   "labels": dataset.test_labels.astype(np.uint8)})
-        weights.atomic_write(test_file, lambda f: f.write(blob))
+        write_atomic(test_file, blob)
         manifest["training"]["dataset"].update(
             {"test_file": test_file.name, "test_sha256": hashlib.sha256(blob).hexdigest()})
     weights.save(out_json, manifest, arrays)
