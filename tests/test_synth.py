@@ -361,9 +361,11 @@ def test_goal_table_and_block_rewrite():
     text = ("# Doc\n<!-- generated:synth-goals -->\nold figures\n<!-- /generated:synth-goals -->"
             "\nkept\n")
     new = tables.rewrite(text, _docs_report())
-    assert new.startswith("# Doc\n<!-- generated:synth-goals -->\n| figure | measured | goal |")
-    assert "| TernaryDot with S_a, logic cells per lane, 64 / 256 lanes | 10.0 / 9.0 | ≤ 8 |" in new
-    assert "| RtnMacArray P = 16, 64 lanes, logic cells per MAC | 2.00 | ≤ 2.5 |" in new
+    assert new.startswith("# Doc\n<!-- generated:synth-goals -->\n| figure | before (4b1f27d) | "
+                          "measured | goal |")
+    assert ("| TernaryDot with S_a, logic cells per lane, 64 / 256 lanes | 11.0 / – | 10.0 / 9.0 "
+            "| ≤ 8 |") in new
+    assert "| RtnMacArray P = 16, 64 lanes, logic cells per MAC | 4.3 | 2.00 | ≤ 2.5 |" in new
     assert new.endswith("<!-- /generated:synth-goals -->\nkept\n")
     assert tables.rewrite(new, _docs_report()) == new
     with pytest.raises(tables.TableError, match=r"^unknown generated block 'nope'; valid names: "

@@ -139,15 +139,16 @@ def _goals(report):
 
     dot64, dot256 = pick("ternary_dot", 64), pick("ternary_dot", 256)
     mac64, engine = pick("rtn_mac_array", 64), pick("network_engine", 64)
-    rows = ["| figure | measured | goal |", "|---|---|---|",
-            f"| TernaryDot, 64 lanes, routed Fmax | {_fmax(dot64) if dot64 else '–'} | "
-            f"≥ 250 MHz |",
-            f"| TernaryDot with S_a, logic cells per lane, 64 / 256 lanes | "
+    # "before": the same figures from `make synth` at commit 4b1f27d, before the MAC core.
+    rows = ["| figure | before (4b1f27d) | measured | goal |", "|---|---|---|---|",
+            f"| TernaryDot, 64 lanes, routed Fmax | 162 MHz | "
+            f"{_fmax(dot64) if dot64 else '–'} | ≥ 250 MHz |",
+            f"| TernaryDot with S_a, logic cells per lane, 64 / 256 lanes | 11.0 / – | "
             f"{_num(lc_per_lane(dot64), 1)} / {_num(lc_per_lane(dot256), 1)} | ≤ 8 |",
-            f"| RtnMacArray P = 16, 64 lanes, logic cells per MAC | "
+            f"| RtnMacArray P = 16, 64 lanes, logic cells per MAC | 4.3 | "
             f"{_num(mac64['area_per_mac'] if mac64 else None, 2)} | ≤ 2.5 |",
-            f"| network engine 64 × 8, routed Fmax | {_fmax(engine) if engine else '–'} | "
-            f"≥ 100 MHz |"]
+            f"| network engine 64 × 8, routed Fmax | 49.6 MHz | "
+            f"{_fmax(engine) if engine else '–'} | ≥ 100 MHz |"]
     return rows
 
 
