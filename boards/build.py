@@ -91,6 +91,10 @@ def build(board, *, baud, timeout_ms, out=None):
     # folder inside the repository with relative names.
     # synth_ice40 leaves multipliers in LUTs unless asked for the UP5K's SB_MAC16 DSPs.
     extra = {"synth_opts": "-dsp"} if family == "ice40" else {}
+    if family == "ecp5":
+        # yosys 0.70's ABC reintegration asserts on the engine's wide multi-bit nets (yosys
+        # issue #4349), as in `make synth`: split the nets into bits first.
+        extra["script_after_read"] = "proc\nflatten\nsplitnets"
     board.platform().build(
         top, name="top", build_dir=str(build_dir.relative_to(Path.cwd()))
         if build_dir.is_relative_to(Path.cwd()) else str(build_dir), do_program=False,
