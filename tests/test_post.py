@@ -8,7 +8,7 @@ from amaranth.lib import data
 from amaranth.hdl import signed
 
 from rtn_hw import model
-from rtn_hw.gateware.post import Baked, PostProcess, fold, times_const
+from rtn_hw.gateware.post import Baked, PostProcess, clamp, fold, times_const
 from rtn_hw.gateware.simulate import run_stream
 from rtn_hw.model import Q, RtnConstants
 
@@ -62,13 +62,12 @@ def test_matches_golden(streamed, n, channels, out_frac, seed, rng):
                   out_width=out_fmt.width, trits=True)
     inputs = [{"d": (d[b] + m).tolist(), "s": int(s_a[b] + n)} for b in range(len(y))]
     if streamed:
-        top = 1 << (acc_width - 1)
         layout = data.StructLayout({"k1": signed(K_FMT.width), "k2": signed(K_FMT.width),
                                     "k0": signed(acc_width), "lo": signed(acc_width + 1),
                                     "hi": signed(acc_width + 1)})
         params = [{"k1": int(k1[p]), "k2": int(k2[p]), "k0": int(k0[p]),
-                   "lo": int(np.clip(lo_f[p], -top - 1, top)),
-                   "hi": int(np.clip(hi_f[p], -top - 1, top))} for p in range(channels)]
+                   "lo": int(clamp(lo_f[p], acc_width)),
+                   "hi": int(clamp(hi_f[p], acc_width))} for p in range(channels)]
         dut = PostProcess(channels, params=layout, **common)
         inputs = [dict(x, params=params) for x in inputs]
     else:

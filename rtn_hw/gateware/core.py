@@ -44,7 +44,7 @@ from .layouts import trit_planes
 from .pipeline import Pipeline
 from .popcount import adder_tree, compress, compress_levels, stage_all, tree_levels
 
-__all__ = ["MacCore", "TREES", "lane_product", "core_levels"]
+__all__ = ["MacCore", "TREES", "lane_product", "core_levels", "check_tree"]
 
 TREES = ("compressor", "adder")
 
@@ -66,7 +66,7 @@ def _tree_levels(tree, singles, tops):
 
 def core_levels(lanes, tree="compressor", weights=None):
     """Logic levels of a MacCore: the lane logic, then the deepest tree."""
-    lanes, tree = _check.positive_int(lanes, "Lane count"), _check_tree(tree)
+    lanes, tree = _check.positive_int(lanes, "Lane count"), check_tree(tree)
     streamed = (2 * lanes, ()) if tree == "compressor" else (0, (2,) * lanes)
     rows = [streamed]
     for row in () if weights is None else weights:
@@ -75,7 +75,7 @@ def core_levels(lanes, tree="compressor", weights=None):
     return 1 + max(_tree_levels(tree, singles, tops) for singles, tops in rows)
 
 
-def _check_tree(tree):
+def check_tree(tree):
     if tree not in TREES:
         raise ValueError(f"Tree must be one of {', '.join(map(repr, TREES))}, not {tree!r}")
     return tree
@@ -109,7 +109,7 @@ class MacCore(wiring.Component):
                  tree="compressor", cuts=frozenset(), registered=True, side=None):
         self._lanes = _check.positive_int(lanes, "Lane count")
         self._channels = _check.positive_int(channels, "Channel count")
-        self._tree = _check_tree(tree)
+        self._tree = check_tree(tree)
         if not isinstance(activation_sum, bool):
             raise TypeError(f"activation_sum must be a bool, not {activation_sum!r}")
         self._activation_sum = activation_sum

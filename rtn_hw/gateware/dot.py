@@ -15,7 +15,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..model._check import positive_int
-from .core import TREES, MacCore, core_levels
+from .core import MacCore, check_tree, core_levels
 from .layouts import dot_width, trit_planes
 
 __all__ = ["TernaryDot", "dot_levels", "dot_cuts"]
@@ -52,8 +52,7 @@ class TernaryDot(wiring.Component):
 
     def __init__(self, lanes, *, pipeline=1, activation_sum=True, tree="compressor"):
         self._lanes = positive_int(lanes, "Lane count")
-        if tree not in TREES:
-            raise ValueError(f"Tree must be one of {', '.join(map(repr, TREES))}, not {tree!r}")
+        check_tree(tree)
         self._pipeline = _check_pipeline(pipeline, self._lanes, tree)
         if not isinstance(activation_sum, bool):
             raise TypeError(f"activation_sum must be a bool, not {activation_sum!r}")

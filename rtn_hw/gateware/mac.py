@@ -25,7 +25,7 @@ from ..model.fixed import Q, RtnConstants, accumulator_width, bits_for, check_ou
 from .core import MacCore, core_levels
 from .layouts import trit_planes
 from .popcount import cut_levels
-from .post import Baked, PostProcess, fold, times_const
+from .post import Baked, PostProcess, clamp, fold, times_const
 
 __all__ = ["RtnMacArray"]
 
@@ -260,8 +260,7 @@ class RtnMacArray(wiring.Component):
         if lo is not None:
             fields.update(lo=signed(aw + 1), hi=signed(aw + 1))
             *_, lo, hi = fold(0, 0, 0, shift=self._shift, d_bias=0, s_bias=0, lo=lo, hi=hi)
-            top = 1 << (aw - 1)
-            lo, hi = np.clip(lo, -top - 1, top), np.clip(hi, -top - 1, top)
+            lo, hi = clamp(lo, aw), clamp(hi, aw)
         m.submodules.post = post = PostProcess(self._channels,
                                                params=data.StructLayout(fields),
                                                side=1, **common)

@@ -31,7 +31,7 @@ from ..model import _check
 from .layouts import threshold_trit, trit_planes
 from .pipeline import Pipeline
 
-__all__ = ["PostProcess", "Baked", "fold", "times_const", "signed_width"]
+__all__ = ["PostProcess", "Baked", "fold", "clamp", "times_const", "signed_width"]
 
 
 def signed_width(values):
@@ -60,6 +60,13 @@ def fold(k1, k2, k0, *, shift, d_bias, s_bias, lo=None, hi=None):
         lo = np.asarray(lo, dtype=np.int64) << shift
         hi = ((np.asarray(hi, dtype=np.int64) + 1) << shift) - 1
     return k1, k2, k0, lo, hi
+
+
+def clamp(thresholds, acc_width):
+    """acc'-domain thresholds clamped to just outside the range of a signed `acc_width`-bit
+    acc' (no decision changes), so that they fit acc_width + 1 signed bits."""
+    top = 1 << (acc_width - 1)
+    return np.clip(np.asarray(thresholds, dtype=np.int64), -top - 1, top)
 
 
 def _naf(k):
@@ -182,9 +189,7 @@ class PostProcess(wiring.Component):
                 prod1, prod2 = times_const(d, k1), times_const(s, k2)
                 k0_r = Const(k0, acc_shape)
                 if self._trits:
-                    # Clamped to just outside acc's range: no decision changes.
-                    top = 1 << (self._acc_width - 1)
-                    lo, hi = (Const(int(np.clip(getattr(self._params, f)[p], -top - 1, top)),
+                    lo, hi = (Const(int(clamp(getattr(self._params, f)[p], self._acc_width)),
                                     signed(self._acc_width + 1)) for f in ("lo", "hi"))
             else:
                 params = payload.params[p]
