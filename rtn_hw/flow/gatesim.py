@@ -6,7 +6,8 @@ testbench (`rtn_hw.flow.testbench`: every payload offered until taken, `o.ready`
 
 * "icarus" (iCE40): Icarus over yosys's ice40 `cells_sim.v`;
 * "icarus-flat" (either family): yosys flattens the netlist into those same cell models (plus
-  our MULT18X18D and a one-line LUT4), then Icarus: much cheaper than Verilator for large
+  our MULT18X18D and a one-line LUT4; the DP16KD block RAM, a black box in yosys, is our
+  behavioural model), then Icarus: much cheaper than Verilator for large
   netlists, and the ECP5 default, since Icarus cannot parse the ECP5 models themselves;
 * "verilator" (ECP5): Verilator over yosys's ecp5 `cells_sim.v` (a test checks that it and
   "icarus-flat" agree, net by net).
@@ -136,6 +137,97 @@ def _mult18_model():
         "endmodule", ""])
 
 
+# The body of the DP16KD model: the modes synth_ecp5 maps memories to (DS1044, TN1264).
+# 18 Kbit as 1,024 18-bit words; a 9/18-bit port addresses word AD[13:4] (a 9-bit one the
+# half AD[3]; an 18-bit write has byte enables AD[1:0]); 36 bits is pseudo dual port: port B
+# reads words {2a+1, 2a} onto {DOB, DOA}, port A writes DIA/DIB there with enables AD[3:0].
+_DP16KD_BODY = """
+  reg [17:0] mem [0:1023];
+  integer k;
+  initial begin
+    if (!(DATA_WIDTH_A == 9 || DATA_WIDTH_A == 18 || DATA_WIDTH_A == 36)
+        || !(DATA_WIDTH_B == 9 || DATA_WIDTH_B == 18 || DATA_WIDTH_B == 36)
+        || REGMODE_A != "NOREG" || REGMODE_B != "NOREG") begin
+      $display("DP16KD model: widths %%0d/%%0d, REGMODE %%0s/%%0s not modelled (9/18/36, NOREG)",
+               DATA_WIDTH_A, DATA_WIDTH_B, REGMODE_A, REGMODE_B);
+      $finish(1);
+    end
+    for (k = 0; k < 16; k = k + 1) begin
+%(init)s
+    end
+  end
+  wire [13:0] ada = %(ada)s, adb = %(adb)s;
+  wire [17:0] dia = %(dia)s, dib = %(dib)s;
+  wire [9:0] pair = {ada[13:5], 1'b0}, pairb = {adb[13:5], 1'b0};
+  reg [17:0] qa = 0, qb = 0, qlo = 0;
+  assign %(doa)s = DATA_WIDTH_B == 36 ? qlo : qa;
+  assign %(dob)s = qb;
+  function [17:0] narrow(input [31:0] width, input [17:0] word, input high);
+    narrow = width == 9 ? {9'b0, high ? word[17:9] : word[8:0]} : word;
+  endfunction
+  // Port A: writes (also the write half of 36-bit mode) and 9/18-bit reads.
+  wire arsta = RESETMODE == "ASYNC" && RSTA;
+  always @(posedge CLKA or posedge arsta)
+    if (arsta || RSTA) qa <= 0;
+    else if (CEA) begin
+      if (WEA && DATA_WIDTH_A == 36) begin
+        if (ada[0]) mem[pair][8:0] <= dia[8:0];
+        if (ada[1]) mem[pair][17:9] <= dia[17:9];
+        if (ada[2]) mem[pair + 1][8:0] <= dib[8:0];
+        if (ada[3]) mem[pair + 1][17:9] <= dib[17:9];
+      end else if (WEA && DATA_WIDTH_A == 18) begin
+        if (ada[0]) mem[ada[13:4]][8:0] <= dia[8:0];
+        if (ada[1]) mem[ada[13:4]][17:9] <= dia[17:9];
+      end else if (WEA) begin
+        if (ada[3]) mem[ada[13:4]][17:9] <= dia[8:0];
+        else mem[ada[13:4]][8:0] <= dia[8:0];
+      end
+      if (DATA_WIDTH_A != 36 && !(WEA && WRITEMODE_A == "NORMAL"))
+        qa <= WEA && WRITEMODE_A == "WRITETHROUGH" ? narrow(DATA_WIDTH_A, dia, 1'b0)
+              : narrow(DATA_WIDTH_A, mem[ada[13:4]], ada[3]);
+    end
+  // Port B: 9/18-bit reads and writes, or the read half of 36-bit mode.
+  wire arstb = RESETMODE == "ASYNC" && RSTB;
+  always @(posedge CLKB or posedge arstb)
+    if (arstb || RSTB) begin qb <= 0; qlo <= 0; end
+    else if (CEB) begin
+      if (DATA_WIDTH_B == 36) begin
+        qlo <= mem[pairb];
+        qb <= mem[pairb + 1];
+      end else begin
+        if (WEB && DATA_WIDTH_B == 18) begin
+          if (adb[0]) mem[adb[13:4]][8:0] <= dib[8:0];
+          if (adb[1]) mem[adb[13:4]][17:9] <= dib[17:9];
+        end else if (WEB) begin
+          if (adb[3]) mem[adb[13:4]][17:9] <= dib[8:0];
+          else mem[adb[13:4]][8:0] <= dib[8:0];
+        end
+        if (!(WEB && WRITEMODE_B == "NORMAL"))
+          qb <= WEB && WRITEMODE_B == "WRITETHROUGH" ? narrow(DATA_WIDTH_B, dib, 1'b0)
+                : narrow(DATA_WIDTH_B, mem[adb[13:4]], adb[3]);
+      end
+    end
+"""
+
+
+def _dp16kd_model():
+    """A behavioural DP16KD: yosys ships the ECP5 block RAM as a black box. The ports and
+    parameters are yosys's own declaration, so every parameter synth_ecp5 sets is accepted;
+    the body is `_DP16KD_BODY`. Anything it does not model stops the simulation with a line."""
+    source = (tools.yosys_share("ecp5") / "cells_sim.v").read_text()
+    match = re.search(r"\(\* blackbox \*\)\s*(module DP16KD\(.*?)endmodule", source, re.S)
+    if match is None:
+        raise RuntimeError("yosys's ecp5/cells_sim.v has no DP16KD declaration to model")
+    bus = lambda name: "{" + ", ".join(f"{name}{k}" for k in reversed(range(
+        14 if name.startswith("AD") else 18))) + "}"
+    init = "\n".join(f"      mem[{16 * nn} + k] = INITVAL_{nn:02X}[20 * k +: 18];"
+                     for nn in range(64))
+    body = _DP16KD_BODY % dict(init=init, **{name.lower(): bus(name) for name in
+                                            ("ADA", "ADB", "DIA", "DIB", "DOA", "DOB")})
+    return "// Behavioural DP16KD for gate-level simulation (rtn_hw.flow.gatesim).\n" + \
+        match[1] + body + "endmodule\n"
+
+
 # yosys's ECP5 LUT4 model is a three-level mux tree: four assignments and three wires per LUT
 # once flattened. For 0/1 inputs this one-line lookup is the same function, and it keeps a
 # 20k-LUT netlist small enough for Icarus (test_ecp5_simulators_agree checks the equivalence
@@ -197,6 +289,10 @@ def simulate_netlist(netlist, payload_ints, *, warmup, drain, simulator=None):
             _flatten(work, family)
             netlist_v = "flat.v"
             sources, flags = ["tb.v", "flat.v"], ["-g2012"]
+            if family == "ecp5":
+                # Block RAMs stay instances of yosys's black box through the flattening.
+                (work / "dp16kd_sim.v").write_text(_dp16kd_model())
+                sources.append("dp16kd_sim.v")
         # Trace only the mapped netlist's own nets (a flattened one has many more inside the
         # cells), as far as they survived into the simulated Verilog.
         declared = set(re.findall(r"^\s*(?:wire|reg|input|output)\b[^;=\n]*?([A-Za-z_]\w*)"
@@ -204,6 +300,9 @@ def simulate_netlist(netlist, payload_ints, *, warmup, drain, simulator=None):
                                   (work / netlist_v).read_text(), re.M))
         trace = sorted(declared & set(netlist.netnames))
     else:
+        if netlist.counts.get("DP16KD"):
+            raise ValueError(f"Simulator 'verilator' cannot run {work}: yosys's DP16KD is a "
+                             f"black box there; use 'icarus-flat'")
         (work / "mult18x18d_sim.v").write_text(_mult18_model())
         # Only the netlist's own nets are wanted: tracing inside every cell model would
         # multiply the trace (Verilator ignores $dumpvars' depth).
