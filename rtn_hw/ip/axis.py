@@ -1,0 +1,182 @@
+"""AXI4-Stream wrapper: any unit with one input stream `i` and one output stream `o`.
+
+The wrapper adds no arithmetic. Its top-level ports are named the way vendor tools expect
+(`aclk`, `aresetn`, `s_axis_t*`, `m_axis_t*`); `tdata` is the unit's payload padded to whole
+bytes. Two shapes:
+
+* one beat per transfer (every unit but the engine): `s_axis_tdata` is the `i` payload with
+  zero bits above it, `m_axis_tdata` the `o` payload, sign-extended when the payload is a plain
+  signed number and zero-padded when it is a layout; no `tlast`. Pure wiring: latency and
+  throughput are the unit's.
+* framed (the network engine): the `i` payload is an array of small elements (pixels); each
+  element takes `element_bytes` bytes of `tdata` (zero-extended in, high bits ignored), `per_beat`
+  elements per beat, `beats` beats per frame, `s_axis_tlast` on the last. The frame is
+  collected in a register and handed to the unit the cycle after its last beat; the next frame
+  is accepted as soon as the unit has taken that one. A frame whose `tlast` is not on beat
+  `beats` is dropped whole: one `tlast` too early ends it there, a missing one discards beats
+  up to and including the next `tlast`. Every result is one beat with `m_axis_tlast` high.
+
+AXI4-Stream's reset is synchronous and active low: `aresetn` low for one `aclk` edge clears the
+wrapper and the unit (Amaranth's `sync` domain of the unit is driven from `aclk`/`~aresetn`).
+Valid never depends combinationally on ready, in both directions, as AXI4-Stream requires.
+"""
+
+import math
+
+from amaranth.hdl import ClockDomain, Module, Shape, Signal, Value
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["AxisWrapper", "WrapError", "check_wrappable", "byte_width"]
+
+
+class WrapError(ValueError):
+    """The component cannot be put behind the AXI4-Stream wrapper; one line."""
+
+
+def byte_width(bits):
+    """`bits` rounded up to whole bytes, at least one byte."""
+    return 8 * max(1, math.ceil(bits / 8))
+
+
+def check_wrappable(component):
+    """The wrapper takes exactly an input stream `i` and an output stream `o`."""
+    members = component.signature.members
+    names = sorted(members)
+    shape = {name: members[name] for name in names}
+    ok = (names == ["i", "o"]
+          and all(m.is_signature and isinstance(m.signature, stream.Signature)
+                  for m in shape.values())
+          and shape["i"].flow == In and shape["o"].flow == Out)
+    if not ok:
+        raise WrapError(f"the AXI4-Stream wrapper takes a unit with one input stream i and one "
+                        f"output stream o; this one has ports {', '.join(names)}")
+
+
+class AxisWrapper(wiring.Component):
+    """`unit` behind AXI4-Stream ports.
+
+    Parameters
+    ----------
+    unit : wiring.Component
+        Streams `i` (in) and `o` (out) only; its `latency` property is used for the wrapper's.
+    per_beat : int or None
+        None: one beat per transfer. An int: framed input, `per_beat` elements of the `i`
+        payload (an `ArrayLayout`) per beat; it must divide the element count.
+    """
+
+    def __init__(self, unit, *, per_beat=None):
+        check_wrappable(unit)
+        self._unit = unit
+        i_shape = unit.signature.members["i"].signature.members["payload"].shape
+        o_shape = unit.signature.members["o"].signature.members["payload"].shape
+        self._i_shape, self._o_shape = i_shape, o_shape
+        self._per_beat = per_beat
+        if per_beat is None:
+            self._beats, self._element_bytes = 1, None
+            s_width = byte_width(Shape.cast(i_shape).width)
+        else:
+            if not isinstance(i_shape, data.ArrayLayout):
+                raise WrapError("framed input needs an array payload (elements per beat)")
+            if (not isinstance(per_beat, int) or isinstance(per_beat, bool) or per_beat < 1
+                    or i_shape.length % per_beat):
+                raise WrapError(f"elements per beat must be a positive divisor of "
+                                f"{i_shape.length}, not {per_beat!r}")
+            self._beats = i_shape.length // per_beat
+            self._element_bytes = byte_width(Shape.cast(i_shape.elem_shape).width) // 8
+            s_width = 8 * self._element_bytes * per_beat
+        m_width = byte_width(Shape.cast(o_shape).width)
+        members = {
+            "aclk": In(1), "aresetn": In(1),
+            "s_axis_tdata": In(s_width), "s_axis_tvalid": In(1), "s_axis_tready": Out(1),
+            "m_axis_tdata": Out(m_width), "m_axis_tvalid": Out(1), "m_axis_tready": In(1),
+        }
+        if self.framed:
+            members["s_axis_tlast"] = In(1)
+            members["m_axis_tlast"] = Out(1)
+        super().__init__(members)
+
+    @property
+    def unit(self):
+        return self._unit
+
+    @property
+    def framed(self):
+        return self._per_beat is not None
+
+    @property
+    def per_beat(self):
+        return self._per_beat
+
+    @property
+    def beats(self):
+        """Input beats per transfer (1 unless framed)."""
+        return self._beats
+
+    @property
+    def element_bytes(self):
+        """Bytes of `s_axis_tdata` per input element when framed, else None."""
+        return self._element_bytes
+
+    @property
+    def latency(self):
+        """Cycles from the handshake of a transfer's last input beat to its result on
+        `m_axis_tvalid`, with the unit idle and `m_axis_tready` high: the unit's latency, plus
+        one for the frame register when framed."""
+        return int(self._unit.latency) + (1 if self.framed else 0)
+
+    def elaborate(self, platform):
+        m = Module()
+        # The unit's `sync` domain, on AXI's clock and synchronous active-low reset.
+        m.domains.sync = sync = ClockDomain("sync", local=True)
+        m.d.comb += [sync.clk.eq(self.aclk), sync.rst.eq(~self.aresetn)]
+        m.submodules.unit = unit = self._unit
+
+        o_payload = Value.cast(unit.o.payload)
+        if Shape.cast(self._o_shape).signed:
+            o_payload = o_payload.as_signed()      # sign-extends into the padding
+        m.d.comb += [self.m_axis_tdata.eq(o_payload), self.m_axis_tvalid.eq(unit.o.valid),
+                     unit.o.ready.eq(self.m_axis_tready)]
+        if self.framed:
+            m.d.comb += self.m_axis_tlast.eq(1)
+            self._frame(m, unit)
+        else:
+            m.d.comb += [unit.i.payload.eq(self.s_axis_tdata[:Shape.cast(self._i_shape).width]),
+                         unit.i.valid.eq(self.s_axis_tvalid),
+                         self.s_axis_tready.eq(unit.i.ready)]
+        return m
+
+    def _frame(self, m, unit):
+        beats, per_beat = self._beats, self._per_beat
+        elem_bits = Shape.cast(self._i_shape.elem_shape).width
+        frame = Signal(self._i_shape, name="frame")
+        full = Signal(name="full")                  # `frame` holds a whole frame for the unit
+        skip = Signal(name="skip")                  # discarding beats of a too-long frame
+        beat = Signal(range(beats), name="beat")
+        last = Signal(name="last")
+        take = Signal(name="take")
+        m.d.comb += [unit.i.payload.eq(frame), unit.i.valid.eq(full),
+                     self.s_axis_tready.eq(~full),
+                     last.eq(beat == beats - 1),
+                     take.eq(self.s_axis_tvalid & self.s_axis_tready)]
+        with m.If(unit.i.valid & unit.i.ready):
+            m.d.sync += full.eq(0)
+        stride = 8 * self._element_bytes
+        with m.If(take & ~skip):
+            with m.Switch(beat):
+                for b in range(beats):
+                    with m.Case(b):
+                        m.d.sync += [frame[b * per_beat + k].eq(
+                            self.s_axis_tdata[k * stride:k * stride + elem_bits])
+                            for k in range(per_beat)]
+        with m.If(take):
+            with m.If(skip):
+                m.d.sync += skip.eq(~self.s_axis_tlast)
+            with m.Elif(last):
+                # A complete frame goes to the unit only if tlast marks its end.
+                m.d.sync += [beat.eq(0), full.eq(self.s_axis_tlast),
+                             skip.eq(~self.s_axis_tlast)]
+            with m.Elif(self.s_axis_tlast):
+                m.d.sync += beat.eq(0)                 # too short: dropped
+            with m.Else():
+                m.d.sync += beat.eq(beat + 1)
