@@ -6,6 +6,9 @@ build stays current), builds it once into build/sim/<simulator>/<unit>-<params>/
 tests of bench.py there, moves cocotb's JUnit XML to build/sim/junit/, and returns one summary
 row (see summary.py).
 
+`interface="axis"` exports the unit behind its AXI4-Stream wrapper (rtn_hw.ip) instead and
+runs the AXI4-Stream benches of axis/ (cocotbext-axi) on it.
+
 Environment: NUM_VECTORS (per-configuration default given by the caller), SEED, SPARSITY,
 IDLE, STALL, WAVES=1 (FST/VCD under build/waves/).
 """
@@ -68,17 +71,26 @@ def config_id(unit, params):
     return "-".join(parts).replace("/", "_").replace(".", "_")
 
 
-def export(unit, params):
+def export(unit, params, interface="native"):
     """The unit's Verilog and sidecar under build/sim/verilog/<config>/: (verilog, sidecar)."""
     from rtn_hw.flow.verilog import export as export_unit
-    folder = BUILD / "verilog" / config_id(unit, params)
+    folder = BUILD / "verilog" / _folder_name(unit, params, interface)
     folder.mkdir(parents=True, exist_ok=True)
-    result = export_unit(unit, {k: str(v) for k, v in params.items()})
+    result = export_unit(unit, {k: str(v) for k, v in params.items()}, interface=interface)
     verilog = folder / f"{unit}.v"
     sidecar = folder / f"{unit}.json"
     write_if_changed(verilog, result.verilog)
     write_if_changed(sidecar, result.sidecar_text())
     return verilog, sidecar, result.sidecar
+
+
+def _folder_name(unit, params, interface):
+    name = config_id(unit, params)
+    return name if interface == "native" else f"{name}-{interface}"
+
+
+# The cocotb test module of each interface (sim/bench.py, sim/axis/bench.py).
+TEST_MODULES = {"native": "bench", "axis": "axis.bench"}
 
 
 def _icarus_dump(folder, module, waves_file):
@@ -90,13 +102,13 @@ def _icarus_dump(folder, module, waves_file):
     return path
 
 
-def run(unit, params, simulator, *, vectors, extra_env=None):
+def run(unit, params, simulator, *, vectors, extra_env=None, interface="native"):
     """Build and run the benches for one configuration; return its summary row."""
     from cocotb_tools.runner import get_runner
 
     cfg = settings(vectors)
-    name = config_id(unit, params)
-    verilog, sidecar_path, sidecar = export(unit, params)
+    name = _folder_name(unit, params, interface)
+    verilog, sidecar_path, sidecar = export(unit, params, interface)
     module = sidecar["module"]
     folder = BUILD / simulator / (name + ("-waves" if cfg["waves"] else ""))
     folder.mkdir(parents=True, exist_ok=True)
@@ -151,8 +163,8 @@ def run(unit, params, simulator, *, vectors, extra_env=None):
         }
         failure = None
         try:
-            runner.test(test_module="bench", hdl_toplevel=module, build_dir=folder,
-                        test_dir=folder, test_args=test_args, plusargs=plusargs,
+            runner.test(test_module=TEST_MODULES[interface], hdl_toplevel=module,
+                        build_dir=folder, test_dir=folder, test_args=test_args, plusargs=plusargs,
                         extra_env=env, results_xml=str(junit),
                         waves=cfg["waves"], log_file=folder / "sim.log")
         except (SystemExit, RuntimeError) as error:
@@ -160,6 +172,9 @@ def run(unit, params, simulator, *, vectors, extra_env=None):
             failure = error
         ran = time.perf_counter()
     row = _row(unit, params, simulator, cfg, stats, built - began, ran - built)
+    if interface != "native":
+        # The summary keys rows by unit, params and simulator.
+        row["params"] = ",".join(filter(None, [row["params"], f"interface={interface}"]))
     if waves_file is not None:
         row["waves"] = str(waves_file.relative_to(ROOT))
     if failure is not None:
