@@ -1,7 +1,7 @@
 """`rtn-hw`: the command-line front end.
 
     rtn-hw verilog --list
-    rtn-hw verilog UNIT [-p NAME=VALUE ...] -o FILE.v [--name MODULE]
+    rtn-hw verilog UNIT [-p NAME=VALUE ...] -o FILE.v [--name MODULE] [--interface axis]
     rtn-hw synth [--targets T,...] [--units U,...] [--lanes N,...] [--seeds S,...] [--jobs J]
     rtn-hw synth --docs
     rtn-hw run --port PORT (--images FILE | --digits-test) [--baud B] [--timeout S]
@@ -53,6 +53,10 @@ def _add_verilog(subparsers):
     parser.add_argument("-o", "--output", metavar="FILE.v", help="Verilog file to write")
     parser.add_argument("--name", metavar="MODULE",
                         help="Verilog module name (default: the unit name)")
+    parser.add_argument("--interface", default="native", metavar="NAME",
+                        help="native: the unit's own stream ports (default); axis: AXI4-Stream "
+                             "ports plus component.xml (IP-XACT) and a FuseSoC .core "
+                             "(docs/ip.md)")
     parser.set_defaults(run=_run_verilog)
 
 
@@ -88,8 +92,10 @@ def _run_verilog(args, out):
         raise UsageError("verilog: expected a UNIT or --list")
     params = _parse_params(args.param)
     from .units import ParameterError, unit
+    from .ip import check_interface
     try:
         # Names and values first (cheap), so they are reported before any output problem.
+        check_interface(args.interface)
         unit(args.unit).resolve(params)
     except ParameterError as error:
         raise UsageError(str(error)) from None
@@ -103,7 +109,7 @@ def _run_verilog(args, out):
 
     from .flow import verilog
     try:
-        result = verilog.export(args.unit, params, name=args.name)
+        result = verilog.export(args.unit, params, name=args.name, interface=args.interface)
     except ParameterError as error:
         raise UsageError(str(error)) from None
     try:

@@ -27,6 +27,7 @@ from amaranth.lib import data, stream, wiring
 
 from .. import __version__ as rtn_hw_version
 from ..files import temp_beside
+from ..ip import check_interface
 from ..units import ParameterError, unit as lookup_unit
 
 __all__ = ["Export", "export", "port_map", "verilog_ports", "sidecar_path", "write"]
@@ -135,13 +136,6 @@ def port_map(component, text, module):
     return ports
 
 
-def check_interface(interface):
-    from ..ip import INTERFACES
-    if interface not in INTERFACES:
-        raise ParameterError(f"unknown interface {interface!r}; valid interfaces: "
-                             f"{', '.join(INTERFACES)}")
-
-
 def export(unit_name, params=None, *, name=None, interface="native"):
     """Build `unit_name` from string parameters and convert it: an `Export`."""
     check_interface(interface)
@@ -172,8 +166,7 @@ def export(unit_name, params=None, *, name=None, interface="native"):
 
 
 def _export_axis(unit, built, module):
-    from .. import ip
-    from ..ip import fusesoc, ipxact
+    from ..ip import fusesoc, ipxact, wrap as ip
     try:
         wrapper = ip.wrap(unit.name, built.component)
     except ip.WrapError as error:

@@ -1,142 +1,21 @@
 """Vendor-ready IP: a unit behind AXI4-Stream ports, with IP-XACT and FuseSoC descriptions.
 
-`rtn_hw.flow.verilog.export(unit, params, interface="axis")` builds the unit, wraps it with
-`AxisWrapper` (axis.py), converts the wrapper, and describes it with `describe` (sidecar
-entries), `localparams` (header comment and module body), `ipxact.component` and
-`fusesoc.core`. docs/ip.md is the user's guide.
+`rtn_hw.flow.verilog.export(unit, params, interface="axis")` builds the unit, wraps it
+(wrap.py, gateware in axis.py), converts the wrapper and describes it: the sidecar, the
+parameters as `localparam`s, `ipxact.component` (component.xml) and `fusesoc.core`.
+docs/ip.md is the user's guide. Importing this package is cheap (no Amaranth), so the command
+line checks an interface name before it builds anything.
 """
 
-import re
+__all__ = ["INTERFACES", "check_interface"]
 
-from amaranth.hdl import Shape
-from amaranth.lib import data
-
-from .axis import AxisWrapper, WrapError, byte_width, check_wrappable
-
-__all__ = ["INTERFACES", "AxisWrapper", "WrapError", "wrap", "describe", "localparams",
-           "with_localparams", "FRAMED_UNITS"]
-
-# Interfaces of `rtn-hw verilog --interface`: the unit's own stream ports, or AXI4-Stream.
+# `rtn-hw verilog --interface`: the unit's own stream ports, or AXI4-Stream.
 INTERFACES = ("native", "axis")
 
-# Units whose input is an array sent over several beats: at most this many elements per beat
-# (the largest divisor of the element count not above it). The engine: pixels, one per byte.
-FRAMED_UNITS = {"network_engine": 8}
 
-
-def _per_beat(length, most):
-    return max(k for k in range(1, most + 1) if length % k == 0)
-
-
-def wrap(unit_name, component):
-    """The `AxisWrapper` of a built unit; a `WrapError` if it cannot be wrapped."""
-    check_wrappable(component)
-    most = FRAMED_UNITS.get(unit_name)
-    if most is None:
-        return AxisWrapper(component)
-    shape = component.signature.members["i"].signature.members["payload"].shape
-    return AxisWrapper(component, per_beat=_per_beat(shape.length, most))
-
-
-def _leaves_of(shape, leaves):
-    return list(leaves(shape)) if isinstance(shape, data.Layout) else []
-
-
-def _fields(leaves, width, signed=False):
-    """A layout's leaves, or one unnamed field for a plain number."""
-    return [{"name": n, "offset": o, "width": w, "signed": s} for n, o, w, s in leaves] or [
-        {"name": "", "offset": 0, "width": width, "signed": signed}]
-
-
-def describe(wrapper, leaves):
-    """The sidecar's `axis` entry: per interface the tdata width, beats, tlast, and where each
-    field of the unit's payload sits in tdata (`leaves(shape)` gives a layout's leaf fields
-    as (name, offset, width, signed))."""
-    i_shape, o_shape = wrapper._i_shape, wrapper._o_shape
-    o_bits = Shape.cast(o_shape).width
-    m_axis = {
-        "tdata_width": len(wrapper.m_axis_tdata),
-        "payload_width": o_bits,
-        "padding": ("sign-extended" if not isinstance(o_shape, data.Layout)
-                    and Shape.cast(o_shape).signed else "zero"),
-        "beats": 1,
-        "tlast": wrapper.framed,
-        "fields": _fields(_leaves_of(o_shape, leaves), o_bits, Shape.cast(o_shape).signed),
-    }
-    if not wrapper.framed:
-        i_bits = Shape.cast(i_shape).width
-        s_axis = {
-            "tdata_width": len(wrapper.s_axis_tdata), "payload_width": i_bits,
-            "padding": "ignored", "beats": 1, "tlast": False,
-            "fields": _fields(_leaves_of(i_shape, leaves), i_bits,
-                              Shape.cast(i_shape).signed),
-        }
-    else:
-        elem = Shape.cast(i_shape.elem_shape)
-        stride = 8 * wrapper.element_bytes
-        s_axis = {
-            "tdata_width": len(wrapper.s_axis_tdata),
-            "payload_width": Shape.cast(i_shape).width,
-            "padding": "ignored",
-            "beats": wrapper.beats,
-            "tlast": True,
-            "elements": i_shape.length,
-            "elements_per_beat": wrapper.per_beat,
-            "element_bytes": wrapper.element_bytes,
-            # Element e travels in beat e // per_beat, at this offset of that beat's tdata.
-            "fields": [{"name": f"[{k}]", "offset": k * stride, "width": elem.width,
-                        "signed": elem.signed} for k in range(wrapper.per_beat)],
-        }
-    return {"s_axis": s_axis, "m_axis": m_axis}
-
-
-_ORDER = ["aclk", "aresetn"] + [f"{bus}_{role}" for bus in ("s_axis", "m_axis")
-                                 for role in ("tdata", "tvalid", "tready", "tlast")]
-
-
-def port_list(module_ports):
-    """Sidecar port entries of the wrapper's Verilog ports ({name: (direction, width)}):
-    clock, reset, then each interface's tdata, tvalid, tready, tlast."""
-    roles = {"aclk": ("clock", None), "aresetn": ("reset_n", None)}
-    ports = []
-    for name in sorted(module_ports, key=_ORDER.index):
-        direction, width = module_ports[name]
-        role, interface = roles.get(name, (None, None))
-        if role is None:
-            interface, _, role = name.rpartition("_")
-        ports.append({"name": name, "direction": direction, "width": width, "signed": False,
-                      "role": role, "interface": interface})
-    return ports
-
-
-def _verilog_value(value):
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def localparams(wrapper, shown):
-    """{NAME: value}: the unit's resolved parameters (`shown`, JSON values; none left out)
-    upper-cased, then the interface widths and timing."""
-    params = {name.upper(): value for name, value in shown.items() if value is not None}
-    params.update({"S_AXIS_TDATA_WIDTH": len(wrapper.s_axis_tdata),
-                   "M_AXIS_TDATA_WIDTH": len(wrapper.m_axis_tdata),
-                   "BEATS_PER_FRAME": wrapper.beats, "LATENCY": wrapper.latency})
-    return params
-
-
-def with_localparams(text, module, params, banner):
-    """The Verilog with a header comment (`banner` lines and the parameters) and the
-    parameters as `localparam`s at the top of `module`'s body, for readers and tools."""
-    header = re.search(rf"^module {re.escape(module)}\(.*?\);\n", text, re.M | re.S)
-    if header is None:
-        raise ValueError(f"module {module} not found in the Verilog")
-    decls = "".join(f"  localparam {name} = {_verilog_value(value)};\n"
-                    for name, value in params.items())
-    comment = "".join(f"// {line}\n" for line in banner)
-    comment += "// Parameters:\n" + "".join(f"//   {name} = {_verilog_value(value)}\n"
-                                             for name, value in params.items())
-    body = text[:header.end()] + decls + text[header.end():]
-    return comment + body
+def check_interface(interface):
+    """A `ParameterError` naming the valid interfaces unless `interface` is one of them."""
+    from ..units import ParameterError
+    if interface not in INTERFACES:
+        raise ParameterError(f"unknown interface {interface!r}; valid interfaces: "
+                             f"{', '.join(INTERFACES)}")
