@@ -1,4 +1,5 @@
-"""Atomic file writing, the one way every report, netlist and cache entry in rtn-hw is written.
+"""Atomic file writing, the one way every report, netlist and cache entry in rtn-hw is written,
+and bounded reading of untrusted input files.
 
 A file is written to a temporary file in the same folder (same file system), then moved over
 the target with `os.replace`, so a reader, a parallel worker or a run that fails half way only
@@ -9,9 +10,11 @@ give it.
 import json
 import os
 import pathlib
+import stat
 import tempfile
 
-__all__ = ["write_atomic", "write_json", "write_if_changed", "temp_beside"]
+__all__ = ["write_atomic", "write_json", "write_if_changed", "temp_beside", "read_bounded",
+           "InputFileError"]
 
 
 def _umask():
@@ -70,3 +73,36 @@ def write_if_changed(path, data):
     except OSError:
         pass
     return write_atomic(path, raw)
+
+
+class InputFileError(ValueError):
+    """A file that is not a regular file, or larger than the reader allows; one line."""
+
+
+def read_bounded(path, limit):
+    """The bytes of the regular file `path`, which must hold at most `limit` bytes.
+
+    Opened without blocking, so a FIFO or a device named by mistake is refused at once rather
+    than read forever or waited on. OSError when it cannot be opened or read; InputFileError
+    when it is not a regular file or is too large (checked before reading, and again while
+    reading, in case it grows)."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(path, flags)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise InputFileError("not a regular file")
+        if info.st_size > limit:
+            raise InputFileError(f"{info.st_size} bytes, more than the {limit} allowed")
+        chunks, size = [], 0
+        while True:
+            chunk = os.read(fd, min(1 << 20, limit + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                raise InputFileError(f"more than the {limit} bytes allowed")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)

@@ -12,8 +12,11 @@ A network is two files side by side (format version 1, see weights/README.md):
 
 `load(path)` checks every field and array, re-derives the K codes and thresholds from α, β and
 BatchNorm with `rtn_hw.model` and rejects any mismatch, so a loaded `Network` is exactly what
-the hardware computes. Errors are one-line ValueErrors "FILE: FIELD: problem"; nothing is
-returned unless everything is valid.
+the hardware computes. Errors are one-line `WeightsError`s (a ValueError) "FILE: FIELD:
+problem", and no other exception escapes for any file content; nothing is returned unless
+everything is valid. Reading is bounded: regular files only, sizes checked before anything is
+read or inflated (MAX_MANIFEST_BYTES, MAX_ARCHIVE_BYTES), no duplicate or unknown JSON keys
+in the structure, no duplicate archive members and no bytes after the archive.
 
 The golden network itself (`InputEncoding`, `Layer`, `Network`) lives in `rtn_hw.model.network`
 and is re-exported here, so `from rtn_hw.weights import load, Network` works.
@@ -22,15 +25,17 @@ and is re-exported here, so `from rtn_hw.weights import load, Network` works.
 import hashlib
 import io
 import json
+import math
 import re
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 
 from . import model
 from .model.network import InputEncoding, Layer, Network
-from .files import write_atomic
+from .files import InputFileError, read_bounded, write_atomic
 
 FORMAT = "rtn-hw-weights"
 VERSION = 1
@@ -42,9 +47,39 @@ DIGITS_TEST = WEIGHTS_DIR / "digits_test.npz"
 _NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
 _HIDDEN_ARRAYS = ("bn_gamma", "bn_beta", "bn_mean", "bn_var", "lo", "hi")
 
+MAX_MANIFEST_BYTES = 1 << 20      # the shipped manifest is about 4 KiB
+MAX_ARCHIVE_BYTES = 256 << 20     # file size, and the sum of the inflated members
+MAX_MEMBERS = 4096
+MAX_FEATURES = 1 << 24            # input pixels; a larger network does not fit any FPGA here
+# The manifest's structure: every other key is refused (a typo would otherwise be ignored).
+# "training" is a free record checked only for the fields _check_training reads.
+_KEYS = {
+    "manifest": {"format", "version", "delta", "input", "layers", "arrays", "training"},
+    "input": {"shape", "pixel_max", "lo", "hi"},
+    "arrays": {"file", "sha256"},
+    "layer": {"name", "in_features", "out_features", "activation", "alpha_a", "beta_a",
+              "k_fmt", "out_fmt", "bn_eps"},
+    "fmt": {"int_bits", "frac_bits"},
+}
+# Zip general-purpose flags a plain archive may carry: deflate options (1, 2), data
+# descriptor (3), UTF-8 names (11). Encryption (0), patches, strong encryption: refused.
+_ZIP_FLAGS = 0b1000_0000_1110
+
+
+class WeightsError(ValueError):
+    """A weights file problem; the message is one line, "FILE: FIELD: problem"."""
+
 
 def _fail(file, field, problem):
-    raise ValueError(f"{file}: {field}: {problem}")
+    raise WeightsError(f"{file}: {field}: {problem}")
+
+
+def _check_keys(file, obj, kind, where):
+    unknown = sorted(set(obj) - _KEYS[kind])
+    if unknown:
+        _fail(file, where + unknown[0] if not where or where.endswith(".")
+              else f"{where}.{unknown[0]}", f"unknown field (expected "
+              f"{', '.join(sorted(_KEYS[kind]))})")
 
 
 # --- writing ----------------------------------------------------------------------------------
@@ -110,9 +145,60 @@ def save(path, manifest, arrays):
 def read_raw(path):
     """(manifest dict, {name: array}) without validation, for tools and tests."""
     path = Path(path)
-    manifest = json.loads(path.read_text())
-    with np.load(path.parent / manifest["arrays"]["file"], allow_pickle=False) as npz:
-        return manifest, {name: npz[name] for name in npz.files}
+    manifest = _parse_json(path, _read(path, MAX_MANIFEST_BYTES))
+    npz_path = path.parent / manifest["arrays"]["file"]
+    return manifest, _read_npz(npz_path, _read(npz_path, MAX_ARCHIVE_BYTES))
+
+
+def read_arrays(path, *, limit=None):
+    """The arrays of a .npz ({name: array}) or of a .npy ({None: array}) file, read with the
+    same bounds as a network's archive: a regular file of at most `limit` bytes, inflating to
+    at most `limit` bytes, plain (no pickled objects). WeightsError otherwise."""
+    path = Path(path)
+    limit = MAX_ARCHIVE_BYTES if limit is None else limit
+    blob = _read(path, limit)
+    if blob.startswith(np.lib.format.MAGIC_PREFIX):
+        return {None: _parse_npy(path, "(array)", blob)}
+    return _read_npz(path, blob, limit)
+
+
+def _read(path, limit):
+    try:
+        return read_bounded(path, limit)
+    except InputFileError as e:
+        _fail(path, "(file)", f"cannot read: {e}")
+    except OSError as e:
+        _fail(path, "(file)", f"cannot read: {e.strerror or e}")
+
+
+def _unique_keys(pairs):
+    keys = [key for key, _ in pairs]
+    if len(set(keys)) != len(keys):
+        duplicate = next(key for key in keys if keys.count(key) > 1)
+        raise _DuplicateKey(duplicate)
+    return dict(pairs)
+
+
+class _DuplicateKey(Exception):
+    pass
+
+
+def _parse_json(path, raw):
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        _fail(path, "(document)", "malformed JSON: not UTF-8 text")
+    try:
+        return json.loads(text, object_pairs_hook=_unique_keys)
+    except json.JSONDecodeError as e:
+        _fail(path, "(document)", f"malformed JSON: {e.msg} at line {e.lineno} column {e.colno}")
+    except _DuplicateKey as e:
+        _fail(path, "(document)", f"malformed JSON: key {e.args[0]!r} given twice")
+    except RecursionError:
+        _fail(path, "(document)", "malformed JSON: nested too deeply")
+    except ValueError as e:
+        # Python refuses integers of more than 4300 digits (int_max_str_digits).
+        _fail(path, "(document)", f"malformed JSON: {' '.join(str(e).split())}")
 
 
 # --- reading and validation ---------------------------------------------------------------------
@@ -120,29 +206,18 @@ def read_raw(path):
 def load(path=DEFAULT_MANIFEST):
     """Read and validate a manifest and its archive → Network (ValueError on any problem)."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as e:
-        _fail(path, "(file)", f"cannot read: {e.strerror}")
-    except UnicodeDecodeError:
-        _fail(path, "(document)", "malformed JSON: not UTF-8 text")
-    try:
-        manifest = json.loads(text)
-    except json.JSONDecodeError as e:
-        _fail(path, "(document)", f"malformed JSON: {e.msg} at line {e.lineno} column {e.colno}")
+    manifest = _parse_json(path, _read(path, MAX_MANIFEST_BYTES))
     if not isinstance(manifest, dict):
         _fail(path, "(document)", f"must be a JSON object, not {type(manifest).__name__}")
     _check_header(path, manifest)
     arrays_meta = _field(path, manifest, "arrays", dict)
+    _check_keys(path, arrays_meta, "arrays", "arrays")
     file = _field(path, arrays_meta, "file", str, "arrays.file")
     if Path(file).name != file or not file.endswith(".npz"):
         _fail(path, "arrays.file", f"must be a .npz file name in the same directory, not {file!r}")
     digest = _field(path, arrays_meta, "sha256", str, "arrays.sha256")
     npz_path = path.parent / file
-    try:
-        blob = npz_path.read_bytes()
-    except OSError as e:
-        _fail(npz_path, "(file)", f"cannot read: {e.strerror}")
+    blob = _read(npz_path, MAX_ARCHIVE_BYTES)
     if hashlib.sha256(blob).hexdigest() != digest:
         _fail(path, "arrays.sha256", f"does not match {npz_path} (the pair was not written "
                                      f"together)")
@@ -155,6 +230,7 @@ def load(path=DEFAULT_MANIFEST):
 def from_arrays(manifest, arrays, json_name="<manifest>", npz_name="<arrays>"):
     """Validate an in-memory manifest and arrays → Network (export uses this before saving)."""
     _check_header(json_name, manifest)
+    _check_keys(json_name, manifest, "manifest", "")
     delta = _number(json_name, manifest, "delta")
     if delta != DELTA:
         _fail(json_name, "delta", f"must be {DELTA}, not {delta!r}")
@@ -182,14 +258,87 @@ def _array_names(hidden):
     return names + _HIDDEN_ARRAYS if hidden else names
 
 
-def _read_npz(npz_path, blob):
+def _read_npz(npz_path, blob, limit=None):
+    """{name: array} of a .npz held in `blob`; every size is checked against `limit` from the
+    zip directory before a member is inflated (zipfile inflates no further than the size the
+    directory states, and checks the CRC)."""
+    limit = MAX_ARCHIVE_BYTES if limit is None else limit
+    plain = "not a readable .npz file of plain arrays"
     if not blob.startswith(b"PK\x03\x04"):
-        _fail(npz_path, "(archive)", "not a readable .npz file of plain arrays")
+        _fail(npz_path, "(archive)", plain)
+    # The end-of-directory record (22 bytes, no comment) must end the file: bytes after it
+    # would be ignored by zipfile, so a file could carry anything there.
+    end = blob.rfind(b"PK\x05\x06")
+    if end < 0 or end + 22 != len(blob):
+        _fail(npz_path, "(archive)", f"{plain} (bytes after the archive, or a comment)")
     try:
-        with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
-            return {name: npz[name] for name in npz.files}
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError):
-        _fail(npz_path, "(archive)", "not a readable .npz file of plain arrays")
+        with zipfile.ZipFile(io.BytesIO(blob)) as archive:
+            members = archive.infolist()
+            if len(members) > MAX_MEMBERS:
+                _fail(npz_path, "(archive)", f"{len(members)} members, more than "
+                                             f"{MAX_MEMBERS}")
+            names = set()
+            for member in members:
+                name = member.filename
+                if name in names:
+                    _fail(npz_path, name, "archive member given twice")
+                names.add(name)
+                if not name.endswith(".npy") or "/" in name or name == ".npy":
+                    _fail(npz_path, name, "archive member is not a NAME.npy array")
+                if member.flag_bits & ~_ZIP_FLAGS:
+                    _fail(npz_path, name, f"unsupported zip flags 0x{member.flag_bits:04x} "
+                                          f"(encrypted or patched)")
+                if member.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+                    _fail(npz_path, name, f"unsupported compression {member.compress_type} "
+                                          f"(stored or deflated only)")
+            total = sum(member.file_size for member in members)
+            if total > limit:
+                _fail(npz_path, "(archive)", f"inflates to {total} bytes, more than the "
+                                             f"{limit} allowed")
+            arrays = {}
+            for member in members:
+                data = archive.read(member)
+                if len(data) != member.file_size:
+                    _fail(npz_path, member.filename, "archive member is truncated")
+                arrays[member.filename[:-4]] = _parse_npy(npz_path, member.filename, data)
+            return arrays
+    except WeightsError:
+        raise
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError,
+            ValueError, NotImplementedError, RuntimeError, OverflowError, MemoryError) as e:
+        reason = " ".join(str(e).split()) or type(e).__name__
+        _fail(npz_path, "(archive)", f"{plain} ({reason})")
+
+
+def _parse_npy(file, name, data):
+    """One .npy held in `data`: its header's shape times its dtype's size must be exactly the
+    bytes that follow (checked in Python integers, so a 2^40-element header cannot overflow
+    or allocate anything)."""
+    stream = io.BytesIO(data)
+    try:
+        version = np.lib.format.read_magic(stream)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(stream)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(stream)
+        else:
+            _fail(file, name, f"unsupported .npy version {version}")
+    except WeightsError:
+        raise
+    except (ValueError, TypeError, SyntaxError, KeyError, EOFError, OSError, OverflowError,
+            MemoryError, RecursionError) as e:
+        _fail(file, name, f"not a plain .npy array ({' '.join(str(e).split())})")
+    if dtype.hasobject or dtype.itemsize == 0:
+        _fail(file, name, f"not a plain .npy array (dtype {dtype})")
+    if any(extent < 0 for extent in shape):
+        _fail(file, name, f"negative extent in shape {shape}")
+    count = math.prod(shape)
+    offset = stream.tell()
+    if count * dtype.itemsize != len(data) - offset:
+        _fail(file, name, f"header says {dtype} {shape} ({count * dtype.itemsize} bytes), "
+                          f"the member holds {len(data) - offset}")
+    array = np.frombuffer(data, dtype=dtype, count=count, offset=offset)
+    return array.reshape(shape, order="F" if fortran else "C").copy()
 
 
 def _check_header(file, manifest):
@@ -210,7 +359,7 @@ def _field(file, obj, key, kind, name=None):
         _fail(file, name, "missing field")
     value = obj[key]
     if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
-        _fail(file, name, f"must be an integer, not {value!r}")
+        _fail(file, name, f"must be an integer, not {_short(value)}")
     if not isinstance(value, kind):
         _fail(file, name, f"must be a {kind.__name__}, not {type(value).__name__}")
     return value
@@ -222,20 +371,35 @@ def _number(file, obj, key, name=None):
         _fail(file, name, "missing field")
     value = obj[key]
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        _fail(file, name, f"must be a number, not {value!r}")
-    if not np.isfinite(value):
+        _fail(file, name, f"must be a number, not {_short(value)}")
+    try:
+        number = float(value)
+    except OverflowError:
+        _fail(file, name, f"must be a finite number, not {_short(value)}")
+    if not math.isfinite(number):
         _fail(file, name, f"must be finite, not {value!r}")
-    return float(value)
+    return number
+
+
+def _short(value):
+    """repr(value), cut to one short line (a 4000-digit integer stays readable)."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:20]}...{text[-8:]} ({len(text)} characters)"
 
 
 def _check_input(file, manifest):
     spec = _field(file, manifest, "input", dict)
+    _check_keys(file, spec, "input", "input")
     shape = _field(file, spec, "shape", list, "input.shape")
     if not shape or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in shape):
-        _fail(file, "input.shape", f"must be a list of positive integers, not {shape!r}")
+        _fail(file, "input.shape", f"must be a list of positive integers, not {_short(shape)}")
+    if math.prod(shape) > MAX_FEATURES:
+        _fail(file, "input.shape", f"must hold at most {MAX_FEATURES} pixels, not "
+                                   f"{_short(math.prod(shape))}")
     pixel_max = _field(file, spec, "pixel_max", int, "input.pixel_max")
-    if pixel_max < 1:
-        _fail(file, "input.pixel_max", f"must be positive, not {pixel_max}")
+    if not 1 <= pixel_max <= 255:
+        _fail(file, "input.pixel_max", f"must be 1..255 (one byte a pixel), not "
+                                       f"{_short(pixel_max)}")
     lo, hi = InputEncoding.thresholds(pixel_max)
     for key, want in (("lo", lo), ("hi", hi)):
         got = _field(file, spec, key, int, f"input.{key}")
@@ -247,6 +411,7 @@ def _check_input(file, manifest):
 
 def _check_fmt(file, spec, key, name):
     value = _field(file, spec, key, dict, name)
+    _check_keys(file, value, "fmt", name)
     try:
         return model.Q(_field(file, value, "int_bits", int, f"{name}.int_bits"),
                        _field(file, value, "frac_bits", int, f"{name}.frac_bits"))
@@ -280,6 +445,7 @@ def _fits(npz, name, codes, lo, hi, what):
 def _check_layer(file, npz, spec, where, arrays, n_in, last, names):
     if not isinstance(spec, dict):
         _fail(file, where, f"must be a JSON object, not {type(spec).__name__}")
+    _check_keys(file, spec, "layer", where)
     name = _field(file, spec, "name", str, f"{where}.name")
     if not _NAME.match(name) or name in names:
         _fail(file, f"{where}.name", f"must be a unique lower-case identifier, not {name!r}")
@@ -401,16 +567,17 @@ def load_digits_test(path=DIGITS_TEST):
     rtn_hw.train.data): (images uint8 (360, 64), pixels 0..16; labels uint8 (360,)). Shipped
     so the golden network and the power model's stimulus need no scikit-learn."""
     path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            images, labels = npz["images"], npz["labels"]
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
-        _fail(path, "(archive)", f"not a digits test split: {str(e).splitlines()[0]}")
+    arrays = read_arrays(path)
+    if set(arrays) != {"images", "labels"}:
+        _fail(path, "(archive)", f"not a digits test split: expected arrays images and "
+                                 f"labels, found {', '.join(sorted(map(str, arrays)))}")
+    images, labels = arrays["images"], arrays["labels"]
     if images.dtype != np.uint8 or images.ndim != 2 or images.shape[1] != 64 \
             or images.max(initial=0) > 16:
         _fail(path, "images", f"must be uint8 (B, 64) pixels 0..16, not {images.dtype} "
                               f"{images.shape}")
-    if labels.dtype != np.uint8 or labels.shape != images.shape[:1] or labels.max() > 9:
+    if labels.dtype != np.uint8 or labels.shape != images.shape[:1] \
+            or labels.max(initial=0) > 9:
         _fail(path, "labels", f"must be uint8 ({images.shape[0]},) classes 0..9, not "
                               f"{labels.dtype} {labels.shape}")
     return images, labels

@@ -1,10 +1,14 @@
 """The shipped RTN weights, the validating loader and the integer golden network (no torch)."""
 
 import hashlib
+import io
 import json
+import os
 import re
 import subprocess
 import sys
+import warnings
+import zipfile
 
 import numpy as np
 import pytest
@@ -370,3 +374,199 @@ def test_rejects_archive_outside_the_directory(tmp_path):
     path = _copy(tmp_path, edit_manifest=lambda m: m["arrays"].update(file="../net.npz"))
     _rejects(path, path, "arrays.file: must be a .npz file name in the same directory, not "
                          "'../net.npz'")
+
+
+# --- hostile files: bounded reads, one error type ---------------------------------------------
+
+def _with_archive(tmp_path, blob):
+    """The shipped manifest pointing at `blob` (its SHA-256 recorded, so the archive's own
+    checks are what is tested)."""
+    path = _copy(tmp_path)
+    (tmp_path / "net.npz").write_bytes(blob)
+    manifest = json.loads(path.read_text())
+    manifest["arrays"]["sha256"] = hashlib.sha256(blob).hexdigest()
+    path.write_text(json.dumps(manifest))
+    return path
+
+
+def _zip(members, *, compression=zipfile.ZIP_STORED, flag_bits=0):
+    """A zip of {name: bytes} (names may repeat as (name, bytes) pairs); `flag_bits` are
+    patched into every local and central header (zipfile's writer would clear them)."""
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)     # zipfile warns on a duplicate name
+        with zipfile.ZipFile(buffer, "w", compression=compression) as archive:
+            for name, data in (members.items() if isinstance(members, dict) else members):
+                info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+                info.compress_type = compression
+                archive.writestr(info, data)
+    blob = bytearray(buffer.getvalue())
+    for signature, offset in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+        at = blob.find(signature)
+        while at >= 0:
+            blob[at + offset] |= flag_bits
+            at = blob.find(signature, at + 4)
+    return bytes(blob)
+
+
+def _npy_bytes(array):
+    buffer = io.BytesIO()
+    np.lib.format.write_array(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def _npy_header(shape, descr="<f8"):
+    """A .npy header claiming `shape` (no data)."""
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        buffer, {"descr": descr, "fortran_order": False, "shape": shape})
+    return buffer.getvalue()
+
+
+SHIPPED_BLOB = weights.npz_bytes(SHIPPED[1])
+
+
+def _bomb():
+    # 1 MiB of zeros deflates to about 1 KiB; the directory states the true size, so the
+    # check against the limit happens before any inflation.
+    return _zip({"a.npy": b"\0" * (1 << 20)}, compression=zipfile.ZIP_DEFLATED)
+
+
+def _corrupt_deflate():
+    blob = bytearray(_zip({"a.npy": _npy_bytes(np.arange(1000))},
+                          compression=zipfile.ZIP_DEFLATED))
+    blob[60:70] = b"\xff" * 10
+    return bytes(blob)
+
+
+ARCHIVE_CASES = {
+    "trailing": (SHIPPED_BLOB + b"junk", "(archive)",
+                 "not a readable .npz file of plain arrays (bytes after the archive, or a "
+                 "comment)"),
+    "duplicate": (_zip([("fc1.t_w.npy", _npy_bytes(np.zeros(1))),
+                        ("fc1.t_w.npy", _npy_bytes(np.zeros(1)))]),
+                  "fc1.t_w.npy", "archive member given twice"),
+    "not-npy": (_zip({"a.txt": b"x"}), "a.txt", "archive member is not a NAME.npy array"),
+    "encrypted": (_zip({"a.npy": b"x"}, flag_bits=0x1), "a.npy",
+                  "unsupported zip flags 0x0001 (encrypted or patched)"),
+    "huge-header": (_zip({"a.npy": _npy_header((2**40,)) + bytes(24)}),
+                    "a.npy", "header says float64 (1099511627776,) (8796093022208 bytes), the "
+                             "member holds 24"),
+    "negative": (_zip({"a.npy": _npy_header((-3,)) + bytes(24)}),
+                 "a.npy", "negative extent in shape (-3,)"),
+    "pickle": (_zip({"a.npy": _npy_bytes(np.zeros(2)).replace(b"'<f8'", b"'|O' ")}), "a.npy",
+               "not a plain .npy array (dtype object)"),
+    "corrupt-deflate": (_corrupt_deflate(), "(archive)", None),
+}
+
+
+@pytest.mark.parametrize("case", ARCHIVE_CASES)
+def test_rejects_hostile_archive(tmp_path, case):
+    blob, field, message = ARCHIVE_CASES[case]
+    path = _with_archive(tmp_path, blob)
+    if message is None:
+        with pytest.raises(weights.WeightsError, match=f"^{re.escape(str(tmp_path))}/net.npz: "
+                                                       f"{re.escape(field)}: "):
+            weights.load(path)
+    else:
+        _rejects(path, tmp_path / "net.npz", f"{field}: {message}")
+
+
+def test_rejects_zip_bomb_before_inflating(tmp_path, monkeypatch):
+    monkeypatch.setattr(weights, "MAX_ARCHIVE_BYTES", 1 << 16)
+    inflated = []
+    real = zipfile.ZipFile.read
+    monkeypatch.setattr(zipfile.ZipFile, "read",
+                        lambda self, name, pwd=None: inflated.append(name) or real(self, name))
+    path = _with_archive(tmp_path, _bomb())
+    _rejects(path, tmp_path / "net.npz",
+             "(archive): inflates to 1048576 bytes, more than the 65536 allowed")
+    assert inflated == []
+
+
+def test_rejects_archive_larger_than_allowed(tmp_path, monkeypatch):
+    monkeypatch.setattr(weights, "MAX_ARCHIVE_BYTES", 1000)
+    path = _with_archive(tmp_path, SHIPPED_BLOB)
+    _rejects(path, tmp_path / "net.npz",
+             f"(file): cannot read: {len(SHIPPED_BLOB)} bytes, more than the 1000 allowed")
+
+
+def test_rejects_fifo_without_blocking(tmp_path):
+    path = _copy(tmp_path)
+    (tmp_path / "net.npz").unlink()
+    os.mkfifo(tmp_path / "net.npz")
+    _rejects(path, tmp_path / "net.npz", "(file): cannot read: not a regular file")
+    fifo = tmp_path / "manifest.json"
+    os.mkfifo(fifo)
+    _rejects(fifo, fifo, "(file): cannot read: not a regular file")
+
+
+def test_rejects_device(tmp_path):
+    path = _copy(tmp_path, edit_manifest=lambda m: m["arrays"].update(file="zero.npz"))
+    (tmp_path / "zero.npz").unlink()
+    (tmp_path / "zero.npz").symlink_to("/dev/zero")
+    _rejects(path, tmp_path / "zero.npz", "(file): cannot read: not a regular file")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[" * 100_000 + "]" * 100_000, "malformed JSON: nested too deeply"),
+    ('{"format": 1, "format": 2}', "malformed JSON: key 'format' given twice"),
+    ('{"version": ' + "9" * 5000 + "}",
+     "malformed JSON: Exceeds the limit (4300 digits) for integer string conversion: value "
+     "has 5000 digits; use sys.set_int_max_str_digits() to increase the limit"),
+    (b"\xff\xfe{}", "malformed JSON: not UTF-8 text"),
+], ids=["deep", "duplicate-key", "huge-int", "not-utf8"])
+def test_rejects_hostile_json(tmp_path, text, message):
+    path = tmp_path / "net.json"
+    (path.write_bytes if isinstance(text, bytes) else path.write_text)(text)
+    _rejects(path, path, f"(document): {message}")
+
+
+@pytest.mark.parametrize("edit, field, message", [
+    (lambda m: m.update(extra=1), "extra",
+     "unknown field (expected arrays, delta, format, input, layers, training, version)"),
+    (lambda m: m["input"].update(shap=[8, 8]), "input.shap",
+     "unknown field (expected hi, lo, pixel_max, shape)"),
+    (lambda m: _layer(m).update(bn_epsilon=0.1), "layers[0].bn_epsilon", "unknown field "
+     "(expected activation, alpha_a, beta_a, bn_eps, in_features, k_fmt, name, out_features, "
+     "out_fmt)"),
+    (lambda m: _layer(m)["k_fmt"].update(sign=1), "layers[0].k_fmt.sign",
+     "unknown field (expected frac_bits, int_bits)"),
+    (lambda m: m["input"].update(shape=[2**40, 2**40]), "input.shape",
+     "must hold at most 16777216 pixels, not 1208925819614629174706176"),
+    (lambda m: _layer(m).update(alpha_a=10**400), "layers[0].alpha_a",
+     "must be a finite number, not 10000000000000000000...00000000 (401 characters)"),
+    (lambda m: m["input"].update(pixel_max=256), "input.pixel_max",
+     "must be 1..255 (one byte a pixel), not 256"),
+])
+def test_rejects_structure(tmp_path, edit, field, message):
+    path = _copy(tmp_path, edit_manifest=edit)
+    _rejects(path, path, f"{field}: {message}")
+
+
+def test_only_weights_error_escapes(tmp_path):
+    """Bytes of the manifest and the archive flipped, and truncations of the archive, at 40
+    evenly spaced places each (tests/test_fuzz_weights.py draws more): only WeightsError
+    comes out."""
+    path = _copy(tmp_path)
+    manifest, npz = path.read_bytes(), (tmp_path / "net.npz").read_bytes()
+    for at in range(0, len(npz), len(npz) // 40):
+        _with_archive(tmp_path, npz[:at])
+        with pytest.raises(weights.WeightsError):
+            weights.load(path)
+        flipped = bytearray(npz)
+        flipped[at] ^= 0x55
+        _with_archive(tmp_path, bytes(flipped))
+        try:
+            weights.load(path)
+        except weights.WeightsError:
+            pass
+    (tmp_path / "net.npz").write_bytes(npz)
+    for at in range(0, len(manifest), len(manifest) // 40):
+        flipped = bytearray(manifest)
+        flipped[at] ^= 0x55
+        path.write_bytes(bytes(flipped))
+        try:
+            weights.load(path)
+        except weights.WeightsError:
+            pass
