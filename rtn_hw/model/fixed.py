@@ -7,8 +7,9 @@ Per output channel (docs/rtn.md §3):
 
     ŵ·â = K1·D + K2·S_a + K0,   K1 = α_w α_a,  K2 = β_w α_a,  K0 = α_w β_a S_w + n β_w β_a
 
-K1, K2, K0 are each rounded once to the nearest multiple of 2^-F (F = the K format's
-frac_bits, ties away from zero). The hardware then computes, exactly in integers,
+K1, K2, K0 are each computed exactly from the float64 parameters (rational arithmetic) and
+rounded once to the nearest multiple of 2^-F (F = the K format's frac_bits, ties away from
+zero). The hardware then computes, exactly in integers,
 
     acc = K1·D + K2·S_a + K0                         (scale 2^-F)
     y   = (acc + 2^(s-1)) >> s,  s = F - F_out       (arithmetic shift; y at scale 2^-F_out)
@@ -18,8 +19,10 @@ output format must hold every y reachable for |D|, |S_a| ≤ n, so nothing ever 
 """
 
 import dataclasses
+import math
 import numbers
 import re
+from fractions import Fraction
 
 import numpy as np
 
@@ -75,18 +78,54 @@ class Q:
         return bool(((ints >= self.min_int) & (ints <= self.max_int)).all())
 
     def quantize(self, x, name="value"):
-        """Round real `x` to the nearest representable integer code (ties away from zero)."""
-        x = _check.finite(x, name)
-        scaled = x * 2.0 ** self.frac_bits
-        codes = (np.sign(scaled) * np.floor(np.abs(scaled) + 0.5)).astype(np.int64)
-        if not self.fits(codes):
-            bad = x.flat[np.flatnonzero((codes < self.min_int) | (codes > self.max_int))[0]]
-            raise ValueError(f"{name} = {bad.item()!r} does not fit {self} (range "
-                             f"{self.min_int * self.lsb} .. {self.max_int * self.lsb})")
-        return codes
+        """Round real `x` to the nearest representable integer code (ties away from zero).
+
+        `x` holds floats (taken at their exact binary value) or `Fraction`s (an exact
+        product, say); the rounding is done in rational arithmetic, so a value within 2^-54
+        of a tie still goes to the nearest code (float64 `floor(|x|·2^F + 0.5)` does not)."""
+        exact = _exact(x, name)
+        scale = 1 << self.frac_bits
+        half = Fraction(1, 2)
+        codes = []
+        for value in exact.flat:
+            magnitude = math.floor(abs(value) * scale + half)
+            codes.append(-magnitude if value < 0 else magnitude)
+        for index, code in enumerate(codes):
+            if not self.min_int <= code <= self.max_int:
+                bad = exact.flat[index]
+                shown = repr(float(bad)) if isinstance(bad, Fraction) else repr(bad)
+                raise ValueError(f"{name} = {shown} does not fit {self} (range "
+                                 f"{self.min_int * self.lsb} .. {self.max_int * self.lsb})")
+        return np.array(codes, dtype=np.int64).reshape(exact.shape)
 
     def to_real(self, ints):
         return np.asarray(ints, dtype=np.float64) * self.lsb
+
+
+def _exact(x, name):
+    """`x` as an object array of exact values: Fractions and ints kept, floats converted
+    exactly; NaN and infinities rejected (as `_check.finite` does)."""
+    array = np.asarray(x, dtype=object if _has_fraction(x) else None)
+    if array.dtype != object:
+        array = _check.finite(array, name).astype(object)
+    flat = [Fraction(v) if isinstance(v, Fraction) else _finite_fraction(v, name)
+            for v in array.flat]
+    out = np.empty(array.shape, dtype=object)
+    out.flat[:] = flat if flat else []
+    return out
+
+
+def _has_fraction(x):
+    return isinstance(x, Fraction) or (
+        isinstance(x, (list, tuple, np.ndarray)) and any(
+            isinstance(v, Fraction) for v in np.asarray(x, dtype=object).flat))
+
+
+def _finite_fraction(value, name):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) \
+            or not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, not {value!r}")
+    return Fraction(value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,13 +152,23 @@ def fold_constants(alpha_w, beta_w, alpha_a, beta_a, s_w, n, fmt):
     rows = s_w.shape[0]
     alpha_w = _check.positive_finite(_check.per_row(alpha_w, rows, "alpha_w"), "alpha_w")
     beta_w = _check.finite(_check.per_row(beta_w, rows, "beta_w"), "beta_w")
-    alpha_a = float(_check.positive_finite(alpha_a, "alpha_a"))
-    beta_a = float(_check.finite(beta_a, "beta_a"))
+    alpha_a = Fraction(float(_check.positive_finite(alpha_a, "alpha_a")))
+    beta_a = Fraction(float(_check.finite(beta_a, "beta_a")))
+    # Exact products and sums of the float64 parameters, so each K is rounded only once.
+    a_w = [Fraction(float(v)) for v in alpha_w]
+    b_w = [Fraction(float(v)) for v in beta_w]
     return RtnConstants(
-        k1=fmt.quantize(alpha_w * alpha_a, "K1"),
-        k2=fmt.quantize(beta_w * alpha_a, "K2"),
-        k0=fmt.quantize(alpha_w * beta_a * s_w + n * beta_w * beta_a, "K0"),
+        k1=fmt.quantize(_objects([a * alpha_a for a in a_w]), "K1"),
+        k2=fmt.quantize(_objects([b * alpha_a for b in b_w]), "K2"),
+        k0=fmt.quantize(_objects([a * beta_a * int(s) + n * b * beta_a
+                                  for a, b, s in zip(a_w, b_w, s_w)]), "K0"),
         fmt=fmt, n=n)
+
+
+def _objects(values):
+    array = np.empty(len(values), dtype=object)
+    array[:] = values
+    return array
 
 
 def accumulator_width(consts):
@@ -221,6 +270,10 @@ def decode(t, alpha, beta, fmt):
     lanes = t.shape[-1]
     alpha = _check.positive_finite(_check.per_row(alpha, lanes, "alpha"), "alpha")
     beta = _check.finite(_check.per_row(beta, lanes, "beta"), "beta")
-    table = np.stack([fmt.quantize(beta - alpha, "beta - alpha"), fmt.quantize(beta, "beta"),
-                      fmt.quantize(beta + alpha, "beta + alpha")])
+    exact_alpha = [Fraction(float(v)) for v in alpha]
+    exact_beta = [Fraction(float(v)) for v in beta]
+    table = np.stack([
+        fmt.quantize(_objects([b - a for a, b in zip(exact_alpha, exact_beta)]), "beta - alpha"),
+        fmt.quantize(_objects(exact_beta), "beta"),
+        fmt.quantize(_objects([b + a for a, b in zip(exact_alpha, exact_beta)]), "beta + alpha")])
     return table[t + 1, np.arange(lanes)]
