@@ -12,6 +12,7 @@ arguments and sets `run` to its `_run_<command>`.
 """
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from . import __version__
 
 PROG = "rtn-hw"
 USAGE_ERROR = 2
+INTERRUPTED = 130      # 128 + SIGINT, what a shell reports for a program stopped by Ctrl-C
 
 
 class UsageError(Exception):
@@ -188,14 +190,19 @@ def _add_run(subparsers):
     parser.set_defaults(run=_run_run)
 
 
-def _positive(text, option, kind):
+def _number(text, option, kind, low, high):
+    """`text` as an int or a finite float in [low, high] (low excluded for floats), else a
+    usage error naming the option, the value and the range."""
     try:
         value = kind(text)
-    except ValueError:
-        value = 0
-    if not value > 0:
-        raise UsageError(f"{option} {text}: expected a positive "
-                         f"{'integer' if kind is int else 'number'}")
+    except (ValueError, OverflowError):
+        value = None
+    ok = value is not None and (low <= value <= high if kind is int
+                                else math.isfinite(value) and low < value <= high)
+    if not ok:
+        what = (f"an integer from {low} to {high}" if kind is int
+                else f"a number above {low:g} and at most {high:g}")
+        raise UsageError(f"{option} {text}: expected {what}")
     return value
 
 
@@ -204,26 +211,26 @@ def _run_run(args, out):
         raise UsageError("run: --port PORT is required")
     if not args.images and not args.digits_test:
         raise UsageError("run: expected --images FILE or --digits-test")
-    baud = _positive(args.baud, "--baud", int)
-    timeout = _positive(args.timeout, "--timeout", float)
     from . import host, weights
+    baud = _number(args.baud, "--baud", int, 50, host.MAX_BAUD)
+    timeout = _number(args.timeout, "--timeout", float, 0, host.MAX_TIMEOUT)
     try:
         if args.digits_test:
             images, labels = weights.load_digits_test()
         else:
             images, labels = host.load_images(args.images)
-        transport = host.SerialTransport(args.port, baud=baud, timeout=timeout)
-    except host.HostError as error:
+        transport = host.SerialTransport(args.port, baud=baud)
+    except (host.HostError, ValueError) as error:
         raise UsageError(str(error)) from None
     try:
-        client = host.BoardClient(transport)
+        client = host.BoardClient(transport, timeout=timeout)
         info = client.info()
         print(f"board: {info.features} pixels (0..{info.pixel_max}), {info.classes} classes, "
               f"lanes={info.lanes} channels={info.channels}", file=out)
         if images.shape[1] != info.features:
             raise UsageError(f"images have {images.shape[1]} pixels; the board expects "
                              f"{info.features}")
-        if images.size and (images.min() < 0 or images.max() > info.pixel_max):
+        if images.min() < 0 or images.max() > info.pixel_max:
             raise UsageError(f"images have pixels outside 0..{info.pixel_max} (the board's "
                              f"range): {int(images.min())}..{int(images.max())}")
 
@@ -274,6 +281,11 @@ def main(argv=None):
         return args.run(args, sys.stdout)
     except UsageError as error:
         return print_usage_error(PROG, error)
+    except KeyboardInterrupt:
+        # Ctrl-C: one line and the shell's status for SIGINT, no traceback; files written
+        # through rtn_hw.files are either complete or untouched.
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return INTERRUPTED
     except SystemExit as exit:
         # --help and --version end argparse with SystemExit(0); report it as a status.
         return exit.code if isinstance(exit.code, int) else 0

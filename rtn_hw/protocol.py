@@ -2,29 +2,42 @@
 
 Both directions use the same frame (docs/protocol.md has the tables):
 
-    SYNC (0xA5) | CMD | LEN | PAYLOAD (LEN bytes) | CRC
+    SYNC (0xA5) | CMD | SEQ | LEN | PAYLOAD (LEN bytes) | CRC (2 bytes, high byte first)
 
-CRC is CRC-8 with polynomial x^8 + x^2 + x + 1 (0x07), initial value 0, no reflection, no
-final XOR (CRC-8/SMBUS), computed over CMD, LEN and PAYLOAD; its check value for b"123456789"
-is 0xF4. The host driver (`rtn_hw.host`) and the simulated board test use these functions;
-the link gateware (`rtn_hw.gateware.link`) implements the board side.
+SEQ is the request's sequence number, echoed in its reply, so a host can tell a reply to this
+request from a stale or duplicated one. CRC is CRC-16/IBM-3740 (also called CCITT-FALSE):
+polynomial x^16 + x^12 + x^5 + 1 (0x1021), initial value 0xFFFF, no reflection, no final XOR,
+computed over CMD, SEQ, LEN and PAYLOAD; its check value for b"123456789" is 0x29B1. The host
+driver (`rtn_hw.host`) and the simulated board test use these functions; the link gateware
+(`rtn_hw.gateware.link`) implements the board side.
+
+Every encoder raises ProtocolError (one line, naming the value) for a bad argument. The
+decoder never raises for bad bytes: it drops them, counts them, and resynchronizes on the next
+good frame.
 """
 
+import binascii
 import dataclasses
 import enum
+import numbers
 
 __all__ = [
-    "SYNC", "VERSION", "Command", "ErrorCode", "ProtocolError", "crc8", "encode_frame",
+    "SYNC", "VERSION", "Command", "ErrorCode", "ProtocolError", "crc16", "encode_frame",
     "encode_info", "encode_classify", "Frame", "FrameDecoder", "Info", "Prediction",
-    "ErrorReply", "decode_reply", "encode_info_reply", "encode_prediction_reply",
-    "encode_error_reply", "LOGIT_BYTES", "MAX_PAYLOAD",
+    "ErrorReply", "decode_reply", "reply_lengths", "encode_info_reply",
+    "encode_prediction_reply", "encode_error_reply", "LOGIT_BYTES", "MAX_PAYLOAD",
+    "HEADER_BYTES", "CRC_BYTES", "CRC_INIT",
 ]
 
 SYNC = 0xA5
-VERSION = 1
+VERSION = 2
 MAX_PAYLOAD = 255
+HEADER_BYTES = 4  # SYNC, CMD, SEQ, LEN
+CRC_BYTES = 2
+CRC_INIT = 0xFFFF
 LOGIT_BYTES = 4   # logits travel as signed 32-bit little-endian integers
 REPLY = 0x80      # a reply's command is the request's with bit 7 set
+INFO_BYTES = 9
 
 
 class Command(enum.IntEnum):
@@ -35,7 +48,7 @@ class Command(enum.IntEnum):
 
 
 class ErrorCode(enum.IntEnum):
-    BAD_CHECKSUM = 0x01       # the CRC does not match CMD, LEN and PAYLOAD
+    BAD_CHECKSUM = 0x01       # the CRC does not match CMD, SEQ, LEN and PAYLOAD
     BAD_LENGTH = 0x02         # LEN does not fit the command
     UNKNOWN_COMMAND = 0x03    # CMD is not a request the board knows
     PIXEL_RANGE = 0x04        # a pixel byte exceeds pixel_max
@@ -47,96 +60,164 @@ class ProtocolError(ValueError):
     """A malformed frame or an out-of-range value; the message is one line."""
 
 
-def crc8(data, crc=0):
-    """CRC-8/SMBUS of `data` (bytes or ints 0..255), continuing from `crc`."""
-    for byte in data:
-        crc ^= byte
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x07) & 0xFF if crc & 0x80 else (crc << 1) & 0xFF
-    return crc
+def crc16(data, crc=CRC_INIT):
+    """CRC-16/IBM-3740 of `data` (bytes or ints 0..255), continuing from `crc`."""
+    return binascii.crc_hqx(bytes(data), crc)
 
 
-def _byte(value, what):
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 255:
-        raise ProtocolError(f"{what} must be an integer 0..255, not {value!r}")
-    return value
+def _int(value, what, low, high):
+    # numbers.Integral takes NumPy integers; a float, even 2.0, is refused rather than truncated.
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) \
+            or not low <= value <= high:
+        raise ProtocolError(f"{what} must be an integer {low}..{high}, not {value!r}")
+    return int(value)
 
 
-def encode_frame(command, payload=b""):
-    """SYNC, CMD, LEN, PAYLOAD, CRC as bytes."""
-    command = _byte(int(command) if isinstance(command, enum.IntEnum) else command, "Command")
-    payload = bytes(payload)
+def _payload(payload):
+    try:
+        payload = bytes(payload)
+    except (TypeError, ValueError, OverflowError):
+        raise ProtocolError(f"Payload must be bytes, not {type(payload).__name__}") from None
     if len(payload) > MAX_PAYLOAD:
         raise ProtocolError(f"Payload must be at most {MAX_PAYLOAD} bytes, not {len(payload)}")
-    body = bytes([command, len(payload)]) + payload
-    return bytes([SYNC]) + body + bytes([crc8(body)])
+    return payload
 
 
-def encode_info():
-    return encode_frame(Command.INFO)
+def encode_frame(command, payload=b"", *, seq=0):
+    """SYNC, CMD, SEQ, LEN, PAYLOAD, CRC as bytes."""
+    command = _int(command, "Command", 0, 255)
+    seq = _int(seq, "Sequence number", 0, 255)
+    payload = _payload(payload)
+    body = bytes([command, seq, len(payload)]) + payload
+    return bytes([SYNC]) + body + crc16(body).to_bytes(CRC_BYTES, "big")
 
 
-def encode_classify(image, *, features, pixel_max, logits=False):
+def encode_info(*, seq=0):
+    return encode_frame(Command.INFO, seq=seq)
+
+
+def encode_classify(image, *, features, pixel_max, logits=False, seq=0):
     """A CLASSIFY (or, with `logits`, LOGITS) request for one image of `features` pixels."""
-    pixels = [int(p) for p in getattr(image, "ravel", lambda: image)()]
+    ravel = getattr(image, "ravel", None)
+    try:
+        pixels = list(ravel() if ravel is not None else image)
+    except TypeError:
+        raise ProtocolError(f"Image must be a sequence of {features} pixels, not "
+                            f"{type(image).__name__}") from None
     if len(pixels) != features:
         raise ProtocolError(f"Image must have {features} pixels, not {len(pixels)}")
     for index, pixel in enumerate(pixels):
-        if not 0 <= pixel <= pixel_max:
-            raise ProtocolError(f"Pixel {index} must lie in 0..{pixel_max}, not {pixel}")
-    return encode_frame(Command.LOGITS if logits else Command.CLASSIFY, bytes(pixels))
+        if isinstance(pixel, bool) or not isinstance(pixel, numbers.Integral) \
+                or not 0 <= pixel <= pixel_max:
+            raise ProtocolError(f"Pixel {index} must be an integer 0..{pixel_max}, "
+                                f"not {pixel!r}")
+    return encode_frame(Command.LOGITS if logits else Command.CLASSIFY,
+                        bytes(int(p) for p in pixels), seq=seq)
 
 
 @dataclasses.dataclass(frozen=True)
 class Frame:
     command: int
     payload: bytes
+    seq: int = 0
 
 
 class FrameDecoder:
-    """Incremental decoder: `feed(data)` returns the complete frames found so far.
+    """Incremental decoder: `feed(data)` returns the complete, checked frames found so far.
 
-    Bytes outside a frame (before SYNC) are skipped and counted in `skipped`; a frame whose
-    CRC does not match raises ProtocolError (the decoder is then ready for the next frame).
+    Bad bytes never raise. A frame candidate (a SYNC byte and what follows) whose header is
+    not acceptable or whose CRC fails loses only its SYNC byte: the search for the next SYNC
+    starts at the byte after it, so a 0xA5 inside garbage, a truncated frame or a LEN that
+    claims more bytes than came cannot swallow the good frame behind them. While a candidate
+    is still incomplete, a complete good frame at a later SYNC wins over it (a real frame
+    holding a complete good frame inside its payload is as unlikely as a CRC-16 collision).
+
+    `lengths` (optional) maps each acceptable command to its payload length, or to None for
+    any length; a header outside it is rejected before any CRC (`reply_lengths` gives the
+    replies a host can get). `skipped` counts bytes dropped, `rejected` candidates dropped.
     """
 
-    def __init__(self):
+    def __init__(self, *, lengths=None):
         self._buffer = bytearray()
+        self._lengths = None if lengths is None else dict(lengths)
         self.skipped = 0
+        self.rejected = 0
 
     @property
     def pending(self):
-        """Bytes of an incomplete frame held back."""
+        """Bytes held back: an incomplete frame candidate and what came after it."""
         return len(self._buffer)
 
     @property
     def needed(self):
-        """How many more bytes complete the frame in progress (at least 1), so a reader can
-        ask its transport for exactly that many."""
-        if len(self._buffer) < 3:
-            return 4 - len(self._buffer)
-        return 4 + self._buffer[2] - len(self._buffer)
+        """How many more bytes complete the frame candidate in progress (at least 1), so a
+        reader can ask its transport for exactly that many."""
+        if len(self._buffer) < HEADER_BYTES:
+            return HEADER_BYTES + CRC_BYTES - len(self._buffer)
+        return max(1, self._size(self._buffer, 0) - len(self._buffer))
+
+    @staticmethod
+    def _size(buffer, at):
+        return HEADER_BYTES + buffer[at + 3] + CRC_BYTES
+
+    def _check(self, buffer, at):
+        """'good', 'bad' or 'short' for the candidate at `at` (a SYNC byte)."""
+        if len(buffer) - at < HEADER_BYTES:
+            return "short"
+        if self._lengths is not None:
+            command, length = buffer[at + 1], buffer[at + 3]
+            if command not in self._lengths or self._lengths[command] not in (None, length):
+                return "bad"
+        end = at + self._size(buffer, at)
+        if end > len(buffer):
+            return "short"
+        # No reflection and no final XOR: the CRC over a frame and its own CRC is 0.
+        return "good" if crc16(buffer[at + 1:end]) == 0 else "bad"
+
+    def _later_good(self, buffer, at):
+        later = buffer.find(SYNC, at + 1)
+        while later >= 0:
+            if self._check(buffer, later) == "good":
+                return later
+            later = buffer.find(SYNC, later + 1)
+        return None
 
     def feed(self, data):
-        self._buffer += bytes(data)
+        buffer = self._buffer
+        buffer += bytes(data)
         frames = []
+        start = 0
         while True:
-            start = self._buffer.find(SYNC)
-            if start < 0:
-                self.skipped += len(self._buffer)
-                self._buffer.clear()
-                return frames
-            self.skipped += start
-            del self._buffer[:start]
-            if len(self._buffer) < 3 or len(self._buffer) < 4 + self._buffer[2]:
-                return frames
-            size = 4 + self._buffer[2]
-            frame = bytes(self._buffer[:size])
-            del self._buffer[:size]
-            if crc8(frame[1:-1]) != frame[-1]:
-                raise ProtocolError(f"Reply frame {frame.hex()} has CRC 0x{frame[-1]:02x}, "
-                                    f"expected 0x{crc8(frame[1:-1]):02x}")
-            frames.append(Frame(frame[1], frame[3:-1]))
+            at = buffer.find(SYNC, start)
+            if at < 0:
+                self.skipped += len(buffer) - start
+                start = len(buffer)
+                break
+            self.skipped += at - start
+            status = self._check(buffer, at)
+            if status == "good":
+                end = at + self._size(buffer, at)
+                frames.append(Frame(buffer[at + 1], bytes(buffer[at + HEADER_BYTES:end - 2]),
+                                    buffer[at + 2]))
+                start = end
+            elif status == "bad":
+                self.rejected += 1
+                self.skipped += 1
+                start = at + 1
+            else:
+                later = self._later_good(buffer, at)
+                if later is None:
+                    start = at
+                    break
+                self.rejected += 1
+                self.skipped += later - at
+                start = later
+        del buffer[:start]
+        return frames
+
+    def reset(self):
+        """Drop any partial frame (the counters stay)."""
+        self._buffer.clear()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,49 +249,100 @@ class ErrorReply:
             return f"0x{self.code:02x}"
 
 
+def reply_lengths(classes=None):
+    """{reply command: payload length} for FrameDecoder; LOGITS only once `classes` is known."""
+    lengths = {Command.ERROR: 1, Command.INFO | REPLY: INFO_BYTES,
+               Command.CLASSIFY | REPLY: 1}
+    if classes is not None:
+        lengths[Command.LOGITS | REPLY] = 1 + LOGIT_BYTES * classes
+    return lengths
+
+
 def _expect_length(frame, length, what):
     if len(frame.payload) != length:
         raise ProtocolError(f"{what} reply must carry {length} payload bytes, not "
                             f"{len(frame.payload)}")
 
 
-def decode_reply(frame, *, classes=None):
-    """A reply Frame → Info, Prediction or ErrorReply; `classes` is needed for LOGITS."""
+def _check_info(info):
+    if info.version != VERSION:
+        raise ProtocolError(f"INFO reply has protocol version {info.version}; this host "
+                            f"speaks version {VERSION} (rebuild the bitstream or update rtn-hw)")
+    for what, value, low, high in (
+            ("features", info.features, 1, MAX_PAYLOAD),
+            ("classes", info.classes, 1, (MAX_PAYLOAD - 1) // LOGIT_BYTES),
+            ("pixel_max", info.pixel_max, 1, 255),
+            ("logit_width", info.logit_width, 1, 8 * LOGIT_BYTES)):
+        if not low <= value <= high:
+            raise ProtocolError(f"INFO reply has {what} {value}, expected {low}..{high}")
+    return info
+
+
+def decode_reply(frame, *, classes=None, logit_width=None):
+    """A reply Frame → Info, Prediction or ErrorReply, checked for consistency. `classes`
+    (from an INFO reply) is needed for LOGITS and bounds every label; `logit_width` bounds
+    the logits. Raises ProtocolError for a reply that cannot be right."""
     if frame.command == Command.ERROR:
         _expect_length(frame, 1, "ERROR")
         return ErrorReply(frame.payload[0])
     if frame.command == Command.INFO | REPLY:
-        _expect_length(frame, 9, "INFO")
+        _expect_length(frame, INFO_BYTES, "INFO")
         p = frame.payload
-        return Info(p[0], p[1], p[2], p[3], p[4], p[5] | p[6] << 8, p[7] | p[8] << 8)
+        return _check_info(Info(p[0], p[1], p[2], p[3], p[4], p[5] | p[6] << 8,
+                                p[7] | p[8] << 8))
     if frame.command == Command.CLASSIFY | REPLY:
         _expect_length(frame, 1, "CLASSIFY")
-        return Prediction(frame.payload[0])
+        return _check_label(Prediction(frame.payload[0]), classes)
     if frame.command == Command.LOGITS | REPLY:
         if classes is None:
             raise ProtocolError("LOGITS reply needs the class count (from an INFO reply)")
         _expect_length(frame, 1 + LOGIT_BYTES * classes, "LOGITS")
         logits = tuple(int.from_bytes(frame.payload[1 + LOGIT_BYTES * k:1 + LOGIT_BYTES * (k + 1)],
                                       "little", signed=True) for k in range(classes))
-        return Prediction(frame.payload[0], logits)
+        prediction = _check_label(Prediction(frame.payload[0], logits), classes)
+        if logit_width is not None:
+            bound = 1 << (logit_width - 1)
+            for k, value in enumerate(logits):
+                if not -bound <= value < bound:
+                    raise ProtocolError(f"LOGITS reply has logit {k} = {value}, outside "
+                                        f"{logit_width}-bit signed range")
+        # The board's class is the first maximum of its logits (docs/protocol.md).
+        best = logits.index(max(logits))
+        if prediction.label != best:
+            raise ProtocolError(f"LOGITS reply has class {prediction.label} but its logits "
+                                f"peak at class {best}")
+        return prediction
     raise ProtocolError(f"Unknown reply command 0x{frame.command:02x}")
+
+
+def _check_label(prediction, classes):
+    if classes is not None and not prediction.label < classes:
+        raise ProtocolError(f"reply has class {prediction.label}, expected 0..{classes - 1}")
+    return prediction
 
 
 # Board-side encoders: the reference the link gateware is tested against.
 
-def encode_info_reply(info):
-    return encode_frame(Command.INFO | REPLY, bytes([
-        info.version, info.features, info.classes, info.pixel_max, info.logit_width,
-        info.lanes & 0xFF, info.lanes >> 8, info.channels & 0xFF, info.channels >> 8]))
+def encode_info_reply(info, *, seq=0):
+    lanes = _int(info.lanes, "Lane count", 0, 0xFFFF)
+    channels = _int(info.channels, "Channel count", 0, 0xFFFF)
+    fields = [_int(v, what, 0, 255) for v, what in (
+        (info.version, "Version"), (info.features, "Feature count"),
+        (info.classes, "Class count"), (info.pixel_max, "Pixel maximum"),
+        (info.logit_width, "Logit width"))]
+    return encode_frame(Command.INFO | REPLY, bytes(
+        fields + [lanes & 0xFF, lanes >> 8, channels & 0xFF, channels >> 8]), seq=seq)
 
 
-def encode_prediction_reply(label, logits=None):
+def encode_prediction_reply(label, logits=None, *, seq=0):
+    label = _int(label, "Label", 0, 255)
     if logits is None:
-        return encode_frame(Command.CLASSIFY | REPLY, bytes([label]))
-    payload = bytes([label]) + b"".join(int(v).to_bytes(LOGIT_BYTES, "little", signed=True)
-                                        for v in logits)
-    return encode_frame(Command.LOGITS | REPLY, payload)
+        return encode_frame(Command.CLASSIFY | REPLY, bytes([label]), seq=seq)
+    bound = 1 << (8 * LOGIT_BYTES - 1)
+    words = [_int(v, "Logit", -bound, bound - 1).to_bytes(LOGIT_BYTES, "little", signed=True)
+             for v in logits]
+    return encode_frame(Command.LOGITS | REPLY, bytes([label]) + b"".join(words), seq=seq)
 
 
-def encode_error_reply(code):
-    return encode_frame(Command.ERROR, bytes([int(code)]))
+def encode_error_reply(code, *, seq=0):
+    return encode_frame(Command.ERROR, bytes([_int(code, "Error code", 0, 255)]), seq=seq)

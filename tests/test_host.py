@@ -1,6 +1,7 @@
 """The host driver (rtn_hw.host) and `rtn-hw run`, against an in-memory board model.
 
-The board model answers with the protocol's own board-side encoders and the golden network;
+The board model (tests/board_model.py) answers with the protocol's own board-side encoders
+and the golden network; tests/test_fuzz_host.py makes it misbehave, and
 tests/test_board_sim.py runs the same client against the simulated gateware."""
 
 import os
@@ -9,58 +10,18 @@ import re
 import numpy as np
 import pytest
 
+from board_model import FakeClock, ModelTransport
 from rtn_hw import cli, host, protocol, weights
 
 
-class ModelTransport:
-    """A transport whose far end is a Python board: the golden network behind the protocol."""
-
-    def __init__(self, *, drop_replies=False, error=None):
-        self.net = weights.load()
-        self.pending = bytearray()
-        self.outbox = bytearray()
-        self.drop_replies = drop_replies
-        self.error = error
-        self.requests = 0
-
-    def write(self, data):
-        self.pending += data
-        decoder = protocol.FrameDecoder()
-        for frame in decoder.feed(bytes(self.pending)):
-            self.requests += 1
-            self.outbox += self._answer(frame)
-        self.pending = bytearray(decoder._buffer)
-
-    def _answer(self, frame):
-        if self.drop_replies:
-            return b""
-        if self.error is not None:
-            return protocol.encode_error_reply(self.error)
-        if frame.command == protocol.Command.INFO:
-            last = self.net.layers[-1]
-            return protocol.encode_info_reply(protocol.Info(
-                1, 64, last.out_features, 16, last.out_fmt.width, 32, 2))
-        logits, classes = self.net.forward(np.frombuffer(frame.payload, np.uint8)[None])
-        if frame.command == protocol.Command.LOGITS:
-            return protocol.encode_prediction_reply(int(classes[0]), logits[0])
-        return protocol.encode_prediction_reply(int(classes[0]))
-
-    def read(self, size):
-        out = bytes(self.outbox[:size])
-        del self.outbox[:size]
-        return out
-
-    def reset_input(self):
-        self.outbox.clear()
-
-    def close(self):
-        pass
+def client_for(transport, timeout=2.0):
+    return host.BoardClient(transport, timeout=timeout, clock=transport.clock)
 
 
 def test_client_classifies_like_the_golden_network():
     images, labels = weights.load_digits_test()
     images, labels = images[:20], labels[:20]
-    client = host.BoardClient(ModelTransport())
+    client = client_for(ModelTransport())
     info = client.info()
     assert (info.features, info.classes, info.pixel_max) == (64, 10, 16)
     logits, classes = weights.load().forward(images[:1])
@@ -76,21 +37,52 @@ def test_client_classifies_like_the_golden_network():
 
 
 def test_client_timeout_and_error_reply():
-    client = host.BoardClient(ModelTransport(drop_replies=True))
-    with pytest.raises(host.HostError, match=r"^no reply from the board \(timeout\)$"):
+    transport = ModelTransport(drop_replies=True)
+    client = client_for(transport)
+    with pytest.raises(host.HostError,
+                       match=r"^no reply to INFO \(seq 1\) within 2 s \(timeout\)$"):
         client.info()
-    client = host.BoardClient(ModelTransport(error=protocol.ErrorCode.BAD_CHECKSUM))
+    assert transport.clock() == pytest.approx(2.0)
+    client = client_for(ModelTransport(error=protocol.ErrorCode.BAD_CHECKSUM))
     with pytest.raises(host.BoardError, match="^board replied with error BAD_CHECKSUM$"):
         client.info()
 
 
 def test_client_rejects_bad_images_before_sending():
     transport = ModelTransport()
-    client = host.BoardClient(transport)
+    client = client_for(transport)
     client.info()
-    with pytest.raises(protocol.ProtocolError, match="^Pixel 3 must lie in 0..16, not 20$"):
+    with pytest.raises(protocol.ProtocolError,
+                       match="^Pixel 3 must be an integer 0..16, not 20$"):
         client.classify([0, 0, 0, 20] + [0] * 60)
     assert transport.requests == 1
+
+
+@pytest.mark.parametrize("timeout", [0, -1, float("inf"), float("nan"), 3601, "2", True])
+def test_client_rejects_timeouts(timeout):
+    with pytest.raises(ValueError, match="^Timeout must be a number of seconds above 0 and "
+                                         "at most 3600, not "):
+        host.BoardClient(ModelTransport(), timeout=timeout)
+
+
+def test_client_sequence_numbers_wrap_past_zero():
+    transport = ModelTransport()
+    client = client_for(transport)
+    seqs = []
+    real = transport.reply
+    transport.reply = lambda frame: seqs.append(frame.seq) or real(frame)
+    for _ in range(300):
+        client.info()
+    assert seqs[:3] == [1, 2, 3] and 0 not in seqs and seqs[254:257] == [255, 1, 2]
+
+
+def _factory(**options):
+    """A stand-in for host.SerialTransport, and the client's clock set to its fake one."""
+    def make(port, baud):
+        transport = ModelTransport(**options)
+        make.transport = transport
+        return transport
+    return make
 
 
 def _run_cli(argv, capsys):
@@ -100,7 +92,7 @@ def _run_cli(argv, capsys):
 
 
 def test_cli_run_digits(monkeypatch, capsys):
-    monkeypatch.setattr(host, "SerialTransport", lambda port, baud, timeout: ModelTransport())
+    monkeypatch.setattr(host, "SerialTransport", _factory())
     status, out, err = _run_cli(["run", "--port", "model", "--digits-test"], capsys)
     assert (status, err) == (0, "")
     lines = out.splitlines()
@@ -113,7 +105,7 @@ def test_cli_run_digits(monkeypatch, capsys):
 
 
 def test_cli_run_images_file(monkeypatch, capsys, tmp_path):
-    monkeypatch.setattr(host, "SerialTransport", lambda port, baud, timeout: ModelTransport())
+    monkeypatch.setattr(host, "SerialTransport", _factory())
     images, _ = weights.load_digits_test()
     path = tmp_path / "few.npy"
     np.save(path, images[:3])
@@ -123,18 +115,95 @@ def test_cli_run_images_file(monkeypatch, capsys, tmp_path):
     assert "accuracy" not in out
 
 
-@pytest.mark.parametrize("argv, message", [
+def _images_file(folder, name, data):
+    path = folder / name
+    path.write_bytes(data)
+    return str(path)
+
+
+def _npz(**arrays):
+    import io
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def _npy(array):
+    import io
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def _npy_header(shape, descr):
+    """A .npy header claiming `shape` (no data)."""
+    import io
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        buffer, {"descr": descr, "fortran_order": False, "shape": shape})
+    return buffer.getvalue()
+
+
+# (argv, the message after "rtn-hw: error: "); {tmp} is the test's folder, files made by name.
+RUN_REJECTS = [
     (["run", "--digits-test"], "run: --port PORT is required"),
     (["run", "--port", "p"], "run: expected --images FILE or --digits-test"),
     (["run", "--port", "p", "--digits-test", "--baud", "fast"],
-     "--baud fast: expected a positive integer"),
+     "--baud fast: expected an integer from 50 to 12000000"),
+    (["run", "--port", "p", "--digits-test", "--baud", "1e30"],
+     "--baud 1e30: expected an integer from 50 to 12000000"),
+    (["run", "--port", "p", "--digits-test", "--baud", "0"],
+     "--baud 0: expected an integer from 50 to 12000000"),
     (["run", "--port", "p", "--digits-test", "--timeout", "-1"],
-     "--timeout -1: expected a positive number"),
+     "--timeout -1: expected a number above 0 and at most 3600"),
+    (["run", "--port", "p", "--digits-test", "--timeout", "inf"],
+     "--timeout inf: expected a number above 0 and at most 3600"),
+    (["run", "--port", "p", "--digits-test", "--timeout", "nan"],
+     "--timeout nan: expected a number above 0 and at most 3600"),
+    (["run", "--port", "p", "--digits-test", "--timeout", "1e400"],
+     "--timeout 1e400: expected a number above 0 and at most 3600"),
     (["run", "--port", "p", "--images", "/nonexistent/x.npz"],
-     "/nonexistent/x.npz: cannot read images (No such file or directory)"),
-    (["run", "--port", "/dev/nonexistent-rtn-port", "--digits-test"], None),
-])
-def test_cli_run_rejects(argv, message, capsys):
+     "/nonexistent/x.npz: (file): cannot read: No such file or directory"),
+    (["run", "--port", "p", "--images", "{tmp}/empty.npz"],
+     "{tmp}/empty.npz: (archive): not a readable .npz file of plain arrays"),
+    (["run", "--port", "p", "--images", "{tmp}/truncated.npz"],
+     "{tmp}/truncated.npz: (archive): not a readable .npz file of plain arrays (bytes after "
+     "the archive, or a comment)"),
+    (["run", "--port", "p", "--images", "{tmp}/none.npy"],
+     "{tmp}/none.npy: images must hold at least one image of at least one pixel, not shape "
+     "(0, 64)"),
+    (["run", "--port", "p", "--images", "{tmp}/labels.npz"],
+     "{tmp}/labels.npz: labels must be integers of shape (2,), not <U1 (2,)"),
+    (["run", "--port", "p", "--images", "{tmp}/floats.npy"],
+     "{tmp}/floats.npy: images must be an integer array (count, pixels), not float64 (2, 64)"),
+    (["run", "--port", "p", "--images", "{tmp}/huge.npy"],
+     "{tmp}/huge.npy: (array): header says uint8 (1099511627776, 64) (70368744177664 bytes), "
+     "the member holds 0"),
+    (["run", "--port", "p", "--images", "{tmp}"], "{tmp}: (file): cannot read: not a regular "
+                                                   "file"),
+]
+IMAGE_FILES = {
+    "empty.npz": b"",
+    "truncated.npz": _npz(images=np.zeros((2, 64), np.uint8))[:-30],
+    "none.npy": _npy(np.zeros((0, 64), np.uint8)),
+    "labels.npz": _npz(images=np.zeros((2, 64), np.uint8), labels=np.array(["a", "b"])),
+    "floats.npy": _npy(np.zeros((2, 64))),
+    "huge.npy": _npy_header((2**40, 64), "|u1"),
+}
+
+
+@pytest.fixture
+def images_folder(tmp_path):
+    for name, data in IMAGE_FILES.items():
+        _images_file(tmp_path, name, data)
+    return tmp_path
+
+
+@pytest.mark.parametrize("argv, message", RUN_REJECTS)
+def test_cli_run_rejects(argv, message, capsys, images_folder):
+    argv = [arg.replace("{tmp}", str(images_folder)) for arg in argv]
+    if message is not None:
+        message = message.replace("{tmp}", str(images_folder))
     status, out, err = _run_cli(argv, capsys)
     assert status == 2 and out == ""
     assert err.count("\n") == 1
@@ -164,7 +233,9 @@ def test_cli_run_busy_port(capsys):
 
 def test_cli_run_no_reply(monkeypatch, capsys):
     monkeypatch.setattr(host, "SerialTransport",
-                        lambda port, baud, timeout: ModelTransport(drop_replies=True))
-    status, _, err = _run_cli(["run", "--port", "p", "--digits-test"], capsys)
+                        _factory(drop_replies=True))
+    status, _, err = _run_cli(["run", "--port", "p", "--digits-test", "--timeout", "0.2"],
+                              capsys)
     assert status == 2
-    assert err == "rtn-hw: error: --port p: no reply from the board (timeout)\n"
+    assert err == ("rtn-hw: error: --port p: no reply to INFO (seq 1) within 0.2 s "
+                   "(timeout)\n")

@@ -7,14 +7,14 @@ import types
 
 import numpy as np
 import pytest
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
 from helpers import assert_rejects
 from rtn_hw import protocol as p
-from rtn_hw.gateware.link import Link, SerialClassifier, crc8_next, result_layout
+from rtn_hw.gateware.link import Link, SerialClassifier, crc16_next, result_layout
 from rtn_hw.gateware.uart import UartRx, UartTx
 
 FEATURES, CLASSES, PIXEL_MAX, LOGIT_WIDTH = 64, 10, 16, 24
@@ -23,7 +23,8 @@ TIMEOUT = 60
 
 class FakeEngine(wiring.Component):
     """NetworkEngine's ports with a cheap function: logits[k] = 100003·(p[k] − p[10+k]),
-    label = p[30] mod 8, after `latency` cycles; holds `o` until taken."""
+    label = their first maximum (as the real engine's argmax), after `latency` cycles; holds
+    `o` until taken."""
 
     features, classes, logit_width, lanes, channels = FEATURES, CLASSES, LOGIT_WIDTH, 1, 1
     network = types.SimpleNamespace(input=types.SimpleNamespace(pixel_max=PIXEL_MAX))
@@ -38,7 +39,8 @@ class FakeEngine(wiring.Component):
     @staticmethod
     def reference(image):
         image = [int(v) for v in image]
-        return image[30] % 8, [100003 * (image[k] - image[10 + k]) for k in range(CLASSES)]
+        logits = [100003 * (image[k] - image[10 + k]) for k in range(CLASSES)]
+        return logits.index(max(logits)), logits
 
     def elaborate(self, platform):
         m = Module()
@@ -56,7 +58,14 @@ class FakeEngine(wiring.Component):
         for k in range(CLASSES):
             m.d.comb += self.o.payload.logits[k].eq(
                 100003 * (held[k] - held[10 + k]).as_signed())
-        m.d.comb += self.o.payload.label.eq(held[30][:3])
+        # A chain of strict comparisons keeps the first maximum.
+        best = self.o.payload.logits[0]
+        label = 0
+        for k in range(1, CLASSES):
+            logit = self.o.payload.logits[k]
+            label = Mux(logit > best, k, label)
+            best = Mux(logit > best, logit, best)
+        m.d.comb += self.o.payload.label.eq(label)
         return m
 
 
@@ -107,20 +116,24 @@ def run_link(script, *, seed, idle=0.3, stall=0.3, latency=7):
     return bytes(sent)
 
 
-def replies(raw):
+def replies(raw, *, seqs=False):
+    """The decoded replies in `raw` (every byte must belong to a good frame); with `seqs`,
+    (SEQ, reply) pairs."""
     decoder = p.FrameDecoder()
     frames = decoder.feed(raw)
     assert decoder.skipped == 0 and decoder.pending == 0
-    return [p.decode_reply(f, classes=CLASSES) for f in frames]
+    decoded = [p.decode_reply(f, classes=CLASSES) for f in frames]
+    return list(zip([f.seq for f in frames], decoded)) if seqs else decoded
 
 
-def classify(image, logits=False):
-    return p.encode_classify(image, features=FEATURES, pixel_max=PIXEL_MAX, logits=logits)
+def classify(image, logits=False, seq=0):
+    return p.encode_classify(image, features=FEATURES, pixel_max=PIXEL_MAX, logits=logits,
+                             seq=seq)
 
 
 @pytest.mark.parametrize("name, value, message", [
     ("features", 0, "Feature count must be an integer 1..255, not 0"),
-    ("classes", 256, "Class count must be an integer 1..255, not 256"),
+    ("classes", 64, "Class count must be an integer 1..63, not 64"),
     ("pixel_max", 16.0, "Pixel maximum must be an integer 1..255, not 16.0"),
     ("logit_width", 33, "Logit width must be an integer 1..32, not 33"),
     ("timeout", 0, "Timeout must be an integer 1..4294967295, not 0"),
@@ -132,17 +145,18 @@ def test_link_rejects(name, value, message):
     assert_rejects(TypeError, message, lambda: Link(**params))
 
 
-def test_crc8_next_matches_protocol(rng):
-    crc, byte, out = Signal(8), Signal(8), Signal(8)
+def test_crc16_next_matches_protocol(rng):
+    crc, byte, out = Signal(16), Signal(8), Signal(16)
     m = Module()
-    m.d.comb += out.eq(crc8_next(crc, byte))
-    cases = [(0, 0), (0xFF, 0xFF), (0, 0x80)] + [tuple(rng.integers(0, 256, 2)) for _ in range(200)]
+    m.d.comb += out.eq(crc16_next(crc, byte))
+    cases = [(0, 0), (0xFFFF, 0xFF), (0, 0x80), (0x8000, 0), (1, 0)]
+    cases += [(rng.integers(0, 1 << 16), rng.integers(0, 256)) for _ in range(200)]
 
     async def bench(ctx):
         for c, b in cases:
             ctx.set(crc, int(c))
             ctx.set(byte, int(b))
-            assert ctx.get(out) == p.crc8([int(b)], int(c))
+            assert ctx.get(out) == p.crc16([int(b)], int(c))
 
     sim = Simulator(m)
     sim.add_testbench(bench)
@@ -154,48 +168,58 @@ def test_link_answers_images_and_info(rng, seed):
     and output stalls: every reply equals the protocol encoder's for the reference result."""
     images = [np.zeros(FEATURES, int), np.full(FEATURES, PIXEL_MAX)]
     images += [rng.integers(0, PIXEL_MAX + 1, FEATURES) for _ in range(10)]
-    script = [p.encode_info()]
-    expected = [p.Info(1, FEATURES, CLASSES, PIXEL_MAX, LOGIT_WIDTH, 32, 4)]
+    script = [p.encode_info(seq=0xC3)]
+    expected = [(0xC3, p.Info(p.VERSION, FEATURES, CLASSES, PIXEL_MAX, LOGIT_WIDTH, 32, 4))]
     for k, image in enumerate(images):
         label, logits = FakeEngine.reference(image)
         with_logits = k % 2 == 1
-        script.append(classify(image, with_logits))
-        expected.append(p.Prediction(label, tuple(logits) if with_logits else None))
+        seq = [0, 255, 1, p.SYNC][k % 4] if k < 4 else k
+        script.append(classify(image, with_logits, seq=seq))
+        expected.append((seq, p.Prediction(label, tuple(logits) if with_logits else None)))
     raw = run_link(script, seed=seed)
-    assert replies(raw) == expected
+    assert replies(raw, seqs=True) == expected
 
 
 def test_link_errors_then_recovers(rng, seed):
     """Every error case gets exactly its error reply, and the good frame after it is answered."""
     image = rng.integers(0, PIXEL_MAX + 1, FEATURES)
-    good = classify(image, logits=True)
+    good = classify(image, logits=True, seq=0x5A)
     label, logits = FakeEngine.reference(image)
-    ok = p.Prediction(label, tuple(logits))
-    bad_crc = bytearray(good)
-    bad_crc[-1] ^= 0x01
+    ok = (0x5A, p.Prediction(label, tuple(logits)))
+    bad_crc_high, bad_crc_low = bytearray(good), bytearray(good)
+    bad_crc_high[-2] ^= 0x80
+    bad_crc_low[-1] ^= 0x01
     flipped_pixel = bytearray(good)
     flipped_pixel[10] ^= 0x04
-    bad_pixel = p.encode_frame(p.Command.CLASSIFY, bytes([0] * 5 + [17] + [0] * 58))
+    flipped_seq = bytearray(good)
+    flipped_seq[2] ^= 0x20
+    bad_pixel = p.encode_frame(p.Command.CLASSIFY, bytes([0] * 5 + [17] + [0] * 58), seq=9)
     E = p.ErrorCode
+    # (frame, expected error, the SEQ its reply carries)
     cases = [
-        (bytes(bad_crc), E.BAD_CHECKSUM),
-        (bytes(flipped_pixel), E.BAD_CHECKSUM),
-        (p.encode_frame(p.Command.CLASSIFY, bytes(63)), E.BAD_LENGTH),
-        (p.encode_frame(p.Command.INFO, b"\x00"), E.BAD_LENGTH),
-        (p.encode_frame(0x42, b"\x01\x02"), E.UNKNOWN_COMMAND),
-        (p.encode_frame(0x00, b""), E.UNKNOWN_COMMAND),
-        (bad_pixel, E.PIXEL_RANGE),
-        (good[:40], E.TIMEOUT),
-        (good[:1], E.TIMEOUT),
-        (bytes([0x00, 0x13, 0xA5, 0x37]), E.BAD_SYNC),
-        (bytes(rng.integers(0, 256, 50, dtype=np.uint8)) + b"\x00", E.BAD_SYNC),
+        (bytes(bad_crc_high), E.BAD_CHECKSUM, 0x5A),
+        (bytes(bad_crc_low), E.BAD_CHECKSUM, 0x5A),
+        (bytes(flipped_pixel), E.BAD_CHECKSUM, 0x5A),
+        (bytes(flipped_seq), E.BAD_CHECKSUM, 0x7A),
+        (p.encode_frame(p.Command.CLASSIFY, bytes(63), seq=1), E.BAD_LENGTH, 1),
+        (p.encode_frame(p.Command.INFO, b"\x00", seq=2), E.BAD_LENGTH, 2),
+        (p.encode_frame(0x42, b"\x01\x02", seq=3), E.UNKNOWN_COMMAND, 3),
+        (p.encode_frame(0x00, b"", seq=4), E.UNKNOWN_COMMAND, 4),
+        (bad_pixel, E.PIXEL_RANGE, 9),
+        (good[:40], E.TIMEOUT, 0x5A),
+        (good[:-1], E.TIMEOUT, 0x5A),
+        (good[:3], E.TIMEOUT, 0x5A),
+        (good[:2], E.TIMEOUT, 0),
+        (good[:1], E.TIMEOUT, 0),
+        (bytes([0x00, 0x13, 0xA5, 0x37]), E.BAD_SYNC, 0),
+        (bytes(rng.integers(0, 256, 50, dtype=np.uint8)) + b"\x00", E.BAD_SYNC, 0),
     ]
     script, expected = [], []
-    for frame, code in cases:
+    for frame, code, seq in cases:
         script += [frame, 2 * TIMEOUT, good]
-        expected += [p.ErrorReply(code), ok]
+        expected += [(seq, p.ErrorReply(code)), ok]
     raw = run_link(script, seed=seed)
-    assert replies(raw) == expected
+    assert replies(raw, seqs=True) == expected
 
 
 def test_link_error_pulse_and_busy(seed):
@@ -264,7 +288,7 @@ def test_serial_classifier_fifo_keeps_pipelined_requests():
     """With a receive FIFO, requests sent without waiting for replies are all answered; the
     default (no FIFO) drops what arrives during a reply and answers with an error, then
     recovers."""
-    info = p.Info(1, FEATURES, CLASSES, PIXEL_MAX, LOGIT_WIDTH, 1, 1)
+    info = p.Info(p.VERSION, FEATURES, CLASSES, PIXEL_MAX, LOGIT_WIDTH, 1, 1)
     image = np.arange(FEATURES) % (PIXEL_MAX + 1)
     label, _ = FakeEngine.reference(image)
     frames = [p.encode_info(), p.encode_info(), classify(image)]

@@ -14,17 +14,18 @@ from amaranth.utils import bits_for
 from .. import protocol
 from .uart import UartRx, UartTx, check_divisor
 
-__all__ = ["Link", "SerialClassifier", "crc8_next"]
+__all__ = ["Link", "SerialClassifier", "crc16_next"]
 
 
-def crc8_next(crc, byte):
-    """The CRC-8/SMBUS register after `byte` (rtn_hw.protocol.crc8), as a combinational
-    expression: the CRC step is linear over GF(2), so each output bit is the XOR of the bits of
-    crc ^ byte whose unit vectors set it (a bit-serial Mux chain would grow exponentially)."""
-    c = crc ^ byte
+def crc16_next(crc, byte):
+    """The CRC-16 register after `byte` (rtn_hw.protocol.crc16), as a combinational
+    expression: one step is linear over GF(2) in the 16 bits of crc ^ (byte << 8), so each
+    output bit is the XOR of the bits whose unit vectors set it (a bit-serial Mux chain would
+    grow exponentially)."""
+    c = Cat(crc[:8], crc[8:] ^ byte)
     bits = []
-    for out in range(8):
-        taps = [k for k in range(8) if protocol.crc8([1 << k]) >> out & 1]
+    for out in range(16):
+        taps = [k for k in range(16) if protocol.crc16(b"\x00", 1 << k) >> out & 1]
         bits.append(Cat(*(c[k] for k in taps)).xor())
     return Cat(*bits)
 
@@ -53,14 +54,18 @@ class Link(wiring.Component):
     answered once the whole frame (LEN payload bytes and the CRC) is in. A byte outside a
     frame (not SYNC) starts a discard that lasts until the line has been idle for `timeout`
     cycles, then one BAD_SYNC reply. A frame that stops for `timeout` cycles gets a TIMEOUT
-    reply. Either way the next good frame is answered. The reply to an image is read straight
-    from the engine's held output, which is released (`result.ready`) after the CRC byte.
+    reply. Either way the next good frame is answered. Every reply carries the SEQ byte of the
+    frame it answers (0 for BAD_SYNC, or a TIMEOUT before SEQ came). The reply to an image is
+    read straight from the engine's held output, which is released (`result.ready`) after the
+    last CRC byte.
     """
 
     def __init__(self, *, features, classes, pixel_max, logit_width, timeout, lanes=0,
                  channels=0):
         self._features = _check_int(features, "Feature count", 1, protocol.MAX_PAYLOAD)
-        self._classes = _check_int(classes, "Class count", 1, 255)
+        # A LOGITS reply (1 + 4 bytes a class) must fit the 8-bit LEN.
+        self._classes = _check_int(classes, "Class count", 1,
+                                   (protocol.MAX_PAYLOAD - 1) // protocol.LOGIT_BYTES)
         self._pixel_max = _check_int(pixel_max, "Pixel maximum", 1, 255)
         self._logit_width = _check_int(logit_width, "Logit width", 1, 8 * protocol.LOGIT_BYTES)
         self._timeout = _check_int(timeout, "Timeout", 1, 2**32 - 1)
@@ -104,8 +109,14 @@ class Link(wiring.Component):
         logit_bytes = P.LOGIT_BYTES
 
         byte = self.rx.payload
-        crc = Signal(8)
+        # One CRC register and one CRC network serve both directions: a request's CRC is
+        # checked before its reply starts.
+        crc = Signal(16)
+        crc_in = Signal(8)
+        crc_next = Signal(16)
+        m.d.comb += [crc_in.eq(byte), crc_next.eq(crc16_next(crc, crc_in))]
         command = Signal(8)
+        seq = Signal(8)              # the request's SEQ, echoed in its reply (0 if none came)
         length = Signal(8)
         count = Signal(8)
         pending = Signal(8)          # error code known before the CRC arrives (0: none)
@@ -113,13 +124,12 @@ class Link(wiring.Component):
         pixels = Signal(self._features * self._pixel_bits, reset_less=True)
         idle = Signal(range(self._timeout + 1))
 
-        # Reply state: what to send, the byte index in the payload, the running CRC.
+        # Reply state: what to send, the byte index in the payload.
         kind = Signal(2)             # 0 error, 1 info, 2 class, 3 class and logits
         code = Signal(8)
         index = Signal(8)
         word = Signal(range(self._classes))
         part = Signal(range(logit_bytes))
-        tx_crc = Signal(8)
         KIND_ERROR, KIND_INFO, KIND_CLASS, KIND_LOGITS = range(4)
 
         reply_command = Signal(8)
@@ -162,17 +172,35 @@ class Link(wiring.Component):
                 m.d.sync += self.error.eq(1)
             m.next = "SYNC"
 
+        def send(value, next_state):
+            """Offer `value` on tx; the CRC follows every byte sent after SYNC."""
+            m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(value), self.busy.eq(1),
+                         crc_in.eq(value)]
+            with m.If(self.tx.ready):
+                m.d.sync += crc.eq(crc_next)
+                m.next = next_state
+
         # Cycles since the last byte was taken; only the frame and discard states look at it.
         with m.If(self.rx.valid & self.rx.ready):
             m.d.sync += idle.eq(0)
         with m.Elif(~at_timeout):
             m.d.sync += idle.eq(idle + 1)
 
+        def header(target, next_state):
+            """Take one header byte into `target` (and the CRC), or time out."""
+            m.d.comb += [self.rx.ready.eq(1), self.busy.eq(1)]
+            with m.If(self.rx.valid):
+                m.d.sync += [target.eq(byte), crc.eq(crc_next)]
+                m.next = next_state
+            with m.Elif(at_timeout):
+                start_reply(KIND_ERROR, E.TIMEOUT)
+
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += self.rx.ready.eq(1)
                 with m.If(self.rx.valid):
-                    m.d.sync += [crc.eq(0), pending.eq(0), pixel_bad.eq(0), count.eq(0)]
+                    m.d.sync += [crc.eq(P.CRC_INIT), seq.eq(0), pending.eq(0),
+                                 pixel_bad.eq(0), count.eq(0)]
                     with m.If(byte == P.SYNC):
                         m.next = "COMMAND"
                     with m.Else():
@@ -182,16 +210,13 @@ class Link(wiring.Component):
                 with m.If(~self.rx.valid & at_timeout):
                     start_reply(KIND_ERROR, E.BAD_SYNC)
             with m.State("COMMAND"):
-                m.d.comb += [self.rx.ready.eq(1), self.busy.eq(1)]
-                with m.If(self.rx.valid):
-                    m.d.sync += [command.eq(byte), crc.eq(crc8_next(crc, byte))]
-                    m.next = "LENGTH"
-                with m.Elif(at_timeout):
-                    start_reply(KIND_ERROR, E.TIMEOUT)
+                header(command, "SEQ")
+            with m.State("SEQ"):
+                header(seq, "LENGTH")
             with m.State("LENGTH"):
                 m.d.comb += [self.rx.ready.eq(1), self.busy.eq(1)]
                 with m.If(self.rx.valid):
-                    m.d.sync += [length.eq(byte), crc.eq(crc8_next(crc, byte))]
+                    m.d.sync += [length.eq(byte), crc.eq(crc_next)]
                     with m.Switch(command):
                         with m.Case(P.Command.INFO):
                             with m.If(byte != 0):
@@ -202,7 +227,7 @@ class Link(wiring.Component):
                         with m.Default():
                             m.d.sync += pending.eq(E.UNKNOWN_COMMAND)
                     with m.If(byte == 0):
-                        m.next = "CHECK"
+                        m.next = "CHECK_HIGH"
                     with m.Else():
                         m.next = "PAYLOAD"
                 with m.Elif(at_timeout):
@@ -211,19 +236,28 @@ class Link(wiring.Component):
                 m.d.comb += [self.rx.ready.eq(1), self.busy.eq(1)]
                 with m.If(self.rx.valid):
                     # Pixels shift in from the top, so the first one ends up as element 0.
-                    m.d.sync += [crc.eq(crc8_next(crc, byte)), count.eq(count + 1),
+                    m.d.sync += [crc.eq(crc_next), count.eq(count + 1),
                                  pixels.eq(Cat(pixels[self._pixel_bits:],
                                                byte[:self._pixel_bits]))]
                     with m.If(byte > self._pixel_max):
                         m.d.sync += pixel_bad.eq(1)
                     with m.If(count == length - 1):
-                        m.next = "CHECK"
+                        m.next = "CHECK_HIGH"
                 with m.Elif(at_timeout):
                     start_reply(KIND_ERROR, E.TIMEOUT)
-            with m.State("CHECK"):
+            with m.State("CHECK_HIGH"):
                 m.d.comb += [self.rx.ready.eq(1), self.busy.eq(1)]
                 with m.If(self.rx.valid):
-                    with m.If(byte != crc):
+                    m.d.sync += crc.eq(crc_next)
+                    m.next = "CHECK_LOW"
+                with m.Elif(at_timeout):
+                    start_reply(KIND_ERROR, E.TIMEOUT)
+            with m.State("CHECK_LOW"):
+                m.d.comb += [self.rx.ready.eq(1), self.busy.eq(1)]
+                with m.If(self.rx.valid):
+                    # The CRC over a frame and its own CRC is 0 (no reflection, no final XOR),
+                    # so no received byte needs to be kept for a comparison.
+                    with m.If(crc_next != 0):
                         start_reply(KIND_ERROR, E.BAD_CHECKSUM)
                     with m.Elif(pending != 0):
                         start_reply(KIND_ERROR, pending)
@@ -249,34 +283,30 @@ class Link(wiring.Component):
             with m.State("SYNC"):
                 m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(P.SYNC), self.busy.eq(1)]
                 with m.If(self.tx.ready):
-                    m.d.sync += tx_crc.eq(0)
+                    m.d.sync += crc.eq(P.CRC_INIT)
                     m.next = "REPLY_COMMAND"
             with m.State("REPLY_COMMAND"):
-                m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(reply_command),
-                             self.busy.eq(1)]
-                with m.If(self.tx.ready):
-                    m.d.sync += tx_crc.eq(crc8_next(tx_crc, reply_command))
-                    m.next = "REPLY_LENGTH"
+                send(reply_command, "REPLY_SEQ")
+            with m.State("REPLY_SEQ"):
+                send(seq, "REPLY_LENGTH")
             with m.State("REPLY_LENGTH"):
-                m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(reply_length),
-                             self.busy.eq(1)]
-                with m.If(self.tx.ready):
-                    m.d.sync += tx_crc.eq(crc8_next(tx_crc, reply_length))
-                    m.next = "REPLY_PAYLOAD"
+                send(reply_length, "REPLY_PAYLOAD")
             with m.State("REPLY_PAYLOAD"):
-                m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(payload_byte),
-                             self.busy.eq(1)]
+                send(payload_byte, "REPLY_PAYLOAD")
                 with m.If(self.tx.ready):
-                    m.d.sync += [tx_crc.eq(crc8_next(tx_crc, payload_byte)),
-                                 index.eq(index + 1)]
+                    m.d.sync += index.eq(index + 1)
                     with m.If(index != 0):
                         m.d.sync += part.eq(part + 1)
                         with m.If(part == logit_bytes - 1):
                             m.d.sync += word.eq(word + 1)
                     with m.If(index == reply_length - 1):
-                        m.next = "REPLY_CHECK"
-            with m.State("REPLY_CHECK"):
-                m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(tx_crc), self.busy.eq(1)]
+                        m.next = "REPLY_CHECK_HIGH"
+            with m.State("REPLY_CHECK_HIGH"):
+                m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(crc[8:]), self.busy.eq(1)]
+                with m.If(self.tx.ready):
+                    m.next = "REPLY_CHECK_LOW"
+            with m.State("REPLY_CHECK_LOW"):
+                m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(crc[:8]), self.busy.eq(1)]
                 with m.If(self.tx.ready):
                     # The engine's result was read in place; let it go only now.
                     m.d.comb += self.result.ready.eq(kind[1])

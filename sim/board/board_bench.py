@@ -23,6 +23,7 @@ from rtn_hw.files import write_json
 from uart_model import SimTransport, UartLine
 
 E = protocol.ErrorCode
+SIM_WAIT_CYCLES = 20_000    # long enough for an INFO reply at the simulation's baud rate
 
 
 def _setting(name):
@@ -33,7 +34,11 @@ def _record(test, values):
     path = os.environ.get("RTN_BOARD_STATS")
     if not path:
         return
-    stats = json.loads(open(path).read()) if os.path.exists(path) else {}
+    try:
+        with open(path) as file:
+            stats = json.load(file)
+    except FileNotFoundError:
+        stats = {}
     stats[test] = values
     write_json(path, stats)
 
@@ -47,9 +52,13 @@ async def _start(dut):
     await ClockCycles(dut.clk, 4)
     dut.rst.value = 0
     await ClockCycles(dut.clk, 4)
-    # The read timeout outlasts the link's inter-byte timeout, the engine and a long reply.
-    transport = SimTransport(line, timeout_cycles=2 * timeout + 100 * 10 * divisor)
-    return host.BoardClient(transport), line
+    # The deadline outlasts the link's inter-byte timeout, the engine and a long reply; each
+    # read polls for a few byte times, as a serial port's short read timeout.
+    deadline_cycles = 2 * timeout + 100 * 10 * divisor
+    transport = SimTransport(line, timeout_cycles=4 * 10 * divisor)
+    client = host.BoardClient(transport, timeout=deadline_cycles * period * 1e-12,
+                              clock=transport.clock)
+    return client, line
 
 
 def _expected_info():
@@ -118,9 +127,10 @@ async def errors_then_recover(dut):
     bad_crc = bytearray(good)
     bad_crc[-1] ^= 0x01
     corrupted = bytearray(good)
-    corrupted[3 + int(rng.integers(features))] ^= 0x08
+    corrupted[protocol.HEADER_BYTES + int(rng.integers(features))] ^= 0x08
     garbage = bytearray(rng.integers(0, 256, 40, dtype=np.uint8).tobytes())
     garbage[0] = 0x00 if garbage[0] == protocol.SYNC else garbage[0]
+    stale = protocol.encode_info(seq=77)
     cases = [
         ("bad checksum", bytes(bad_crc), E.BAD_CHECKSUM),
         ("corrupted pixel", bytes(corrupted), E.BAD_CHECKSUM),
@@ -143,10 +153,16 @@ async def errors_then_recover(dut):
             reply = client.receive()
             prediction = client.classify(image)
             seen.append((name, reply, prediction.label))
-        return seen
+        # A request whose reply the host never reads: the next request flushes it, and its
+        # SEQ would not match anyway.
+        client.send(stale)
+        transport.wait(SIM_WAIT_CYCLES)
+        return seen, client.classify(image).label
 
-    seen = await host_session()
+    transport = client.transport
+    seen, after_stale = await host_session()
     for (name, _, code), (_, reply, label) in zip(cases, seen):
         assert reply == protocol.ErrorReply(code), (name, reply)
         assert label == golden[0], name
+    assert after_stale == golden[0]
     _record("errors", {"cases": len(cases)})

@@ -11,6 +11,7 @@ import collections
 import cocotb
 from cocotb.task import resume
 from cocotb.triggers import FallingEdge, Timer
+from cocotb.utils import get_sim_time
 
 __all__ = ["UartLine", "SimTransport"]
 
@@ -87,6 +88,12 @@ class SimTransport:
         out = bytes(received.popleft() for _ in range(min(size, len(received))))
         self.bytes_read += len(out)
         return out
+
+    @resume
+    async def clock(self):
+        """Simulated seconds: the host driver's deadlines count simulated time, as a real host
+        counts wall time (a simulator runs far slower than the board)."""
+        return get_sim_time("ps") * 1e-12
 
     @resume
     async def wait(self, cycles):

@@ -1,0 +1,177 @@
+"""In-memory boards for the host driver's tests: the golden network behind the protocol's own
+board-side encoders, well behaved (`ModelTransport`) or hostile (`HostileTransport`), and a
+fake clock, so deadlines are tested without waiting.
+
+tests/test_board_sim.py runs the same client against the simulated gateware."""
+
+import numpy as np
+
+from rtn_hw import protocol, weights
+
+_NET = None
+
+
+def network():
+    global _NET
+    if _NET is None:
+        _NET = weights.load()
+    return _NET
+
+
+class FakeClock:
+    """Seconds that advance by `step` on every transport read (a read with its timeout)."""
+
+    def __init__(self, step=0.05):
+        self.now = 0.0
+        self.step = step
+
+    def __call__(self):
+        return self.now
+
+    def tick(self):
+        self.now += self.step
+
+
+def answer(frame, *, seq=None):
+    """The golden board's reply bytes to one request frame (its SEQ echoed unless `seq`)."""
+    net = network()
+    seq = frame.seq if seq is None else seq
+    if frame.command == protocol.Command.INFO:
+        last = net.layers[-1]
+        return protocol.encode_info_reply(protocol.Info(
+            protocol.VERSION, 64, last.out_features, 16, last.out_fmt.width, 32, 2), seq=seq)
+    logits, classes = net.forward(np.frombuffer(frame.payload, np.uint8)[None])
+    if frame.command == protocol.Command.LOGITS:
+        return protocol.encode_prediction_reply(int(classes[0]), logits[0], seq=seq)
+    return protocol.encode_prediction_reply(int(classes[0]), seq=seq)
+
+
+class ModelTransport:
+    """A transport whose far end is a Python board answering every request at once."""
+
+    def __init__(self, *, drop_replies=False, error=None, clock=None):
+        self.requests = 0
+        self.outbox = bytearray()
+        self.drop_replies = drop_replies
+        self.error = error
+        self.clock = clock or FakeClock()
+        self._decoder = protocol.FrameDecoder()
+
+    def write(self, data):
+        for frame in self._decoder.feed(bytes(data)):
+            self.requests += 1
+            self.outbox += self.reply(frame)
+
+    def reply(self, frame):
+        if self.drop_replies:
+            return b""
+        if self.error is not None:
+            return protocol.encode_error_reply(self.error, seq=frame.seq)
+        return answer(frame)
+
+    def read(self, size):
+        self.clock.tick()
+        out = bytes(self.outbox[:size])
+        del self.outbox[:size]
+        return out
+
+    def reset_input(self):
+        self.outbox.clear()
+
+    def close(self):
+        pass
+
+
+class HostileTransport(ModelTransport):
+    """A board that misbehaves as `faults` says, per request (a list, one entry a request,
+    cycling; None behaves). Faults:
+
+    duplicate   the reply twice                 missing    no reply at all
+    late        the reply after `late` reads    stale      the previous request's reply
+    garbage     noise, then the reply           noise      an endless stream of noise
+    truncated   part of the reply               wrong-seq  the reply with another SEQ
+    corrupt     the reply with one bit flipped  disconnect every later call raises OSError
+    wrong-kind  a CLASSIFY reply to LOGITS or INFO, or an INFO reply to CLASSIFY
+    bad-label   a class outside 0..classes-1 (with a good CRC)
+
+    `rng` (a numpy Generator) draws the noise and the cuts.
+    """
+
+    FAULTS = ("duplicate", "missing", "late", "stale", "garbage", "noise", "truncated",
+              "wrong-seq", "corrupt", "disconnect", "wrong-kind", "bad-label")
+
+    def __init__(self, faults, *, rng, late=3, clock=None):
+        super().__init__(clock=clock)
+        self.faults = list(faults)
+        self.rng = rng
+        self.late = late
+        self.delayed = []          # (reads left, bytes)
+        self.previous = b""
+        self.disconnected = False
+        self.endless = False
+
+    def _noise(self, size):
+        return self.rng.integers(0, 256, size, dtype=np.uint8).tobytes()
+
+    def reply(self, frame):
+        fault = self.faults[(self.requests - 1) % len(self.faults)] if self.faults else None
+        good = answer(frame)
+        previous, self.previous = self.previous, good
+        if fault is None:
+            return good
+        if fault == "duplicate":
+            return good + good
+        if fault == "missing":
+            return b""
+        if fault == "late":
+            self.delayed.append((self.late, good))
+            return b""
+        if fault == "stale":
+            return previous
+        if fault == "garbage":
+            return self._noise(int(self.rng.integers(1, 300))) + good
+        if fault == "noise":
+            self.endless = True
+            return b""
+        if fault == "truncated":
+            return good[:int(self.rng.integers(1, len(good)))]
+        if fault == "wrong-seq":
+            return answer(frame, seq=(frame.seq + 1) % 256)
+        if fault == "corrupt":
+            bad = bytearray(good)
+            bit = int(self.rng.integers(8 * len(bad)))
+            bad[bit // 8] ^= 1 << (bit % 8)
+            return bytes(bad)
+        if fault == "disconnect":
+            self.disconnected = True
+            return b""
+        if fault == "wrong-kind":
+            if frame.command == protocol.Command.CLASSIFY:
+                return answer(protocol.Frame(protocol.Command.INFO, b"", frame.seq))
+            return protocol.encode_prediction_reply(0, seq=frame.seq)
+        if fault == "bad-label":
+            return protocol.encode_prediction_reply(200, seq=frame.seq)
+        raise ValueError(f"unknown fault {fault!r}")
+
+    def _check(self):
+        if self.disconnected:
+            raise OSError(5, "Input/output error")
+
+    def write(self, data):
+        self._check()
+        super().write(data)
+
+    def read(self, size):
+        self._check()
+        self.delayed = [(left - 1, data) for left, data in self.delayed]
+        for left, data in self.delayed:
+            if left <= 0:
+                self.outbox += data
+        self.delayed = [(left, data) for left, data in self.delayed if left > 0]
+        if self.endless:
+            self.outbox += self._noise(size)
+        return super().read(size)
+
+    def reset_input(self):
+        self._check()
+        super().reset_input()
