@@ -1,7 +1,7 @@
 """Units behind their AXI4-Stream wrapper (rtn_hw.ip), checked with third-party verification
 IP: cocotbext-axi's source, sink and monitor on Icarus and Verilator (sim/axis/bench.py),
 every result against the golden model, with tvalid gaps, tready backpressure, tlast framing
-(the network engine) and a reset mid-stream. Launched through sim/runner.py like the native
+(the network engine), loads on side streams (thresholds, weights) and a reset mid-stream. Launched through sim/runner.py like the native
 benches; a few small configurations in `make test`, the rest in `make sim`."""
 
 import json
@@ -18,6 +18,7 @@ QUICK = [
     ("ternary_dot", {"lanes": 8}, "icarus", 300),
     ("int_dot", {"lanes": 5, "width": 16}, "icarus", 200),   # signed result, sign-extended
     ("network_engine", {}, "icarus", 12),                     # 8 beats per image, tlast
+    ("ternary_encoder", {"lanes": 8}, "icarus", 200),          # thresholds on s_axis_t
     ("ternary_dot", {"lanes": 13, "pipeline": 2}, "verilator", 300),
 ]
 
@@ -27,6 +28,7 @@ FULL = [
     ("network_engine", {"lanes": 64, "channels": 8}, 200),
     ("fp32_dot", {"lanes": 4}, 2000),
     ("rtn_mac_array", {"lanes": 16, "channels": 4, "thresholds": "random"}, 5000),
+    ("rtn_mac_array", {"lanes": 9, "channels": 3, "weights": "load"}, 3000),
     ("ternary_dot", {"lanes": 64}, 5000),
     ("ternary_encoder", {"lanes": 8, "thresholds": "random"}, 5000),
     ("ternary_decoder", {"lanes": 8, "values": "random"}, 5000),

@@ -12,10 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from rtn_hw import cli, tools
+from amaranth.hdl import Module
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from rtn_hw import cli, tools, units
 from rtn_hw.flow import verilog as flow
 from rtn_hw.ip import ipxact
-from rtn_hw.units import ParameterError
+from rtn_hw.units import INT, Param, ParameterError, Unit
 
 AXIS_PORTS = {"aclk": ("input", 1), "aresetn": ("input", 1), "s_axis_tvalid": ("input", 1),
               "s_axis_tready": ("output", 1), "m_axis_tvalid": ("output", 1),
@@ -67,6 +71,24 @@ def test_signed_result_sign_extended_in_sidecar():
     assert m_axis["padding"] == "sign-extended"
     assert m_axis["fields"] == [{"name": "", "offset": 0, "width": 34, "signed": True}]
     assert export("ternary_dot", {"lanes": 4}).sidecar["axis"]["m_axis"]["padding"] == "zero"
+
+
+@pytest.mark.parametrize("unit, params, side, width", [
+    ("ternary_encoder", {"lanes": 8}, "t", 272),                        # 2 × 8 × 17 = 272
+    ("rtn_mac_array", {"lanes": 9, "channels": 3, "weights": "load"}, "load", 80),
+], ids=["encoder-t", "mac-load"])
+def test_side_streams_are_slave_interfaces(unit, params, side, width):
+    result = export(unit, params)
+    ports = flow.verilog_ports(result.verilog, unit)
+    name = f"s_axis_{side}"
+    assert {k: v for k, v in ports.items() if k.startswith(name + "_t")} == {
+        f"{name}_tdata": ("input", width), f"{name}_tvalid": ("input", 1),
+        f"{name}_tready": ("output", 1)}
+    assert list(result.sidecar["axis"]) == ["s_axis", name, "m_axis"]
+    doc = ipxact.parse(result.package_files("top.v")["component.xml"])
+    assert doc["bus_interfaces"][name]["mode"] == ["slave"]
+    assert doc["bus_interfaces"]["aclk"]["parameters"]["ASSOCIATED_BUSIF"] == (
+        f'"s_axis:{name}:m_axis"')
 
 
 def test_engine_frames_images_with_tlast():
@@ -173,21 +195,40 @@ def test_fusesoc_reads_and_lints_the_core(tmp_path):
     assert broken.returncode != 0
 
 
+class Busy(wiring.Component):
+    """A stream unit with a plain status output, which no AXI4-Stream interface carries."""
+
+    def __init__(self, *, lanes):
+        super().__init__({"i": In(stream.Signature(lanes)), "o": Out(stream.Signature(lanes)),
+                          "busy": Out(1)})
+
+    latency = 0
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.comb += [self.o.payload.eq(self.i.payload), self.o.valid.eq(self.i.valid),
+                     self.i.ready.eq(self.o.ready), self.busy.eq(self.o.valid)]
+        return m
+
+
+@pytest.fixture
+def busy_unit(monkeypatch):
+    monkeypatch.setitem(units.UNITS, "busy", Unit("busy", Busy, "A stand-in with a status bit.",
+                                                  (Param("lanes", INT, "4", "Lanes."),)))
+
+
 ERRORS = [
     (["verilog", "int_dot", "--interface", "axi4"],
      "unknown interface 'axi4'; valid interfaces: native, axis"),
-    (["verilog", "ternary_encoder", "--interface", "axis"],
-     "ternary_encoder: cannot be wrapped for --interface axis: the AXI4-Stream wrapper takes a "
-     "unit with one input stream i and one output stream o; this one has ports i, o, t"),
-    (["verilog", "rtn_mac_array", "-p", "weights=load", "--interface", "axis"],
-     "rtn_mac_array: weights=load: cannot be wrapped for --interface axis: the AXI4-Stream "
-     "wrapper takes a unit with one input stream i and one output stream o; this one has "
-     "ports i, load, o"),
+    (["verilog", "busy", "-p", "lanes=3", "--interface", "axis"],
+     "busy: lanes=3: cannot be wrapped for --interface axis: the AXI4-Stream wrapper takes a "
+     "unit whose ports are an output stream o, an input stream i and other input streams; "
+     "this one has ports busy, i, o"),
 ]
 
 
-@pytest.mark.parametrize("argv, message", ERRORS, ids=["interface", "side-stream", "load"])
-def test_bad_input_is_one_line_exit_2(argv, message, tmp_path, capsys):
+@pytest.mark.parametrize("argv, message", ERRORS, ids=["interface", "status-port"])
+def test_bad_input_is_one_line_exit_2(argv, message, tmp_path, capsys, busy_unit):
     status = cli.main([*argv, "-o", str(tmp_path / "x.v")])
     out, err = capsys.readouterr()
     assert (status, out, err) == (2, "", f"rtn-hw: error: {message}\n")

@@ -8,6 +8,9 @@ bytes. Two shapes:
   zero bits above it, `m_axis_tdata` the `o` payload, sign-extended when the payload is a plain
   signed number and zero-padded when it is a layout; no `tlast`. Pure wiring: latency and
   throughput are the unit's.
+* side streams: every other input stream of the unit (the encoder's thresholds `t`, the MAC
+  array's `load`) becomes a slave interface of its own, `s_axis_<name>_*`, one beat per
+  transfer like the first kind.
 * framed (the network engine): the `i` payload is an array of small elements (pixels); each
   element takes `element_bytes` bytes of `tdata` (zero-extended in, high bits ignored), `per_beat`
   elements per beat, `beats` beats per frame, `s_axis_tlast` on the last. The frame is
@@ -39,18 +42,27 @@ def byte_width(bits):
     return 8 * max(1, math.ceil(bits / 8))
 
 
+def _is_stream(member, flow):
+    return (member.is_signature and isinstance(member.signature, stream.Signature)
+            and member.flow == flow)
+
+
 def check_wrappable(component):
-    """The wrapper takes exactly an input stream `i` and an output stream `o`."""
+    """The wrapper takes an input stream `i`, an output stream `o` and other input streams
+    only; returns the names of those others, sorted."""
     members = component.signature.members
     names = sorted(members)
-    shape = {name: members[name] for name in names}
-    ok = (names == ["i", "o"]
-          and all(m.is_signature and isinstance(m.signature, stream.Signature)
-                  for m in shape.values())
-          and shape["i"].flow == In and shape["o"].flow == Out)
+    ok = ("i" in members and "o" in members and _is_stream(members["o"], Out)
+          and all(_is_stream(members[name], In) for name in names if name != "o"))
     if not ok:
-        raise WrapError(f"the AXI4-Stream wrapper takes a unit with one input stream i and one "
-                        f"output stream o; this one has ports {', '.join(names)}")
+        raise WrapError(f"the AXI4-Stream wrapper takes a unit whose ports are an output "
+                        f"stream o, an input stream i and other input streams; this one has "
+                        f"ports {', '.join(names)}")
+    return [name for name in names if name not in ("i", "o")]
+
+
+def _payload_shape(component, name):
+    return component.signature.members[name].signature.members["payload"].shape
 
 
 class AxisWrapper(wiring.Component):
@@ -66,10 +78,9 @@ class AxisWrapper(wiring.Component):
     """
 
     def __init__(self, unit, *, per_beat=None):
-        check_wrappable(unit)
+        self._sides = check_wrappable(unit)
         self._unit = unit
-        i_shape = unit.signature.members["i"].signature.members["payload"].shape
-        o_shape = unit.signature.members["o"].signature.members["payload"].shape
+        i_shape, o_shape = _payload_shape(unit, "i"), _payload_shape(unit, "o")
         self._i_shape, self._o_shape = i_shape, o_shape
         self._per_beat = per_beat
         if per_beat is None:
@@ -94,11 +105,20 @@ class AxisWrapper(wiring.Component):
         if self.framed:
             members["s_axis_tlast"] = In(1)
             members["m_axis_tlast"] = Out(1)
+        for name in self._sides:
+            width = byte_width(Shape.cast(_payload_shape(unit, name)).width)
+            members.update({f"s_axis_{name}_tdata": In(width), f"s_axis_{name}_tvalid": In(1),
+                            f"s_axis_{name}_tready": Out(1)})
         super().__init__(members)
 
     @property
     def unit(self):
         return self._unit
+
+    @property
+    def side_streams(self):
+        """Names of the unit's other input streams, each behind `s_axis_<name>_*`."""
+        return list(self._sides)
 
     @property
     def framed(self):
@@ -141,10 +161,17 @@ class AxisWrapper(wiring.Component):
             m.d.comb += self.m_axis_tlast.eq(1)
             self._frame(m, unit)
         else:
-            m.d.comb += [unit.i.payload.eq(self.s_axis_tdata[:Shape.cast(self._i_shape).width]),
-                         unit.i.valid.eq(self.s_axis_tvalid),
-                         self.s_axis_tready.eq(unit.i.ready)]
+            self._beat(m, unit.i, "s_axis")
+        for name in self._sides:
+            self._beat(m, getattr(unit, name), f"s_axis_{name}")
         return m
+
+    def _beat(self, m, port, prefix):
+        """One beat per transfer: the payload is the low bits of tdata."""
+        tdata = getattr(self, f"{prefix}_tdata")
+        m.d.comb += [port.payload.eq(tdata[:len(Value.cast(port.payload))]),
+                     port.valid.eq(getattr(self, f"{prefix}_tvalid")),
+                     getattr(self, f"{prefix}_tready").eq(port.ready)]
 
     def _frame(self, m, unit):
         beats, per_beat = self._beats, self._per_beat

@@ -40,6 +40,13 @@ def _fields(leaves, width, signed=False):
         {"name": "", "offset": 0, "width": width, "signed": signed}]
 
 
+def _single(shape, tdata_width, leaves):
+    bits = Shape.cast(shape).width
+    return {"tdata_width": tdata_width, "payload_width": bits, "padding": "ignored",
+            "beats": 1, "tlast": False,
+            "fields": _fields(_leaves_of(shape, leaves), bits, Shape.cast(shape).signed)}
+
+
 def describe(wrapper, leaves):
     """The sidecar's `axis` entry: per interface the tdata width, beats, tlast, and where each
     field of the unit's payload sits in tdata (`leaves(shape)` gives a layout's leaf fields
@@ -56,13 +63,7 @@ def describe(wrapper, leaves):
         "fields": _fields(_leaves_of(o_shape, leaves), o_bits, Shape.cast(o_shape).signed),
     }
     if not wrapper.framed:
-        i_bits = Shape.cast(i_shape).width
-        s_axis = {
-            "tdata_width": len(wrapper.s_axis_tdata), "payload_width": i_bits,
-            "padding": "ignored", "beats": 1, "tlast": False,
-            "fields": _fields(_leaves_of(i_shape, leaves), i_bits,
-                              Shape.cast(i_shape).signed),
-        }
+        s_axis = _single(i_shape, len(wrapper.s_axis_tdata), leaves)
     else:
         elem = Shape.cast(i_shape.elem_shape)
         stride = 8 * wrapper.element_bytes
@@ -79,19 +80,33 @@ def describe(wrapper, leaves):
             "fields": [{"name": f"[{k}]", "offset": k * stride, "width": elem.width,
                         "signed": elem.signed} for k in range(wrapper.per_beat)],
         }
-    return {"s_axis": s_axis, "m_axis": m_axis}
+    result = {"s_axis": s_axis}
+    for name in wrapper.side_streams:
+        shape = wrapper.unit.signature.members[name].signature.members["payload"].shape
+        result[f"s_axis_{name}"] = _single(shape, len(getattr(wrapper, f"s_axis_{name}_tdata")),
+                                           leaves)
+    result["m_axis"] = m_axis
+    return result
 
 
-_ORDER = ["aclk", "aresetn"] + [f"{bus}_{role}" for bus in ("s_axis", "m_axis")
-                                 for role in ("tdata", "tvalid", "tready", "tlast")]
+_ROLES = ("tdata", "tvalid", "tready", "tlast")
+
+
+def _port_order(name):
+    """aclk, aresetn, s_axis, the side streams' s_axis_<name> (by name), m_axis; in each
+    interface tdata, tvalid, tready, tlast."""
+    if name in ("aclk", "aresetn"):
+        return (0, name, 0)
+    interface, _, role = name.rpartition("_")
+    rank = 1 if interface == "s_axis" else 3 if interface == "m_axis" else 2
+    return (rank, interface, _ROLES.index(role))
 
 
 def port_list(module_ports):
-    """Sidecar port entries of the wrapper's Verilog ports ({name: (direction, width)}):
-    clock, reset, then each interface's tdata, tvalid, tready, tlast."""
+    """Sidecar port entries of the wrapper's Verilog ports ({name: (direction, width)})."""
     roles = {"aclk": ("clock", None), "aresetn": ("reset_n", None)}
     ports = []
-    for name in sorted(module_ports, key=_ORDER.index):
+    for name in sorted(module_ports, key=_port_order):
         direction, width = module_ports[name]
         role, interface = roles.get(name, (None, None))
         if role is None:

@@ -16,6 +16,9 @@ engine gets digits and random images against `Network.forward`. Tests:
 * `test_reset`: `aresetn` low with transfers in flight; afterwards the same stream gives the
   same results.
 
+Side streams (`s_axis_<name>`: the encoder's thresholds, the MAC array's weights) get a source
+each, and every test sends the unit bench's loads on them after each reset.
+
 Settings as for sim/bench.py (RTN_SIM_SIDECAR, RTN_SIM_VECTORS, RTN_SIM_SEED, RTN_SIM_IDLE,
 RTN_SIM_STALL, RTN_SIM_STATS, RTN_SIM_LABEL). RTN_SIM_FAULT "corrupt:K" (every bit of input
 K flipped) or "drop:K" (input K never sent) sabotages `test_stream`, so tests/test_axis.py can
@@ -120,6 +123,11 @@ class UnitCases:
         self.extend = m_axis["padding"] == "sign-extended"
         self.in_bytes = AXIS["s_axis"]["tdata_width"] // 8
 
+    def loads(self):
+        """[(side stream, bytes)]: the unit bench's thresholds or weights, one beat each."""
+        return [(name, value.to_bytes(AXIS[f"s_axis_{name}"]["tdata_width"] // 8, "little"))
+                for name, value in self.bench.loads()]
+
     def corners(self):
         return self.bench.corners()
 
@@ -157,6 +165,9 @@ class EngineCases:
         self.out = Payload({"name": "m_axis_tdata", "width": m_axis["payload_width"],
                             "signed": False, "fields": m_axis["fields"]})
         self.element_bytes = AXIS["s_axis"]["element_bytes"]
+
+    def loads(self):
+        return []
 
     def corners(self):
         images = [np.zeros(self.features), np.full(self.features, self.pixel_max),
@@ -208,8 +219,12 @@ class TB:
         self.sink = AxiStreamSink(AxiStreamBus.from_prefix(dut, "m_axis"), dut.aclk, **reset)
         self.taken = AxiStreamMonitor(AxiStreamBus.from_prefix(dut, "s_axis"), dut.aclk,
                                       **reset)
+        # The unit's side streams (thresholds, weights): s_axis_<name>.
+        self.sides = {key.removeprefix("s_axis_"): AxiStreamSource(
+            AxiStreamBus.from_prefix(dut, key), dut.aclk, **reset)
+            for key in AXIS if key.startswith("s_axis_")}
         # One INFO line per frame would swamp the log and the run time.
-        for name in ("s_axis", "m_axis"):
+        for name in AXIS:
             logging.getLogger(f"cocotb.{dut._name}.{name}").setLevel(logging.WARNING)
         rng = _rng(tag, 0)
         self.cases = EngineCases(rng) if FRAMED else UnitCases(rng)
@@ -219,6 +234,13 @@ class TB:
         await ClockCycles(self.dut.aclk, cycles)
         self.dut.aresetn.value = 1
         await RisingEdge(self.dut.aclk)
+
+    async def load(self):
+        """Send the side streams' loads, each taken before the data starts; again after
+        every reset."""
+        for name, frame in self.cases.loads():
+            await self.sides[name].send(AxiStreamFrame(frame))
+            await self.sides[name].wait()
 
     def pace(self, idle, stall, tag):
         for component, p, k in ((self.source, idle, 1), (self.sink, stall, 2)):
@@ -266,6 +288,7 @@ async def test_stream(dut):
     """Corners, then seeded random transfers, with tvalid gaps and tready backpressure."""
     tb = TB(dut, 1)
     await tb.reset()
+    await tb.load()
     cases = tb.cases
     corners = cases.corners()
     stim = concat(corners, cases.random(max(0, VECTORS - length(corners))))
@@ -291,6 +314,7 @@ async def test_throughput(dut):
     transfer is one beat."""
     tb = TB(dut, 2)
     await tb.reset()
+    await tb.load()
     cases = tb.cases
     count = 4 if FRAMED else THROUGHPUT_VECTORS
     stim = cases.random(count)
@@ -326,6 +350,7 @@ async def test_framing(dut):
     """A frame one beat short and one a beat long, between good frames: both dropped whole."""
     tb = TB(dut, 3)
     await tb.reset()
+    await tb.load()
     cases = tb.cases
     stim = cases.random(4)
     good = cases.frames(stim)
@@ -346,6 +371,7 @@ async def test_reset(dut):
     """aresetn low with transfers in flight; afterwards the same stream, the same results."""
     tb = TB(dut, 4)
     await tb.reset()
+    await tb.load()
     cases = tb.cases
     count = 3 if FRAMED else 64
     stim = cases.random(count)
@@ -357,12 +383,13 @@ async def test_reset(dut):
     await ClockCycles(dut.aclk, 2 * AXIS["s_axis"]["beats"] + 4)
     dut.aresetn.value = 0
     await ClockCycles(dut.aclk, 3)
-    for component in (tb.source, tb.sink, tb.taken):
+    for component in (tb.source, tb.sink, tb.taken, *tb.sides.values()):
         component.clear()
     dut.aresetn.value = 1
     await ClockCycles(dut.aclk, LATENCY + 16)
     assert tb.sink.empty(), f"{LABEL}: a result came out of a reset with the sink stalled"
     assert int(dut.m_axis_tvalid.value) == 0, f"{LABEL}: m_axis_tvalid high after reset"
+    await tb.load()
     board, results, cycles = await tb.run(
         frames, expected, idle=IDLE, stall=STALL, tag=2,
         describe=lambda k: cases.describe(stim, k), show=cases.show)
