@@ -13,6 +13,7 @@ arguments and sets `run` to its `_run_<command>`.
 
 import argparse
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -103,7 +104,7 @@ def _run_verilog(args, out):
         raise UsageError(str(error)) from None
     if not args.output:
         raise UsageError("verilog: -o FILE.v is required")
-    if not args.output.endswith(".v"):
+    if not args.output.endswith(".v") or Path(args.output).name == ".v":
         raise UsageError(f"-o {args.output}: expected a file name ending in .v")
     folder = Path(args.output).parent
     if not folder.is_dir():
@@ -114,6 +115,11 @@ def _run_verilog(args, out):
         result = verilog.export(args.unit, params, name=args.name, interface=args.interface)
     except ParameterError as error:
         raise UsageError(str(error)) from None
+    except (ValueError, TypeError, OverflowError) as error:
+        # What the registry's checks let through but the export refuses (a Verilog keyword
+        # as --name, say): one line naming what was asked for.
+        name = f" --name {args.name}" if args.name else ""
+        raise UsageError(f"verilog {args.unit}{name}: {error}") from None
     try:
         verilog.write(result, args.output)
     except OSError as error:
@@ -156,6 +162,13 @@ def _run_synth(args, out):
         for path in changed:
             print(f"updated {path}", file=out)
         return 0
+    for option, text in (("--targets", args.targets), ("--units", args.units),
+                         ("--lanes", args.lanes), ("--seeds", args.seeds), ("--jobs", args.jobs)):
+        # "" means all; text with no names in it (",") is a mistake that would run nothing
+        # and replace the reports with an empty one.
+        if text.strip() and not [word for word in re.split(r"[\s,]+", text) if word]:
+            raise UsageError(f"{option} {text!r}: names nothing; give a comma-separated list, "
+                             f"or leave it out for all")
     from .flow import selection, synth
     try:
         chosen = selection.selection_from_env({"TARGETS": args.targets, "UNITS": args.units,
@@ -165,10 +178,16 @@ def _run_synth(args, out):
         raise UsageError(str(error)) from None
     report = synth.run_sweep(progress=lambda line: print(line, file=out, flush=True),
                              **chosen)
-    files = report.get("files", {})
-    print(f"reports: {', '.join(files[k] for k in ('json', 'markdown') if k in files)}",
-          file=out)
+    print(f"reports: {', '.join(_report_paths(report.get('files', {})))}", file=out)
     return 0
+
+
+def _report_paths(files):
+    """The paths in a report's {kind: path or [paths]}, in that order."""
+    paths = []
+    for value in files.values():
+        paths += [str(p) for p in value] if isinstance(value, (list, tuple)) else [str(value)]
+    return paths
 
 
 def _add_run(subparsers):
@@ -190,20 +209,30 @@ def _add_run(subparsers):
     parser.set_defaults(run=_run_run)
 
 
-def _number(text, option, kind, low, high):
-    """`text` as an int or a finite float in [low, high] (low excluded for floats), else a
-    usage error naming the option, the value and the range."""
+def _number(text, option, kind, low, high=None):
+    """`text` as an int or a finite float in [low, high] (low excluded for floats; no upper
+    bound when `high` is None), else a usage error naming the option, the value and the
+    range."""
     try:
         value = kind(text)
     except (ValueError, OverflowError):
         value = None
-    ok = value is not None and (low <= value <= high if kind is int
-                                else math.isfinite(value) and low < value <= high)
+    ok = value is not None and (kind is int or math.isfinite(value)) and (
+        low <= value if kind is int else low < value) and (high is None or value <= high)
     if not ok:
-        what = (f"an integer from {low} to {high}" if kind is int
-                else f"a number above {low:g} and at most {high:g}")
+        if kind is int:
+            what = (f"an integer from {low} to {high}" if high is not None
+                    else f"an integer of at least {low}")
+        else:
+            what = (f"a number above {low:g} and at most {high:g}" if high is not None
+                    else f"a finite number above {low:g}")
         raise UsageError(f"{option} {text}: expected {what}")
     return value
+
+
+def _positive(text, option, kind):
+    """`text` as a positive int or a positive finite float, else a usage error."""
+    return _number(text, option, kind, 1 if kind is int else 0)
 
 
 def _run_run(args, out):

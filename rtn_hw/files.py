@@ -2,9 +2,11 @@
 and bounded reading of untrusted input files.
 
 A file is written to a temporary file in the same folder (same file system), then moved over
-the target with `os.replace`, so a reader, a parallel worker or a run that fails half way only
-ever sees the old file or the new one. The temporary file gets the mode a plain `open()` would
-give it.
+the target with `os.replace`, so a reader, a parallel worker or a run that fails half way (or
+is interrupted) only ever sees the old file or the new one. Temporary names are unique
+(`mkstemp`), so two runs at once never share one. A file that is replaced keeps its mode; a
+new one gets the mode a plain `open()` would give it. `write_atomic` writes through a symbolic
+link: the file it points to is replaced and the link stays.
 """
 
 import json
@@ -23,9 +25,18 @@ def _umask():
     return mask
 
 
+def _mode_for(path):
+    """The mode `path` has now (following links), or that of a new file."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return 0o666 & ~_umask()
+
+
 def temp_beside(path, data):
-    """`data` (str or bytes) in a new temporary file beside `path`; returns its path. For
-    callers that replace several files together (see `rtn_hw.flow.verilog.write`)."""
+    """`data` (str or bytes) in a new temporary file beside `path`, with the mode `path` has
+    (or a new file's); returns its path. For callers that replace several files together
+    (see `rtn_hw.flow.verilog.write`)."""
     path = pathlib.Path(path)
     if isinstance(data, str):
         # newline="\n" behaviour on every platform: the bytes are the text, as given.
@@ -36,7 +47,7 @@ def temp_beside(path, data):
             file.write(data)
             file.flush()
             os.fsync(file.fileno())
-        os.chmod(temp, 0o666 & ~_umask())
+        os.chmod(temp, _mode_for(path))
     except BaseException:
         os.unlink(temp)
         raise
@@ -45,12 +56,15 @@ def temp_beside(path, data):
 
 def write_atomic(path, data):
     """Write `data` (str, UTF-8, or bytes) to `path` atomically, creating its folder; returns
-    the path."""
+    the path. Through a symbolic link, the file it points to is replaced (the link stays)."""
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temp = temp_beside(path, data)
+    # The temporary file goes beside the real file, so the final rename stays on one file
+    # system and leaves the link alone.
+    real = pathlib.Path(os.path.realpath(path))
+    temp = temp_beside(real, data)
     try:
-        os.replace(temp, path)
+        os.replace(temp, real)
     except BaseException:
         os.unlink(temp)
         raise

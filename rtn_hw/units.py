@@ -81,7 +81,20 @@ def _parse_q(text):
     return Q.parse(text)
 
 
+# Lanes and channels: 4× the synthesis sweep's largest lane count. Elaborating beyond that
+# takes minutes and gigabytes, so it is refused as a bad value instead.
+MAX_SIZE = 4096
+
+
+def _parse_size(text):
+    value = _parse_int(text)
+    if value > MAX_SIZE:
+        raise ValueError(f"expected an integer at most {MAX_SIZE}")
+    return value
+
+
 INT = Type("int", _parse_int, int)
+SIZE = Type("int", _parse_size, int)
 OPT_INT = Type("int/none", _parse_opt_int, lambda value: value)
 STR = Type("str", str, str)
 BOOL = Type("bool", _parse_bool, bool)
@@ -274,7 +287,7 @@ def _engine_arguments(values):
 
 
 def _lanes(default, help="Vector lanes (elements per input vector)."):
-    return Param("lanes", INT, default, help)
+    return Param("lanes", SIZE, default, help)
 
 
 def _thresholds(where):
@@ -344,7 +357,7 @@ UNITS = {u.name: u for u in (
     Unit("rtn_mac_array", "mac:RtnMacArray",
          "CHANNELS RTN outputs K1*D + K2*S_a + K0 over one ternary vector per cycle.", (
              _lanes("16"),
-             Param("channels", INT, "4", "Output channels."),
+             Param("channels", SIZE, "4", "Output channels."),
              Param("k_fmt", QFMT, "Q12.8", "Format of the K1, K2, K0 constants."),
              Param("out_fmt", QFMT, "Q24.8", "Format of the outputs y."),
              Param("weights", choice("random", "load"), "random",
@@ -361,7 +374,7 @@ UNITS = {u.name: u for u in (
     Unit("network_engine", "engine:NetworkEngine",
          "A trained RTN MLP from a weights manifest, one image in, logits and class out.", (
              _lanes("32", "Input trits per cycle and channel."),
-             Param("channels", INT, "2", "Output channels computed in parallel."),
+             Param("channels", SIZE, "2", "Output channels computed in parallel."),
              Param("weights", STR, "shipped",
                    "Weights manifest (.json); shipped = weights/rtn_digits.json."),
          ), _engine_arguments),

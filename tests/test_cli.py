@@ -235,10 +235,11 @@ def test_list_includes_stand_in(stand_in, capsys):
     (["verilog"], "verilog: expected a UNIT or --list"),
     (["verilog", "popcount"], "verilog: -o FILE.v is required"),
     (["verilog", "popcount", "-o", "x.txt"], "-o x.txt: expected a file name ending in .v"),
+    (["verilog", "popcount", "-o", ".v"], "-o .v: expected a file name ending in .v"),
     (["verilog", "--list", "popcount"], "--list takes no UNIT, -p or -o"),
     (["verilog", "--bogus"], "unrecognized arguments: --bogus"),
-], ids=["no-command", "unknown-command", "no-unit", "no-output", "not-v", "list-and-unit",
-        "unknown-option"])
+], ids=["no-command", "unknown-command", "no-unit", "no-output", "not-v", "only-v",
+        "list-and-unit", "unknown-option"])
 def test_structure_errors(capsys, argv, message):
     assert_usage_error(run(argv, capsys), message)
 
@@ -252,10 +253,17 @@ def test_structure_errors(capsys, argv, message):
      "for network_engine)"),
     (["synth", "--seeds", "1,x"], "SEEDS: 'x' is not a nextpnr seed; valid seeds: integers "
      "from 1 to 65535 (default: 1,2,3 for the ECP5 RTN rows, 1 otherwise)"),
-    (["synth", "--jobs", "x"], "JOBS: 'x' is not a job count; valid jobs: positive integers"),
+    (["synth", "--jobs", "x"], "JOBS: 'x' is not a job count; valid jobs: "),
     (["synth", "--docs", "--units", "ternary_dot"],
      "synth --docs takes no selection (it reads build/reports/synth.json)"),
-], ids=["target", "unit", "lanes", "seeds", "jobs", "docs-selection"])
+    (["synth", "--targets", ","], "--targets ',': names nothing; give a comma-separated list, "
+                                  "or leave it out for all"),
+    (["synth", "--units", " , , "], "--units ' , , ': names nothing; give a comma-separated "
+                                    "list, or leave it out for all"),
+    (["synth", "--lanes", ",", "--units", "ternary_dot"], "--lanes ',': names nothing"),
+    (["synth", "--jobs", "100000"], "JOBS: '100000' is not a job count; valid jobs: "),
+], ids=["target", "unit", "lanes", "seeds", "jobs", "docs-selection", "empty-targets",
+        "empty-units", "empty-lanes", "too-many-jobs"])
 def test_synth_selection_errors(capsys, argv, message):
     """A bad sweep selection stops before any synthesis, with one line naming the valid values."""
     status, out, err = run(argv, capsys)
@@ -344,13 +352,21 @@ REAL_ERRORS = [
     (["verilog", "rtn_mac_array", "-p", "out_fmt=Q4.4", "-p", "lanes=64"],
      lambda: "rtn_mac_array: out_fmt=Q4.4 lanes=64: Output format Q4.4 is too narrow for "
              "n = 64: |y| can reach 80.5, which needs int_bits >= 8"),
+    (["verilog", "ternary_dot", "-p", "lanes=99999999999999999999999"],
+     lambda: "ternary_dot: lanes=99999999999999999999999: expected an integer at most 4096"),
+    (["verilog", "rtn_mac_array", "-p", "channels=5000"],
+     lambda: "rtn_mac_array: channels=5000: expected an integer at most 4096"),
+    (["verilog", "ternary_decoder", "-p", "alpha=1e300"],
+     lambda: "ternary_decoder: alpha=1e300: beta - alpha = -1e+300 does not fit Q8.8 (range "
+             "-128.0 .. 127.99609375)"),
 ]
 
 
 @pytest.mark.parametrize("runner", ["main", "process"])
 @pytest.mark.parametrize("argv, message", REAL_ERRORS,
                          ids=["unknown-unit", "unknown-param", "lanes-0", "lanes-abc",
-                              "pipeline-neg", "width-12", "no-equals", "unused-param", "mac-out-fmt"])
+                              "pipeline-neg", "width-12", "no-equals", "unused-param", "mac-out-fmt",
+                              "lanes-huge", "channels-huge", "alpha-huge"])
 def test_real_unit_usage_errors(runner, argv, message, tmp_path, capsys):
     out = tmp_path / "x.v"
     if runner == "main":
@@ -418,3 +434,87 @@ def test_registry_defaults_match_the_constructors():
             default = signature.parameters[param.name].default
             if default is not inspect.Parameter.empty:
                 assert values[param.name] == default, (unit.name, param.name)
+
+
+# -- interrupts and the files a run leaves ----------------------------------------------------
+
+def test_ctrl_c_is_one_line_and_130(monkeypatch, capsys):
+    def interrupted(args, out):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(cli, "_run_synth", interrupted)
+    status, out, err = run(["synth", "--docs"], capsys)
+    assert (status, out, err) == (130, "", "rtn-hw: interrupted\n")
+
+
+def test_ctrl_c_in_a_subprocess(tmp_path):
+    """A real SIGINT while `rtn-hw run` waits for a board: no traceback, status 130."""
+    import select
+    import signal
+    import termios
+    import time
+    import tty
+    master, slave = os.openpty()
+    tty.setraw(slave, termios.TCSANOW)     # bytes pass through unchanged
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "rtn_hw.cli", "run", "--port", os.ttyname(slave),
+             "--digits-test", "--timeout", "60"], cwd=ROOT, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True)
+        # Wait until INFO is on the line: the client is then waiting for the reply.
+        got, deadline = b"", time.monotonic() + 60
+        while len(got) < 6 and time.monotonic() < deadline:
+            if select.select([master], [], [], 1)[0]:
+                got += os.read(master, 64)
+        assert got.startswith(bytes([0xA5, 0x01]))
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert (proc.returncode, out, err) == (130, "", "rtn-hw: interrupted\n")
+
+
+def test_synth_prints_the_report_paths(monkeypatch, capsys):
+    from rtn_hw.flow import synth
+    files = {"json": "build/reports/synth.json", "markdown": "build/reports/synth.md",
+             "plots": ["build/reports/a.png", "build/reports/b.png"]}
+    monkeypatch.setattr(synth, "run_sweep", lambda progress, **chosen: {"files": files})
+    status, out, err = run(["synth", "--units", "ternary_dot", "--jobs", "1"], capsys)
+    assert (status, err) == (0, "")
+    assert out == ("reports: build/reports/synth.json, build/reports/synth.md, "
+                   "build/reports/a.png, build/reports/b.png\n")
+
+
+def test_write_atomic_keeps_links_and_modes(tmp_path):
+    from rtn_hw import files
+    real = tmp_path / "real" / "out.json"
+    real.parent.mkdir()
+    real.write_text("old\n")
+    real.chmod(0o640)
+    link = tmp_path / "link.json"
+    link.symlink_to(real)
+    files.write_atomic(link, "new\n")
+    assert link.is_symlink() and os.readlink(link) == str(real)
+    assert real.read_text() == "new\n"
+    assert real.stat().st_mode & 0o777 == 0o640
+    files.write_atomic(tmp_path / "fresh.txt", "x")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "fresh.txt").stat().st_mode & 0o777 == 0o666 & ~mask
+    # Nothing left behind: no temporary files beside either target.
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["fresh.txt", "link.json", "out.json",
+                                                          "real"]
+
+
+def test_read_bounded(tmp_path):
+    from rtn_hw import files
+    path = tmp_path / "f"
+    path.write_bytes(b"12345")
+    assert files.read_bounded(path, 5) == b"12345"
+    with pytest.raises(files.InputFileError, match="^5 bytes, more than the 4 allowed$"):
+        files.read_bounded(path, 4)
+    os.mkfifo(tmp_path / "fifo")
+    with pytest.raises(files.InputFileError, match="^not a regular file$"):
+        files.read_bounded(tmp_path / "fifo", 10)
+    with pytest.raises(files.InputFileError, match="^not a regular file$"):
+        files.read_bounded("/dev/zero", 10)
