@@ -30,7 +30,7 @@ from amaranth.hdl import ClockDomain, Module, Shape, Signal, Value
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["AxisWrapper", "WrapError", "check_wrappable", "byte_width"]
+__all__ = ["AxisWrapper", "WrapError", "check_wrappable", "byte_width", "payload_shape"]
 
 
 class WrapError(ValueError):
@@ -61,7 +61,8 @@ def check_wrappable(component):
     return [name for name in names if name not in ("i", "o")]
 
 
-def _payload_shape(component, name):
+def payload_shape(component, name):
+    """The payload shape of stream `name` of a component."""
     return component.signature.members[name].signature.members["payload"].shape
 
 
@@ -71,7 +72,8 @@ class AxisWrapper(wiring.Component):
     Parameters
     ----------
     unit : wiring.Component
-        Streams `i` (in) and `o` (out) only; its `latency` property is used for the wrapper's.
+        Streams `i` (in), `o` (out) and other input streams only (`check_wrappable`); its
+        `latency` property gives the wrapper's.
     per_beat : int or None
         None: one beat per transfer. An int: framed input, `per_beat` elements of the `i`
         payload (an `ArrayLayout`) per beat; it must divide the element count.
@@ -80,7 +82,7 @@ class AxisWrapper(wiring.Component):
     def __init__(self, unit, *, per_beat=None):
         self._sides = check_wrappable(unit)
         self._unit = unit
-        i_shape, o_shape = _payload_shape(unit, "i"), _payload_shape(unit, "o")
+        i_shape, o_shape = payload_shape(unit, "i"), payload_shape(unit, "o")
         self._i_shape, self._o_shape = i_shape, o_shape
         self._per_beat = per_beat
         if per_beat is None:
@@ -106,7 +108,7 @@ class AxisWrapper(wiring.Component):
             members["s_axis_tlast"] = In(1)
             members["m_axis_tlast"] = Out(1)
         for name in self._sides:
-            width = byte_width(Shape.cast(_payload_shape(unit, name)).width)
+            width = byte_width(Shape.cast(payload_shape(unit, name)).width)
             members.update({f"s_axis_{name}_tdata": In(width), f"s_axis_{name}_tvalid": In(1),
                             f"s_axis_{name}_tready": Out(1)})
         super().__init__(members)

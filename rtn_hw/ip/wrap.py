@@ -6,7 +6,7 @@ import re
 from amaranth.hdl import Shape
 from amaranth.lib import data
 
-from .axis import AxisWrapper, WrapError, byte_width, check_wrappable
+from .axis import AxisWrapper, WrapError, check_wrappable, payload_shape
 
 __all__ = ["AxisWrapper", "WrapError", "wrap", "describe", "port_list", "localparams",
            "with_localparams", "FRAMED_UNITS"]
@@ -26,8 +26,8 @@ def wrap(unit_name, component):
     most = FRAMED_UNITS.get(unit_name)
     if most is None:
         return AxisWrapper(component)
-    shape = component.signature.members["i"].signature.members["payload"].shape
-    return AxisWrapper(component, per_beat=_per_beat(shape.length, most))
+    return AxisWrapper(component,
+                       per_beat=_per_beat(payload_shape(component, "i").length, most))
 
 
 def _leaves_of(shape, leaves):
@@ -51,7 +51,7 @@ def describe(wrapper, leaves):
     """The sidecar's `axis` entry: per interface the tdata width, beats, tlast, and where each
     field of the unit's payload sits in tdata (`leaves(shape)` gives a layout's leaf fields
     as (name, offset, width, signed))."""
-    i_shape, o_shape = wrapper._i_shape, wrapper._o_shape
+    i_shape, o_shape = payload_shape(wrapper.unit, "i"), payload_shape(wrapper.unit, "o")
     o_bits = Shape.cast(o_shape).width
     m_axis = {
         "tdata_width": len(wrapper.m_axis_tdata),
@@ -82,9 +82,8 @@ def describe(wrapper, leaves):
         }
     result = {"s_axis": s_axis}
     for name in wrapper.side_streams:
-        shape = wrapper.unit.signature.members[name].signature.members["payload"].shape
-        result[f"s_axis_{name}"] = _single(shape, len(getattr(wrapper, f"s_axis_{name}_tdata")),
-                                           leaves)
+        result[f"s_axis_{name}"] = _single(payload_shape(wrapper.unit, name),
+                                           len(getattr(wrapper, f"s_axis_{name}_tdata")), leaves)
     result["m_axis"] = m_axis
     return result
 
