@@ -33,7 +33,7 @@ import numpy as np
 
 from . import weights
 from .cli import ArgumentParser, UsageError, print_usage_error
-from .files import write_if_changed, write_json
+from .files import check_writable, write_if_changed, write_json
 
 PROG = "python -m rtn_hw.demo"
 REPORT = Path(__file__).resolve().parent.parent / "build" / "reports" / "demo.json"
@@ -197,8 +197,11 @@ def main(argv=None):
         return print_usage_error(PROG, error)
     except SystemExit as exit:
         return exit.code if isinstance(exit.code, int) else 0
-    if not args.out.parent.is_dir():
-        args.out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        check_writable(args.out)        # before the simulation, not after it
+    except OSError as error:
+        return print_usage_error(PROG, f"--out {args.out}: cannot write "
+                                       f"({error.strerror or error})")
 
     wall, cpu = time.monotonic(), _cpu()
     network = weights.load()

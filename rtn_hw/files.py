@@ -15,8 +15,8 @@ import pathlib
 import stat
 import tempfile
 
-__all__ = ["write_atomic", "write_json", "write_if_changed", "temp_beside", "read_bounded",
-           "InputFileError"]
+__all__ = ["write_atomic", "write_json", "write_if_changed", "temp_beside", "check_writable",
+           "read_bounded", "InputFileError"]
 
 
 def _umask():
@@ -69,6 +69,18 @@ def write_atomic(path, data):
         os.unlink(temp)
         raise
     return path
+
+
+def check_writable(path):
+    """Raise OSError unless `write_atomic(path, ...)` could write now (its folder made, a
+    temporary file created and removed beside the real target, the target not a folder):
+    for a long run to fail at its start rather than after the work."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    real = pathlib.Path(os.path.realpath(path))
+    if real.is_dir():
+        raise IsADirectoryError(21, "Is a directory", str(path))
+    os.unlink(temp_beside(real, b""))
 
 
 def write_json(path, value, *, indent=1):
