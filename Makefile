@@ -1,6 +1,7 @@
 # rtn-hw: every target bootstraps what it needs; a second run skips what is already done.
 #   make test    the whole pytest suite (model, Amaranth simulation, formal, CLI, lint)
 #   make synth   area / timing / power reports (yosys + nextpnr)
+#   make explore design-space exploration: Pareto fronts over parameters and seeds (SPEC=)
 #   make sim     long simulation sweeps and cocotb benches (Icarus + Verilator)
 #   make train   retrain the shipped RTN model (installs the torch extra)
 #   make bitstream BOARD=icebreaker|ulx3s [BAUD=115200]   a board bitstream (docs/boards.md)
@@ -12,7 +13,7 @@ PY     := $(VENV)/bin/python
 JOBS   ?= 2
 PYTEST := PYTHONWARNINGS=error $(PY) -m pytest -n $(JOBS)
 
-.PHONY: test sim synth synth-docs train bitstream bench demo clean icarus venv yowasp
+.PHONY: test sim synth explore synth-docs train bitstream bench demo clean icarus venv yowasp
 
 # --- bootstrap --------------------------------------------------------------------------------
 
@@ -50,10 +51,21 @@ sim: venv icarus yowasp
 	$(PYTEST) -m "slow or cocotb"
 
 # make synth TARGETS=ecp5-85k UNITS=ternary_dot,fp32_dot LANES=16,64 SEEDS=1,2,3 JOBS=2
-# (empty = all; SEEDS empty = three seeds on the ECP5 RTN rows, one elsewhere)
+# (empty = all; SEEDS empty = three seeds on the ECP5 RTN rows, one elsewhere). Runs on Dask:
+# JOBS local worker processes (default: every core; JOBS= given here is only make test's
+# default, so it is not passed on), or SCHEDULER=tcp://HOST:PORT; TIME_LIMIT= (s) and
+# MEMORY_LIMIT= (MB) per run.
+SYNTH_JOBS = $(if $(filter file,$(origin JOBS)),,$(JOBS))
+EXECUTOR = --scheduler='$(SCHEDULER)' --time-limit='$(TIME_LIMIT)' --memory-limit='$(MEMORY_LIMIT)'
 synth: venv icarus yowasp $(VENV)/.nextpnr-warm
 	$(PY) -m rtn_hw.cli synth --targets='$(TARGETS)' --units='$(UNITS)' --lanes='$(LANES)' \
-	  --seeds='$(SEEDS)' --jobs='$(JOBS)'
+	  --seeds='$(SEEDS)' --jobs='$(SYNTH_JOBS)' $(EXECUTOR)
+
+# make explore SPEC=docs/explore.toml (TOML or JSON, docs/synth.md); the options of synth too.
+SPEC ?= docs/explore.toml
+explore: venv icarus yowasp $(VENV)/.nextpnr-warm
+	$(PY) -m rtn_hw.cli explore '$(SPEC)' --targets='$(TARGETS)' --units='$(UNITS)' \
+	  --lanes='$(LANES)' --seeds='$(SEEDS)' --jobs='$(SYNTH_JOBS)' $(EXECUTOR)
 
 # The measured tables in README.md and docs/synth.md, rewritten from build/reports/synth.json.
 synth-docs: venv

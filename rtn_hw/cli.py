@@ -4,6 +4,9 @@
     rtn-hw verilog UNIT [-p NAME=VALUE ...] -o FILE.v [--name MODULE] [--interface axis]
     rtn-hw synth [--targets T,...] [--units U,...] [--lanes N,...] [--seeds S,...] [--jobs J]
     rtn-hw synth --docs
+    rtn-hw explore [SPEC.toml|SPEC.json] [--targets ...] [--units ...] [--lanes ...]
+                   [--seeds ...] [-p NAME=V1,V2 ...] [--jobs J]
+    (synth and explore: [--scheduler tcp://HOST:PORT] [--time-limit S] [--memory-limit MB])
     rtn-hw run --port PORT (--images FILE | --digits-test) [--baud B] [--timeout S]
 
 Bad input exits with status 2 and one line on stderr, `rtn-hw: error: ...`, never a
@@ -147,7 +150,42 @@ def _add_synth(subparsers):
     parser.add_argument("--docs", action="store_true",
                         help="run nothing: rewrite the generated tables in README.md and "
                              "docs/synth.md from build/reports/synth.json")
+    _add_executor(parser)
     parser.set_defaults(run=_run_synth)
+
+
+def _add_executor(parser):
+    parser.add_argument("--scheduler", default="", metavar="tcp://HOST:PORT",
+                        help="run on this Dask scheduler (default: a local cluster of --jobs "
+                             "worker processes)")
+    parser.add_argument("--time-limit", default="", metavar="S",
+                        help="seconds each run may take (default 7200)")
+    parser.add_argument("--memory-limit", default="", metavar="MB",
+                        help="memory each run's tools may use (default: the machine's memory "
+                             "divided by the local workers; none on --scheduler)")
+
+
+def _executor(args):
+    """run_sweep/execute keyword arguments of the executor options."""
+    scheduler = args.scheduler.strip()
+    if scheduler and not re.fullmatch(r"(tcp|tls)://[^\s/:]+:[0-9]+", scheduler):
+        raise UsageError(f"--scheduler {scheduler}: expected tcp://HOST:PORT")
+    chosen = {"scheduler": scheduler or None, "bar": sys.stderr.isatty()}
+    if args.time_limit:
+        chosen["run_seconds"] = _positive(args.time_limit, "--time-limit", float)
+    if args.memory_limit:
+        chosen["run_memory_mb"] = _positive(args.memory_limit, "--memory-limit", float)
+    return chosen
+
+
+def _interruptible(sweep, what):
+    """Run `sweep`; Ctrl-C stops it (the workers too) with one line and status 130."""
+    try:
+        return sweep()
+    except KeyboardInterrupt:
+        print(f"{PROG}: {what} interrupted; finished runs are cached, so running it again "
+              "goes on from there", file=sys.stderr)
+        return None
 
 
 def _run_synth(args, out):
@@ -176,8 +214,11 @@ def _run_synth(args, out):
                                                "JOBS": args.jobs})
     except ValueError as error:
         raise UsageError(str(error)) from None
-    report = synth.run_sweep(progress=lambda line: print(line, file=out, flush=True),
-                             **chosen)
+    executor = _executor(args)
+    report = _interruptible(lambda: synth.run_sweep(
+        progress=lambda line: print(line, file=out, flush=True), **chosen, **executor), "synth")
+    if report is None:
+        return 130
     print(f"reports: {', '.join(_report_paths(report.get('files', {})))}", file=out)
     return 0
 
@@ -283,7 +324,55 @@ def _run_run(args, out):
     return 0
 
 
-COMMANDS = {"verilog": _add_verilog, "synth": _add_synth, "run": _add_run}
+def _add_explore(subparsers):
+    parser = subparsers.add_parser(
+        "explore", help="design-space exploration: Pareto fronts over parameters and seeds",
+        description="Sweep unit parameters, targets and nextpnr seeds from a spec file "
+                    "(TOML or JSON, docs/synth.md) and/or options, and write "
+                    "build/reports/explore.{json,md} and PNGs: Pareto fronts of LUT4 against "
+                    "throughput and energy, and Fmax per seed.")
+    parser.add_argument("spec", nargs="?", metavar="SPEC", help="spec file (.toml or .json)")
+    parser.add_argument("--targets", default="", metavar="T,...", help="targets (spec's: all)")
+    parser.add_argument("--units", default="", metavar="U,...",
+                        help="units: the spec's entries to keep, or one entry per unit")
+    parser.add_argument("--lanes", default="", metavar="N,...", help="lane counts of every unit")
+    parser.add_argument("--seeds", default="", metavar="S,...", help="nextpnr seeds")
+    parser.add_argument("-p", "--param", action="append", default=[],
+                        metavar="NAME=V1,V2", help="a registry parameter's values (repeatable)")
+    parser.add_argument("--jobs", default="", metavar="J", help="local workers (default: cores)")
+    _add_executor(parser)
+    parser.set_defaults(run=_run_explore)
+
+
+def _run_explore(args, out):
+    from .flow import explore, selection
+    if not args.spec and not args.units:
+        raise UsageError("explore: expected a SPEC file or --units")
+    params = {}
+    for name, values in _parse_params(args.param).items():
+        params[name] = [v for v in values.split(",") if v.strip()] or [values]
+    try:
+        raw = explore._load_text(args.spec) if args.spec else None
+        spec = explore.parse_spec(explore.spec_from_options(
+            raw, targets=selection.parse_targets(args.targets) if args.targets else None,
+            units=selection.parse_units(args.units) if args.units else None,
+            lanes=selection.parse_lanes(args.lanes), seeds=selection.parse_seeds(args.seeds),
+            params=params), where=args.spec or "options")
+        jobs = selection.parse_jobs(args.jobs)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    executor = _executor(args)
+    report = _interruptible(lambda: explore.run_explore(
+        spec, progress=lambda line: print(line, file=out, flush=True), jobs=jobs, **executor),
+        "explore")
+    if report is None:
+        return 130
+    print(f"reports: {', '.join(_report_paths(report.get('files', {})))}", file=out)
+    return 0
+
+
+COMMANDS = {"verilog": _add_verilog, "synth": _add_synth, "explore": _add_explore,
+            "run": _add_run}
 
 
 def _parser():

@@ -15,10 +15,12 @@ from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
 from rtn_hw import files
-from rtn_hw.flow import devices, harness, nextpnr, plan, plots, report, selection, synth, tables
+from rtn_hw.flow import (cluster, devices, harness, nextpnr, plan, plots, report, selection,
+                         synth, tables)
 
 BASELINES = pathlib.Path(__file__).with_name("synth_baselines")
 REPO = pathlib.Path(__file__).resolve().parents[1]
+JOBS_VALID = f"integers from 1 to {cluster.local_cores()} (this machine's cores)"
 
 
 # --- TARGETS / UNITS / LANES / JOBS ------------------------------------------------------------
@@ -28,13 +30,13 @@ def test_selection_defaults():
         "targets": ["ecp5-85k", "ice40-up5k", "xilinx-lut6"],
         "units": ["ternary_dot", "rtn_mac_array", "network_engine", "fp32_dot", "int8_dot",
                   "int16_dot"],
-        "lanes": None, "seeds": None, "jobs": os.cpu_count() or 1}
+        "lanes": None, "seeds": None, "jobs": cluster.local_cores()}
     assert selection.parse_targets(" xilinx-lut6, ecp5-85k ecp5-85k") == [
         "xilinx-lut6", "ecp5-85k"]
     assert selection.parse_units("fp32_dot") == ["fp32_dot"]
     assert selection.parse_lanes("64,16 16") == [16, 64]
     assert selection.parse_seeds("3 1,2") == (1, 2, 3)
-    assert selection.parse_jobs("3") == 3
+    assert selection.parse_jobs("1") == 1
 
 
 @pytest.mark.parametrize("env, message", [
@@ -55,8 +57,9 @@ def test_selection_defaults():
      "LANES: '2048' is not a lane count; valid lanes: integers from 1 to 1024 (default: "
      "16,64,256 for RTN units, 16,64 for baselines, the board configurations for "
      "network_engine)"),
-    ({"JOBS": "two"}, "JOBS: 'two' is not a job count; valid jobs: positive integers"),
-    ({"JOBS": "2,3"}, "JOBS: '2,3' is not a job count; valid jobs: positive integers"),
+    ({"JOBS": "two"}, f"JOBS: 'two' is not a job count; valid jobs: {JOBS_VALID}"),
+    ({"JOBS": "1,2"}, f"JOBS: '1,2' is not a job count; valid jobs: {JOBS_VALID}"),
+    ({"JOBS": "100000"}, f"JOBS: '100000' is not a job count; valid jobs: {JOBS_VALID}"),
     ({"SEEDS": "0"}, "SEEDS: '0' is not a nextpnr seed; valid seeds: integers from 1 to 65535 "
                      "(default: 1,2,3 for the ECP5 RTN rows, 1 otherwise)"),
 ])

@@ -46,9 +46,17 @@ class SweepUnit:
         lanes = self.default_lanes
         return tuple(lanes(target) if callable(lanes) else lanes)
 
-    def params(self, lanes):
-        extra = self.extra(lanes) if callable(self.extra) else self.extra
-        return {"lanes": str(lanes), **dict(extra)}
+    def params(self, lanes, overrides=()):
+        """Registry parameters (name → text) at `lanes`; `overrides` ((name, text) pairs, an
+        exploration's choices) replace the sweep's own. The network engine outside its board
+        configurations needs its channels among the overrides."""
+        try:
+            extra = self.extra(lanes) if callable(self.extra) else self.extra
+        except LookupError:
+            if not overrides:
+                raise
+            extra = ()
+        return {"lanes": str(lanes), **dict(extra), **dict(overrides)}
 
 
 def _dot_params(lanes):
@@ -101,14 +109,17 @@ class Run:
     target: str
     mapping: str                # "dsp" or "lut"
     seeds: tuple = SEEDS
+    params: tuple = ()          # (name, text) registry parameter overrides, sorted by name
 
     @property
     def id(self):
-        return f"{self.target}/{self.unit}/{self.lanes}/{self.mapping}"
+        tail = "".join(f"/{name}={value}" for name, value in self.params)
+        return f"{self.target}/{self.unit}/{self.lanes}/{self.mapping}{tail}"
 
     @property
     def config(self):
-        return (self.unit, self.lanes)
+        """What one elaboration serves: every target and seed of the same unit netlist."""
+        return (self.unit, self.lanes, self.params)
 
 
 def plan(targets=None, units=None, lanes=None, seeds=None):

@@ -2,7 +2,6 @@
 → keyword arguments of `rtn_hw.flow.synth.run_sweep`; one-line ValueErrors name the bad word
 and the valid ones."""
 
-import os
 import re
 
 from .devices import TARGETS
@@ -68,12 +67,15 @@ def parse_seeds(text):
 
 
 def parse_jobs(text):
-    """"2" → 2; None or "" → the number of CPUs."""
-    jobs = _integers(text, "JOBS", "a job count", "positive integers", 1, 1 << 16)
+    """"2" → 2; None or "" → the number of cores. More workers than this machine's cores is
+    an error (local workers are processes: a typo must not start 100,000 of them)."""
+    from .cluster import local_cores
+    cores = local_cores()
+    valid = f"integers from 1 to {cores} (this machine's cores)"
+    jobs = _integers(text, "JOBS", "a job count", valid, 1, cores)
     if jobs is not None and len(jobs) > 1:
-        raise ValueError(f"JOBS: {str(text).strip()!r} is not a job count; valid jobs: "
-                         f"positive integers")
-    return jobs[0] if jobs else (os.cpu_count() or 1)
+        raise ValueError(f"JOBS: {str(text).strip()!r} is not a job count; valid jobs: {valid}")
+    return jobs[0] if jobs else cores
 
 
 def selection_from_env(environ):

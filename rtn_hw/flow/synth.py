@@ -11,14 +11,17 @@ own module so that yosys's `stat` counts it apart from the harness. That one syn
   simulates gate by gate under the power stimulus, so the power figure is the power of
   exactly the cells counted.
 
-A run that does not fit its device gets yosys counts only, marked with the reason. Independent
-steps go to a process pool (JOBS); every result is cached (`rtn_hw.flow.cache`), so an
-unchanged unit is not run again. Nothing here prints or exits: progress goes to a callback,
-bad selections raise ValueError with one line (`rtn_hw.flow.selection`). Reports:
-`rtn_hw.flow.report`.
+A run that does not fit its device gets yosys counts only, marked with the reason; one whose
+multipliers alone already exceed the device (`rtn_hw.flow.estimate`) is not synthesized at all.
+Independent steps (elaborate, synthesize, estimate power) are tasks on a Dask cluster
+(`rtn_hw.flow.cluster`: JOBS local worker processes, or an existing scheduler), slowest first;
+every result is cached by the client (`rtn_hw.flow.cache`), so an unchanged unit is not run
+again and an interrupted sweep resumes where it stopped. A run whose tool crashes or passes its
+time or memory limit (`rtn_hw.flow.limits`) is recorded as failed, with its log, and the rest
+go on. Nothing here prints or exits: progress goes to a callback, bad selections raise
+ValueError with one line (`rtn_hw.flow.selection`). Reports: `rtn_hw.flow.report`.
 """
 
-import concurrent.futures
 import dataclasses
 import datetime
 import functools
@@ -27,9 +30,10 @@ import json
 import pathlib
 import platform
 import statistics
+import sys
 import time
 
-from . import cache, nextpnr, report as report_mod, yosys
+from . import cache, cluster, estimate, limits, nextpnr, report as report_mod, yosys
 from .report import PAPER
 from .devices import (AREA_DEFINITION, BRAM_LC_PER_KBIT, DEVICES, DSP_LC, LUT_NAME, TARGETS,
                       area_lc, check_fit, classify, parse_stat)
@@ -37,7 +41,8 @@ from .plan import CHANNELS, NODSP_MAX_LANES, UNITS, Run, plan
 from .selection import parse_targets, parse_units
 
 __all__ = ["PAPER", "CLOCK_MHZ", "STIMULUS_SEED", "POWER_CYCLES", "POWER_IMAGES",
-           "run_sweep", "synthesize_run", "tool_versions", "power_stimulus"]
+           "RUN_SECONDS", "run_sweep", "execute", "synthesize_run", "tool_versions",
+           "power_stimulus"]
 
 CLOCK_MHZ = 100           # power is estimated at this clock, the same for every unit
 STIMULUS_SEED = 1         # seed of the power stimulus draws
@@ -50,6 +55,9 @@ POWER_IMAGES = 64
 ENGINE_IMAGES = 8
 YOSYS_TIMEOUT = 45 * 60
 NEXTPNR_TIMEOUT = 20 * 60
+# A run's own limit over all its steps (yosys, every seed's nextpnr, power), unless the caller
+# sets one: the tool timeouts above for three seeds, plus the power model.
+RUN_SECONDS = YOSYS_TIMEOUT + 3 * NEXTPNR_TIMEOUT + 15 * 60
 
 
 # --- tool versions and cache keys ---------------------------------------------------------------
@@ -77,8 +85,11 @@ def tool_versions():
 
 
 def _elab_key(config):
-    return "elab-" + cache.digest({"flow": cache.FLOW_VERSION, "config": list(config),
-                                   "params": UNITS[config[0]].params(config[1]),
+    unit, lanes, overrides = config
+    # A sweep row without overrides keeps the key it had before explorations existed.
+    shown = [unit, lanes] + ([[list(p) for p in overrides]] if overrides else [])
+    return "elab-" + cache.digest({"flow": cache.FLOW_VERSION, "config": shown,
+                                   "params": UNITS[unit].params(lanes, overrides),
                                    "source": cache.source_hash()})
 
 
@@ -105,13 +116,13 @@ def _power_key(run, mapped_hash):
     return cache.digest({"flow": cache.FLOW_VERSION, "mapped": mapped_hash,
                          "target": run.target, "clock": CLOCK_MHZ,
                          "model": cache.power_source_hash(),
-                         "stimulus": _payload_hash(run.unit, run.lanes)})
+                         "stimulus": _payload_hash(run.unit, run.lanes, run.params)})
 
 
 @functools.cache
-def _payload_hash(unit_name, lanes):
+def _payload_hash(unit_name, lanes, overrides=()):
     """Hash of the power stimulus itself: a run reruns exactly when its data changes."""
-    component = _build(unit_name, lanes)[0]
+    component = _build(unit_name, lanes, overrides)[0]
     payloads, expected = _payloads(unit_name, lanes, component)
     return cache.digest({"payloads": [hex(p) for p in payloads],
                          "expected": None if expected is None else [hex(e) for e in expected]})
@@ -139,44 +150,65 @@ def _cpu():
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def _build(unit_name, lanes):
+def _build(unit_name, lanes, overrides=()):
     """(component, shown parameters) of a sweep unit, from the registry."""
     from ..units import UNITS as REGISTRY
     unit = UNITS[unit_name]
-    built = REGISTRY[unit.registry].build(unit.params(lanes))
+    built = REGISTRY[unit.registry].build(unit.params(lanes, overrides))
     return built.component, built.unit.shown(built.resolved)
 
 
-def _throughput(unit_name, lanes, component):
+def _throughput(unit_name, lanes, component, shown):
     """(MACs per input, cycles per input) of a unit at full rate."""
     if unit_name == "network_engine":
         network = component.network
         macs = sum(layer.in_features * layer.out_features for layer in network.layers)
         return macs, component.cycles_per_image
-    return lanes * UNITS[unit_name].channels, 1
+    return lanes * int(shown.get("channels", UNITS[unit_name].channels)), 1
 
 
-def _rtlil_dir(config):
-    return yosys.build_dir("synth", "rtlil", f"{config[0]}-{config[1]}")
+def _folder_name(config):
+    unit, lanes, overrides = config
+    return f"{unit}-{lanes}" + (f"-{cache.digest(overrides)[:12]}" if overrides else "")
 
 
-def _elaborate(unit_name, lanes):
+def _rtlil_dir(config, cache_dir=None):
+    """Where a configuration's RTLIL is kept: beside the cache entry that points at it."""
+    if cache_dir is None:
+        return yosys.build_dir("synth", "rtlil", _folder_name(config))
+    folder = pathlib.Path(cache_dir, "rtlil", _folder_name(config))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _elaborate(unit_name, lanes, overrides=()):
+    """Amaranth → RTLIL of one sweep unit (in a worker). The RTLIL travels back in the result
+    ("files"): the client keeps it, so workers on other machines need no shared build/."""
     start, cpu = time.monotonic(), _cpu()
     try:
-        component, params = _build(unit_name, lanes)
+        component, params = _build(unit_name, lanes, tuple(map(tuple, overrides)))
     except (ImportError, LookupError) as error:
         return {"ok": False, "error": f"unit not available: {error}"}
     elab = yosys.elaborate(component)
-    folder = _rtlil_dir((unit_name, lanes))
-    for name, text in elab.files().items():
-        (folder / name).write_text(text)
-    macs, cycles = _throughput(unit_name, lanes, component)
-    return {"ok": True, "dir": str(folder), "netlist_hash": elab.netlist_hash,
+    macs, cycles = _throughput(unit_name, lanes, component, params)
+    return {"ok": True, "files": elab.files(), "netlist_hash": elab.netlist_hash,
             "component": type(component).__name__, "params": params,
             "latency": int(getattr(component, "latency", -1)),
             "macs_per_input": macs, "cycles_per_input": cycles,
             "harness_bits": elab.harness_bits,
             "seconds": time.monotonic() - start, "cpu_seconds": round(_cpu() - cpu, 2)}
+
+
+def _keep_elab(config, elab, cache_dir=None):
+    """Write a worker's RTLIL beside the client's cache (atomically); the elaboration record,
+    now pointing at it, is what the cache keeps."""
+    from ..files import write_atomic
+    elab = dict(elab)
+    folder = _rtlil_dir(config, cache_dir)
+    for name, text in elab.pop("files").items():
+        write_atomic(folder / name, text)
+    elab["dir"] = str(folder)
+    return elab
 
 
 def _read_elab(elab):
@@ -191,18 +223,25 @@ def _read_elab(elab):
 
 
 def _workdir(run):
-    return yosys.build_dir("synth", run.target, f"{run.unit}-{run.lanes}-{run.mapping}")
+    return yosys.build_dir("synth", run.target, f"{_folder_name(run.config)}-{run.mapping}")
 
 
-def _synth(run_fields, elab, *, workdir=None, route=True):
-    """yosys (+ nextpnr per seed where it fits, unless not `route`) for one run: the
-    cacheable result."""
-    run = Run(**{**run_fields, "seeds": tuple(run_fields["seeds"])})
-    target = TARGETS[run.target]
+def _run_of(run_fields):
+    return Run(**{**run_fields, "seeds": tuple(run_fields["seeds"]),
+                  "params": tuple(map(tuple, run_fields.get("params", ())))})
+
+
+def _synth(run_fields, files, *, workdir=None, route=True, limit=(None, None)):
+    """yosys (+ nextpnr per seed where it fits, unless not `route`) for one run, within
+    `limit` (seconds, MB): the cacheable result."""
+    run = _run_of(run_fields)
     workdir = pathlib.Path(workdir) if workdir else _workdir(run)
-    files = _read_elab(elab)
-    if files is None:
-        raise RuntimeError(f"the RTLIL of {run.unit} at {run.lanes} lanes changed under the run")
+    with limits.watch(*limit):
+        return _synth_body(run, files, workdir, route)
+
+
+def _synth_body(run, files, workdir, route):
+    target = TARGETS[run.target]
     start, cpu = time.monotonic(), _cpu()
     yosys.synthesize(files, target.synth_command(run.mapping), workdir,
                      pnr_json=bool(target.pnr_args), unit_netlist=bool(target.power_target),
@@ -266,8 +305,10 @@ def synthesize_run(unit, lanes, target, mapping="dsp", *, workdir, route=False):
     elab = _elaborate(unit, lanes)
     if not elab["ok"]:
         return _record(run, elab, None, None, cached=False, power_note=None)
+    files = yosys.Elaborated(elab["files"]["unit.il"], elab["files"]["top.il"],
+                             elab["harness_bits"])
     try:
-        synth = _synth(dataclasses.asdict(run), elab, workdir=workdir, route=route)
+        synth = _synth(dataclasses.asdict(run), files, workdir=workdir, route=route)
     except RuntimeError as error:
         synth = _failed_synth(error)
     return _record(run, elab, synth, None, cached=False, power_note=None)
@@ -305,12 +346,16 @@ def _payloads(unit_name, lanes, component):
     return stimulus.flat_payloads(layout, payloads), None
 
 
-def _power(run_fields, elab, mapped_hash):
+def _power(run_fields, elab, mapped_hash, files, *, limit=(None, None)):
     """The power estimate of a run's own mapped netlist (re-synthesized by the same script
-    only if its work folder no longer holds it)."""
+    only if its work folder no longer holds it), within `limit` (seconds, MB)."""
+    with limits.watch(*limit):
+        return _power_body(_run_of(run_fields), elab, mapped_hash, files)
+
+
+def _power_body(run, elab, mapped_hash, files):
     from . import power
     from .gatesim import read_netlist
-    run = Run(**{**run_fields, "seeds": tuple(run_fields["seeds"])})
     target = TARGETS[run.target]
     workdir = _workdir(run)
     start, cpu = time.monotonic(), _cpu()
@@ -319,15 +364,12 @@ def _power(run_fields, elab, mapped_hash):
     except OSError:
         current = None
     if current != mapped_hash:
-        files = _read_elab(elab)
-        if files is None:
-            raise RuntimeError("the RTLIL changed under the run")
         yosys.synthesize(files, target.synth_command(run.mapping), workdir,
                          pnr_json=bool(target.pnr_args), unit_netlist=True,
                          timeout=YOSYS_TIMEOUT)
         if hashlib.sha256((workdir / "unit.v").read_bytes()).hexdigest() != mapped_hash:
             raise RuntimeError("yosys mapped the unit differently on a second run")
-    component, _ = _build(run.unit, run.lanes)
+    component, _ = _build(run.unit, run.lanes, run.params)
     payloads, expected = _payloads(run.unit, run.lanes, component)
     latency = elab["latency"]
     result = power.netlist_power(read_netlist(workdir, target.family), payloads,
@@ -354,14 +396,18 @@ def _record(run, elab, synth, power_result, *, cached, power_note):
         "mapping": run.mapping, "lanes": run.lanes, "lut_type": LUT_NAME[family],
         "seeds": list(run.seeds),
     }
+    if run.params:
+        record["overrides"] = dict(run.params)
     if not elab["ok"]:
         record.update({"available": False, "macs_per_cycle": None, "notes": [elab["error"]]})
         return record
     macs_per_cycle = elab["macs_per_input"] / elab["cycles_per_input"]
     record["macs_per_cycle"] = round(macs_per_cycle, 3)
-    if synth.get("failed"):
+    if synth.get("failed") or synth.get("skipped"):
         record.update({"available": False, "notes": list(synth["notes"]),
-                       "netlist_hash": elab["netlist_hash"]})
+                       "netlist_hash": elab["netlist_hash"], "fits": synth["fits"],
+                       "failed": bool(synth.get("failed"))})
+        record.update({k: synth[k] for k in ("log", "log_tail") if synth.get(k)})
         return record
     counts = classify(family, synth["cells"])
     harness = classify(family, synth["harness_cells"])
@@ -421,11 +467,22 @@ def _power_wanted(run, synth):
             and synth.get("fits") is True)
 
 
-def _failed_synth(error, prefix="synthesis failed: "):
+def _failed_synth(error, prefix="synthesis failed: ", *, log=None):
+    """A failed run's synthesis record: the first line of the error as its note, the error's
+    text (yosys's log tail) and the log file's path, so the rest of the sweep goes on."""
     message = " ".join(str(error).split())
-    return {"failed": True, "cells": {}, "harness_cells": {}, "fits": None, "fmax_mhz": None,
-            "fmax_constraint_mhz": None, "utilization": None, "seconds": {},
-            "notes": [f"{prefix}{message[:300]}"]}
+    out = {"failed": True, "cells": {}, "harness_cells": {}, "fits": None, "fmax_mhz": None,
+           "fmax_constraint_mhz": None, "utilization": None, "seconds": {},
+           "notes": [f"{prefix}{message[:300]}"], "log_tail": str(error)[-4000:]}
+    if log:
+        out["log"] = log
+    return out
+
+
+def _skipped_synth(target, reasons):
+    return {"skipped": True, "fits": False,
+            "notes": [f"does not fit {target}: {', '.join(reasons)} (bound from the RTLIL); "
+                      "not synthesized"]}
 
 
 def _cost(run):
@@ -438,57 +495,96 @@ def _cost(run):
 
 # --- the sweep ---------------------------------------------------------------------------------
 
-def run_sweep(targets=None, units=None, lanes=None, jobs=None, progress=None, *, seeds=None,
-              out_dir=None, cache_results=True, power=True, write=True):
-    """Run the sweep and write the reports; return the report dict.
+def _failure(error):
+    """One line for a task that raised (a tool crash, a limit, a worker that kept dying)."""
+    import distributed
+    if isinstance(error, distributed.KilledWorker):
+        return (f"its worker died {cluster.ALLOWED_FAILURES} times running it (killed, or out "
+                "of memory)")
+    if isinstance(error, limits.LimitExceeded):
+        return f"stopped: {error}"
+    return " ".join(str(error).split())[:300] or type(error).__name__
 
-    targets/units: lists of names (None = all); lanes: list of ints (None = each unit's
-    defaults); seeds: nextpnr seeds of every routed row (None = rtn_hw.flow.plan's defaults);
-    jobs: worker processes (None = CPU count); progress: called with one line per finished
-    run (and a last line with the total time); out_dir: reports folder (default
-    build/reports); cache_results: reuse and store results under build/cache/synth; power:
-    estimate power for the runs that get one; write: write synth.json, synth.md and plots."""
-    started = time.monotonic()
+
+def _log_of(run):
+    """The failed run's log, relative to the repository: the last nextpnr log if yosys had
+    finished (its stamp is written last), else yosys's."""
+    folder = _workdir(run)
+    logs = sorted(folder.glob("nextpnr-*.log"), key=lambda p: p.stat().st_mtime)
+    log = logs[-1] if logs and (folder / "synth.sha256").exists() else folder / "yosys.log"
+    return str(log.relative_to(yosys.REPO))
+
+
+def execute(runs, *, jobs=None, scheduler=None, progress=None, bar=False, cache_results=True,
+            power=True, run_seconds=RUN_SECONDS, run_memory_mb=None, cache_dir=None):
+    """Run `runs` (a list of `Run`) on a Dask cluster; returns (records in the order of
+    `runs`, facts about the execution).
+
+    jobs: local worker processes (None = every core; more than the cores is a ValueError);
+    scheduler: "tcp://HOST:PORT" of an existing cluster instead (jobs is then ignored);
+    progress: called with one line per finished run; bar: a progress bar with an ETA on
+    stderr (tqdm); cache_results: reuse and store results under build/cache/synth (or
+    `cache_dir`); power:
+    estimate power for the runs that get one; run_seconds / run_memory_mb: each run's limits
+    (memory default: an equal share of this machine's memory per local worker, none on an
+    existing cluster). Ctrl-C (KeyboardInterrupt) stops the workers and propagates; what
+    finished is already cached."""
+    import distributed
+    from tqdm import tqdm
     say = progress or (lambda line: None)
-    for name in targets or ():
-        parse_targets(name)
-    for name in units or ():
-        parse_units(name)
-    runs = plan(targets, units, lanes, seeds)
-    jobs = jobs or 1
+    if not scheduler:
+        jobs = cluster.check_jobs(jobs or cluster.local_cores())
+        if run_memory_mb is None:
+            run_memory_mb = cluster.worker_memory(jobs) / 2**20
+    limit = (run_seconds, run_memory_mb)
     versions = tool_versions()
-    cache_dir = yosys.build_dir("cache", "synth") if cache_results else None
-    out_dir = pathlib.Path(out_dir) if out_dir else yosys.build_dir("reports")
+    if cache_results:
+        cache_dir = pathlib.Path(cache_dir) if cache_dir else yosys.build_dir("cache", "synth")
+    else:
+        cache_dir = None
     power_note = None if power else "power not estimated (disabled)"
 
-    configs = sorted({r.config for r in runs},
-                     key=lambda c: -max(_cost(r) for r in runs if r.config == c))
-    elabs, synths, powers, records = {}, {}, {}, {}
-    done = {"runs": 0}
+    def config_cost(config):
+        return max(_cost(r) for r in runs if r.config == config)
+
+    configs = sorted({r.config for r in runs}, key=lambda c: -config_cost(c))
+    elabs, files, synths, powers, records = {}, {}, {}, {}, {}
     total = len(runs)
+    facts = {"scheduler": scheduler or "local", "jobs": jobs, "run_seconds": run_seconds,
+             "run_memory_mb": None if run_memory_mb is None else round(run_memory_mb)}
 
-    def line(run, rec, extra=""):
-        done["runs"] += 1
-        if not rec.get("available"):
-            text = rec["notes"][0]
-        else:
-            fmax = f"{rec['fmax_mhz']:.1f} MHz" if rec["fmax_mhz"] else "no Fmax"
-            if len(rec["fmax_by_seed"]) > 1:
-                fmax += f" (median of seeds {', '.join(rec['fmax_by_seed'])})"
-            text = (f"{rec['lut']} {rec['lut_type']} {rec['ff']} FF {rec['carry']} carry "
-                    f"{rec['dsp']} DSP, {fmax}")
-            if rec["power_mw"] is not None:
-                text += f", {rec['power_mw']:.2f} mW, {rec['energy_pj_per_mac']:.3g} pJ/MAC"
-            if rec["fits"] is False:
-                text += " (does not fit)"
-        say(f"[{done['runs']:>{len(str(total))}}/{total}] {run.target} {run.unit} "
-            f"lanes={run.lanes} {run.mapping}: {text}{extra}")
+    with cluster.open_client(jobs, scheduler, memory_limit=None if scheduler
+                             else int(run_memory_mb * 2**20)) as client, \
+            tqdm(total=total, unit="run", disable=not bar, file=sys.stderr, smoothing=0,
+                 dynamic_ncols=True) as meter:
+        facts["workers"] = len(client.scheduler_info()["workers"])
+        pending = distributed.as_completed(loop=client.loop)
+        tags = {}
 
-    with concurrent.futures.ProcessPoolExecutor(max_workers=jobs) as pool:
-        pending = {}
+        def line(run, rec, extra=""):
+            if not rec.get("available"):
+                text = rec["notes"][0]
+            else:
+                fmax = f"{rec['fmax_mhz']:.1f} MHz" if rec["fmax_mhz"] else "no Fmax"
+                if len(rec["fmax_by_seed"]) > 1:
+                    fmax += f" (median of seeds {', '.join(rec['fmax_by_seed'])})"
+                text = (f"{rec['lut']} {rec['lut_type']} {rec['ff']} FF {rec['carry']} carry "
+                        f"{rec['dsp']} DSP, {fmax}")
+                if rec["power_mw"] is not None:
+                    text += f", {rec['power_mw']:.2f} mW, {rec['energy_pj_per_mac']:.3g} pJ/MAC"
+                if rec["fits"] is False:
+                    text += " (does not fit)"
+            meter.update(1)
+            with meter.external_write_mode():
+                shown = "".join(f" {name}={value}" for name, value in run.params)
+                say(f"[{len(records):>{len(str(total))}}/{total}] {run.target} {run.unit} "
+                    f"lanes={run.lanes} {run.mapping}{shown}: {text}{extra}")
 
-        def submit(kind, what, key, fn, *args):
-            pending[pool.submit(fn, *args)] = (kind, what, key)
+        def submit(kind, what, key, priority, fn, *args, **kwargs):
+            future = client.submit(fn, *args, key=f"{kind}-{key[:20]}-{len(tags)}", pure=False,
+                                   priority=priority, **kwargs)
+            tags[future.key] = (kind, what, key)
+            pending.add(future)
 
         def finish(run):
             """Record `run` once its synthesis and (wanted) power are both known."""
@@ -503,7 +599,7 @@ def run_sweep(targets=None, units=None, lanes=None, jobs=None, progress=None, *,
             seconds = sum(v or 0 for v in rec.get("seconds", {}).values())
             cpu = sum(v or 0 for v in rec.get("cpu_seconds", {}).values())
             line(run, rec, " (cached)" if rec.get("cached")
-                 else f" ({seconds:.0f} s, {cpu:.0f} s CPU)")
+                 else f" ({seconds:.0f} s, {cpu:.0f} s CPU)" if rec.get("available") else "")
 
         def after_synth(run):
             synth = synths[run]
@@ -516,8 +612,8 @@ def run_sweep(targets=None, units=None, lanes=None, jobs=None, progress=None, *,
                 powers[run] = dict(hit, _cached=True)
                 finish(run)
             else:
-                submit("power", run, key, _power, dataclasses.asdict(run), elabs[run.config],
-                       synth["mapped_hash"])
+                submit("power", run, key, _cost(run), _power, dataclasses.asdict(run),
+                       elabs[run.config], synth["mapped_hash"], files[run.config], limit=limit)
 
         def after_elab(config):
             elab = elabs[config]
@@ -527,52 +623,91 @@ def run_sweep(targets=None, units=None, lanes=None, jobs=None, progress=None, *,
                     continue
                 key = _synth_key(run, elab["netlist_hash"], versions)
                 hit = cache.get(cache_dir, key)
+                reasons = [] if hit else estimate.misfit(run.target, files[config].unit_il,
+                                                         run.mapping)
                 if hit is not None:
                     synths[run] = dict(hit, _cached=True)
                     after_synth(run)
+                elif reasons:
+                    synths[run] = _skipped_synth(run.target, reasons)
+                    finish(run)
                 else:
-                    submit("synth", run, key, _synth, dataclasses.asdict(run), elab)
+                    submit("synth", run, key, _cost(run), _synth, dataclasses.asdict(run),
+                           files[config], limit=limit)
 
         for config in configs:
             hit = cache.get(cache_dir, _elab_key(config))
-            if hit is not None and hit.get("ok") and _read_elab(hit) is not None:
-                elabs[config] = hit
+            got = _read_elab(hit) if hit is not None and hit.get("ok") else None
+            if got is not None:
+                elabs[config], files[config] = hit, got
                 after_elab(config)
             else:
-                submit("elab", config, _elab_key(config), _elaborate, *config)
+                # Elaborations first: every run of the configuration waits for one.
+                submit("elab", config, _elab_key(config), config_cost(config) * 10,
+                       _elaborate, *config)
 
-        while pending:
-            finished, _ = concurrent.futures.wait(
-                pending, return_when=concurrent.futures.FIRST_COMPLETED)
-            for future in finished:
-                kind, what, key = pending.pop(future)
-                try:
-                    result = future.result()
-                except Exception as error:      # a failed tool run is reported, not fatal
-                    result = None
-                    message = " ".join(str(error).split())[:300]
-                else:
-                    if kind != "elab" or result["ok"]:
-                        cache.put(cache_dir, key, result)
-                if kind == "elab":
-                    elabs[what] = result or {"ok": False, "error": f"elaboration failed: "
-                                                                   f"{message}"}
-                    after_elab(what)
-                elif kind == "synth":
-                    synths[what] = result or _failed_synth(message)
-                    after_synth(what)
-                else:
-                    powers[what] = result or {"error": message}
-                    finish(what)
+        for future in pending:
+            kind, what, key = tags.pop(future.key)
+            try:
+                result = future.result()
+            except Exception as error:      # a failed run is reported, not fatal
+                result, message = None, _failure(error)
+            finally:
+                future.release()
+            if kind == "elab":
+                if result is not None and result["ok"]:
+                    result = _keep_elab(what, result, cache_dir)
+                    cache.put(cache_dir, key, result)
+                    files[what] = _read_elab(result)
+                elabs[what] = result or {"ok": False, "error": f"elaboration failed: {message}"}
+                after_elab(what)
+            elif kind == "synth":
+                if result is not None:
+                    cache.put(cache_dir, key, result)
+                synths[what] = result or _failed_synth(message, log=_log_of(what))
+                after_synth(what)
+            else:
+                if result is not None:
+                    cache.put(cache_dir, key, result)
+                powers[what] = result or {"error": message}
+                finish(what)
 
     ordered = [records[r] for r in runs if r in records]
+    spans = [sum(v or 0 for v in r.get("seconds", {}).values())
+             for r in ordered if not r.get("cached")]
+    facts["longest_run_seconds"] = round(max(spans, default=0), 1)
+    facts["run_seconds_total"] = round(sum(spans), 1)
+    return ordered, facts
+
+
+def run_sweep(targets=None, units=None, lanes=None, jobs=None, progress=None, *, seeds=None,
+              out_dir=None, cache_results=True, power=True, write=True, scheduler=None,
+              bar=False, run_seconds=RUN_SECONDS, run_memory_mb=None):
+    """Run the sweep and write the reports; return the report dict.
+
+    targets/units: lists of names (None = all); lanes: list of ints (None = each unit's
+    defaults); seeds: nextpnr seeds of every routed row (None = rtn_hw.flow.plan's defaults);
+    out_dir: reports folder (default build/reports); write: write synth.json, synth.md and
+    plots (never when no run has figures: a failed or empty sweep keeps the last report). The
+    other arguments are `execute`'s."""
+    started = time.monotonic()
+    say = progress or (lambda line: None)
+    for name in targets or ():
+        parse_targets(name)
+    for name in units or ():
+        parse_units(name)
+    runs = plan(targets, units, lanes, seeds)
+    out_dir = pathlib.Path(out_dir) if out_dir else yosys.build_dir("reports")
+    ordered, facts = execute(runs, jobs=jobs, scheduler=scheduler, progress=progress, bar=bar,
+                             cache_results=cache_results, power=power,
+                             run_seconds=run_seconds, run_memory_mb=run_memory_mb)
     seconds = time.monotonic() - started
     report = {
         "format": 2,
         "generated": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": "make synth (rtn-hw synth)",
-        "tool_versions": {**versions, "seeds": {"nextpnr": "per run (runs[].seeds)",
-                                                "power_stimulus": STIMULUS_SEED}},
+        "tool_versions": {**tool_versions(), "seeds": {"nextpnr": "per run (runs[].seeds)",
+                                                       "power_stimulus": STIMULUS_SEED}},
         "settings": {
             "targets": list(dict.fromkeys(r.target for r in runs)),
             "units": list(dict.fromkeys(r.unit for r in runs)),
@@ -583,20 +718,30 @@ def run_sweep(targets=None, units=None, lanes=None, jobs=None, progress=None, *,
             "nextpnr_constraint_mhz": {t.name: t.freq_mhz for t in TARGETS.values()},
             "dsp_lc": round(DSP_LC, 2), "bram_lc_per_kbit": round(BRAM_LC_PER_KBIT, 3),
             "area_definition": AREA_DEFINITION,
-            "jobs": jobs,
+            "jobs": facts["workers"], "executor": facts,
         },
         "devices": DEVICES,
         "paper": PAPER,
         "runs": ordered,
         "comparisons": report_mod.compare(ordered),
-        "timing": {"total_seconds": round(seconds, 1),
-                   "runs": len(ordered),
-                   "cached_runs": sum(1 for r in ordered if r.get("cached")),
-                   "cpu_seconds_of_runs": round(sum(
-                       v or 0 for r in ordered for v in r.get("cpu_seconds", {}).values()), 1)},
+        "timing": _timing(ordered, seconds, facts),
     }
-    if write:
+    if write and any(r.get("available") for r in ordered):
         report["files"] = report_mod.write_reports(report, out_dir)
-    say(f"synth: {len(ordered)} runs ({report['timing']['cached_runs']} cached) in "
-        f"{seconds:.0f} s; reports in {out_dir}")
+    elif write:
+        say(f"synth: no run has figures; the reports in {out_dir} are left as they were")
+    failed = sum(1 for r in ordered if r.get("failed"))
+    say(f"synth: {len(ordered)} runs ({report['timing']['cached_runs']} cached"
+        f"{f', {failed} failed' if failed else ''}) in {seconds:.0f} s; reports in {out_dir}")
     return report
+
+
+def _timing(ordered, seconds, facts):
+    return {"total_seconds": round(seconds, 1),
+            "runs": len(ordered),
+            "cached_runs": sum(1 for r in ordered if r.get("cached")),
+            "failed_runs": sum(1 for r in ordered if r.get("failed")),
+            "cpu_seconds_of_runs": round(sum(
+                v or 0 for r in ordered for v in r.get("cpu_seconds", {}).values()), 1),
+            "longest_run_seconds": facts["longest_run_seconds"],
+            "run_seconds_total": facts["run_seconds_total"]}
