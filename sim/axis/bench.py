@@ -91,7 +91,7 @@ def _wrapped_sidecar():
     native["ports"] = SIDECAR["wrapped"]["ports"] + [
         {"name": name, "path": [name], "direction": "input", "width": 1, "signed": False,
          "role": role} for name, role in (("clk", "clock"), ("rst", "reset"))]
-    path = Path(f"wrapped-{os.getpid()}.json")
+    path = Path("wrapped.json")          # in the build folder (the simulator's cwd)
     path.write_text(json.dumps(native), encoding="utf-8")
     return Sidecar(path)
 
