@@ -24,7 +24,7 @@ import numbers
 __all__ = [
     "SYNC", "VERSION", "Command", "ErrorCode", "ProtocolError", "crc16", "encode_frame",
     "encode_info", "encode_classify", "Frame", "FrameDecoder", "Info", "Prediction",
-    "ErrorReply", "decode_reply", "reply_lengths", "encode_info_reply",
+    "ErrorReply", "decode_reply", "decode_frames", "reply_lengths", "encode_info_reply",
     "encode_prediction_reply", "encode_error_reply", "LOGIT_BYTES", "MAX_PAYLOAD",
     "HEADER_BYTES", "CRC_BYTES", "CRC_INIT",
 ]
@@ -74,6 +74,9 @@ def _int(value, what, low, high):
 
 
 def _payload(payload):
+    # bytes(3) would be three zero bytes and bytes("ab") an encoding question: refuse both.
+    if isinstance(payload, (numbers.Number, str)):
+        raise ProtocolError(f"Payload must be bytes, not {type(payload).__name__}")
     try:
         payload = bytes(payload)
     except (TypeError, ValueError, OverflowError):
@@ -129,17 +132,21 @@ class FrameDecoder:
     not acceptable or whose CRC fails loses only its SYNC byte: the search for the next SYNC
     starts at the byte after it, so a 0xA5 inside garbage, a truncated frame or a LEN that
     claims more bytes than came cannot swallow the good frame behind them. While a candidate
-    is still incomplete, a complete good frame at a later SYNC wins over it (a real frame
-    holding a complete good frame inside its payload is as unlikely as a CRC-16 collision).
+    is still incomplete, or is complete but overlaps a complete good frame that starts inside
+    it, the later frame wins (a real frame running into a good frame that starts inside it is
+    as unlikely as a CRC-16 collision; garbage cut short just before a frame, which then
+    passes as a frame by taking that frame's first bytes, is not).
 
     `lengths` (optional) maps each acceptable command to its payload length, or to None for
     any length; a header outside it is rejected before any CRC (`reply_lengths` gives the
     replies a host can get). `skipped` counts bytes dropped, `rejected` candidates dropped.
+    A reader calls `idle()` when its transport goes quiet, for the rare frame held back.
     """
 
     def __init__(self, *, lengths=None):
         self._buffer = bytearray()
         self._lengths = None if lengths is None else dict(lengths)
+        self._idle = False
         self.skipped = 0
         self.rejected = 0
 
@@ -174,6 +181,20 @@ class FrameDecoder:
         # No reflection and no final XOR: the CRC over a frame and its own CRC is 0.
         return "good" if crc16(buffer[at + 1:end]) == 0 else "bad"
 
+    def _inner(self, buffer, at):
+        """(the first good candidate starting inside the frame at `at`, or None; whether an
+        incomplete candidate starts inside it)."""
+        end = at + self._size(buffer, at)
+        waiting = False
+        inner = buffer.find(SYNC, at + 1, end)
+        while inner >= 0:
+            status = self._check(buffer, inner)
+            if status == "good":
+                return inner, waiting
+            waiting = waiting or status == "short"
+            inner = buffer.find(SYNC, inner + 1, end)
+        return None, waiting
+
     def _later_good(self, buffer, at):
         later = buffer.find(SYNC, at + 1)
         while later >= 0:
@@ -196,6 +217,19 @@ class FrameDecoder:
             self.skipped += at - start
             status = self._check(buffer, at)
             if status == "good":
+                # A good frame starting inside this one is the likelier truth: garbage cut
+                # short just before a frame (a truncated frame, a header) can only pass as a
+                # frame by running into it. While such an inner candidate is incomplete, wait
+                # for its bytes, or for `idle()`.
+                inner, waiting = self._inner(buffer, at)
+                if inner is not None:
+                    self.rejected += 1
+                    self.skipped += inner - at
+                    start = inner
+                    continue
+                if waiting and not self._idle:
+                    start = at
+                    break
                 end = at + self._size(buffer, at)
                 frames.append(Frame(buffer[at + 1], bytes(buffer[at + HEADER_BYTES:end - 2]),
                                     buffer[at + 2]))
@@ -215,9 +249,24 @@ class FrameDecoder:
         del buffer[:start]
         return frames
 
+    def idle(self):
+        """The line has gone quiet: the frames held back for an incomplete candidate inside
+        them (no more bytes will complete it)."""
+        self._idle = True
+        try:
+            return self.feed(b"")
+        finally:
+            self._idle = False
+
     def reset(self):
         """Drop any partial frame (the counters stay)."""
         self._buffer.clear()
+
+
+def decode_frames(data, *, lengths=None):
+    """Every good frame in `data`, a complete recording of a line (it ends idle)."""
+    decoder = FrameDecoder(lengths=lengths)
+    return decoder.feed(data) + decoder.idle()
 
 
 @dataclasses.dataclass(frozen=True)

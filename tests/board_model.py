@@ -18,8 +18,12 @@ def network():
     return _NET
 
 
+BYTE_SECONDS = 10 / 115_200      # one 8N1 byte at the boards' baud rate
+
+
 class FakeClock:
-    """Seconds that advance by `step` on every transport read (a read with its timeout)."""
+    """Seconds as a serial line would spend them: each byte read takes a byte time, and a
+    read that comes back short has waited for its timeout, `step`."""
 
     def __init__(self, step=0.05):
         self.now = 0.0
@@ -28,8 +32,8 @@ class FakeClock:
     def __call__(self):
         return self.now
 
-    def tick(self):
-        self.now += self.step
+    def read(self, asked, got):
+        self.now += got * BYTE_SECONDS + (self.step if got < asked else 0.0)
 
 
 def answer(frame, *, seq=None):
@@ -58,7 +62,8 @@ class ModelTransport:
         self._decoder = protocol.FrameDecoder()
 
     def write(self, data):
-        for frame in self._decoder.feed(bytes(data)):
+        # The host writes whole frames, and the line is quiet after each write.
+        for frame in self._decoder.feed(bytes(data)) + self._decoder.idle():
             self.requests += 1
             self.outbox += self.reply(frame)
 
@@ -70,9 +75,9 @@ class ModelTransport:
         return answer(frame)
 
     def read(self, size):
-        self.clock.tick()
         out = bytes(self.outbox[:size])
         del self.outbox[:size]
+        self.clock.read(size, len(out))
         return out
 
     def reset_input(self):

@@ -120,7 +120,7 @@ def replies(raw, *, seqs=False):
     """The decoded replies in `raw` (every byte must belong to a good frame); with `seqs`,
     (SEQ, reply) pairs."""
     decoder = p.FrameDecoder()
-    frames = decoder.feed(raw)
+    frames = decoder.feed(raw) + decoder.idle()
     assert decoder.skipped == 0 and decoder.pending == 0
     decoded = [p.decode_reply(f, classes=CLASSES) for f in frames]
     return list(zip([f.seq for f in frames], decoded)) if seqs else decoded

@@ -45,7 +45,7 @@ def test_classify_roundtrip_through_decoder():
     image = np.arange(64) % 17
     frame = p.encode_classify(image, features=64, pixel_max=16, seq=7)
     assert len(frame) == 70
-    frames = p.FrameDecoder().feed(frame)
+    frames = p.decode_frames(frame)
     assert frames == [p.Frame(p.Command.CLASSIFY, bytes(image.astype(np.uint8)), 7)]
     logits = p.encode_classify(image, features=64, pixel_max=16, logits=True)
     assert logits[1] == p.Command.LOGITS
@@ -136,7 +136,7 @@ def test_decoder_keeps_frames_decoded_before_a_bad_one():
     one, two = p.encode_prediction_reply(1, seq=1), p.encode_prediction_reply(2, seq=2)
     bad = bytearray(two)
     bad[4] ^= 1
-    frames = p.FrameDecoder().feed(one + bytes(bad) + two)
+    frames = p.decode_frames(one + bytes(bad) + two)
     assert [f.seq for f in frames] == [1, 2]
 
 
@@ -173,11 +173,11 @@ def _info_frame(**changes):
     fields = dict(version=p.VERSION, features=64, classes=10, pixel_max=16, logit_width=24,
                   lanes=32, channels=4)
     fields.update(changes)
-    return p.FrameDecoder().feed(p.encode_info_reply(p.Info(**fields)))[0]
+    return p.decode_frames(p.encode_info_reply(p.Info(**fields)))[0]
 
 
 def _logits_frame(label, logits):
-    return p.FrameDecoder().feed(p.encode_prediction_reply(label, logits))[0]
+    return p.decode_frames(p.encode_prediction_reply(label, logits))[0]
 
 
 @pytest.mark.parametrize("frame, message", [
