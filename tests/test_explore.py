@@ -203,9 +203,17 @@ def test_estimate_counts_variable_multipliers():
     text = yosys.rtlil_text(_Mul(24), name="unit")
     # The product with a constant operand is not counted (yosys folds it to adds).
     assert estimate.multipliers(text) == [(24, 24), (24, 0)]
-    assert estimate.lower_bound(text, "ice40", "lut") == {"lut": 576, "dsp": 0}
-    assert estimate.lower_bound(text, "ice40", "dsp") == {"lut": 0, "dsp": 1}
-    assert estimate.lower_bound(text, "ecp5", "dsp") == {"lut": 0, "dsp": 1}
+    assert estimate.lower_bound(text, "ice40", "lut") == {"lut": 2 * 576, "dsp": 0}
+    assert estimate.lower_bound(yosys.rtlil_text(_Mul(6), name="unit"), "ice40", "lut") == {
+        "lut": 36, "dsp": 0}
+    # 24 × 24 → 16 + 8 by 16 + 8 on the iCE40, 18 + 6 by 18 + 6 on ECP5: 4 tiles.
+    assert estimate.lower_bound(text, "ice40", "dsp") == {"lut": 0, "dsp": 4}
+    assert estimate.lower_bound(text, "ecp5", "dsp") == {"lut": 0, "dsp": 4}
+    # A one-bit remainder goes to LUTs; so does an iCE40 piece of fewer than 11 product bits.
+    assert estimate.lower_bound(yosys.rtlil_text(_Mul(19), name="unit"), "ecp5", "dsp") == {
+        "lut": 0, "dsp": 1}
+    assert estimate.lower_bound(yosys.rtlil_text(_Mul(20), name="unit"), "ice40", "dsp") == {
+        "lut": 0, "dsp": 3}
     assert estimate.misfit("ice40-up5k", text, "lut") == []
 
 
@@ -213,8 +221,9 @@ def test_estimate_says_fp32_all_lut_does_not_fit_the_ice40():
     component, _ = synth._build("fp32_dot", 16)
     text = yosys.elaborate(component).unit_il
     assert estimate.misfit("ice40-up5k", text, "lut") == [
-        "at least 9216 LUT4 for its multipliers > 5280"]
-    assert estimate.misfit("ice40-up5k", text, "dsp") == ["at least 16 SB_MAC16 > 8"]
+        "at least 18432 LUT4 for its multipliers > 5280"]
+    assert estimate.misfit("ice40-up5k", text, "dsp") == ["at least 64 SB_MAC16 > 8"]
+    # The ECP5 rows are synthesized all the same (the headline tables need their counts).
     assert estimate.misfit("ecp5-85k", text, "lut") == []
     assert estimate.misfit("xilinx-lut6", text, "lut") == []
 
@@ -415,3 +424,20 @@ def test_run_explore_writes_reports_and_an_empty_sweep_keeps_them(fake_flow, mon
     assert lines[-2] == f"explore: no run has figures; the reports in {out} are left as they were"
     assert re.fullmatch(r"explore: 1 runs \(0 cached, 1 failed\) in \d+ s; reports in .*",
                         lines[-1])
+
+
+def test_an_existing_scheduler(fake_flow, monkeypatch):
+    """--scheduler: the sweep's client connects to a cluster it did not start, by address, and
+    leaves it running."""
+    import logging
+    from distributed import LocalCluster
+    runs, marks, cache_dir = fake_flow
+    monkeypatch.setattr(synth, "_synth", _fake_synth(marks))
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                      dashboard_address=":0", silence_logs=logging.ERROR) as outside:
+        records, facts = synth.execute(runs[:2], scheduler=outside.scheduler_address,
+                                       power=False, cache_dir=cache_dir)
+        assert facts["scheduler"] == outside.scheduler_address and facts["workers"] == 1
+        assert facts["run_memory_mb"] is None
+        assert all(r["available"] for r in records)
+        assert len(outside.scheduler_info["workers"]) == 1

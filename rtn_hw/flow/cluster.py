@@ -62,7 +62,7 @@ def open_client(jobs=None, scheduler=None, *, memory_limit=None):
         jobs = check_jobs(jobs or local_cores())
         memory = memory_limit or worker_memory(jobs)
         with LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True,
-                          memory_limit=memory, dashboard_address=None,
+                          memory_limit=memory, dashboard_address=":0",
                           silence_logs=logging.ERROR) as cluster, \
                 Client(cluster, set_as_default=False) as client:
             yield client

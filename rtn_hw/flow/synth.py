@@ -532,7 +532,9 @@ def execute(runs, *, jobs=None, scheduler=None, progress=None, bar=False, cache_
     import distributed
     from tqdm import tqdm
     say = progress or (lambda line: None)
-    if not scheduler:
+    if scheduler:
+        jobs = None             # the cluster has the workers it has
+    else:
         jobs = cluster.check_jobs(jobs or cluster.local_cores())
         if run_memory_mb is None:
             run_memory_mb = cluster.worker_memory(jobs) / 2**20
