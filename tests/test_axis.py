@@ -68,7 +68,7 @@ def test_axis_full(unit, params, simulator, vectors, record_property):
 @pytest.mark.parametrize("unit, params, fault, message", [
     ("int_dot", {"lanes": 2}, "corrupt:20", "vector 20 (seed"),
     ("int_dot", {"lanes": 2}, "drop:40", "expected output: reordered, lost or duplicated?"),
-    ("network_engine", {}, "corrupt:3", "vector 3 (seed"),
+    pytest.param("network_engine", {}, "corrupt:3", "vector 3 (seed", marks=pytest.mark.slow),
 ])
 def test_axis_bench_reports_faults(unit, params, fault, message, monkeypatch):
     """A sabotaged input frame (every bit flipped, or never sent) fails the bench with the
