@@ -30,6 +30,7 @@ FULL = [
     ("rtn_mac_array", {"lanes": 16, "channels": 4, "thresholds": "random"}, 5000),
     ("rtn_mac_array", {"lanes": 9, "channels": 3, "weights": "load"}, 3000),
     ("ternary_dot", {"lanes": 64}, 5000),
+    ("ternary_dot", {"lanes": 6, "pipeline": 0}, 2000),       # combinational: latency 0
     ("ternary_encoder", {"lanes": 8, "thresholds": "random"}, 5000),
     ("ternary_decoder", {"lanes": 8, "values": "random"}, 5000),
     ("int_dot", {"lanes": 16, "width": 8}, 5000),

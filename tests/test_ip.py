@@ -169,6 +169,9 @@ def test_component_xml_reads_back(tmp_path, unit, params):
     sidecar = flow.export(unit, {k: str(v) for k, v in params.items()}, interface="axis").sidecar
     assert set(doc["parameters"]) == set(sidecar["localparams"])
     assert doc["parameters"]["LATENCY"] == str(sidecar["latency"])
+    if unit == "ternary_dot":
+        assert (doc["parameters"]["ACTIVATION_SUM"], doc["parameters"]["TREE"]) == (
+            "1", '"compressor"')
 
 
 def test_parse_rejects_other_documents():

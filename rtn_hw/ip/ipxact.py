@@ -45,14 +45,17 @@ def _vlnv(parent, tag, vlnv):
 
 
 def _parameter(parent, name, value, ident):
-    # IP-XACT values are expressions: strings quoted, booleans as their words.
+    # IP-XACT 2014 values are SystemVerilog expressions, typed: booleans as bits (as in the
+    # Verilog's localparams), strings quoted.
     if isinstance(value, bool):
-        text = "true" if value else "false"
-    elif isinstance(value, (int, float)):
-        text = repr(value)
+        kind, text = "bit", str(int(value))
+    elif isinstance(value, int):
+        kind, text = "longint", str(value)
+    elif isinstance(value, float):
+        kind, text = "real", repr(value)
     else:
-        text = '"' + str(value).replace('"', "'") + '"'
-    element = _sub(parent, "parameter", parameterId=ident, resolve="immediate")
+        kind, text = "string", '"' + str(value).replace('"', "'") + '"'
+    element = _sub(parent, "parameter", parameterId=ident, resolve="immediate", type=kind)
     _sub(element, "name", name)
     _sub(element, "value", text)
 
