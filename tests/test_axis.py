@@ -1,8 +1,9 @@
 """Units behind their AXI4-Stream wrapper (rtn_hw.ip), checked with third-party verification
 IP: cocotbext-axi's source, sink and monitor on Icarus and Verilator (sim/axis/bench.py),
 every result against the golden model, with tvalid gaps, tready backpressure, tlast framing
-(the network engine), loads on side streams (thresholds, weights) and a reset mid-stream. Launched through sim/runner.py like the native
-benches; a few small configurations in `make test`, the rest in `make sim`."""
+(the network engine), loads on side streams (thresholds, weights) and a reset mid-stream.
+Launched through sim/runner.py like the native benches; a few small configurations in
+`make test`, the rest in `make sim`."""
 
 import json
 import sys
