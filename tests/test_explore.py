@@ -16,7 +16,7 @@ import time
 
 import cloudpickle
 import pytest
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -441,3 +441,41 @@ def test_an_existing_scheduler(fake_flow, monkeypatch):
         assert facts["run_memory_mb"] is None
         assert all(r["available"] for r in records)
         assert len(outside.scheduler_info["workers"]) == 1
+
+
+def _slow_tool_body(run, files, workdir, route):
+    """A fake `synth._synth_body` whose tool never finishes: the real `_synth` around it
+    enforces the run's limits."""
+    import subprocess
+    subprocess.run([sys.executable, "-c", "import time; time.sleep(60)"])
+    return {"cells": {}, "harness_cells": {}}
+
+
+_REAL_SYNTH = synth._synth
+
+
+def _synth_with_a_slow_tool(run_fields, files, **kwargs):
+    """The real `synth._synth` (and its limits), in the worker, around `_slow_tool_body`."""
+    synth._synth_body = _slow_tool_body
+    return _REAL_SYNTH(run_fields, files, **kwargs)
+
+
+def test_a_run_past_its_time_limit_is_reported(fake_flow, monkeypatch):
+    runs, marks, cache_dir = fake_flow
+    monkeypatch.setattr(synth, "_synth", _synth_with_a_slow_tool)
+    start = time.monotonic()
+    records, facts = synth.execute(runs[:1], jobs=1, power=False, cache_dir=cache_dir,
+                                   run_seconds=1, run_memory_mb=2000)
+    assert time.monotonic() - start < 40
+    assert records[0]["failed"] is True
+    assert records[0]["notes"] == ["synthesis failed: stopped: time limit of 1 s hit"]
+    assert facts["run_seconds"] == 1
+
+
+def test_cli_ctrl_c_exits_130_with_one_line(monkeypatch, capsys):
+    def interrupted(**kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(synth, "run_sweep", interrupted)
+    assert cli.main(["synth", "--units", "ternary_dot", "--targets", "ice40-up5k"]) == 130
+    assert capsys.readouterr().err == ("rtn-hw: synth interrupted; finished runs are cached, so "
+                                       "running it again goes on from there\n")

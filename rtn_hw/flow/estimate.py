@@ -21,7 +21,6 @@ The ECP5-85k rows are synthesized even when they cannot fit: the headline compar
 (README, docs/synth.md) take the baselines' area there, Fp32Dot at 64 lanes included.
 """
 
-import math
 import re
 
 __all__ = ["DSP_WIDTH", "multipliers", "lower_bound"]
