@@ -22,6 +22,7 @@ go on. Nothing here prints or exits: progress goes to a callback, bad selections
 ValueError with one line (`rtn_hw.flow.selection`). Reports: `rtn_hw.flow.report`.
 """
 
+import contextlib
 import dataclasses
 import datetime
 import functools
@@ -555,13 +556,22 @@ def execute(runs, *, jobs=None, scheduler=None, progress=None, bar=False, cache_
     facts = {"scheduler": scheduler or "local", "jobs": jobs, "run_seconds": run_seconds,
              "run_memory_mb": None if run_memory_mb is None else round(run_memory_mb)}
 
-    with cluster.open_client(jobs, scheduler, memory_limit=None if scheduler
-                             else int(run_memory_mb * 2**20)) as client, \
+    facts["workers"] = 0
+    with contextlib.ExitStack() as stack, \
             tqdm(total=total, unit="run", disable=not bar, file=sys.stderr, smoothing=0,
                  dynamic_ncols=True) as meter:
-        facts["workers"] = len(client.scheduler_info()["workers"])
-        pending = distributed.as_completed(loop=client.loop)
-        tags = {}
+        tags, live = {}, {}
+
+        def connect():
+            """The cluster, started at the first task: a sweep that is all cached starts
+            none."""
+            if not live:
+                client = stack.enter_context(cluster.open_client(
+                    jobs, scheduler,
+                    memory_limit=None if scheduler else int(run_memory_mb * 2**20)))
+                facts["workers"] = len(client.scheduler_info()["workers"])
+                live.update(client=client, pending=distributed.as_completed(loop=client.loop))
+            return live["client"], live["pending"]
 
         def line(run, rec, extra=""):
             if not rec.get("available"):
@@ -583,6 +593,7 @@ def execute(runs, *, jobs=None, scheduler=None, progress=None, bar=False, cache_
                     f"lanes={run.lanes} {run.mapping}{shown}: {text}{extra}")
 
         def submit(kind, what, key, priority, fn, *args, **kwargs):
+            client, pending = connect()
             future = client.submit(fn, *args, key=f"{kind}-{key[:20]}-{len(tags)}", pure=False,
                                    priority=priority, **kwargs)
             tags[future.key] = (kind, what, key)
@@ -648,7 +659,7 @@ def execute(runs, *, jobs=None, scheduler=None, progress=None, bar=False, cache_
                 submit("elab", config, _elab_key(config), config_cost(config) * 10,
                        _elaborate, *config)
 
-        for future in pending:
+        for future in live.get("pending", ()):
             kind, what, key = tags.pop(future.key)
             try:
                 result = future.result()
