@@ -132,10 +132,12 @@ class FrameDecoder:
     not acceptable or whose CRC fails loses only its SYNC byte: the search for the next SYNC
     starts at the byte after it, so a 0xA5 inside garbage, a truncated frame or a LEN that
     claims more bytes than came cannot swallow the good frame behind them. While a candidate
-    is still incomplete, or is complete but overlaps a complete good frame that starts inside
-    it, the later frame wins (a real frame running into a good frame that starts inside it is
-    as unlikely as a CRC-16 collision; garbage cut short just before a frame, which then
-    passes as a frame by taking that frame's first bytes, is not).
+    is still incomplete, a complete good frame at a later SYNC wins over it; and a good frame
+    holding a SYNC that starts another good frame gives way to that frame (garbage cut one
+    byte short just before a frame passes as a frame by taking that frame's SYNC 1 time in
+    256); while such an inner candidate is incomplete, the frame waits for more bytes or for
+    `idle()`. What is left is the CRC-16's floor: two overlapping candidates that both check
+    (2^-16 each), of which the decoder keeps the inner one.
 
     `lengths` (optional) maps each acceptable command to its payload length, or to None for
     any length; a header outside it is rejected before any CRC (`reply_lengths` gives the

@@ -23,10 +23,15 @@ hypothesis.settings.register_profile("long", max_examples=4000, **_COMMON)
 hypothesis.settings.load_profile("long" if LONG else "default")
 
 
-def examples(default, long=None):
+def examples(default, long=None, *, fixtures=False):
     """A per-test example budget: `default` normally, `long` (else 20×) with the long
-    profile."""
-    return hypothesis.settings(max_examples=(long or 20 * default) if LONG else default)
+    profile. `fixtures`: the test uses function-scoped fixtures (capsys, monkeypatch) that
+    are meant to serve every example."""
+    checks = list(_COMMON["suppress_health_check"])
+    if fixtures:
+        checks.append(hypothesis.HealthCheck.function_scoped_fixture)
+    return hypothesis.settings(max_examples=(long or 20 * default) if LONG else default,
+                               suppress_health_check=checks)
 
 
 def seeded(test):

@@ -1,0 +1,104 @@
+"""The fixed-point rules (rtn_hw.model.fixed) against exact rational arithmetic: Q.quantize
+is round-to-nearest (ties away from zero) of the float's exact value, fold_constants rounds
+the exact products once, and postprocess stays within error_bound of the exact real dot
+product. Seeds and budgets: tests/fuzzing.py."""
+
+import math
+from fractions import Fraction
+
+import numpy as np
+import pytest
+from hypothesis import assume, given, strategies as st
+
+from fuzzing import examples, fuzz_seed, seeded  # noqa: F401 (fuzz_seed: autouse fixture)
+from rtn_hw.model import fixed
+from rtn_hw.model.fixed import Q
+
+formats = st.builds(Q, st.integers(1, 31), st.integers(0, 31))
+reals = st.floats(allow_nan=False, allow_infinity=False, allow_subnormal=True)
+
+
+def nearest(value, frac_bits):
+    """The nearest integer to value·2^F, ties away from zero, in rationals (written apart
+    from the implementation: compare distances)."""
+    scaled = Fraction(value) * (1 << frac_bits)
+    low = math.floor(scaled)
+    below, above = scaled - low, low + 1 - scaled
+    if below < above:
+        return low
+    if above < below:
+        return low + 1
+    return low + 1 if scaled > 0 else low
+
+
+@seeded
+@examples(1000)
+@given(formats, st.one_of(reals, st.integers(-2**40, 2**40).map(lambda k: k / 1024.0),
+                          st.integers(-2**20, 2**20).map(lambda k: (k + 0.5) / 2**10)))
+def test_quantize_is_exact_round_to_nearest(fmt, x):
+    want = nearest(x, fmt.frac_bits)
+    if fmt.min_int <= want <= fmt.max_int:
+        assert int(fmt.quantize(x)) == want
+    else:
+        with pytest.raises(ValueError, match=r"^value = .* does not fit Q"):
+            fmt.quantize(x)
+
+
+@pytest.mark.parametrize("x, fmt, code", [
+    (float.fromhex("0x1.fffffffffffffp-12"), Q(8, 10), 0),    # the issue's K1 case
+    (float.fromhex("0x1.0000000000001p-11"), Q(8, 10), 1),    # just above the tie
+    (2.0 ** -11, Q(8, 10), 1),                                # the tie, away from zero
+    (-(2.0 ** -11), Q(8, 10), -1),
+    (float.fromhex("0x1.fffffffffffffp-2"), Q(4, 0), 0),      # 0.49999999999999994
+    (5e-324, Q(2, 30), 0),                                    # the smallest subnormal
+])
+def test_quantize_corner_cases(x, fmt, code):
+    assert int(fmt.quantize(x)) == code
+
+
+def test_issue_k1_case():
+    """α_w = 0x1.fffffffffffffp-12, β_w = 0, α_a = 1 in Q8.10: K1 is 0, the nearest code."""
+    consts = fixed.fold_constants([float.fromhex("0x1.fffffffffffffp-12")], [0.0], 1.0, 0.0,
+                                  [0], 4, Q(8, 10))
+    assert (int(consts.k1[0]), int(consts.k2[0]), int(consts.k0[0])) == (0, 0, 0)
+
+
+positive = st.floats(min_value=2**-20, max_value=8.0)
+signed_small = st.floats(min_value=-4.0, max_value=4.0)
+
+
+@seeded
+@examples(150)
+@given(st.integers(1, 64), st.lists(st.tuples(positive, signed_small), min_size=1,
+                                     max_size=4),
+       positive, signed_small, st.integers(2, 16), st.integers(0, 20), st.integers(0, 20),
+       st.data())
+def test_postprocess_within_error_bound_of_exact(n, channels, alpha_a, beta_a, k_int, k_frac,
+                                                 out_frac, data):
+    """K codes are the exact products rounded once; y stays within error_bound of the exact
+    ŵ·â = α_w α_a D + β_w α_a S_a + α_w β_a S_w + n β_w β_a, for every reachable D and S_a
+    drawn."""
+    assume(out_frac <= k_frac)
+    k_fmt, out_fmt = Q(k_int, k_frac), Q(min(62 - out_frac, 40), out_frac)
+    alpha_w = [a for a, _ in channels]
+    beta_w = [b for _, b in channels]
+    s_w = [data.draw(st.integers(-n, n)) for _ in channels]
+    try:
+        consts = fixed.fold_constants(alpha_w, beta_w, alpha_a, beta_a, s_w, n, k_fmt)
+        fixed.check_output_format(consts, out_fmt)
+    except ValueError:
+        assume(False)
+    a_a, b_a = Fraction(alpha_a), Fraction(beta_a)
+    for p, (a, b) in enumerate(channels):
+        a, b = Fraction(a), Fraction(b)
+        assert int(consts.k1[p]) == nearest(a * a_a, k_frac)
+        assert int(consts.k2[p]) == nearest(b * a_a, k_frac)
+        assert int(consts.k0[p]) == nearest(a * b_a * s_w[p] + n * b * b_a, k_frac)
+    d = np.array([data.draw(st.integers(-n, n)) for _ in channels])
+    s_a = data.draw(st.integers(-n, n))
+    y = fixed.postprocess(d[None], np.array([s_a]), consts, out_fmt)[0]
+    bound = Fraction(fixed.error_bound(n, k_fmt, out_fmt))
+    for p, (a, b) in enumerate(channels):
+        a, b = Fraction(a), Fraction(b)
+        exact = a * a_a * int(d[p]) + b * a_a * s_a + a * b_a * s_w[p] + n * b * b_a
+        assert abs(Fraction(int(y[p]), 1 << out_frac) - exact) <= bound
