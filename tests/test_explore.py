@@ -316,15 +316,7 @@ def test_a_killed_worker_retries_its_run(fake_flow, monkeypatch):
     runs, marks, cache_dir = fake_flow
     monkeypatch.setattr(synth, "_synth", _fake_synth(marks, kill=runs[0].lanes))
 
-    def killer():
-        flag = marks / "kill"
-        for _ in range(600):
-            if flag.exists() and flag.read_text():
-                os.kill(int(flag.read_text()), signal.SIGKILL)
-                return
-            time.sleep(0.05)
-
-    thread = threading.Thread(target=killer)
+    thread = threading.Thread(target=_kill_when_flagged, args=(marks,))
     thread.start()
     records, facts = _execute(runs, cache_dir)
     thread.join()
@@ -479,3 +471,25 @@ def test_cli_ctrl_c_exits_130_with_one_line(monkeypatch, capsys):
     assert cli.main(["synth", "--units", "ternary_dot", "--targets", "ice40-up5k"]) == 130
     assert capsys.readouterr().err == ("rtn-hw: synth interrupted; finished runs are cached, so "
                                        "running it again goes on from there\n")
+
+
+def _kill_when_flagged(marks):
+    flag = marks / "kill"
+    for _ in range(600):
+        if flag.exists() and flag.read_text():
+            os.kill(int(flag.read_text()), signal.SIGKILL)
+            return
+        time.sleep(0.05)
+
+
+def test_a_run_that_keeps_killing_its_worker_is_given_up(fake_flow, monkeypatch):
+    runs, marks, cache_dir = fake_flow
+    monkeypatch.setattr(synth, "_synth", _fake_synth(marks, kill=runs[1].lanes))
+    monkeypatch.setattr(cluster, "ALLOWED_FAILURES", 0)     # one death is one too many
+    thread = threading.Thread(target=_kill_when_flagged, args=(marks,))
+    thread.start()
+    records, _ = _execute(runs[:3], cache_dir)
+    thread.join()
+    assert [r["available"] for r in records] == [True, False, True]
+    assert records[1]["notes"] == ["synthesis failed: its worker died running it (1 time; "
+                                   "killed, or out of memory)"]

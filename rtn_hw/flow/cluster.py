@@ -18,7 +18,7 @@ import os
 
 __all__ = ["local_cores", "check_jobs", "worker_memory", "open_client", "ALLOWED_FAILURES"]
 
-# A task whose worker dies this many times is given up (KilledWorker) and the run recorded
+# A task whose worker dies once more than this is given up (KilledWorker) and the run recorded
 # as failed: a run that kills every worker it lands on (out of memory) must not loop forever.
 ALLOWED_FAILURES = 3
 

@@ -500,8 +500,9 @@ def _failure(error):
     """One line for a task that raised (a tool crash, a limit, a worker that kept dying)."""
     import distributed
     if isinstance(error, distributed.KilledWorker):
-        return (f"its worker died {cluster.ALLOWED_FAILURES} times running it (killed, or out "
-                "of memory)")
+        deaths = cluster.ALLOWED_FAILURES + 1
+        return (f"its worker died running it ({deaths} time{'s' if deaths > 1 else ''}; "
+                "killed, or out of memory)")
     if isinstance(error, limits.LimitExceeded):
         return f"stopped: {error}"
     return " ".join(str(error).split())[:300] or type(error).__name__
