@@ -63,23 +63,25 @@ def test_issue_k1_case():
     assert (int(consts.k1[0]), int(consts.k2[0]), int(consts.k0[0])) == (0, 0, 0)
 
 
-positive = st.floats(min_value=2**-20, max_value=8.0)
-signed_small = st.floats(min_value=-4.0, max_value=4.0)
+positive = st.one_of(st.floats(min_value=2**-20, max_value=8.0),
+                     st.floats(min_value=2**-20, max_value=2.0**40))
+signed_small = st.one_of(st.floats(min_value=-4.0, max_value=4.0),
+                         st.floats(min_value=-2.0**40, max_value=2.0**40))
 
 
 @seeded
 @examples(150)
 @given(st.integers(1, 64), st.lists(st.tuples(positive, signed_small), min_size=1,
                                      max_size=4),
-       positive, signed_small, st.integers(2, 16), st.integers(0, 20), st.integers(0, 20),
+       positive, signed_small, st.integers(2, 40), st.integers(0, 22), st.integers(0, 22),
        st.data())
 def test_postprocess_within_error_bound_of_exact(n, channels, alpha_a, beta_a, k_int, k_frac,
                                                  out_frac, data):
     """K codes are the exact products rounded once; y stays within error_bound of the exact
     ŵ·â = α_w α_a D + β_w α_a S_a + α_w β_a S_w + n β_w β_a, for every reachable D and S_a
     drawn."""
-    assume(out_frac <= k_frac)
-    k_fmt, out_fmt = Q(k_int, k_frac), Q(min(62 - out_frac, 40), out_frac)
+    assume(out_frac <= k_frac and k_int + k_frac <= 62)
+    k_fmt, out_fmt = Q(k_int, k_frac), Q(62 - out_frac, out_frac)
     alpha_w = [a for a, _ in channels]
     beta_w = [b for _, b in channels]
     s_w = [data.draw(st.integers(-n, n)) for _ in channels]
@@ -102,3 +104,13 @@ def test_postprocess_within_error_bound_of_exact(n, channels, alpha_a, beta_a, k
         a, b = Fraction(a), Fraction(b)
         exact = a * a_a * int(d[p]) + b * a_a * s_a + a * b_a * s_w[p] + n * b * b_a
         assert abs(Fraction(int(y[p]), 1 << out_frac) - exact) <= bound
+
+
+def test_accumulator_beyond_int64_is_refused():
+    """K1 = 2^58 codes of Q40.20 at n = 64 reaches 2^64: refused, not wrapped round to 0."""
+    consts = fixed.fold_constants([2.0**38], [0.0], 1.0, 0.0, [0], 64, Q(40, 20))
+    assert int(consts.max_abs_acc()[0]) == 2**64
+    with pytest.raises(ValueError, match=r"^\|K1·D \+ K2·S_a \+ K0\| can reach "
+                                         r"18446744073709551616 codes of Q40\.20 for n = 64, "
+                                         r"beyond a 64-bit accumulator$"):
+        fixed.check_output_format(consts, Q(42, 20))

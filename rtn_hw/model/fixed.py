@@ -138,8 +138,11 @@ class RtnConstants:
     n: int
 
     def max_abs_acc(self):
-        """Largest |K1·D + K2·S_a + K0| over |D|, |S_a| ≤ n, per channel (integer codes)."""
-        return np.abs(self.k1) * self.n + np.abs(self.k2) * self.n + np.abs(self.k0)
+        """Largest |K1·D + K2·S_a + K0| over |D|, |S_a| ≤ n, per channel (integer codes), in
+        Python integers (an object array): exact where int64 would wrap round."""
+        return np.array([abs(int(a)) * self.n + abs(int(b)) * self.n + abs(int(c))
+                         for a, b, c in zip(self.k1.flat, self.k2.flat, self.k0.flat)],
+                        dtype=object).reshape(np.shape(self.k1))
 
 
 def fold_constants(alpha_w, beta_w, alpha_a, beta_a, s_w, n, fmt):
@@ -182,7 +185,12 @@ def check_output_format(consts, out_fmt):
     if shift < 0:
         raise ValueError(f"Output format {out_fmt} has more fraction bits than the constants' "
                          f"format {consts.fmt}")
-    worst = (int(consts.max_abs_acc().max()) + (1 << shift >> 1)) >> shift
+    largest = int(consts.max_abs_acc().max(initial=0))
+    if largest + (1 << shift >> 1) >= 1 << 63:
+        # postprocess (and the gateware's tests) accumulate in int64.
+        raise ValueError(f"|K1·D + K2·S_a + K0| can reach {largest} codes of {consts.fmt} "
+                         f"for n = {consts.n}, beyond a 64-bit accumulator")
+    worst = (largest + (1 << shift >> 1)) >> shift
     if worst > out_fmt.max_int:
         need = (worst.bit_length() + 1) - out_fmt.frac_bits
         raise ValueError(f"Output format {out_fmt} is too narrow for n = {consts.n}: |y| can "
