@@ -15,8 +15,8 @@ import pathlib
 import stat
 import tempfile
 
-__all__ = ["write_atomic", "write_json", "write_if_changed", "temp_beside", "check_writable",
-           "read_bounded", "InputFileError"]
+__all__ = ["write_atomic", "write_json", "update_json", "write_if_changed", "temp_beside",
+           "check_writable", "read_bounded", "InputFileError"]
 
 
 def _umask():
@@ -86,6 +86,26 @@ def check_writable(path):
 def write_json(path, value, *, indent=1):
     """`value` as JSON (with a final newline) to `path`, atomically."""
     return write_atomic(path, json.dumps(value, indent=indent) + "\n")
+
+
+def update_json(path, update, *, indent=1):
+    """Read, change and write back the JSON file `path` under an exclusive lock (the file
+    `.NAME.lock` beside it), so runs at the same time merge their changes instead of one
+    overwriting the other's. `update(value)` gets the JSON object the file holds ({} when it
+    is missing, unreadable or not an object) and returns what to write (atomically); returns
+    that."""
+    import fcntl
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(f".{path.name}.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            value = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            value = None
+        value = update(value if isinstance(value, dict) else {})
+        write_json(path, value, indent=indent)
+        return value
 
 
 def write_if_changed(path, data):

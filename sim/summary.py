@@ -11,7 +11,7 @@ import json
 import time
 from pathlib import Path
 
-from rtn_hw.files import write_json
+from rtn_hw.files import update_json
 
 ROOT = Path(__file__).resolve().parents[1]
 SUMMARY = ROOT / "build" / "sim" / "summary.json"
@@ -45,19 +45,16 @@ def _key(row):
 
 def write(rows, path=SUMMARY):
     """Merge `rows` into the summary file (atomically); return all rows it now holds."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    old = []
-    if path.exists():
-        try:
-            old = json.loads(path.read_text(encoding="utf-8"))["rows"]
-        except (ValueError, KeyError):
-            old = []
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    merged = {_key(r): r for r in old}
-    merged.update({_key(r): dict(r, recorded=stamp) for r in rows})
-    every = sorted(merged.values(), key=_key)
-    write_json(path, {"format": 1, "rows": every}, indent=2)
-    return every
+
+    def merge(summary):
+        old = summary.get("rows") if isinstance(summary.get("rows"), list) else []
+        merged = {_key(r): r for r in old if isinstance(r, dict)}
+        merged.update({_key(r): dict(r, recorded=stamp) for r in rows})
+        return {"format": 1, "rows": sorted(merged.values(), key=_key)}
+
+    # Locked: two pytest sessions finishing at once keep each other's rows.
+    return update_json(path, merge, indent=2)["rows"]
 
 
 def _cell(value):

@@ -4,14 +4,13 @@ driver's own BoardClient (sim/board/). The short version (a few images and every
 Icarus) runs in `make test`; `make sim` runs 120 images per board on Verilator and records
 the simulated images per second in build/sim/board/summary.json."""
 
-import json
 import os
 import sys
 from pathlib import Path
 
 import pytest
 
-from rtn_hw.files import write_json
+from rtn_hw.files import update_json
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,14 +31,8 @@ SEED = int(os.environ.get("SEED", "20261129"))
 
 
 def _record(key, stats):
-    """Merge one row into summary.json; a lock file keeps parallel workers' rows."""
-    import fcntl
-    SUMMARY.parent.mkdir(parents=True, exist_ok=True)
-    with open(SUMMARY.with_name(".summary.lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        summary = json.loads(SUMMARY.read_text()) if SUMMARY.exists() else {}
-        summary[key] = stats
-        write_json(SUMMARY, summary)
+    """Merge one row into summary.json (locked: parallel workers keep each other's rows)."""
+    update_json(SUMMARY, lambda summary: {**summary, key: stats})
 
 
 @pytest.mark.cocotb

@@ -518,3 +518,21 @@ def test_read_bounded(tmp_path):
         files.read_bounded(tmp_path / "fifo", 10)
     with pytest.raises(files.InputFileError, match="^not a regular file$"):
         files.read_bounded("/dev/zero", 10)
+
+
+def test_update_json_merges_concurrent_writers(tmp_path):
+    """Read-merge-write under the lock: four writers at once lose none of each other's keys."""
+    import threading
+    from rtn_hw import files
+    path = tmp_path / "summary.json"
+
+    def writer(name):
+        for k in range(25):
+            files.update_json(path, lambda value: {**value, f"{name}{k}": k})
+
+    threads = [threading.Thread(target=writer, args=(name,)) for name in "abcd"]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(json.loads(path.read_text())) == 100

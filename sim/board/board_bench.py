@@ -7,7 +7,6 @@ RTN_BOARD_TIMEOUT (the link's inter-byte timeout, cycles), RTN_BOARD_PERIOD_PS,
 RTN_BOARD_IMAGES, RTN_BOARD_SEED, RTN_BOARD_LANES, RTN_BOARD_CHANNELS, RTN_BOARD_STATS.
 """
 
-import json
 import os
 import time
 
@@ -19,7 +18,7 @@ from cocotb.triggers import ClockCycles
 from cocotb.utils import get_sim_time
 
 from rtn_hw import host, protocol, weights
-from rtn_hw.files import write_json
+from rtn_hw.files import update_json
 from uart_model import SimTransport, UartLine
 
 E = protocol.ErrorCode
@@ -34,13 +33,7 @@ def _record(test, values):
     path = os.environ.get("RTN_BOARD_STATS")
     if not path:
         return
-    try:
-        with open(path) as file:
-            stats = json.load(file)
-    except FileNotFoundError:
-        stats = {}
-    stats[test] = values
-    write_json(path, stats)
+    update_json(path, lambda stats: {**stats, test: values})
 
 
 async def _start(dut):
