@@ -526,11 +526,13 @@ def execute(runs, *, jobs=None, scheduler=None, progress=None, bar=False, cache_
     scheduler: "tcp://HOST:PORT" of an existing cluster instead (jobs is then ignored);
     progress: called with one line per finished run; bar: a progress bar with an ETA on
     stderr (tqdm); cache_results: reuse and store results under build/cache/synth (or
-    `cache_dir`); power:
-    estimate power for the runs that get one; run_seconds / run_memory_mb: each run's limits
-    (memory default: an equal share of this machine's memory per local worker, none on an
-    existing cluster). Ctrl-C (KeyboardInterrupt) stops the workers and propagates; what
-    finished is already cached."""
+    `cache_dir`); power: estimate power for the runs that get one; run_seconds /
+    run_memory_mb: each run's limits (memory default: an equal share of this machine's memory
+    per local worker, none on an existing cluster). Ctrl-C (KeyboardInterrupt) stops the
+    workers and propagates; what finished is already cached.
+
+    The facts include T_1 and ΣT of the scaling model (docs/synth.md): the longest run and
+    the sum of the runs' wall seconds, each elaboration counted once, cached steps not."""
     import distributed
     from tqdm import tqdm
     say = progress or (lambda line: None)
@@ -553,6 +555,7 @@ def execute(runs, *, jobs=None, scheduler=None, progress=None, bar=False, cache_
 
     configs = sorted({r.config for r in runs}, key=lambda c: -config_cost(c))
     elabs, files, synths, powers, records = {}, {}, {}, {}, {}
+    fresh = set()               # configurations elaborated by this sweep
     total = len(runs)
     facts = {"scheduler": scheduler or "local", "jobs": jobs, "run_seconds": run_seconds,
              "run_memory_mb": None if run_memory_mb is None else round(run_memory_mb)}
@@ -670,6 +673,7 @@ def execute(runs, *, jobs=None, scheduler=None, progress=None, bar=False, cache_
                 future.release()
             if kind == "elab":
                 if result is not None and result["ok"]:
+                    fresh.add(what)
                     result = _keep_elab(what, result, cache_dir)
                     cache.put(cache_dir, key, result)
                     files[what] = _read_elab(result)
@@ -687,8 +691,19 @@ def execute(runs, *, jobs=None, scheduler=None, progress=None, bar=False, cache_
                 finish(what)
 
     ordered = [records[r] for r in runs if r in records]
-    spans = [sum(v or 0 for v in r.get("seconds", {}).values())
-             for r in ordered if not r.get("cached")]
+    spans = []
+    for run in runs:
+        rec = records.get(run, {})
+        steps = {k: v for k, v in rec.get("seconds", {}).items() if k != "elaborate"}
+        if run.config in fresh:
+            steps["elaborate"] = elabs[run.config]["seconds"]
+            fresh.discard(run.config)
+        if synths.get(run, {}).get("_cached"):
+            steps.pop("yosys", None), steps.pop("nextpnr", None)
+        if powers.get(run, {}).get("_cached"):
+            steps.pop("power", None)
+        if steps:
+            spans.append(sum(v or 0 for v in steps.values()))
     facts["longest_run_seconds"] = round(max(spans, default=0), 1)
     facts["run_seconds_total"] = round(sum(spans), 1)
     return ordered, facts
