@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from rtn_hw.cli import ArgumentParser, UsageError, print_usage_error
+from rtn_hw.cli import ArgumentParser, UsageError, print_usage_error, run_entry_point
 from rtn_hw.files import write_json
 from rtn_hw.flow import nextpnr
 
@@ -162,4 +162,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_entry_point(PROG, main)

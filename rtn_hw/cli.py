@@ -46,6 +46,22 @@ def print_usage_error(prog, error):
     return USAGE_ERROR
 
 
+def print_interrupted(prog):
+    """Ctrl-C: `PROG: interrupted` on stderr, no traceback; returns the shell's status for
+    SIGINT, 130. Files written through rtn_hw.files are then complete or untouched."""
+    print(f"{prog}: interrupted", file=sys.stderr)
+    return INTERRUPTED
+
+
+def run_entry_point(prog, main):
+    """`sys.exit(main())` for a `python -m` entry point, with Ctrl-C as `print_interrupted`."""
+    try:
+        status = main()
+    except KeyboardInterrupt:
+        status = print_interrupted(prog)
+    sys.exit(status)
+
+
 def _add_verilog(subparsers):
     parser = subparsers.add_parser(
         "verilog", help="export a unit as Verilog plus a JSON sidecar",
@@ -400,10 +416,7 @@ def main(argv=None):
     except UsageError as error:
         return print_usage_error(PROG, error)
     except KeyboardInterrupt:
-        # Ctrl-C: one line and the shell's status for SIGINT, no traceback; files written
-        # through rtn_hw.files are either complete or untouched.
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return INTERRUPTED
+        return print_interrupted(PROG)
     except SystemExit as exit:
         # --help and --version end argparse with SystemExit(0); report it as a status.
         return exit.code if isinstance(exit.code, int) else 0

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from . import weights
-from .cli import ArgumentParser, UsageError, print_usage_error
+from .cli import ArgumentParser, UsageError, print_usage_error, run_entry_point
 from .files import check_writable, write_if_changed, write_json
 
 PROG = "python -m rtn_hw.demo"
@@ -292,4 +292,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_entry_point(PROG, main)

@@ -536,3 +536,15 @@ def test_update_json_merges_concurrent_writers(tmp_path):
     for thread in threads:
         thread.join()
     assert len(json.loads(path.read_text())) == 100
+
+
+def test_entry_points_exit_130_on_ctrl_c(capsys):
+    """python -m rtn_hw.demo and python -m boards.build go through run_entry_point."""
+    def main():
+        raise KeyboardInterrupt
+    with pytest.raises(SystemExit) as stop:
+        cli.run_entry_point("python -m rtn_hw.demo", main)
+    assert stop.value.code == 130
+    assert capsys.readouterr() == ("", "python -m rtn_hw.demo: interrupted\n")
+    for path in ("rtn_hw/demo.py", "boards/build.py"):
+        assert "run_entry_point(PROG, main)" in (ROOT / path).read_text()
