@@ -71,6 +71,8 @@ class WeightsError(ValueError):
 
 
 def _fail(file, field, problem):
+    # Field names can come from the file (archive members, unknown keys): keep one line.
+    field = field if str(field).isprintable() else repr(field)
     raise WeightsError(f"{file}: {field}: {problem}")
 
 

@@ -570,3 +570,12 @@ def test_only_weights_error_escapes(tmp_path):
             weights.load(path)
         except weights.WeightsError:
             pass
+
+
+def test_member_name_with_a_newline_stays_one_line(tmp_path):
+    path = tmp_path / "x.npz"
+    path.write_bytes(_zip({"\n.npy": b""}))
+    with pytest.raises(weights.WeightsError) as error:
+        weights.read_arrays(path)
+    assert str(error.value).startswith(f"{path}: '\\n.npy': not a plain .npy array (")
+    assert "\n" not in str(error.value)
