@@ -256,11 +256,11 @@ def load_images(path):
     else:
         if "images" not in arrays:
             raise HostError(f"{path}: expected an 'images' array, found "
-                            f"{', '.join(sorted(arrays)) or 'none'}")
+                            f"{', '.join(map(repr, sorted(arrays))) or 'none'}")
         unknown = sorted(set(arrays) - {"images", "labels"})
         if unknown:
-            raise HostError(f"{path}: unexpected arrays {', '.join(unknown)} (expected images "
-                            f"and optional labels)")
+            raise HostError(f"{path}: unexpected arrays {', '.join(map(repr, unknown))} "
+                            f"(expected images and optional labels)")
         images, labels = arrays["images"], arrays.get("labels")
     if images.ndim != 2 or not np.issubdtype(images.dtype, np.integer):
         raise HostError(f"{path}: images must be an integer array (count, pixels), not "
