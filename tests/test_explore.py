@@ -269,7 +269,7 @@ def _fake_elaborate(unit, lanes, overrides=()):
 def _fake_synth(marks, *, kill=None, crash=None, pause=0.0):
     """A fake `synth._synth`: made-up counts; the run with `kill` lanes waits to be killed on
     its first attempt (it writes its pid to marks/kill); `crash` lanes raise as yosys does."""
-    def fake(run_fields, files, *, limit=(None, None)):
+    def fake(run_fields, files, *, limit=(None, None), defer_routes=False):
         lanes = run_fields["lanes"]
         if lanes == kill:
             flag = marks / "kill"
@@ -435,7 +435,7 @@ def test_an_existing_scheduler(fake_flow, monkeypatch):
         assert len(outside.scheduler_info["workers"]) == 1
 
 
-def _slow_tool_body(run, files, workdir, route):
+def _slow_tool_body(run, files, workdir, route, defer_routes=False):
     """A fake `synth._synth_body` whose tool never finishes: the real `_synth` around it
     enforces the run's limits."""
     import subprocess
@@ -493,3 +493,46 @@ def test_a_run_that_keeps_killing_its_worker_is_given_up(fake_flow, monkeypatch)
     assert [r["available"] for r in records] == [True, False, True]
     assert records[1]["notes"] == ["synthesis failed: its worker died running it (1 time; "
                                    "killed, or out of memory)"]
+
+
+def _fake_deferring_synth(run_fields, files, *, limit=(None, None), defer_routes=False):
+    assert defer_routes == (len(run_fields["seeds"]) > 1)
+    return {"cells": {"SB_LUT4": 100, "SB_DFFE": 10}, "harness_cells": {}, "fits": True,
+            "notes": [], "fmax_mhz": None, "fmax_by_seed": {}, "fmax_constraint_mhz": None,
+            "utilization": None, "seconds": {"yosys": 1.0}, "cpu_seconds": 1.0,
+            "routes_pending": list(run_fields["seeds"])}
+
+
+def _fake_route_seed(run_fields, files, seed, *, limit=(None, None)):
+    time.sleep(0.2)
+    if run_fields["lanes"] == 5 and seed == 2:
+        return {"seed": seed, "ok": False, "fmax_mhz": None, "constraint_mhz": None,
+                "utilization": {}, "error": "ERROR: Unable to place cell", "capacity": True,
+                "seconds": 2.0, "cpu_seconds": 2.0}
+    return {"seed": seed, "ok": True, "fmax_mhz": 100.0 + seed, "constraint_mhz": 100.0,
+            "utilization": {"ICESTORM_LC": {"used": seed, "available": 5280}},
+            "error": None, "capacity": False, "seconds": 2.0, "cpu_seconds": 2.0}
+
+
+def test_the_seeds_of_a_row_route_as_tasks_of_their_own(fake_flow, monkeypatch):
+    runs, marks, cache_dir = fake_flow
+    monkeypatch.setattr(synth, "_synth", _fake_deferring_synth)
+    monkeypatch.setattr(synth, "_route_seed", _fake_route_seed)
+    rows = [Run("ternary_dot", n, "ice40-up5k", "dsp", (3, 1, 2), (("tree", "adder"),))
+            for n in (3, 5)]
+    records, facts = _execute(rows, cache_dir)
+    good, bad = records
+    assert good["fmax_by_seed"] == {"3": 103.0, "1": 101.0, "2": 102.0}
+    assert good["fmax_mhz"] == 102.0 and good["utilization"] == {
+        "ICESTORM_LC": {"used": 2, "available": 5280}}     # the last seed's, as in one task
+    assert good["seconds"]["nextpnr"] == 6.0 and good["cpu_seconds"]["synth"] == 7.0
+    # ΣT counts every seed; T_1, the longest chain, one seed (yosys 1 + nextpnr 2).
+    assert facts["run_seconds_total"] == 2 * (1 + 6) and facts["longest_run_seconds"] == 3.0
+    # The first failing seed in the row's order makes it yosys counts only, as in one task.
+    assert bad["fits"] is False and bad["fmax_by_seed"] == {} and bad["fmax_mhz"] is None
+    assert bad["notes"] == ["does not fit (seed 2: ERROR: Unable to place cell); yosys counts "
+                            "only"]
+    # The merged result is the cache entry a rerun finds.
+    again, _ = _execute(rows, cache_dir)
+    assert [r["cached"] for r in again] == [True, True]
+    assert again[0]["fmax_by_seed"] == good["fmax_by_seed"]

@@ -232,16 +232,18 @@ def _run_of(run_fields):
                   "params": tuple(map(tuple, run_fields.get("params", ())))})
 
 
-def _synth(run_fields, files, *, workdir=None, route=True, limit=(None, None)):
+def _synth(run_fields, files, *, workdir=None, route=True, limit=(None, None),
+           defer_routes=False):
     """yosys (+ nextpnr per seed where it fits, unless not `route`) for one run, within
-    `limit` (seconds, MB): the cacheable result."""
+    `limit` (seconds, MB): the cacheable result. With `defer_routes`, the seeds to route are
+    left in "routes_pending" for `_route_seed` tasks, one per seed, and `_merge_routes`."""
     run = _run_of(run_fields)
     workdir = pathlib.Path(workdir) if workdir else _workdir(run)
     with limits.watch(*limit):
-        return _synth_body(run, files, workdir, route)
+        return _synth_body(run, files, workdir, route, defer_routes)
 
 
-def _synth_body(run, files, workdir, route):
+def _synth_body(run, files, workdir, route, defer_routes=False):
     target = TARGETS[run.target]
     start, cpu = time.monotonic(), _cpu()
     yosys.synthesize(files, target.synth_command(run.mapping), workdir,
@@ -268,36 +270,67 @@ def _synth_body(run, files, workdir, route):
         # All-LUT baselines are there for their area; routing ~50k LUT4 costs more than the
         # rest of the sweep, and the DSP mapping gives the baseline's routed Fmax.
         result["notes"].append("all-LUT mapping: yosys counts only (not routed)")
+    elif not reasons and defer_routes:
+        result["routes_pending"] = list(run.seeds)
     elif not reasons:
-        _route(run, target, workdir, result)
+        outcomes = []
+        for seed in run.seeds:
+            outcomes.append(_route_one(run, target, workdir, seed))
+            if not outcomes[-1]["ok"]:
+                break
+        _merge_routes(result, outcomes)
     result["cpu_seconds"] = round(_cpu() - cpu, 2)
     if target.power_target:
         result["mapped_hash"] = hashlib.sha256((workdir / "unit.v").read_bytes()).hexdigest()
     return result
 
 
-def _route(run, target, workdir, result):
-    """nextpnr once per seed; the row's Fmax is the median over the seeds."""
-    seconds = 0.0
-    for seed in run.seeds:
-        pnr = nextpnr.run_nextpnr(target.family, workdir, target.pnr_args, seed=seed,
-                                  freq_mhz=target.freq_mhz, timeout=NEXTPNR_TIMEOUT,
-                                  report=f"report-{seed}.json", log=f"nextpnr-{seed}.log")
-        seconds += pnr.seconds
-        if not pnr.ok:
-            result["fits"] = False if pnr.capacity else result["fits"]
-            what = "does not fit" if pnr.capacity else "place and route failed"
-            result["notes"].append(f"{what} (seed {seed}: {pnr.error}); yosys counts only")
+def _route_one(run, target, workdir, seed):
+    """nextpnr with one seed on the run's top.json: a JSON-able outcome."""
+    start = _cpu()
+    pnr = nextpnr.run_nextpnr(target.family, workdir, target.pnr_args, seed=seed,
+                              freq_mhz=target.freq_mhz, timeout=NEXTPNR_TIMEOUT,
+                              report=f"report-{seed}.json", log=f"nextpnr-{seed}.log")
+    return {"seed": seed, "ok": pnr.ok, "fmax_mhz": pnr.fmax_mhz,
+            "constraint_mhz": pnr.constraint_mhz, "utilization": pnr.utilization,
+            "error": pnr.error, "capacity": pnr.capacity, "seconds": pnr.seconds,
+            "cpu_seconds": round(_cpu() - start, 2)}
+
+
+def _route_seed(run_fields, files, seed, *, limit=(None, None)):
+    """One seed of a run whose synthesis deferred its routes (a task of its own, so the seeds
+    of one row route in parallel)."""
+    run = _run_of(run_fields)
+    target = TARGETS[run.target]
+    workdir = _workdir(run)
+    with limits.watch(*limit):
+        # A worker that does not share the synthesis's build/ folder remakes top.json with the
+        # same script; where it is there, this is a no-op (its stamp matches).
+        yosys.synthesize(files, target.synth_command(run.mapping), workdir, pnr_json=True,
+                         unit_netlist=bool(target.power_target), timeout=YOSYS_TIMEOUT)
+        return _route_one(run, target, workdir, seed)
+
+
+def _merge_routes(result, outcomes):
+    """The seeds' outcomes (in the row's seed order) into the synthesis result: Fmax per seed
+    and their median; the first failing seed makes the row yosys counts only."""
+    result["fmax_by_seed"] = {}
+    for o in outcomes:
+        if not o["ok"]:
+            result["fits"] = False if o["capacity"] else result["fits"]
+            what = "does not fit" if o["capacity"] else "place and route failed"
+            result["notes"].append(f"{what} (seed {o['seed']}: {o['error']}); yosys counts only")
             result["fmax_by_seed"] = {}
             break
-        result["fmax_by_seed"][str(seed)] = pnr.fmax_mhz
-        result["fmax_constraint_mhz"] = pnr.constraint_mhz
-        result["utilization"] = pnr.utilization
-    result["seconds"]["nextpnr"] = round(seconds, 2)
+        result["fmax_by_seed"][str(o["seed"])] = o["fmax_mhz"]
+        result["fmax_constraint_mhz"] = o["constraint_mhz"]
+        result["utilization"] = o["utilization"]
+    result["seconds"]["nextpnr"] = round(sum(o["seconds"] for o in outcomes), 2)
     found = [f for f in result["fmax_by_seed"].values() if f is not None]
     if result["fmax_by_seed"] and not found:
         result["notes"].append("nextpnr found no register-to-register path")
     result["fmax_mhz"] = statistics.median(found) if found else None
+    return result
 
 
 def synthesize_run(unit, lanes, target, mapping="dsp", *, workdir, route=False):
@@ -531,8 +564,9 @@ def execute(runs, *, jobs=None, scheduler=None, progress=None, bar=False, cache_
     per local worker, none on an existing cluster). Ctrl-C (KeyboardInterrupt) stops the
     workers and propagates; what finished is already cached.
 
-    The facts include T_1 and ΣT of the scaling model (docs/synth.md): the longest run and
-    the sum of the runs' wall seconds, each elaboration counted once, cached steps not."""
+    The facts include T_1 and ΣT of the scaling model (docs/synth.md): the longest run (its
+    slowest seed, when its seeds routed side by side) and the sum of the runs' wall seconds,
+    each elaboration counted once, cached steps not."""
     import distributed
     from tqdm import tqdm
     say = progress or (lambda line: None)
@@ -556,6 +590,7 @@ def execute(runs, *, jobs=None, scheduler=None, progress=None, bar=False, cache_
     configs = sorted({r.config for r in runs}, key=lambda c: -config_cost(c))
     elabs, files, synths, powers, records = {}, {}, {}, {}, {}
     fresh = set()               # configurations elaborated by this sweep
+    routing = {}                # run → (synthesis result, its cache key, {seed: outcome})
     total = len(runs)
     facts = {"scheduler": scheduler or "local", "jobs": jobs, "run_seconds": run_seconds,
              "run_memory_mb": None if run_memory_mb is None else round(run_memory_mb)}
@@ -649,8 +684,10 @@ def execute(runs, *, jobs=None, scheduler=None, progress=None, bar=False, cache_
                     synths[run] = _skipped_synth(run.target, reasons)
                     finish(run)
                 else:
+                    # A row's seeds route as tasks of their own: the longest row no longer
+                    # routes its seeds one after another.
                     submit("synth", run, key, _cost(run), _synth, dataclasses.asdict(run),
-                           files[config], limit=limit)
+                           files[config], limit=limit, defer_routes=len(run.seeds) > 1)
 
         for config in configs:
             hit = cache.get(cache_dir, _elab_key(config))
@@ -679,11 +716,37 @@ def execute(runs, *, jobs=None, scheduler=None, progress=None, bar=False, cache_
                     files[what] = _read_elab(result)
                 elabs[what] = result or {"ok": False, "error": f"elaboration failed: {message}"}
                 after_elab(what)
+            elif kind == "synth" and result is not None and result.get("routes_pending"):
+                routing[what] = (result, key, {})
+                for seed in result["routes_pending"]:
+                    submit("route", (what, seed), key, _cost(what), _route_seed,
+                           dataclasses.asdict(what), files[what.config], seed, limit=limit)
             elif kind == "synth":
                 if result is not None:
                     cache.put(cache_dir, key, result)
                 synths[what] = result or _failed_synth(message, log=_log_of(what))
                 after_synth(what)
+            elif kind == "route":
+                run, seed = what
+                partial, synth_key, outcomes = routing[run]
+                outcomes[seed] = result or {"seed": seed, "ok": False, "error": message,
+                                            "capacity": False, "seconds": 0.0,
+                                            "cpu_seconds": 0.0, "raised": True}
+                if len(outcomes) == len(run.seeds):
+                    del routing[run]
+                    merged = _merge_routes({k: v for k, v in partial.items()
+                                            if k != "routes_pending"},
+                                           [outcomes[s] for s in run.seeds])
+                    merged["cpu_seconds"] = round(partial["cpu_seconds"] + sum(
+                        o["cpu_seconds"] for o in outcomes.values()), 2)
+                    # The seeds routed side by side: the row's critical path has the longest.
+                    merged["nextpnr_longest_seed_seconds"] = round(max(
+                        o["seconds"] for o in outcomes.values()), 2)
+                    # A seed that crashed or hit a limit is not a result: not cached.
+                    if not any(o.get("raised") for o in outcomes.values()):
+                        cache.put(cache_dir, synth_key, merged)
+                    synths[run] = merged
+                    after_synth(run)
             else:
                 if result is not None:
                     cache.put(cache_dir, key, result)
@@ -691,7 +754,7 @@ def execute(runs, *, jobs=None, scheduler=None, progress=None, bar=False, cache_
                 finish(what)
 
     ordered = [records[r] for r in runs if r in records]
-    spans = []
+    spans, chains = [], []
     for run in runs:
         rec = records.get(run, {})
         steps = {k: v for k, v in rec.get("seconds", {}).items() if k != "elaborate"}
@@ -704,7 +767,11 @@ def execute(runs, *, jobs=None, scheduler=None, progress=None, bar=False, cache_
             steps.pop("power", None)
         if steps:
             spans.append(sum(v or 0 for v in steps.values()))
-    facts["longest_run_seconds"] = round(max(spans, default=0), 1)
+            longest = synths.get(run, {}).get("nextpnr_longest_seed_seconds")
+            if "nextpnr" in steps and longest is not None:
+                steps["nextpnr"] = longest
+            chains.append(sum(v or 0 for v in steps.values()))
+    facts["longest_run_seconds"] = round(max(chains, default=0), 1)
     facts["run_seconds_total"] = round(sum(spans), 1)
     return ordered, facts
 
