@@ -390,6 +390,9 @@ def encode_prediction_reply(label, logits=None, *, seq=0):
     if logits is None:
         return encode_frame(Command.CLASSIFY | REPLY, bytes([label]), seq=seq)
     bound = 1 << (8 * LOGIT_BYTES - 1)
+    if isinstance(logits, (numbers.Number, str, bytes)) or not hasattr(logits, "__iter__"):
+        raise ProtocolError(f"Logits must be a sequence of integers, not "
+                            f"{type(logits).__name__}")
     words = [_int(v, "Logit", -bound, bound - 1).to_bytes(LOGIT_BYTES, "little", signed=True)
              for v in logits]
     return encode_frame(Command.LOGITS | REPLY, bytes([label]) + b"".join(words), seq=seq)

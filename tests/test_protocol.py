@@ -95,6 +95,8 @@ def test_frame_rejects(command, payload, seq, message):
      "Logit must be an integer -2147483648..2147483647, not 2147483648"),
     (lambda: p.encode_prediction_reply(1, [0.5]),
      "Logit must be an integer -2147483648..2147483647, not 0.5"),
+    (lambda: p.encode_prediction_reply(1, False), "Logits must be a sequence of integers, "
+                                                  "not bool"),
     (lambda: p.encode_error_reply(300), "Error code must be an integer 0..255, not 300"),
     (lambda: p.encode_info_reply(p.Info(2, 64, 10, 16, 24, 70000, 1)),
      "Lane count must be an integer 0..65535, not 70000"),
