@@ -43,8 +43,17 @@ class BoardError(HostError):
         super().__init__(f"board replied with error {reply.name}")
 
 
+try:
+    import termios
+    _TERMIOS_ERRORS = (termios.error,)
+except ImportError:      # not a POSIX system
+    _TERMIOS_ERRORS = ()
+
+
 def _reason(error):
-    reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
+    reason = getattr(error, "strerror", None) or (
+        error.args[1] if len(error.args) == 2 and isinstance(error.args[1], str) else None) \
+        or str(error) or type(error).__name__
     return " ".join(str(reason).split())
 
 
@@ -68,11 +77,12 @@ class SerialTransport:
             raise HostError(f"cannot open port {port} ({reason})") from None
 
     # pyserial raises SerialException (an OSError) or, on a closed port, PortNotOpenError;
-    # an unplugged adapter also shows up as OSError or ValueError (a closed descriptor).
+    # an unplugged adapter also shows up as OSError, ValueError (a closed descriptor) or, from
+    # tcflush/tcdrain, termios.error (not an OSError).
     def _call(self, what, action, *args):
         try:
             return action(*args)
-        except (OSError, ValueError, TypeError) as error:
+        except (OSError, ValueError, TypeError, *_TERMIOS_ERRORS) as error:
             raise HostError(f"port {self.port}: {what} failed ({_reason(error)}); was the "
                             f"board unplugged?") from None
 
@@ -89,7 +99,7 @@ class SerialTransport:
     def close(self):
         try:
             self._serial.close()
-        except (OSError, ValueError):
+        except (OSError, ValueError, *_TERMIOS_ERRORS):
             pass
 
 

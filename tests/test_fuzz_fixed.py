@@ -32,7 +32,7 @@ def nearest(value, frac_bits):
 
 
 @seeded
-@examples(1000)
+@examples(500)
 @given(formats, st.one_of(reals, st.integers(-2**40, 2**40).map(lambda k: k / 1024.0),
                           st.integers(-2**20, 2**20).map(lambda k: (k + 0.5) / 2**10)))
 def test_quantize_is_exact_round_to_nearest(fmt, x):
@@ -70,7 +70,7 @@ signed_small = st.one_of(st.floats(min_value=-4.0, max_value=4.0),
 
 
 @seeded
-@examples(150)
+@examples(60)
 @given(st.integers(1, 64), st.lists(st.tuples(positive, signed_small), min_size=1,
                                      max_size=4),
        positive, signed_small, st.integers(2, 40), st.integers(0, 22), st.integers(0, 22),

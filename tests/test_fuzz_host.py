@@ -35,7 +35,7 @@ def _run(faults, count, seed, late):
 
 
 @seeded
-@examples(150)
+@examples(100)
 @given(st.lists(st.one_of(st.none(), st.sampled_from(HostileTransport.FAULTS)), min_size=1,
                 max_size=6),
        st.integers(1, 6), st.integers(0, 2**32 - 1), st.integers(1, 40))

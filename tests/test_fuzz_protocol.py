@@ -54,7 +54,7 @@ def _feed(decoder, data, cuts):
 
 
 @seeded
-@examples(300)
+@examples(150)
 @given(st.lists(st.tuples(garbage(), frames), min_size=1, max_size=8), st.data())
 def test_decoder_keeps_every_good_frame(mix, data):
     """Garbage before each good frame never costs a good frame, whatever the chunking."""
@@ -66,7 +66,7 @@ def test_decoder_keeps_every_good_frame(mix, data):
 
 
 @seeded
-@examples(300)
+@examples(150)
 @given(st.lists(st.tuples(garbage(), st.integers(0, 9), st.integers(1, 255)), min_size=1,
                 max_size=6), st.data())
 def test_host_decoder_keeps_every_reply(mix, data):
@@ -95,7 +95,7 @@ ANY = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70),
 
 
 @seeded
-@examples(400)
+@examples(200)
 @given(ANY, ANY, ANY)
 def test_encode_frame_raises_only_protocol_errors(command, payload, seq):
     try:

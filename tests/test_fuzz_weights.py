@@ -65,7 +65,7 @@ def _with_digest(manifest, archive):
 
 
 @seeded
-@examples(150)
+@examples(80)
 @given(st.lists(st.tuples(st.sampled_from(PATHS), json_values), min_size=1, max_size=3))
 def test_manifest_values_replaced(tmp_path_factory, edits):
     manifest = json.loads(json.dumps(MANIFEST))
