@@ -59,6 +59,8 @@ NEXTPNR_TIMEOUT = 20 * 60
 # A run's own limit over all its steps (yosys, every seed's nextpnr, power), unless the caller
 # sets one: the tool timeouts above for three seeds, plus the power model.
 RUN_SECONDS = YOSYS_TIMEOUT + 3 * NEXTPNR_TIMEOUT + 15 * 60
+# Route a row's seeds as tasks of their own (side by side) rather than in turn in its task.
+SPLIT_SEEDS = True
 
 
 # --- tool versions and cache keys ---------------------------------------------------------------
@@ -588,6 +590,7 @@ def execute(runs, *, jobs=None, scheduler=None, progress=None, bar=False, cache_
         return max(_cost(r) for r in runs if r.config == config)
 
     configs = sorted({r.config for r in runs}, key=lambda c: -config_cost(c))
+    top_priority = 10 * max((_cost(r) for r in runs), default=0)
     elabs, files, synths, powers, records = {}, {}, {}, {}, {}
     fresh = set()               # configurations elaborated by this sweep
     routing = {}                # run → (synthesis result, its cache key, {seed: outcome})
@@ -687,7 +690,8 @@ def execute(runs, *, jobs=None, scheduler=None, progress=None, bar=False, cache_
                     # A row's seeds route as tasks of their own: the longest row no longer
                     # routes its seeds one after another.
                     submit("synth", run, key, _cost(run), _synth, dataclasses.asdict(run),
-                           files[config], limit=limit, defer_routes=len(run.seeds) > 1)
+                           files[config], limit=limit,
+                           defer_routes=SPLIT_SEEDS and len(run.seeds) > 1)
 
         for config in configs:
             hit = cache.get(cache_dir, _elab_key(config))
@@ -718,8 +722,10 @@ def execute(runs, *, jobs=None, scheduler=None, progress=None, bar=False, cache_
                 after_elab(what)
             elif kind == "synth" and result is not None and result.get("routes_pending"):
                 routing[what] = (result, key, {})
+                # Above every waiting synthesis: a started row's seeds go first, so the
+                # longest seed does not wait at the back of the queue (the tail of the sweep).
                 for seed in result["routes_pending"]:
-                    submit("route", (what, seed), key, _cost(what), _route_seed,
+                    submit("route", (what, seed), key, top_priority + _cost(what), _route_seed,
                            dataclasses.asdict(what), files[what.config], seed, limit=limit)
             elif kind == "synth":
                 if result is not None:
