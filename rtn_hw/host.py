@@ -126,6 +126,7 @@ class BoardClient:
         self._info = None
         self._seq = 0
         self.ignored = 0      # replies dropped because their SEQ was not the one awaited
+        self._unmatched_error = None
 
     def _call(self, what, action, *args):
         # A transport other than SerialTransport may fail with a bare OSError.
@@ -164,6 +165,9 @@ class BoardClient:
                 frame = self._frames.pop(0)
                 if seq is not None and frame.seq != seq:
                     self.ignored += 1
+                    if frame.command == protocol.Command.ERROR and len(frame.payload) == 1:
+                        # BAD_SYNC and an early TIMEOUT carry SEQ 0: worth naming on timeout.
+                        self._unmatched_error = protocol.ErrorReply(frame.payload[0]).name
                     continue
                 try:
                     return protocol.decode_reply(
@@ -185,6 +189,8 @@ class BoardClient:
         if self.ignored:
             noise.append(f"{self.ignored} replies to other requests")
         tail = f"; ignored {' and '.join(noise)}" if noise else ""
+        if self._unmatched_error:
+            tail += f" (the board reported {self._unmatched_error} for another frame)"
         return f"no reply to {what} within {self.timeout:g} s (timeout){tail}"
 
     def request(self, make_frame, command, expect):
@@ -193,7 +199,7 @@ class BoardClient:
         frame = make_frame(seq)
         what = f"{command.name} (seq {seq})"
         self.flush()
-        self.ignored = 0
+        self.ignored, self._unmatched_error = 0, None
         self.send(frame)
         reply = self.receive(seq=seq, what=what)
         if isinstance(reply, protocol.ErrorReply):

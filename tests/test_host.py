@@ -239,3 +239,18 @@ def test_cli_run_no_reply(monkeypatch, capsys):
     assert status == 2
     assert err == ("rtn-hw: error: --port p: no reply to INFO (seq 1) within 0.2 s "
                    "(timeout)\n")
+
+
+def test_timeout_names_an_error_reply_for_another_frame():
+    """A board that answers noise with BAD_SYNC (SEQ 0) and never answers the request: the
+    timeout line says what the board did say."""
+    class Noisy(ModelTransport):
+        def reply(self, frame):
+            return protocol.encode_error_reply(protocol.ErrorCode.BAD_SYNC)
+
+    transport = Noisy()
+    with pytest.raises(host.HostError, match=r"^no reply to INFO \(seq 1\) within 2 s "
+                                             r"\(timeout\); ignored 1 replies to other "
+                                             r"requests \(the board reported BAD_SYNC for "
+                                             r"another frame\)$"):
+        client_for(transport).info()
