@@ -196,8 +196,11 @@ def _executor(args):
 
 def _interruptible(sweep, what):
     """Run `sweep`; Ctrl-C stops it (the workers too) with one line and status 130."""
+    from .flow.cluster import ClusterError
     try:
         return sweep()
+    except ClusterError as error:
+        raise UsageError(str(error)) from None
     except KeyboardInterrupt:
         print(f"{PROG}: {what} interrupted; finished runs are cached, so running it again "
               "goes on from there", file=sys.stderr)

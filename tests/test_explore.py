@@ -536,3 +536,20 @@ def test_the_seeds_of_a_row_route_as_tasks_of_their_own(fake_flow, monkeypatch):
     again, _ = _execute(rows, cache_dir)
     assert [r["cached"] for r in again] == [True, True]
     assert again[0]["fmax_by_seed"] == good["fmax_by_seed"]
+
+
+def test_an_unreachable_scheduler_is_one_line(monkeypatch, capsys, tmp_path):
+    import socket
+    monkeypatch.setattr(cluster, "CONNECT_SECONDS", 1)
+    with socket.socket() as sock:                 # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    spec = tmp_path / "s.json"
+    spec.write_text(json.dumps({"targets": ["ice40-up5k"], "units": [
+        {"unit": "ternary_dot", "lanes": [3], "params": {"tree": ["adder"]}}]}))
+    monkeypatch.setattr(synth, "tool_versions", lambda: {"yosys": "fake", "nextpnr-ice40": "x",
+                                                         "nextpnr-ecp5": "x"})
+    monkeypatch.setattr(synth.yosys, "build_dir", lambda *parts: tmp_path.joinpath(*parts))
+    assert cli.main(["explore", str(spec), "--scheduler", f"tcp://127.0.0.1:{port}"]) == 2
+    assert re.fullmatch(rf"rtn-hw: error: --scheduler tcp://127.0.0.1:{port}: cannot connect "
+                        r"\(Timed out trying to connect to .*\)\n", capsys.readouterr().err)

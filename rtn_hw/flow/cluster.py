@@ -16,11 +16,17 @@ import contextlib
 import logging
 import os
 
-__all__ = ["local_cores", "check_jobs", "worker_memory", "open_client", "ALLOWED_FAILURES"]
+__all__ = ["ClusterError", "local_cores", "check_jobs", "worker_memory", "open_client",
+           "ALLOWED_FAILURES", "CONNECT_SECONDS"]
 
 # A task whose worker dies once more than this is given up (KilledWorker) and the run recorded
 # as failed: a run that kills every worker it lands on (out of memory) must not loop forever.
 ALLOWED_FAILURES = 3
+CONNECT_SECONDS = 20      # how long to try an existing scheduler's address
+
+
+class ClusterError(Exception):
+    """The scheduler given cannot be reached; one line naming it."""
 
 
 def local_cores():
@@ -56,7 +62,12 @@ def open_client(jobs=None, scheduler=None, *, memory_limit=None):
     from distributed import Client, LocalCluster
     with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES}):
         if scheduler:
-            with Client(scheduler, set_as_default=False) as client:
+            try:
+                client = Client(scheduler, set_as_default=False, timeout=CONNECT_SECONDS)
+            except OSError as error:
+                raise ClusterError(f"--scheduler {scheduler}: cannot connect "
+                                   f"({' '.join(str(error).split())})") from None
+            with client:
                 yield client
             return
         jobs = check_jobs(jobs or local_cores())
