@@ -608,9 +608,7 @@ def execute(runs, *, jobs=None, scheduler=None, progress=None, bar=False, cache_
             """The cluster, started at the first task: a sweep that is all cached starts
             none."""
             if not live:
-                client = stack.enter_context(cluster.open_client(
-                    jobs, scheduler,
-                    memory_limit=None if scheduler else int(run_memory_mb * 2**20)))
+                client = stack.enter_context(cluster.open_client(jobs, scheduler))
                 facts["workers"] = len(client.scheduler_info()["workers"])
                 live.update(client=client, pending=distributed.as_completed(loop=client.loop))
             return live["client"], live["pending"]
