@@ -8,9 +8,15 @@ failure prints the falsifying example and the reproduction blob.
 """
 
 import os
+from pathlib import Path
 
 import hypothesis
 import pytest
+from hypothesis.configuration import set_hypothesis_home_dir
+
+# Hypothesis keeps caches (constants found in the source, Unicode tables) in a folder of its
+# own: under build/, not at the top of the working tree.
+set_hypothesis_home_dir(str(Path(__file__).resolve().parents[1] / "build" / "hypothesis"))
 
 SEED = int(os.environ.get("SEED", "20261129"))
 LONG = os.environ.get("HYPOTHESIS_PROFILE") == "long"
