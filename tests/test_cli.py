@@ -548,3 +548,13 @@ def test_entry_points_exit_130_on_ctrl_c(capsys):
     assert capsys.readouterr() == ("", "python -m rtn_hw.demo: interrupted\n")
     for path in ("rtn_hw/demo.py", "boards/build.py"):
         assert "run_entry_point(PROG, main)" in (ROOT / path).read_text()
+
+
+def test_check_writable(tmp_path):
+    from rtn_hw import files
+    files.check_writable(tmp_path / "new" / "report.json")     # makes the folder
+    assert (tmp_path / "new").is_dir() and list((tmp_path / "new").iterdir()) == []
+    with pytest.raises(IsADirectoryError):
+        files.check_writable(tmp_path / "new")
+    with pytest.raises(OSError):
+        files.check_writable("/proc/no-such-folder/report.json")
