@@ -194,17 +194,14 @@ def _executor(args):
     return chosen
 
 
-def _interruptible(sweep, what):
-    """Run `sweep`; Ctrl-C stops it (the workers too) with one line and status 130."""
+def _on_cluster(sweep):
+    """Run `sweep` (a sweep on Dask); an unreachable scheduler is a usage error. Ctrl-C is
+    `main`'s: what finished is in the cache, and running it again goes on from there."""
     from .flow.cluster import ClusterError
     try:
         return sweep()
     except ClusterError as error:
         raise UsageError(str(error)) from None
-    except KeyboardInterrupt:
-        print(f"{PROG}: {what} interrupted; finished runs are cached, so running it again "
-              "goes on from there", file=sys.stderr)
-        return None
 
 
 def _run_synth(args, out):
@@ -234,10 +231,8 @@ def _run_synth(args, out):
     except ValueError as error:
         raise UsageError(str(error)) from None
     executor = _executor(args)
-    report = _interruptible(lambda: synth.run_sweep(
-        progress=lambda line: print(line, file=out, flush=True), **chosen, **executor), "synth")
-    if report is None:
-        return 130
+    report = _on_cluster(lambda: synth.run_sweep(
+        progress=lambda line: print(line, file=out, flush=True), **chosen, **executor))
     print(f"reports: {', '.join(_report_paths(report.get('files', {})))}", file=out)
     return 0
 
@@ -381,11 +376,8 @@ def _run_explore(args, out):
     except ValueError as error:
         raise UsageError(str(error)) from None
     executor = _executor(args)
-    report = _interruptible(lambda: explore.run_explore(
-        spec, progress=lambda line: print(line, file=out, flush=True), jobs=jobs, **executor),
-        "explore")
-    if report is None:
-        return 130
+    report = _on_cluster(lambda: explore.run_explore(
+        spec, progress=lambda line: print(line, file=out, flush=True), jobs=jobs, **executor))
     print(f"reports: {', '.join(_report_paths(report.get('files', {})))}", file=out)
     return 0
 
