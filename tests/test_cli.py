@@ -365,8 +365,8 @@ REAL_ERRORS = [
 @pytest.mark.parametrize("runner", ["main", "process"])
 @pytest.mark.parametrize("argv, message", REAL_ERRORS,
                          ids=["unknown-unit", "unknown-param", "lanes-0", "lanes-abc",
-                              "pipeline-neg", "width-12", "no-equals", "unused-param", "mac-out-fmt",
-                              "lanes-huge", "channels-huge", "alpha-huge"])
+                              "pipeline-neg", "width-12", "no-equals", "unused-param",
+                              "mac-out-fmt", "lanes-huge", "channels-huge", "alpha-huge"])
 def test_real_unit_usage_errors(runner, argv, message, tmp_path, capsys):
     out = tmp_path / "x.v"
     if runner == "main":
