@@ -52,6 +52,14 @@ def worker_memory(jobs):
     return psutil.virtual_memory().total // jobs
 
 
+def dask_setup(worker):
+    """Preloaded into every local worker process (Dask calls it by this name): Ctrl-C at the
+    terminal reaches the whole process group, and the client stops the workers itself, so a
+    worker ignores SIGINT rather than print a KeyboardInterrupt traceback."""
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 @contextlib.contextmanager
 def open_client(jobs=None, scheduler=None, *, memory_limit=None):
     """A `distributed.Client`: on `scheduler` if given, else on a LocalCluster of `jobs` worker
@@ -74,6 +82,7 @@ def open_client(jobs=None, scheduler=None, *, memory_limit=None):
         memory = memory_limit or worker_memory(jobs)
         with LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True,
                           memory_limit=memory, dashboard_address=":0",
+                          preload=[__name__],
                           silence_logs=logging.ERROR) as cluster, \
                 Client(cluster, set_as_default=False) as client:
             yield client

@@ -665,7 +665,10 @@ def execute(runs, *, jobs=None, scheduler=None, progress=None, bar=False, cache_
                 powers[run] = dict(hit, _cached=True)
                 finish(run)
             else:
-                submit("power", run, key, _cost(run), _power, dataclasses.asdict(run),
+                # A started run's last step goes before waiting syntheses: runs finish (and
+                # are reported, whole in the cache) one by one, not all at the end.
+                submit("power", run, key, top_priority + _cost(run), _power,
+                       dataclasses.asdict(run),
                        elabs[run.config], synth["mapped_hash"], files[run.config], limit=limit)
 
         def after_elab(config):
