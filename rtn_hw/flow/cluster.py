@@ -52,12 +52,18 @@ def worker_memory(jobs):
     return psutil.virtual_memory().total // jobs
 
 
+def _ignore(signum, frame):
+    pass
+
+
 def dask_setup(worker):
     """Preloaded into every local worker process (Dask calls it by this name): Ctrl-C at the
     terminal reaches the whole process group, and the client stops the workers itself, so a
-    worker ignores SIGINT rather than print a KeyboardInterrupt traceback."""
+    worker catches SIGINT and does nothing rather than print a KeyboardInterrupt traceback.
+    A handler, not SIG_IGN: a caught signal is reset for the tools the worker starts, so
+    yosys and nextpnr still stop on Ctrl-C instead of running on without their worker."""
     import signal
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, _ignore)
 
 
 @contextlib.contextmanager
