@@ -293,3 +293,15 @@ def test_testbench_needs_a_streaming_unit_and_known_fields():
     assert testbench.unpack(port, 0b101_111) == {"a": -1, "b": 5}
     with pytest.raises(ValueError, match=r"^Payload fields must be \['a', 'b'\], not \['a'\]$"):
         testbench.pack(port, {"a": 1})
+
+
+def test_write_through_a_link_keeps_the_link(tmp_path):
+    """`rtn-hw verilog -o link.v` replaces the file the link points to, not the link."""
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "dot.v").write_text("old\n")
+    link = tmp_path / "dot.v"
+    link.symlink_to(real / "dot.v")
+    flow.write(flow.export("ternary_dot", {"lanes": "4"}), link)
+    assert link.is_symlink() and "module ternary_dot" in (real / "dot.v").read_text()
+    assert (tmp_path / "dot.json").exists()

@@ -265,7 +265,9 @@ def write(result, path):
     temps = []
     try:
         for target, text in targets:
-            temps.append((temp_beside(target, text), target))
+            # Through a symbolic link the file it points to is replaced; the link stays.
+            real = Path(os.path.realpath(target))
+            temps.append((temp_beside(real, text), real))
         for temp, target in temps:
             os.replace(temp, target)
     finally:
