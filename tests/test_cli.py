@@ -210,9 +210,11 @@ def _umask():
     (["verilog", "stand_in", "-p", "lanes=3", "-p", "lanes=4"],
      "-p lanes=4: parameter 'lanes' given twice"),
     (["verilog", "stand_in", "--name", "9top"],
-     "module name '9top': expected a Verilog identifier"),
+     "module name '9top': expected a Verilog identifier (not a keyword)"),
+    (["verilog", "stand_in", "--name", "module"],
+     "module name 'module': expected a Verilog identifier (not a keyword)"),
 ], ids=["component-error", "not-int", "bad-format", "format-error", "bad-choice",
-        "unknown-param", "no-equals", "no-name", "twice", "bad-module-name"])
+        "unknown-param", "no-equals", "no-name", "twice", "bad-module-name", "keyword-name"])
 def test_stand_in_usage_errors(stand_in, tmp_path, capsys, argv, message):
     out = tmp_path / "x.v"
     assert_usage_error(run([*argv, "-o", str(out)], capsys), message)

@@ -136,13 +136,29 @@ def port_map(component, text, module):
     return ports
 
 
+# IEEE 1364-2005 reserved words: not usable as a module name.
+_KEYWORDS = frozenset("""
+always and assign automatic begin buf bufif0 bufif1 case casex casez cell cmos config deassign
+default defparam design disable edge else end endcase endconfig endfunction endgenerate
+endmodule endprimitive endspecify endtable endtask event for force forever fork function
+generate genvar highz0 highz1 if ifnone incdir include initial inout input instance integer
+join large liblist library localparam macromodule medium module nand negedge nmos nor
+noshowcancelled not notif0 notif1 or output parameter pmos posedge primitive pull0 pull1
+pulldown pullup pulsestyle_ondetect pulsestyle_onevent rcmos real realtime reg release repeat
+rnmos rpmos rtran rtranif0 rtranif1 scalared showcancelled signed small specify specparam
+strong0 strong1 supply0 supply1 table task time tran tranif0 tranif1 tri tri0 tri1 triand
+trior trireg unsigned use uwire vectored wait wand weak0 weak1 while wire wor xnor xor
+""".split())
+
+
 def export(unit_name, params=None, *, name=None, interface="native"):
     """Build `unit_name` from string parameters and convert it: an `Export`."""
     check_interface(interface)
     unit = lookup_unit(unit_name)
     module = unit.name if name is None else name
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$]*", module):
-        raise ParameterError(f"module name {module!r}: expected a Verilog identifier")
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$]*", module) or module in _KEYWORDS:
+        raise ParameterError(f"module name {module!r}: expected a Verilog identifier "
+                             f"(not a keyword)")
     built = unit.build(params)
     if interface == "axis":
         return _export_axis(unit, built, module)
