@@ -14,7 +14,7 @@ import io
 import pathlib
 import statistics
 
-from ..files import write_atomic, write_json
+from ..files import write_atomic
 from .devices import TARGETS
 
 __all__ = ["FRONTS", "point", "pareto", "analyse", "render_markdown", "plot", "write"]
@@ -181,9 +181,5 @@ def plot(report, out_dir):
 
 def write(report, out_dir):
     """explore.json, explore.md and the PNGs in `out_dir`; returns {kind: path or [paths]}."""
-    out_dir = pathlib.Path(out_dir)
-    plots = plot(report, out_dir)
-    md = write_atomic(out_dir / "explore.md", render_markdown(report, plots))
-    files = {"json": str(out_dir / "explore.json"), "markdown": str(md), "plots": plots}
-    write_json(out_dir / "explore.json", dict(report, files=files))
-    return files
+    from .report import write_report_set
+    return write_report_set(report, out_dir, "explore", plot, render_markdown)

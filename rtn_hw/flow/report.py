@@ -202,11 +202,17 @@ def render_markdown(report, plots=()):
     return "\n".join(out) + "\n"
 
 
-def write_reports(report, out_dir):
-    """synth.json, synth.md and the plots in `out_dir`; returns {kind: path or [paths]}."""
+def write_report_set(report, out_dir, stem, plot, render_markdown):
+    """`stem`.json, `stem`.md and the plots `plot(report, out_dir)` draws, in `out_dir`;
+    returns {kind: path or [paths]}. The JSON, which names the others, is written last."""
     out_dir = pathlib.Path(out_dir)
     plots = plot(report, out_dir)
-    md = write_atomic(out_dir / "synth.md", render_markdown(report, plots))
-    files = {"json": str(out_dir / "synth.json"), "markdown": str(md), "plots": plots}
-    write_json(out_dir / "synth.json", dict(report, files=files))
+    md = write_atomic(out_dir / f"{stem}.md", render_markdown(report, plots))
+    files = {"json": str(out_dir / f"{stem}.json"), "markdown": str(md), "plots": plots}
+    write_json(out_dir / f"{stem}.json", dict(report, files=files))
     return files
+
+
+def write_reports(report, out_dir):
+    """synth.json, synth.md and the plots in `out_dir`; returns {kind: path or [paths]}."""
+    return write_report_set(report, out_dir, "synth", plot, render_markdown)
