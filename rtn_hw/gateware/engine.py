@@ -52,7 +52,7 @@ from .post import PostProcess, fold, signed_width
 
 __all__ = ["NetworkEngine", "ENGINE_CONFIGS", "TREE", "LEVELS_PER_STAGE", "drain_cycles",
            "cycles_per_image", "argmax_levels", "PixelEncoder", "Schedule", "ChunkAccumulator",
-           "Argmax"]
+           "Argmax", "core_cuts", "layer_constants", "weight_words"]
 
 # Deployable configurations, measured with yosys (docs/units/network_engine.md).
 ENGINE_CONFIGS = {
@@ -66,15 +66,17 @@ TREE = "compressor"
 LEVELS_PER_STAGE = 4
 
 
-def _core_cuts(lanes):
-    return cut_levels(core_levels(lanes, TREE), LEVELS_PER_STAGE)
+def core_cuts(lanes, weights=None):
+    """The register layers of the engines' MacCore: after every LEVELS_PER_STAGE-th level of
+    its `lanes`-lane trees (baked `weights`: the trees of their non-zero lanes)."""
+    return cut_levels(core_levels(lanes, TREE, weights), LEVELS_PER_STAGE)
 
 
 def drain_cycles(lanes):
     """Cycles from a layer's last issue to its last trit in B: the weight word's read and
     register, the core (its trees' register layers and its output register), the
     accumulator, the constants' register, the products and acc'."""
-    return 7 + len(_core_cuts(lanes))
+    return 7 + len(core_cuts(lanes))
 
 
 def cycles_per_image(network, lanes, channels):
@@ -86,6 +88,51 @@ def cycles_per_image(network, lanes, channels):
     drain = drain_cycles(lanes)
     return 1 + max(1, argmax_levels(channels)) + sum(-(-layer.out_features // channels) * -(-layer.in_features // lanes)
                    + drain + 1 for layer in network.layers)
+
+
+def layer_constants(layer, lanes, channels, d_bias=None):
+    """One layer's post-processing constants for a (lanes, channels) folding: ({k1, k2, k0,
+    lo, hi} int64 arrays over ceil(P / channels)·channels channels, R). K0' folds the count
+    offsets: `d_bias` per channel (default: every lane counts, lanes·ceil(N / lanes)) and
+    the same for s. Thresholds are in the acc' domain, clamped to the reach R = max |acc'|,
+    which changes no decision; the last layer's are 0. Padding channels are all 0."""
+    chunks = -(-layer.in_features // lanes)
+    groups = -(-layer.out_features // channels)
+    c = layer.consts
+    shift = layer.k_fmt.frac_bits - layer.out_fmt.frac_bits
+    bias = lanes * chunks
+    k1, k2, k0, lo, hi = fold(c.k1, c.k2, c.k0, shift=shift,
+                              d_bias=bias if d_bias is None else d_bias[:layer.out_features],
+                              s_bias=bias, lo=layer.lo if layer.hidden else None,
+                              hi=layer.hi if layer.hidden else None)
+    # |acc'| = |K1·D + K2·S_a + K0 + 2^(s-1)|, with |D|, |S_a| ≤ N.
+    reach = int((np.abs(c.k1) * layer.in_features + np.abs(c.k2) * layer.in_features
+                 + np.abs(c.k0 + ((1 << shift) >> 1))).max())
+    if layer.hidden:
+        lo, hi = np.clip(lo, -reach, reach + 1), np.clip(hi, -reach - 1, reach)
+    else:
+        lo = hi = np.zeros_like(k1)
+    pad = np.zeros(groups * channels - layer.out_features, np.int64)
+    values = {name: np.concatenate([v, pad]) for name, v in
+              zip(("k1", "k2", "k0", "lo", "hi"), (k1, k2, k0, lo, hi))}
+    return values, reach
+
+
+def weight_words(t_w, lanes, channels):
+    """Weight trits (P, N) as memory words in issue order (group, then chunk): per word one
+    {nz, sg} pair of `lanes`-bit planes per channel, zero-padded to whole groups and chunks."""
+    p, n = t_w.shape
+    groups, chunks = -(-p // channels), -(-n // lanes)
+    padded = np.zeros((groups * channels, chunks * lanes), np.int64)
+    padded[:p, :n] = t_w
+    bit = 1 << np.arange(lanes, dtype=object)
+    words = []
+    for g in range(groups):
+        for k in range(chunks):
+            rows = padded[g * channels:(g + 1) * channels, k * lanes:(k + 1) * lanes]
+            words.append([{"nz": int((bit * (row != 0)).sum()), "sg": int((bit * (row > 0)).sum())}
+                          for row in rows])
+    return words
 
 
 class _Plan:
@@ -106,24 +153,11 @@ class _Plan:
         # Per layer and channel: K1, K2, K0' and the acc'-domain thresholds (0 for padding).
         fields = {name: [] for name in ("k1", "k2", "k0", "lo", "hi")}
         reach = []
-        for layer, groups, chunks in zip(layers, self.groups, self.chunks):
-            c = layer.consts
-            shift = layer.k_fmt.frac_bits - layer.out_fmt.frac_bits
-            bias = lanes * chunks
-            k1, k2, k0, lo, hi = fold(c.k1, c.k2, c.k0, shift=shift, d_bias=bias, s_bias=bias,
-                                      lo=layer.lo if layer.hidden else None,
-                                      hi=layer.hi if layer.hidden else None)
-            # |acc'| = |K1·D + K2·S_a + K0 + 2^(s-1)|, with |D|, |S_a| ≤ N.
-            r = int((np.abs(c.k1) * layer.in_features + np.abs(c.k2) * layer.in_features
-                     + np.abs(c.k0 + ((1 << shift) >> 1))).max())
+        for layer in layers:
+            values, r = layer_constants(layer, lanes, channels)
             reach.append(r)
-            if layer.hidden:
-                lo, hi = np.clip(lo, -r, r + 1), np.clip(hi, -r - 1, r)
-            else:
-                lo = hi = np.zeros_like(k1)
-            pad = groups * channels - layer.out_features
-            for name, values in zip(fields, (k1, k2, k0, lo, hi)):
-                fields[name].append(np.concatenate([values, np.zeros(pad, np.int64)]))
+            for name in fields:
+                fields[name].append(values[name])
         self.acc_width = signed_width([r for r in reach] + [-r - 1 for r in reach])
         flat = {name: np.concatenate(parts) for name, parts in fields.items()}
         self.param_layout = data.StructLayout(
@@ -134,17 +168,8 @@ class _Plan:
 
         # Weight words in issue order: layer, group, chunk; one trit row per channel.
         self.weight_layout = data.ArrayLayout(trit_planes(lanes), channels)
-        self.weight_init = []
-        bit = 1 << np.arange(lanes, dtype=object)
-        for layer, groups, chunks in zip(layers, self.groups, self.chunks):
-            t_w = np.zeros((groups * channels, chunks * lanes), np.int64)
-            t_w[:layer.out_features, :layer.in_features] = layer.t_w
-            for g in range(groups):
-                for k in range(chunks):
-                    rows = t_w[g * channels:(g + 1) * channels, k * lanes:(k + 1) * lanes]
-                    self.weight_init.append([{"nz": int((bit * (row != 0)).sum()),
-                                              "sg": int((bit * (row > 0)).sum())}
-                                             for row in rows])
+        self.weight_init = [word for layer in layers
+                            for word in weight_words(layer.t_w, lanes, channels)]
         self.weight_depth = len(self.weight_init)
 
 
@@ -447,7 +472,7 @@ class NetworkEngine(wiring.Component):
                                                     self._network.input.lo,
                                                     self._network.input.hi)
         m.submodules.schedule = schedule = Schedule(plan, drain_cycles(lanes))
-        m.submodules.core = core = MacCore(lanes, channels, tree=TREE, cuts=_core_cuts(lanes),
+        m.submodules.core = core = MacCore(lanes, channels, tree=TREE, cuts=core_cuts(lanes),
                                            side=control)
         m.submodules.accumulate = acc = ChunkAccumulator(channels, len(core.o.payload.s),
                                                          plan.count_width, control)
