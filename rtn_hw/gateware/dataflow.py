@@ -1,0 +1,462 @@
+"""The dataflow engine: a trained RTN MLP as one pipeline stage per layer, images overlapped.
+
+FINN-style: every layer l (N_l inputs, P_l outputs) gets its own `LayerStage` with its own
+weights, its own `MacCore` (Eq. 8, docs/rtn.md §3) of C_l channels over L_l lanes, a
+`ChunkAccumulator`, its own `PostProcess` and an output FIFO; stage l's FIFO is stage l+1's
+input stream, so a new image enters layer 0 while earlier ones are still in later layers. A
+layer's `Folding(lanes, channels, storage)` sets how much it computes per cycle: it walks
+G_l = ⌈P_l / C_l⌉ groups of C_l output channels, each over K_l = ⌈N_l / L_l⌉ chunks of L_l
+input trits, one (group, chunk) per cycle, so it takes one image every G_l·K_l cycles and
+
+    II = max_l ⌈N_l / L_l⌉ · ⌈P_l / C_l⌉        (predicted_ii; 1 when fully unfolded)
+
+Weights per layer: "bram" or "lutram" (a memory of one word per (group, chunk), streamed into
+the core), or "baked" (the trits are constants of the core, zero lanes dropped; one word only,
+so L_l = N_l and C_l = P_l). The K constants and thresholds are constants of `PostProcess`
+when a layer has one group (multiplications become shifted adds), else a memory of one word
+per group beside the weights (multipliers).
+
+Backpressure never stalls a stage's pipeline: a stage starts an image only when a place in
+its output FIFO is reserved for the result (`reserved` counts images taken and not yet read
+out of the FIFO). The FIFO depth comes from the schedule: enough places to cover a result's
+trip from the take to its read by the next stage at one image per II, so the engine sustains
+II with its output always ready, and nothing is lost or duplicated when it is not.
+
+Latency of stage l, from its input handshake to its o.valid (empty pipeline):
+
+    G_l·K_l + 1 (chunk register) + [1: weight word register, memories] + core latency
+    + 1 (accumulator) + [1: constants' word register, G_l > 1] + 2 (PostProcess)
+    + [max(1, A) + 1: argmax, last layer] + 2 (FIFO)
+
+and the engine's latency is the stages' sum (`latency`).
+"""
+
+import dataclasses
+import re
+
+import numpy as np
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from ..model import _check
+from ..model.fixed import bits_for
+from ..model.network import Network
+from .core import MacCore
+from .engine import (TREE, Argmax, ChunkAccumulator, PixelEncoder, argmax_levels, core_cuts,
+                     layer_constants, weight_words)
+from .layouts import trit_planes
+from .post import Baked, PostProcess, signed_width
+
+__all__ = ["DataflowEngine", "LayerStage", "Folding", "STORAGES", "check_foldings",
+           "parse_foldings", "unfolded", "smallest", "layer_ii", "predicted_ii",
+           "stage_latency", "latency", "fifo_depths"]
+
+STORAGES = ("bram", "lutram", "baked")
+
+# Memory attributes per weight storage: block RAM even when shallow (left to itself yosys
+# turns a small ROM into LUT multiplexers), or LUT RAM.
+_MEMORY_ATTRS = {
+    "bram": {"ram_style": "block", "rom_style": "block"},
+    "lutram": {"ram_style": "distributed", "rom_style": "distributed"},
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Folding:
+    """One layer's folding: `lanes` input trits and `channels` output channels per cycle, and
+    where its weights live ("bram", "lutram" or "baked")."""
+    lanes: int
+    channels: int
+    storage: str = "bram"
+
+    def __post_init__(self):
+        _check.positive_int(self.lanes, "Lane count")
+        _check.positive_int(self.channels, "Channel count")
+        if self.storage not in STORAGES:
+            raise ValueError(f"Storage must be one of {', '.join(map(repr, STORAGES))}, not "
+                             f"{self.storage!r}")
+
+    def __str__(self):
+        return f"{self.lanes}x{self.channels}:{self.storage}"
+
+
+def unfolded(network, storage="baked"):
+    """Every layer computed whole each cycle (II = 1)."""
+    return tuple(Folding(layer.in_features, layer.out_features, storage)
+                 for layer in network.layers)
+
+
+def smallest(network, storage="bram"):
+    """One lane and one channel per layer: the least logic, II = max_l N_l·P_l."""
+    return tuple(Folding(1, 1, storage) for _ in network.layers)
+
+
+def _shape(layer, folding):
+    """(chunks K, groups G) of `layer` under `folding`."""
+    return -(-layer.in_features // folding.lanes), -(-layer.out_features // folding.channels)
+
+
+def check_foldings(network, foldings):
+    """`foldings` as a tuple of one valid Folding per layer, or a one-line error."""
+    if not isinstance(network, Network):
+        raise TypeError(f"Network must be a rtn_hw.weights.Network, not "
+                        f"{type(network).__name__}")
+    layers = network.layers
+    if isinstance(foldings, Folding) or not isinstance(foldings, (list, tuple)):
+        raise TypeError(f"Foldings must be a list of one Folding per layer, not {foldings!r}")
+    if len(foldings) != len(layers):
+        raise ValueError(f"Foldings must give one Folding per layer ({len(layers)}), not "
+                         f"{len(foldings)}")
+    for index, (layer, folding) in enumerate(zip(layers, foldings)):
+        if not isinstance(folding, Folding):
+            raise TypeError(f"Folding of layer {index} must be a Folding, not {folding!r}")
+        name = f"Layer {index} ({layer.name}, {layer.in_features}→{layer.out_features})"
+        if folding.lanes > layer.in_features:
+            raise ValueError(f"{name}: lanes must be at most {layer.in_features}, not "
+                             f"{folding.lanes}")
+        if folding.channels > layer.out_features:
+            raise ValueError(f"{name}: channels must be at most {layer.out_features}, not "
+                             f"{folding.channels}")
+        if folding.storage == "baked" and _shape(layer, folding) != (1, 1):
+            raise ValueError(f"{name}: baked weights need lanes={layer.in_features} and "
+                             f"channels={layer.out_features} (one weight word), not "
+                             f"lanes={folding.lanes}, channels={folding.channels}")
+    return tuple(foldings)
+
+
+_FOLDING_TEXT = re.compile(r"(\d+)x(\d+)(?::(\w+))?")
+
+
+def parse_foldings(text, network):
+    """Foldings from text: "unfolded", "smallest", or one LANESxCHANNELS[:STORAGE] per layer,
+    comma-separated (storage "bram" if left out), e.g. "64x128:baked,32x16,128x10:lutram"."""
+    text = text.strip()
+    if text == "unfolded":
+        return unfolded(network)
+    if text == "smallest":
+        return smallest(network)
+    foldings = []
+    for part in text.split(","):
+        match = _FOLDING_TEXT.fullmatch(part.strip())
+        if not match:
+            raise ValueError(f"expected unfolded, smallest or LANESxCHANNELS[:STORAGE] per "
+                             f"layer, not {part.strip()!r}")
+        lanes, channels, storage = match.groups()
+        foldings.append(Folding(int(lanes), int(channels), storage or "bram"))
+    return check_foldings(network, foldings)
+
+
+def layer_ii(layer, folding):
+    """Cycles between images in one stage: ⌈N / lanes⌉ · ⌈P / channels⌉."""
+    chunks, groups = _shape(layer, folding)
+    return chunks * groups
+
+
+def predicted_ii(network, foldings):
+    """The engine's initiation interval in cycles: its slowest stage's."""
+    foldings = check_foldings(network, foldings)
+    return max(layer_ii(layer, f) for layer, f in zip(network.layers, foldings))
+
+
+def _baked_weights(layer, folding):
+    """The core's constant weight trits (channels, lanes), or None for streamed weights."""
+    if folding.storage != "baked":
+        return None
+    weights = np.zeros((folding.channels, folding.lanes), np.int8)
+    weights[:layer.out_features, :layer.in_features] = layer.t_w
+    return weights
+
+
+def stage_latency(layer, folding, last):
+    """Cycles from a stage's input handshake to its o.valid, its pipeline empty (module
+    docstring)."""
+    chunks, groups = _shape(layer, folding)
+    core = len(core_cuts(folding.lanes, _baked_weights(layer, folding))) + 1
+    argmax = max(1, argmax_levels(folding.channels)) + 1 if last else 0
+    return (chunks * groups + 1 + (folding.storage != "baked") + core + 1 + (groups > 1) + 2
+            + argmax + 2)
+
+
+def latency(network, foldings):
+    """Cycles from an image's input handshake to its o.valid, the engine empty."""
+    foldings = check_foldings(network, foldings)
+    layers = network.layers
+    return sum(stage_latency(layer, f, k == len(layers) - 1)
+               for k, (layer, f) in enumerate(zip(layers, foldings)))
+
+
+def fifo_depths(network, foldings):
+    """Places in each stage's output FIFO: a result holds its place from the take until the
+    cycle after the next stage reads it (stage latency + 1), a new image is taken every II,
+    and one more place absorbs the next stage's wait for its own last issue."""
+    ii = predicted_ii(network, foldings)
+    layers = network.layers
+    return tuple(max(2, -(-(stage_latency(layer, f, k == len(layers) - 1) + 1) // ii) + 1)
+                 for k, (layer, f) in enumerate(zip(layers, foldings)))
+
+
+def _output_layout(classes, logit_width):
+    return data.StructLayout({
+        "logits": data.ArrayLayout(signed(logit_width), classes),
+        "label": unsigned(bits_for(classes - 1)),
+    })
+
+
+class LayerStage(wiring.Component):
+    """One layer of the dataflow engine: input trits of one image per handshake on `i`; on `o`
+    its output trits (hidden layer) or {logits, label} (last layer), through a FIFO of
+    `fifo_depth` places. Parameters are checked by `DataflowEngine`."""
+
+    def __init__(self, layer, folding, *, last, fifo_depth):
+        self._layer, self._folding, self._last = layer, folding, last
+        self._fifo_depth = fifo_depth
+        self._chunks, self._groups = _shape(layer, folding)
+        out = (_output_layout(layer.out_features, layer.out_fmt.width) if last
+               else trit_planes(layer.out_features))
+        super().__init__({"i": In(stream.Signature(trit_planes(layer.in_features))),
+                          "o": Out(stream.Signature(out))})
+
+    def elaborate(self, platform):
+        m = Module()
+        layer, folding = self._layer, self._folding
+        lanes, channels = folding.lanes, folding.channels
+        chunks, groups = self._chunks, self._groups
+        depth = self._fifo_depth
+        control = data.StructLayout({"first": 1, "last": 1, "final": 1,
+                                     "grp": unsigned(bits_for(max(groups - 1, 1)))})
+
+        # Take an image when the last issue of the previous one is under way (or none is) and
+        # a FIFO place is free; `i.ready` depends on registers only.
+        a = Signal(trit_planes(chunks * lanes), name="a")
+        busy = Signal(name="busy")
+        chunk = Signal(range(max(chunks, 2)), name="chunk")
+        grp = Signal(range(max(groups, 2)), name="grp")
+        waddr = Signal(range(max(chunks * groups, 2)), name="waddr")
+        reserved = Signal(range(depth + 1), name="reserved")
+        last_chunk, last_group = chunk == chunks - 1, grp == groups - 1
+        last_issue, can_take, take = (Signal(name=n) for n in ("last_issue", "can_take", "take"))
+        m.d.comb += [last_issue.eq(busy & last_chunk & last_group),
+                     can_take.eq((~busy | last_issue) & (reserved < depth)),
+                     self.i.ready.eq(can_take), take.eq(self.i.valid & can_take)]
+        with m.If(take):
+            m.d.sync += [a.nz.eq(self.i.payload.nz), a.sg.eq(self.i.payload.sg)]
+        m.d.sync += busy.eq(take | (busy & ~last_issue))
+        with m.If(busy):
+            m.d.sync += [chunk.eq(Mux(last_chunk, 0, chunk + 1)),
+                         waddr.eq(Mux(last_issue, 0, waddr + 1))]
+            with m.If(last_chunk):
+                m.d.sync += grp.eq(Mux(last_group, 0, grp + 1))
+        read = self.o.valid & self.o.ready
+        with m.If(take & ~read):
+            m.d.sync += reserved.eq(reserved + 1)
+        with m.Elif(read & ~take):
+            m.d.sync += reserved.eq(reserved - 1)
+
+        # Issue: the chunk of `a` and its control, registered (the weight word is read beside).
+        s1 = Signal(data.StructLayout({"valid": 1, "a": trit_planes(lanes), "control": control}),
+                    name="s1")
+        m.d.sync += [s1.valid.eq(busy),
+                     s1.a.nz.eq(a.nz.word_select(chunk, lanes) if chunks > 1 else a.nz),
+                     s1.a.sg.eq(a.sg.word_select(chunk, lanes) if chunks > 1 else a.sg),
+                     s1.control.first.eq(chunk == 0), s1.control.last.eq(last_chunk),
+                     s1.control.final.eq(last_group), s1.control.grp.eq(grp)]
+
+        baked = _baked_weights(layer, folding)
+        m.submodules.core = core = MacCore(lanes, channels, weights=baked, tree=TREE,
+                                           cuts=core_cuts(lanes, baked), side=control)
+        if baked is not None:
+            m.d.comb += [core.i.valid.eq(s1.valid), core.i.payload.a.eq(s1.a),
+                         core.i.payload.side.eq(s1.control)]
+        else:
+            # The word is registered in the fabric: a block RAM's clock-to-output would
+            # otherwise start the core's trees.
+            layout = data.ArrayLayout(trit_planes(lanes), channels)
+            m.submodules.weights = wmem = Memory(
+                shape=layout, depth=chunks * groups,
+                init=weight_words(layer.t_w, lanes, channels),
+                attrs=_MEMORY_ATTRS[folding.storage])
+            wport = wmem.read_port()
+            m.d.comb += wport.addr.eq(waddr)
+            s1a, w_word = Signal.like(s1, name="s1a"), Signal(layout, name="w_word")
+            m.d.sync += [s1a.eq(s1), w_word.eq(wport.data)]
+            m.d.comb += [core.i.valid.eq(s1a.valid), core.i.payload.a.eq(s1a.a),
+                         core.i.payload.w.eq(w_word), core.i.payload.side.eq(s1a.control)]
+
+        sum_width = bits_for(2 * lanes * chunks)
+        m.submodules.accumulate = acc = ChunkAccumulator(channels, len(core.o.payload.s),
+                                                         sum_width, control)
+        m.d.comb += [acc.i.valid.eq(core.o.valid), core.o.ready.eq(acc.i.ready),
+                     acc.i.payload.d.eq(core.o.payload.d), acc.i.payload.s.eq(core.o.payload.s),
+                     acc.i.payload.side.eq(core.o.payload.side)]
+
+        # K constants and thresholds: constants of PostProcess for one group, else a word per
+        # group, read while the group's last chunk is accumulated, registered beside the sums.
+        d_bias = None if baked is None else core.d_bias
+        values, reach = layer_constants(layer, lanes, channels, d_bias=d_bias)
+        fields = ("k1", "k2", "k0") + (() if self._last else ("lo", "hi"))
+        shift = layer.k_fmt.frac_bits - layer.out_fmt.frac_bits
+        if groups == 1:
+            params = Baked(**{name: tuple(int(v) for v in values[name]) for name in fields})
+        else:
+            params = data.StructLayout({name: signed(signed_width(values[name].tolist()))
+                                        for name in fields})
+        m.submodules.post = post = PostProcess(
+            channels, d_width=sum_width, s_width=sum_width,
+            acc_width=signed_width([reach, -reach - 1]), shift=shift,
+            out_width=layer.out_fmt.width if self._last else None, params=params,
+            trits=not self._last, side=control)
+        m.d.comb += [acc.o.ready.eq(1), post.o.ready.eq(1)]
+        if groups == 1:
+            m.d.comb += [post.i.valid.eq(acc.o.valid), post.i.payload.d.eq(acc.o.payload.d),
+                         post.i.payload.s.eq(acc.o.payload.s),
+                         post.i.payload.side.eq(acc.o.payload.side)]
+        else:
+            init = [[{name: int(values[name][g * channels + p]) for name in fields}
+                     for p in range(channels)] for g in range(groups)]
+            m.submodules.params = pmem = Memory(
+                shape=data.ArrayLayout(params, channels), depth=groups, init=init,
+                attrs=_MEMORY_ATTRS["lutram" if folding.storage == "lutram" else "bram"])
+            pport = pmem.read_port()
+            m.d.comb += [pport.addr.eq(acc.i.payload.side.grp),
+                         pport.en.eq(acc.i.valid & acc.i.payload.side.last)]
+            m.d.sync += [post.i.valid.eq(acc.o.valid), post.i.payload.d.eq(acc.o.payload.d),
+                         post.i.payload.s.eq(acc.o.payload.s),
+                         post.i.payload.side.eq(acc.o.payload.side),
+                         post.i.payload.params.eq(pport.data)]
+
+        # Results into the FIFO: the groups are collected in order; the final group's values
+        # are merged combinationally so the whole vector is written in its cycle.
+        out = post.o.payload
+        m.submodules.fifo = fifo = SyncFIFOBuffered(width=self.o.payload.shape().size,
+                                                    depth=depth)
+        m.d.comb += [self.o.valid.eq(fifo.r_rdy), self.o.payload.eq(fifo.r_data),
+                     fifo.r_en.eq(self.o.ready)]
+        if self._last:
+            width = layer.out_fmt.width
+            logits = self._collect(m, post, data.ArrayLayout(signed(width), layer.out_features),
+                                   lambda merged, lo, hi: [merged[lo + p].eq(out.y[p])
+                                                           for p in range(hi - lo)])
+            m.submodules.argmax = argmax = Argmax(channels, layer.out_features, width)
+            m.d.comb += [argmax.valid.eq(post.o.valid), argmax.final.eq(out.side.final),
+                         argmax.grp.eq(out.side.grp), argmax.y.eq(out.y)]
+            # The label is in its register the cycle after `done`; the logits wait for it.
+            for k in range(max(1, argmax_levels(channels)) + 1):
+                delayed = Signal.like(logits, name=f"logits_delay{k}")
+                m.d.sync += delayed.eq(logits)
+                logits = delayed
+            done = Signal(name="done")
+            m.d.sync += done.eq(argmax.done)
+            result = Signal(self.o.payload.shape(), name="result")
+            m.d.comb += [result.logits.eq(logits), result.label.eq(argmax.label),
+                         fifo.w_data.eq(result), fifo.w_en.eq(done)]
+        else:
+            trits = self._collect(m, post, trit_planes(layer.out_features),
+                                  lambda merged, lo, hi: [merged.nz[lo:hi].eq(out.t.nz[:hi - lo]),
+                                                          merged.sg[lo:hi].eq(out.t.sg[:hi - lo])])
+            m.d.comb += [fifo.w_data.eq(trits),
+                         fifo.w_en.eq(post.o.valid & out.side.final)]
+        return m
+
+    def _collect(self, m, post, shape, place):
+        """A `shape` value holding the groups so far with the current one merged in: `place(
+        merged, lo, hi)` gives the statements that put the group's outputs at lo..hi."""
+        channels, size = self._folding.channels, self._layer.out_features
+        merged = Signal(shape, name="merged")
+        if self._groups == 1:
+            m.d.comb += place(merged, 0, size)
+            return merged
+        held = Signal(shape, name="held")
+        m.d.comb += merged.eq(held)
+        with m.If(post.o.valid):
+            with m.Switch(post.o.payload.side.grp):
+                for g in range(self._groups):
+                    with m.Case(g):
+                        m.d.comb += place(merged, g * channels, min((g + 1) * channels, size))
+            m.d.sync += held.eq(merged)
+        return merged
+
+
+class DataflowEngine(wiring.Component):
+    """A trained RTN MLP, one stage per layer, a new image every `ii` cycles.
+
+    Parameters
+    ----------
+    network : rtn_hw.model.Network
+    foldings : sequence of Folding
+        One per layer (`unfolded`, `smallest`, `parse_foldings` make them).
+
+    Ports: as `NetworkEngine`: `i` stream, one image (features pixels of `pixel_bits`) per
+    handshake; `o` stream of {logits: classes × signed(logit_width), label}.
+    """
+
+    def __init__(self, network, foldings):
+        self._foldings = check_foldings(network, foldings)
+        self._network = network
+        last = network.layers[-1]
+        self._pixel_bits = bits_for(network.input.pixel_max)
+        self._features = network.input.features
+        super().__init__({
+            "i": In(stream.Signature(data.ArrayLayout(unsigned(self._pixel_bits),
+                                                      self._features))),
+            "o": Out(stream.Signature(_output_layout(last.out_features, last.out_fmt.width))),
+        })
+
+    @property
+    def network(self):
+        return self._network
+
+    @property
+    def foldings(self):
+        return self._foldings
+
+    @property
+    def features(self):
+        return self._features
+
+    @property
+    def pixel_bits(self):
+        return self._pixel_bits
+
+    @property
+    def classes(self):
+        return self._network.layers[-1].out_features
+
+    @property
+    def logit_width(self):
+        return self._network.layers[-1].out_fmt.width
+
+    @property
+    def ii(self):
+        return predicted_ii(self._network, self._foldings)
+
+    @property
+    def stage_iis(self):
+        return tuple(layer_ii(layer, f) for layer, f in zip(self._network.layers,
+                                                            self._foldings))
+
+    @property
+    def latency(self):
+        return latency(self._network, self._foldings)
+
+    @property
+    def fifo_depths(self):
+        return fifo_depths(self._network, self._foldings)
+
+    def elaborate(self, platform):
+        m = Module()
+        network, layers = self._network, self._network.layers
+        m.submodules.pixels = pixels = PixelEncoder(self._features, self._pixel_bits,
+                                                    network.input.lo, network.input.hi)
+        wiring.connect(m, wiring.flipped(self.i), pixels.i)
+        previous = pixels.o
+        for k, (layer, folding, depth) in enumerate(zip(layers, self._foldings,
+                                                        self.fifo_depths)):
+            stage = LayerStage(layer, folding, last=k == len(layers) - 1, fifo_depth=depth)
+            m.submodules[f"stage{k}"] = stage
+            wiring.connect(m, previous, stage.i)
+            previous = stage.o
+        wiring.connect(m, previous, wiring.flipped(self.o))
+        return m
