@@ -39,14 +39,16 @@ def plain(value):
 
 
 def run_stream(dut, inputs, *, seed, idle=0.0, stall=0.0, setup=None, extra_cycles=32,
-               timeout=10_000, vcd=None, actions=None):
+               timeout=10_000, vcd=None, actions=None, steady=0):
     """Send `inputs` (payload values for `dut.i`) and collect as many outputs from `dut.o`.
 
     `idle` is the probability of holding `valid` low for a cycle before each input; `stall`
     the probability of holding `ready` low in a cycle. `setup`, if given, is an async
     function `setup(ctx)` run before the first input (e.g. to load weights). `actions`, if
     given, maps an input index to an async function `action(ctx)` that the producer awaits
-    just before offering that input (e.g. to reload parameters between batches). Raises
+    just before offering that input (e.g. to reload parameters between batches). The first
+    `steady` inputs go without gaps and their outputs are taken with `ready` high, so one
+    run measures throughput and latency before `idle` and `stall` apply. Raises
     AssertionError if an output arrives that no input accounts for, or outputs go missing.
     """
     rng = np.random.default_rng(seed)
@@ -67,7 +69,7 @@ def run_stream(dut, inputs, *, seed, idle=0.0, stall=0.0, setup=None, extra_cycl
         for index, payload in enumerate(inputs):
             if actions and index in actions:
                 await actions[index](ctx)
-            while next(idle_draws, False):
+            while index >= steady and next(idle_draws, False):
                 await ctx.tick()
             ctx.set(dut.i.payload, payload)
             ctx.set(dut.i.valid, 1)
@@ -79,7 +81,7 @@ def run_stream(dut, inputs, *, seed, idle=0.0, stall=0.0, setup=None, extra_cycl
     async def consumer(ctx):
         quiet = 0
         while quiet < extra_cycles:
-            ready = not stall or stall_rng.random() >= stall
+            ready = len(outputs) < steady or not stall or stall_rng.random() >= stall
             ctx.set(dut.o.ready, ready)
             _, _, valid, payload, at = await ctx.tick().sample(dut.o.valid, dut.o.payload, cycle)
             if ready and valid:
