@@ -44,7 +44,13 @@ yowasp: $(VENV)/.yowasp-warm
 
 # --- jobs -------------------------------------------------------------------------------------
 
-test: venv icarus yowasp
+# The QONNX import/export tests need the `onnx` extra (no torch: their Brevitas models are in
+# tests/data/, made by python -m rtn_hw.train.brevitas_mlp).
+$(VENV)/.onnx-installed: $(VENV)/.installed
+	$(PY) -m pip install --quiet -e '.[dev,onnx]'
+	@touch $@
+
+test: venv icarus yowasp $(VENV)/.onnx-installed
 	$(PYTEST) -m "not slow"
 
 sim: venv icarus yowasp
