@@ -130,6 +130,16 @@ def layer_record(name, t_w, alpha_w, beta_w, alpha_a, beta_a, k_fmt, out_fmt, bn
     return spec, arrays
 
 
+def new_manifest(shape, pixel_max, layer_specs, arrays_file):
+    """A manifest without its training record: input `shape` (e.g. (8, 8)), `pixel_max`, the
+    layers' specs (from `layer_record`) and the archive's file name."""
+    lo, hi = InputEncoding.thresholds(pixel_max)
+    return {"format": FORMAT, "version": VERSION, "arrays": {"file": arrays_file},
+            "delta": DELTA,
+            "input": {"shape": list(shape), "pixel_max": pixel_max, "lo": lo, "hi": hi},
+            "layers": list(layer_specs)}
+
+
 def save(path, manifest, arrays):
     """Write the manifest `path` (JSON) and its archive (manifest["arrays"]["file"], same
     directory), each atomically; the archive's SHA-256 is stored in the manifest. Writes what

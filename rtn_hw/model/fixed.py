@@ -285,3 +285,34 @@ def decode(t, alpha, beta, fmt):
         fmt.quantize(_objects(exact_beta), "beta"),
         fmt.quantize(_objects([b + a for a, b in zip(exact_alpha, exact_beta)]), "beta + alpha")])
     return table[t + 1, np.arange(lanes)]
+
+
+# Fixed point [choice], shared by training export and QONNX import: the K constants of a layer
+# share one format of K_WIDTH = 18 bits (an 18x18 DSP operand) with the fewest integer bits that
+# hold every K1, K2, K0, so the fraction F and the error bound (2n + 1)·2^-(F+1) are as good as
+# 18 bits allow. The output format is at most OUT_WIDTH = 24 bits: the fewest integer bits that
+# hold every reachable y, and F_out = min(F, 24 - int_bits).
+K_WIDTH = 18
+OUT_WIDTH = 24
+
+
+def choose_formats(alpha_w, beta_w, alpha_a, beta_a, s_w, n, k_width=K_WIDTH,
+                   out_width=OUT_WIDTH):
+    """(k_fmt, out_fmt) for one layer, chosen by the rule above."""
+    for int_bits in range(1, k_width + 1):
+        k_fmt = Q(int_bits, k_width - int_bits)
+        try:
+            consts = fold_constants(alpha_w, beta_w, alpha_a, beta_a, s_w, n, k_fmt)
+            break
+        except ValueError:
+            continue
+    else:
+        raise ValueError(f"K constants do not fit {k_width} bits")
+    for int_bits in range(1, out_width + 1):
+        out_fmt = Q(int_bits, min(k_fmt.frac_bits, out_width - int_bits))
+        try:
+            check_output_format(consts, out_fmt)
+            return k_fmt, out_fmt
+        except ValueError:
+            continue
+    raise ValueError(f"Outputs do not fit {out_width} bits")

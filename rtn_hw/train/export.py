@@ -1,11 +1,6 @@
 """Export a trained RTN MLP to the weights format (rtn_hw.weights), with its fixed-point
-formats chosen here, and evaluate the integer golden network on the test split.
-
-Fixed point [choice]: the K constants of a layer share one format of `K_WIDTH` = 18 bits (an
-18×18 DSP operand) with the fewest integer bits that hold every K1, K2, K0, so the fraction
-F is as large as possible and the error bound (2n + 1)·2^-(F+1) as small as possible. The
-output format is at most `OUT_WIDTH` = 24 bits: the fewest integer bits that hold every
-reachable y, and F_out = min(F, 24 - int_bits) fraction bits.
+formats chosen by `rtn_hw.model.fixed.choose_formats` (18-bit K constants, outputs of at most
+24 bits), and evaluate the integer golden network on the test split.
 
 BatchNorm with a negative γ [choice]: γ is not constrained in training; at export the channel's
 K codes are negated (the hardware then computes -y, exactly, since K rounding is symmetric)
@@ -20,30 +15,8 @@ import torch
 
 from .. import model, weights
 from ..files import write_atomic
-K_WIDTH = 18
-OUT_WIDTH = 24
-
-
-def choose_formats(alpha_w, beta_w, alpha_a, beta_a, s_w, n, k_width=K_WIDTH,
-                   out_width=OUT_WIDTH):
-    """(k_fmt, out_fmt) for one layer, as described in the module docstring."""
-    for int_bits in range(1, k_width + 1):
-        k_fmt = model.Q(int_bits, k_width - int_bits)
-        try:
-            consts = model.fold_constants(alpha_w, beta_w, alpha_a, beta_a, s_w, n, k_fmt)
-            break
-        except ValueError:
-            continue
-    else:
-        raise ValueError(f"K constants do not fit {k_width} bits")
-    for int_bits in range(1, out_width + 1):
-        out_fmt = model.Q(int_bits, min(k_fmt.frac_bits, out_width - int_bits))
-        try:
-            model.check_output_format(consts, out_fmt)
-            return k_fmt, out_fmt
-        except ValueError:
-            continue
-    raise ValueError(f"Outputs do not fit {out_width} bits")
+# The format rule lives in the golden model, so a QONNX import chooses the same without torch.
+from ..model.fixed import K_WIDTH, OUT_WIDTH, choose_formats  # noqa: F401
 
 
 def _np(tensor):
@@ -77,16 +50,7 @@ def network_arrays(net):
 
 
 def manifest_for(dataset, specs, arrays_file):
-    lo, hi = weights.InputEncoding.thresholds(dataset.pixel_max)
-    return {
-        "format": weights.FORMAT,
-        "version": weights.VERSION,
-        "arrays": {"file": arrays_file},
-        "delta": weights.DELTA,
-        "input": {"shape": list(dataset.shape), "pixel_max": dataset.pixel_max,
-                  "lo": lo, "hi": hi},
-        "layers": specs,
-    }
+    return weights.new_manifest(dataset.shape, dataset.pixel_max, specs, arrays_file)
 
 
 def export(result, dataset, out_json, float_accuracy, extra=None):
