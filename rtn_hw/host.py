@@ -178,9 +178,7 @@ class BoardClient:
             if self._clock() >= deadline:
                 raise HostError(self._timeout_message(what))
             chunk = self._call("read", self.transport.read, self._decoder.needed)
-            # A read that times out empty means the line is quiet: release what the
-            # decoder held back waiting for more bytes.
-            self._frames += self._decoder.feed(chunk) if chunk else self._decoder.idle()
+            self._frames += self._decoder.feed(chunk)
 
     def _timeout_message(self, what):
         noise = []

@@ -4,6 +4,12 @@ Both directions use the same frame (docs/protocol.md has the tables):
 
     SYNC (0xA5) | CMD | SEQ | LEN | PAYLOAD (LEN bytes) | CRC (2 bytes, high byte first)
 
+Everything after SYNC is byte-stuffed: a 0xA5 or 0x7D there travels as 0x7D and the byte XOR
+0x20, so a SYNC byte on the line always starts a frame. A decoder that restarts at every SYNC
+can therefore never lose a good frame to the garbage before it (a truncated frame, a LEN that
+claims too much, a 0xA5 in noise), and needs no look-ahead. LEN and the CRC count the bytes
+before stuffing.
+
 SEQ is the request's sequence number, echoed in its reply, so a host can tell a reply to this
 request from a stale or duplicated one. CRC is CRC-16/IBM-3740 (also called CCITT-FALSE):
 polynomial x^16 + x^12 + x^5 + 1 (0x1021), initial value 0xFFFF, no reflection, no final XOR,
@@ -12,8 +18,8 @@ driver (`rtn_hw.host`) and the simulated board test use these functions; the lin
 (`rtn_hw.gateware.link`) implements the board side.
 
 Every encoder raises ProtocolError (one line, naming the value) for a bad argument. The
-decoder never raises for bad bytes: it drops them, counts them, and resynchronizes on the next
-good frame.
+decoder never raises for bad bytes: it drops them, counts them, and starts again at the next
+SYNC.
 """
 
 import binascii
@@ -26,11 +32,14 @@ __all__ = [
     "encode_info", "encode_classify", "Frame", "FrameDecoder", "Info", "Prediction",
     "ErrorReply", "decode_reply", "decode_frames", "reply_lengths", "encode_info_reply",
     "encode_prediction_reply", "encode_error_reply", "LOGIT_BYTES", "MAX_PAYLOAD",
-    "HEADER_BYTES", "CRC_BYTES", "CRC_INIT",
+    "HEADER_BYTES", "CRC_BYTES", "CRC_INIT", "ESC", "ESCAPE_XOR", "stuff",
 ]
 
 SYNC = 0xA5
-VERSION = 2
+ESC = 0x7D        # after SYNC, a SYNC or ESC byte travels as ESC, byte ^ ESCAPE_XOR
+ESCAPE_XOR = 0x20
+_ESCAPED = (SYNC ^ ESCAPE_XOR, ESC ^ ESCAPE_XOR)
+VERSION = 3
 MAX_PAYLOAD = 255
 HEADER_BYTES = 4  # SYNC, CMD, SEQ, LEN
 CRC_BYTES = 2
@@ -86,13 +95,19 @@ def _payload(payload):
     return payload
 
 
+def stuff(data):
+    """`data` with every SYNC and ESC byte escaped (ESC first, so no byte is escaped twice)."""
+    return bytes(data).replace(bytes([ESC]), bytes([ESC, ESC ^ ESCAPE_XOR])).replace(
+        bytes([SYNC]), bytes([ESC, SYNC ^ ESCAPE_XOR]))
+
+
 def encode_frame(command, payload=b"", *, seq=0):
-    """SYNC, CMD, SEQ, LEN, PAYLOAD, CRC as bytes."""
+    """SYNC, then CMD, SEQ, LEN, PAYLOAD and CRC, stuffed, as bytes."""
     command = _int(command, "Command", 0, 255)
     seq = _int(seq, "Sequence number", 0, 255)
     payload = _payload(payload)
     body = bytes([command, seq, len(payload)]) + payload
-    return bytes([SYNC]) + body + crc16(body).to_bytes(CRC_BYTES, "big")
+    return bytes([SYNC]) + stuff(body + crc16(body).to_bytes(CRC_BYTES, "big"))
 
 
 def encode_info(*, seq=0):
@@ -128,147 +143,95 @@ class Frame:
 class FrameDecoder:
     """Incremental decoder: `feed(data)` returns the complete, checked frames found so far.
 
-    Bad bytes never raise. A frame candidate (a SYNC byte and what follows) whose header is
-    not acceptable or whose CRC fails loses only its SYNC byte: the search for the next SYNC
-    starts at the byte after it, so a 0xA5 inside garbage, a truncated frame or a LEN that
-    claims more bytes than came cannot swallow the good frame behind them. While a candidate
-    is still incomplete, a complete good frame at a later SYNC wins over it; and a good frame
-    holding a SYNC that starts another good frame gives way to that frame (garbage cut one
-    byte short just before a frame passes as a frame by taking that frame's SYNC 1 time in
-    256); while such an inner candidate is incomplete, the frame waits for more bytes or for
-    `idle()`. What is left is the CRC-16's floor: two overlapping candidates that both check
-    (2^-16 each), of which the decoder keeps the inner one.
+    Bad bytes never raise. Every SYNC byte starts a new frame candidate, dropping any
+    candidate in progress; bytes outside a candidate are dropped. Since no byte inside a
+    stuffed frame is a SYNC, whatever came before a good frame (a truncated frame, a LEN that
+    claims more bytes than came, a 0xA5 in noise, an ESC at the end of garbage) ends at its
+    SYNC, and the good frame is decoded whole: no good frame is ever lost to garbage.
 
-    `lengths` (optional) maps each acceptable command to its payload length, or to None for
-    any length; a header outside it is rejected before any CRC (`reply_lengths` gives the
-    replies a host can get). `skipped` counts bytes dropped, `rejected` candidates dropped.
-    A reader calls `idle()` when its transport goes quiet, for the rare frame held back.
+    A candidate is complete once its LEN payload bytes and its CRC are in (counted after
+    unstuffing); it is a frame if its CRC checks. `lengths` (optional) maps each acceptable
+    command to its payload length, or to None for any length; a header outside it is
+    dropped as soon as LEN is in (`reply_lengths` gives the replies a host can get).
+    `skipped` counts bytes dropped, `rejected` candidates dropped.
     """
 
     def __init__(self, *, lengths=None):
-        self._buffer = bytearray()
         self._lengths = None if lengths is None else dict(lengths)
-        self._idle = False
+        self._body = None          # the candidate's unstuffed bytes after SYNC, or None
+        self._raw = 0              # line bytes of the candidate, SYNC included
+        self._escaped = False
         self.skipped = 0
         self.rejected = 0
 
     @property
     def pending(self):
-        """Bytes held back: an incomplete frame candidate and what came after it."""
-        return len(self._buffer)
+        """Line bytes held: the incomplete frame candidate's."""
+        return self._raw
 
     @property
     def needed(self):
-        """How many more bytes complete the frame candidate in progress (at least 1), so a
-        reader can ask its transport for exactly that many."""
-        if len(self._buffer) < HEADER_BYTES:
-            return HEADER_BYTES + CRC_BYTES - len(self._buffer)
-        return max(1, self._size(self._buffer, 0) - len(self._buffer))
+        """At least how many more line bytes complete the candidate in progress (at least 1;
+        a whole header and CRC when there is none), so a reader can ask its transport for
+        exactly that many without reading past the frame."""
+        body = self._body
+        if body is None:
+            return HEADER_BYTES + CRC_BYTES
+        if len(body) < HEADER_BYTES - 1:
+            return HEADER_BYTES - 1 + CRC_BYTES - len(body)
+        return max(1, HEADER_BYTES - 1 + body[2] + CRC_BYTES - len(body))
 
-    @staticmethod
-    def _size(buffer, at):
-        return HEADER_BYTES + buffer[at + 3] + CRC_BYTES
-
-    def _check(self, buffer, at):
-        """'good', 'bad' or 'short' for the candidate at `at` (a SYNC byte)."""
-        if len(buffer) - at < HEADER_BYTES:
-            return "short"
-        if self._lengths is not None:
-            command, length = buffer[at + 1], buffer[at + 3]
-            if command not in self._lengths or self._lengths[command] not in (None, length):
-                return "bad"
-        end = at + self._size(buffer, at)
-        if end > len(buffer):
-            return "short"
-        # No reflection and no final XOR: the CRC over a frame and its own CRC is 0.
-        return "good" if crc16(buffer[at + 1:end]) == 0 else "bad"
-
-    def _inner(self, buffer, at):
-        """(the first good candidate starting inside the frame at `at`, or None; whether an
-        incomplete candidate starts inside it)."""
-        end = at + self._size(buffer, at)
-        waiting = False
-        inner = buffer.find(SYNC, at + 1, end)
-        while inner >= 0:
-            status = self._check(buffer, inner)
-            if status == "good":
-                return inner, waiting
-            waiting = waiting or status == "short"
-            inner = buffer.find(SYNC, inner + 1, end)
-        return None, waiting
-
-    def _later_good(self, buffer, at):
-        later = buffer.find(SYNC, at + 1)
-        while later >= 0:
-            if self._check(buffer, later) == "good":
-                return later
-            later = buffer.find(SYNC, later + 1)
-        return None
+    def _drop(self):
+        self.rejected += 1
+        self.skipped += self._raw
+        self._body, self._raw = None, 0
 
     def feed(self, data):
-        buffer = self._buffer
-        buffer += bytes(data)
         frames = []
-        start = 0
-        while True:
-            at = buffer.find(SYNC, start)
-            if at < 0:
-                self.skipped += len(buffer) - start
-                start = len(buffer)
-                break
-            self.skipped += at - start
-            status = self._check(buffer, at)
-            if status == "good":
-                # A good frame starting inside this one is the likelier truth: garbage cut
-                # short just before a frame (a truncated frame, a header) can only pass as a
-                # frame by running into it. While such an inner candidate is incomplete, wait
-                # for its bytes, or for `idle()`.
-                inner, waiting = self._inner(buffer, at)
-                if inner is not None:
-                    self.rejected += 1
-                    self.skipped += inner - at
-                    start = inner
-                    continue
-                if waiting and not self._idle:
-                    start = at
-                    break
-                end = at + self._size(buffer, at)
-                frames.append(Frame(buffer[at + 1], bytes(buffer[at + HEADER_BYTES:end - 2]),
-                                    buffer[at + 2]))
-                start = end
-            elif status == "bad":
-                self.rejected += 1
+        for byte in bytes(data):
+            if byte == SYNC:
+                if self._body is not None:
+                    self._drop()            # cut short by the next frame
+                self._body, self._raw, self._escaped = bytearray(), 1, False
+                continue
+            body = self._body
+            if body is None:
                 self.skipped += 1
-                start = at + 1
-            else:
-                later = self._later_good(buffer, at)
-                if later is None:
-                    start = at
-                    break
-                self.rejected += 1
-                self.skipped += later - at
-                start = later
-        del buffer[:start]
+                continue
+            self._raw += 1
+            if self._escaped:
+                self._escaped = False
+                if byte not in _ESCAPED:
+                    self._drop()            # only SYNC and ESC are ever escaped
+                    continue
+                byte ^= ESCAPE_XOR
+            elif byte == ESC:
+                self._escaped = True
+                continue
+            body.append(byte)
+            size = len(body)
+            if size == HEADER_BYTES - 1 and self._lengths is not None:
+                command, length = body[0], body[2]
+                if command not in self._lengths or self._lengths[command] not in (None, length):
+                    self._drop()
+            elif size >= HEADER_BYTES - 1 and size == HEADER_BYTES - 1 + body[2] + CRC_BYTES:
+                # No reflection and no final XOR: the CRC over a frame and its own CRC is 0.
+                if crc16(body) == 0:
+                    frames.append(Frame(body[0], bytes(body[HEADER_BYTES - 1:-CRC_BYTES]),
+                                        body[1]))
+                    self._body, self._raw = None, 0
+                else:
+                    self._drop()
         return frames
-
-    def idle(self):
-        """The line has gone quiet: the frames held back for an incomplete candidate inside
-        them (no more bytes will complete it)."""
-        self._idle = True
-        try:
-            return self.feed(b"")
-        finally:
-            self._idle = False
 
     def reset(self):
         """Drop any partial frame (the counters stay)."""
-        self._buffer.clear()
+        self._body, self._raw, self._escaped = None, 0, False
 
 
 def decode_frames(data, *, lengths=None):
-    """Every good frame in `data`, a complete recording of a line (it ends idle)."""
-    decoder = FrameDecoder(lengths=lengths)
-    return decoder.feed(data) + decoder.idle()
+    """Every good frame in `data` (a recording of a line)."""
+    return FrameDecoder(lengths=lengths).feed(data)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -63,7 +63,7 @@ class ModelTransport:
 
     def write(self, data):
         # The host writes whole frames, and the line is quiet after each write.
-        for frame in self._decoder.feed(bytes(data)) + self._decoder.idle():
+        for frame in self._decoder.feed(bytes(data)):
             self.requests += 1
             self.outbox += self.reply(frame)
 

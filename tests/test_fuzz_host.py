@@ -94,8 +94,6 @@ class PtyBoard(threading.Thread):
         decoder = protocol.FrameDecoder()
         while not self.stop.is_set():
             if not select.select([self.master], [], [], 0.02)[0]:
-                for frame in decoder.idle():
-                    self.reply(frame)
                 continue
             try:
                 data = os.read(self.master, 4096)

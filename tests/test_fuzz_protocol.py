@@ -50,7 +50,7 @@ def _feed(decoder, data, cuts):
         at = cut
         assert decoder.needed >= 1
         assert decoder.pending < 2 * MAX_FRAME
-    return out + decoder.idle()
+    return out
 
 
 @seeded
@@ -193,9 +193,8 @@ def _lost_frames(count, seed):
             step = int(chunk_rng.integers(1, 300))
             got += decoder.feed(stream[at:at + step])
             at += step
-        got += decoder.idle()
-        # A garbage candidate may (rarely: a CRC-16 collision) pass as a frame; what
-        # matters is that no good frame is missing.
+        # A garbage candidate may (a CRC-16 collision, 2^-16) pass as a frame; what matters
+        # is that no good frame is missing.
         seen = set(got)
         lost += sum(1 for f in good if p.decode_frames(f)[0] not in seen)
     return lost
@@ -212,11 +211,10 @@ def test_decoder_loses_no_frame_in_random_mixes(seed):
 @pytest.mark.slow
 @pytest.mark.fuzz
 def test_decoder_loses_no_frame_in_a_million_mixes(seed):
-    """The issue's goal was 0 lost good frames over 10^6 random garbage/frame mixes. What is
-    left is the CRC-16 floor: a garbage candidate overlapping a good frame's bytes that
-    checks by chance (2^-16 a candidate, a few candidates a mix). Measured at the default
-    seed: 2 in 10^6, both such coincidences; this fails at 5."""
+    """The issue's goal: 0 lost good frames over 10^6 random garbage/frame mixes. With byte
+    stuffing a good frame's SYNC always starts a fresh candidate, so this holds by
+    construction; the run checks the construction."""
     began = time.monotonic()
     lost = _lost_frames(1_000_000, seed)
     print(f"1,000,000 mixes in {time.monotonic() - began:.1f} s: {lost} good frames lost")
-    assert lost <= 4
+    assert lost == 0

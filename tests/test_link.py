@@ -120,7 +120,7 @@ def replies(raw, *, seqs=False):
     """The decoded replies in `raw` (every byte must belong to a good frame); with `seqs`,
     (SEQ, reply) pairs."""
     decoder = p.FrameDecoder()
-    frames = decoder.feed(raw) + decoder.idle()
+    frames = decoder.feed(raw)
     assert decoder.skipped == 0 and decoder.pending == 0
     decoded = [p.decode_reply(f, classes=CLASSES) for f in frames]
     return list(zip([f.seq for f in frames], decoded)) if seqs else decoded
@@ -173,10 +173,11 @@ def test_link_answers_images_and_info(rng, seed):
     for k, image in enumerate(images):
         label, logits = FakeEngine.reference(image)
         with_logits = k % 2 == 1
-        seq = [0, 255, 1, p.SYNC][k % 4] if k < 4 else k
+        seq = [0, 255, p.ESC, p.SYNC][k % 4] if k < 4 else k
         script.append(classify(image, with_logits, seq=seq))
         expected.append((seq, p.Prediction(label, tuple(logits) if with_logits else None)))
     raw = run_link(script, seed=seed)
+    assert raw.count(p.ESC) >= 2 and raw.count(p.SYNC) == len(expected)  # stuffed replies
     assert replies(raw, seqs=True) == expected
 
 
@@ -186,13 +187,17 @@ def test_link_errors_then_recovers(rng, seed):
     good = classify(image, logits=True, seq=0x5A)
     label, logits = FakeEngine.reference(image)
     ok = (0x5A, p.Prediction(label, tuple(logits)))
-    bad_crc_high, bad_crc_low = bytearray(good), bytearray(good)
-    bad_crc_high[-2] ^= 0x80
-    bad_crc_low[-1] ^= 0x01
-    flipped_pixel = bytearray(good)
-    flipped_pixel[10] ^= 0x04
-    flipped_seq = bytearray(good)
-    flipped_seq[2] ^= 0x20
+    body = bytes([p.Command.LOGITS, 0x5A, FEATURES]) + bytes(int(v) for v in image)
+    crc = p.crc16(body)
+
+    def framed(body, crc):        # a frame as the encoder would send it, CRC given
+        return bytes([p.SYNC]) + p.stuff(body + crc.to_bytes(2, "big"))
+
+    bad_crc_high, bad_crc_low = framed(body, crc ^ 0x8000), framed(body, crc ^ 0x0001)
+    flipped_pixel = framed(body[:9] + bytes([body[9] ^ 0x04]) + body[10:], crc)
+    flipped_seq = framed(body[:1] + bytes([0x7A]) + body[2:], crc)
+    noise = rng.integers(0, 256, 50, dtype=np.uint8)
+    noise[(noise == p.SYNC) | (noise == p.ESC)] = 0
     bad_pixel = p.encode_frame(p.Command.CLASSIFY, bytes([0] * 5 + [17] + [0] * 58), seq=9)
     E = p.ErrorCode
     # (frame, expected error, the SEQ its reply carries)
@@ -211,8 +216,10 @@ def test_link_errors_then_recovers(rng, seed):
         (good[:3], E.TIMEOUT, 0x5A),
         (good[:2], E.TIMEOUT, 0),
         (good[:1], E.TIMEOUT, 0),
-        (bytes([0x00, 0x13, 0xA5, 0x37]), E.BAD_SYNC, 0),
-        (bytes(rng.integers(0, 256, 50, dtype=np.uint8)) + b"\x00", E.BAD_SYNC, 0),
+        (bytes([0x00, 0x13, 0x37]), E.BAD_SYNC, 0),
+        (noise.tobytes(), E.BAD_SYNC, 0),
+        (bytes([0x00, 0x13, p.SYNC, 0x37]), E.TIMEOUT, 0),     # a SYNC in noise starts a frame
+        (good[:20] + bytes([p.ESC]), E.TIMEOUT, 0x5A),         # cut after an ESC
     ]
     script, expected = [], []
     for frame, code, seq in cases:
@@ -220,6 +227,18 @@ def test_link_errors_then_recovers(rng, seed):
         expected += [(seq, p.ErrorReply(code)), ok]
     raw = run_link(script, seed=seed)
     assert replies(raw, seqs=True) == expected
+
+
+def test_link_answers_the_frame_that_cuts_another_short(rng, seed):
+    """A SYNC always starts a frame: the good frame right behind garbage, a truncated frame
+    or a dangling ESC (no gap) is answered, and what it cut short gets no reply."""
+    image = rng.integers(0, PIXEL_MAX + 1, FEATURES)
+    good = classify(image, seq=0x21)
+    label, _ = FakeEngine.reference(image)
+    script = [b"\x00\x13\x37" + good, good[:30] + good, good[:12] + bytes([p.ESC]) + good,
+              bytes([p.SYNC, 0x02]) + good]
+    raw = run_link(script, seed=seed)
+    assert replies(raw, seqs=True) == [(0x21, p.Prediction(label))] * 4
 
 
 def test_link_error_pulse_and_busy(seed):

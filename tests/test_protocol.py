@@ -150,7 +150,10 @@ def test_decoder_keeps_frames_decoded_before_a_bad_one():
     b"\xa5\x83\x00\xff",                       # a LEN that claims 255 bytes
     b"\x00\xa5\xa5\xa5\x13\xa5",               # SYNC bytes inside a burst
     bytes(p.encode_prediction_reply(3)[:-1]),  # a good frame's header, CRC missing
-], ids=["sync", "header", "truncated", "crc-cut", "long-len", "syncs", "no-crc"])
+    b"\xa5\x82\x01\x01\x7d",                  # cut after an ESC byte
+    b"\x7d",                                   # a lone ESC
+], ids=["sync", "header", "truncated", "crc-cut", "long-len", "syncs", "no-crc", "esc-cut",
+        "esc"])
 @pytest.mark.parametrize("chunked", [False, True], ids=["whole", "bytewise"])
 def test_decoder_finds_the_good_frame_after_garbage(garbage, chunked):
     """Whatever garbage comes first, the good frame right behind it is decoded at once."""
@@ -160,6 +163,28 @@ def test_decoder_finds_the_good_frame_after_garbage(garbage, chunked):
     chunks = [data[k:k + 1] for k in range(len(data))] if chunked else [data]
     frames = [f for chunk in chunks for f in decoder.feed(chunk)]
     assert frames == [p.Frame(0x82, b"\x09", 0x33)]
+
+
+def test_stuffing_keeps_sync_out_of_the_frame_body():
+    """A payload of SYNC and ESC bytes travels escaped: the only SYNC on the line is the
+    frame's first byte, and the frame decodes to the same payload."""
+    payload = bytes([p.SYNC, p.ESC, 0x85, 0x5D, p.SYNC, p.SYNC, 0x00])
+    frame = p.encode_frame(0x42, payload, seq=p.SYNC)
+    assert frame.count(p.SYNC) == 1 and frame[0] == p.SYNC
+    assert p.stuff(payload) == bytes([0x7D, 0x85, 0x7D, 0x5D, 0x85, 0x5D, 0x7D, 0x85,
+                                      0x7D, 0x85, 0x00])
+    assert p.decode_frames(frame) == [p.Frame(0x42, payload, p.SYNC)]
+
+
+def test_decoder_rejects_an_escape_of_another_byte():
+    """Only SYNC and ESC are ever escaped: ESC followed by anything else ends the candidate
+    (the CRC could otherwise pass a frame no encoder sends)."""
+    body = bytes([0x82, 1, 1, 0x01])
+    frame = (bytes([p.SYNC]) + body[:3] + bytes([p.ESC, 0x01 ^ p.ESCAPE_XOR])
+             + p.stuff(p.crc16(body).to_bytes(2, "big")))   # the CRC checks
+    decoder = p.FrameDecoder()
+    assert decoder.feed(frame) == [] and decoder.rejected == 1
+    assert decoder.feed(p.encode_prediction_reply(1, seq=2)) == [p.Frame(0x82, b"\x01", 2)]
 
 
 def test_decoder_lengths_filter_rejects_headers_early():
@@ -193,7 +218,7 @@ def _logits_frame(label, logits):
      "LOGITS reply has class 1 but its logits peak at class 0"),
     (_logits_frame(0, [2**23] + [0] * 9),
      "LOGITS reply has logit 0 = 8388608, outside 24-bit signed range"),
-    (_info_frame(version=1), "INFO reply has protocol version 1; this host speaks version 2 "
+    (_info_frame(version=2), "INFO reply has protocol version 2; this host speaks version 3 "
                              "(rebuild the bitstream or update rtn-hw)"),
     (_info_frame(classes=0), "INFO reply has classes 0, expected 1..63"),
     (_info_frame(features=0), "INFO reply has features 0, expected 1..255"),
@@ -222,3 +247,18 @@ def test_decoder_needed_reads_exactly_one_frame():
     assert decoder.needed == 6
     decoder.feed(b"\x00\xa5")          # junk skipped, then a frame start
     assert decoder.needed == 5
+
+
+def test_decoder_needed_stays_inside_a_stuffed_frame():
+    """Escapes make a frame longer on the line than its LEN says; `needed` counts what is
+    left before unstuffing, so a reader that follows it still never reads past the frame."""
+    frame = p.encode_prediction_reply(3, [0xA5A5, -0x5A5A, 0x7D7D7D] + [0xA5] * 7)
+    assert len(frame) > 4 + 41 + 2
+    line = frame + p.encode_prediction_reply(4)
+    decoder = p.FrameDecoder()
+    at, frames = 0, []
+    while not frames:
+        chunk = line[at:at + decoder.needed]
+        at += len(chunk)
+        frames = decoder.feed(chunk)
+    assert at == len(frame) and frames[0].payload[0] == 3

@@ -51,10 +51,13 @@ class Link(wiring.Component):
     (one-cycle pulse as an error reply starts).
 
     Every frame is delimited by its LEN byte, so a bad command, length, checksum or pixel is
-    answered once the whole frame (LEN payload bytes and the CRC) is in. A byte outside a
-    frame (not SYNC) starts a discard that lasts until the line has been idle for `timeout`
-    cycles, then one BAD_SYNC reply. A frame that stops for `timeout` cycles gets a TIMEOUT
-    reply. Either way the next good frame is answered. Every reply carries the SEQ byte of the
+    answered once the whole frame (LEN payload bytes and the CRC) is in. Bytes after SYNC are
+    stuffed (rtn_hw.protocol): an ESC byte makes the next one count as itself XOR 0x20, and a
+    SYNC byte always starts a new frame, cutting short any frame in progress (which gets no
+    reply). A byte outside a frame (not SYNC) starts a discard that lasts until the line has
+    been idle for `timeout` cycles, then one BAD_SYNC reply, or until a SYNC. A frame that
+    stops for `timeout` cycles gets a TIMEOUT reply. Either way the next good frame is
+    answered. Every reply carries the SEQ byte of the
     frame it answers (0 for BAD_SYNC, or a TIMEOUT before SEQ came). The reply to an image is
     read straight from the engine's held output, which is released (`result.ready`) after the
     last CRC byte.
@@ -108,7 +111,11 @@ class Link(wiring.Component):
         P, E = protocol, protocol.ErrorCode
         logit_bytes = P.LOGIT_BYTES
 
-        byte = self.rx.payload
+        raw = self.rx.payload
+        escaped = Signal()           # the last byte taken was an ESC
+        byte = Signal(8)             # the byte a received one stands for, once unstuffed
+        m.d.comb += byte.eq(Mux(escaped, raw ^ P.ESCAPE_XOR, raw))
+        stuffed = Signal()           # the ESC before a stuffed reply byte has gone out
         # One CRC register and one CRC network serve both directions: a request's CRC is
         # checked before its reply starts.
         crc = Signal(16)
@@ -172,13 +179,26 @@ class Link(wiring.Component):
                 m.d.sync += self.error.eq(1)
             m.next = "SYNC"
 
-        def send(value, next_state):
-            """Offer `value` on tx; the CRC follows every byte sent after SYNC."""
-            m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(value), self.busy.eq(1),
-                         crc_in.eq(value)]
+        def transmit(value):
+            """Offer `value` on tx, stuffed: a SYNC or ESC byte goes out as ESC, then the byte
+            XOR 0x20. Returns the condition under which `value` is out (the caller moves on)."""
+            escape = (value == P.SYNC) | (value == P.ESC)
+            m.d.comb += [self.tx.valid.eq(1), self.busy.eq(1),
+                         self.tx.payload.eq(Mux(escape, Mux(stuffed, value ^ P.ESCAPE_XOR, P.ESC),
+                                                value))]
             with m.If(self.tx.ready):
+                m.d.sync += stuffed.eq(escape & ~stuffed)
+            return self.tx.ready & ~(escape & ~stuffed)
+
+        def send(value, next_state):
+            """Send `value`, stuffed; the CRC follows every byte sent after SYNC. Returns the
+            condition under which it is out."""
+            m.d.comb += crc_in.eq(value)
+            done = transmit(value)
+            with m.If(done):
                 m.d.sync += crc.eq(crc_next)
                 m.next = next_state
+            return done
 
         # Cycles since the last byte was taken; only the frame and discard states look at it.
         with m.If(self.rx.valid & self.rx.ready):
@@ -186,36 +206,51 @@ class Link(wiring.Component):
         with m.Elif(~at_timeout):
             m.d.sync += idle.eq(idle + 1)
 
-        def header(target, next_state):
-            """Take one header byte into `target` (and the CRC), or time out."""
+        def start_frame():
+            m.d.sync += [crc.eq(P.CRC_INIT), seq.eq(0), pending.eq(0), pixel_bad.eq(0),
+                         count.eq(0), escaped.eq(0)]
+            m.next = "COMMAND"
+
+        def receive():
+            """In a frame: take a byte. A SYNC starts a new frame and an ESC is only noted;
+            returns the condition under which `byte` is the frame's next byte (unstuffed).
+            Times out when the line stays quiet."""
             m.d.comb += [self.rx.ready.eq(1), self.busy.eq(1)]
             with m.If(self.rx.valid):
-                m.d.sync += [target.eq(byte), crc.eq(crc_next)]
-                m.next = next_state
+                m.d.sync += escaped.eq((raw == P.ESC) & ~escaped)
+                with m.If(raw == P.SYNC):
+                    start_frame()
             with m.Elif(at_timeout):
                 start_reply(KIND_ERROR, E.TIMEOUT)
+            return self.rx.valid & (raw != P.SYNC) & ((raw != P.ESC) | escaped)
+
+        def header(target, next_state):
+            """Take one header byte into `target` (and the CRC)."""
+            with m.If(receive()):
+                m.d.sync += [target.eq(byte), crc.eq(crc_next)]
+                m.next = next_state
 
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += self.rx.ready.eq(1)
                 with m.If(self.rx.valid):
-                    m.d.sync += [crc.eq(P.CRC_INIT), seq.eq(0), pending.eq(0),
-                                 pixel_bad.eq(0), count.eq(0)]
-                    with m.If(byte == P.SYNC):
-                        m.next = "COMMAND"
+                    with m.If(raw == P.SYNC):
+                        start_frame()
                     with m.Else():
+                        m.d.sync += seq.eq(0)
                         m.next = "DISCARD"
             with m.State("DISCARD"):
                 m.d.comb += [self.rx.ready.eq(1), self.busy.eq(1)]
-                with m.If(~self.rx.valid & at_timeout):
+                with m.If(self.rx.valid & (raw == P.SYNC)):
+                    start_frame()
+                with m.Elif(~self.rx.valid & at_timeout):
                     start_reply(KIND_ERROR, E.BAD_SYNC)
             with m.State("COMMAND"):
                 header(command, "SEQ")
             with m.State("SEQ"):
                 header(seq, "LENGTH")
             with m.State("LENGTH"):
-                m.d.comb += [self.rx.ready.eq(1), self.busy.eq(1)]
-                with m.If(self.rx.valid):
+                with m.If(receive()):
                     m.d.sync += [length.eq(byte), crc.eq(crc_next)]
                     with m.Switch(command):
                         with m.Case(P.Command.INFO):
@@ -230,11 +265,8 @@ class Link(wiring.Component):
                         m.next = "CHECK_HIGH"
                     with m.Else():
                         m.next = "PAYLOAD"
-                with m.Elif(at_timeout):
-                    start_reply(KIND_ERROR, E.TIMEOUT)
             with m.State("PAYLOAD"):
-                m.d.comb += [self.rx.ready.eq(1), self.busy.eq(1)]
-                with m.If(self.rx.valid):
+                with m.If(receive()):
                     # Pixels shift in from the top, so the first one ends up as element 0.
                     m.d.sync += [crc.eq(crc_next), count.eq(count + 1),
                                  pixels.eq(Cat(pixels[self._pixel_bits:],
@@ -243,18 +275,12 @@ class Link(wiring.Component):
                         m.d.sync += pixel_bad.eq(1)
                     with m.If(count == length - 1):
                         m.next = "CHECK_HIGH"
-                with m.Elif(at_timeout):
-                    start_reply(KIND_ERROR, E.TIMEOUT)
             with m.State("CHECK_HIGH"):
-                m.d.comb += [self.rx.ready.eq(1), self.busy.eq(1)]
-                with m.If(self.rx.valid):
+                with m.If(receive()):
                     m.d.sync += crc.eq(crc_next)
                     m.next = "CHECK_LOW"
-                with m.Elif(at_timeout):
-                    start_reply(KIND_ERROR, E.TIMEOUT)
             with m.State("CHECK_LOW"):
-                m.d.comb += [self.rx.ready.eq(1), self.busy.eq(1)]
-                with m.If(self.rx.valid):
+                with m.If(receive()):
                     # The CRC over a frame and its own CRC is 0 (no reflection, no final XOR),
                     # so no received byte needs to be kept for a comparison.
                     with m.If(crc_next != 0):
@@ -269,8 +295,6 @@ class Link(wiring.Component):
                         m.d.sync += kind.eq(Mux(command == P.Command.LOGITS, KIND_LOGITS,
                                                 KIND_CLASS))
                         m.next = "ENGINE"
-                with m.Elif(at_timeout):
-                    start_reply(KIND_ERROR, E.TIMEOUT)
             with m.State("ENGINE"):
                 m.d.comb += [self.image.valid.eq(1), self.busy.eq(1)]
                 with m.If(self.image.ready):
@@ -292,8 +316,7 @@ class Link(wiring.Component):
             with m.State("REPLY_LENGTH"):
                 send(reply_length, "REPLY_PAYLOAD")
             with m.State("REPLY_PAYLOAD"):
-                send(payload_byte, "REPLY_PAYLOAD")
-                with m.If(self.tx.ready):
+                with m.If(send(payload_byte, "REPLY_PAYLOAD")):
                     m.d.sync += index.eq(index + 1)
                     with m.If(index != 0):
                         m.d.sync += part.eq(part + 1)
@@ -302,12 +325,10 @@ class Link(wiring.Component):
                     with m.If(index == reply_length - 1):
                         m.next = "REPLY_CHECK_HIGH"
             with m.State("REPLY_CHECK_HIGH"):
-                m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(crc[8:]), self.busy.eq(1)]
-                with m.If(self.tx.ready):
+                with m.If(transmit(crc[8:])):
                     m.next = "REPLY_CHECK_LOW"
             with m.State("REPLY_CHECK_LOW"):
-                m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(crc[:8]), self.busy.eq(1)]
-                with m.If(self.tx.ready):
+                with m.If(transmit(crc[:8])):
                     # The engine's result was read in place; let it go only now.
                     m.d.comb += self.result.ready.eq(kind[1])
                     m.next = "IDLE"

@@ -117,12 +117,14 @@ async def errors_then_recover(dut):
     _, golden = net.forward(image[None])
     pixel_max, features = net.input.pixel_max, net.input.features
     good = protocol.encode_classify(image, features=features, pixel_max=pixel_max)
-    bad_crc = bytearray(good)
-    bad_crc[-1] ^= 0x01
-    corrupted = bytearray(good)
+    body = bytes([protocol.Command.CLASSIFY, 0, features]) + bytes(int(p) for p in image)
+    bad_crc = bytes([protocol.SYNC]) + protocol.stuff(
+        body + (protocol.crc16(body) ^ 0x0001).to_bytes(protocol.CRC_BYTES, "big"))
+    corrupted = bytearray(good)       # pixels (0..pixel_max) are never stuffed
     corrupted[protocol.HEADER_BYTES + int(rng.integers(features))] ^= 0x08
-    garbage = bytearray(rng.integers(0, 256, 40, dtype=np.uint8).tobytes())
-    garbage[0] = 0x00 if garbage[0] == protocol.SYNC else garbage[0]
+    # Noise without SYNC (which would start a frame) or ESC.
+    garbage = rng.integers(0, 256, 40, dtype=np.uint8)
+    garbage[(garbage == protocol.SYNC) | (garbage == protocol.ESC)] = 0x00
     stale = protocol.encode_info(seq=77)
     cases = [
         ("bad checksum", bytes(bad_crc), E.BAD_CHECKSUM),
