@@ -330,8 +330,10 @@ class LayerStage(wiring.Component):
         # Results into the FIFO: the groups are collected in order; the final group's values
         # are merged combinationally so the whole vector is written in its cycle.
         out = post.o.payload
+        # One entry more than the places reserved: while SyncFIFOBuffered moves an entry into
+        # its output register, its write side sees the inner memory as it was (full).
         m.submodules.fifo = fifo = SyncFIFOBuffered(width=self.o.payload.shape().size,
-                                                    depth=depth)
+                                                    depth=depth + 1)
         m.d.comb += [self.o.valid.eq(fifo.r_rdy), self.o.payload.eq(fifo.r_data),
                      fifo.r_en.eq(self.o.ready)]
         if self._last:
