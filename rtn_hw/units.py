@@ -286,6 +286,13 @@ def _engine_arguments(values):
     return {"network": load(path), "lanes": values["lanes"], "channels": values["channels"]}
 
 
+def _dataflow_arguments(values):
+    """The network as for network_engine; `folding` through `dataflow.parse_foldings`."""
+    from .gateware.dataflow import parse_foldings
+    network = _engine_arguments(dict(values, lanes=None, channels=None))["network"]
+    return {"network": network, "foldings": parse_foldings(values["folding"], network)}
+
+
 def _lanes(default, help="Vector lanes (elements per input vector)."):
     return Param("lanes", SIZE, default, help)
 
@@ -378,4 +385,12 @@ UNITS = {u.name: u for u in (
              Param("weights", STR, "shipped",
                    "Weights manifest (.json); shipped = weights/rtn_digits.json."),
          ), _engine_arguments),
+    Unit("dataflow_engine", "dataflow:DataflowEngine",
+         "A trained RTN MLP, one pipeline stage per layer, a new image every II cycles.", (
+             Param("folding", STR, "unfolded",
+                   "unfolded (II = 1, baked), smallest (1x1 per layer), or per layer "
+                   "LANESxCHANNELS[:bram|lutram|baked], comma-separated."),
+             Param("weights", STR, "shipped",
+                   "Weights manifest (.json); shipped = weights/rtn_digits.json."),
+         ), _dataflow_arguments),
 )}
