@@ -7,7 +7,7 @@ per lane (`rtn_hw.model.encode`); `TernaryDecoder` turns planes back into fixed-
 
 
 import numpy as np
-from amaranth.hdl import C, Module, Mux, Signal, signed
+from amaranth.hdl import C, Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -148,9 +148,10 @@ class TernaryEncoder(wiring.Component):
             lo = [C(int(v), shape) for v in self._thresholds[0]]
             hi = [C(int(v), shape) for v in self._thresholds[1]]
         planes = Signal(trit_planes(self._lanes), name="planes")
-        for k in range(self._lanes):
-            nz, sg = threshold_trit(self.i.payload[k], lo[k], hi[k])
-            m.d.comb += [planes.nz[k].eq(nz), planes.sg[k].eq(sg)]
+        trits = [threshold_trit(self.i.payload[k], lo[k], hi[k]) for k in range(self._lanes)]
+        # One assignment of the whole word (nz is the layout's first field), not one per bit:
+        # Icarus rebuilds a wire driven in parts as a whole on every part's change (docs/sim.md).
+        m.d.comb += planes.as_value().eq(Cat(*(nz for nz, _ in trits), *(sg for _, sg in trits)))
         m.d.comb += self.o.payload.eq(pipe.stage(planes, "planes_q"))
         return m
 
@@ -220,9 +221,14 @@ class TernaryDecoder(wiring.Component):
         pipe = Pipeline(m, self.i, self.o, depth=1, name="dec")
         shape = signed(self._out_fmt.width)
         values = Signal(data.ArrayLayout(shape, self._lanes), name="values")
+        lanes = []
         for k in range(self._lanes):
             minus, zero, plus = (C(int(v), shape) for v in self._table[:, k])
             nz, sg = self.i.payload.nz[k], self.i.payload.sg[k]
-            m.d.comb += values[k].eq(Mux(nz, Mux(sg, plus, minus), zero))
+            lane = Signal(shape, name=f"value{k}")
+            m.d.comb += lane.eq(Mux(nz, Mux(sg, plus, minus), zero))
+            lanes.append(lane)
+        # One assignment of the whole array (see the encoder).
+        m.d.comb += values.eq(Cat(lanes))
         m.d.comb += self.o.payload.eq(pipe.stage(values, "values_q"))
         return m
