@@ -1,0 +1,157 @@
+"""The bit-exact check: the golden integer network against qonnx's `execute_onnx` on images.
+
+For a QONNX graph and the golden network made from it (or exported to it), run both on the
+same images and compare:
+
+- classes: argmax of both (goal: 100 % agreement);
+- hidden trits, per layer: the graph's Quant outputs decoded back to trits against the golden
+  network's encoder outputs (a float32 pre-activation within rounding of a threshold can fall
+  on the other side; the golden network is the hardware's);
+- logits, on the images whose hidden trits all agree: |graph logit - golden logit| against the
+  bound = the fixed-point bound of the last layer (`model.error_bound`) + a float32 allowance
+  γ_(n+8)·Σ|â_i·ŵ_i| for the graph's own arithmetic (n products summed in float32, plus the
+  dequantization and elementwise steps), γ_k = k·u/(1 - k·u), u = 2^-24.
+"""
+
+import numpy as np
+
+from . import QonnxError
+
+FLOAT32_STEPS = 8          # float32 roundings allowed beyond the n of a dot product
+UNIT_ROUNDOFF = 2.0 ** -24
+
+
+def run_graph(wrapper, images, shape):
+    """Every tensor of the graph (execute_onnx's full context) for `images` (B, features)
+    integer pixels, reshaped to the graph input (B, *shape), as one batch."""
+    from qonnx.core.onnx_exec import execute_onnx
+    from qonnx.transformation.change_batchsize import ChangeBatchSize
+    from qonnx.transformation.infer_shapes import InferShapes
+    batch = len(images)
+    try:
+        model = wrapper.transform(ChangeBatchSize(batch)).transform(InferShapes())
+        name = model.graph.input[0].name
+        pixels = np.asarray(images, dtype=np.float32).reshape((batch,) + tuple(shape))
+        context = execute_onnx(model, {name: pixels}, return_full_exec_context=True)
+    except Exception as error:  # onnxruntime and qonnx raise many types
+        raise QonnxError(f"execute_onnx failed ({type(error).__name__}: "
+                         f"{' '.join(str(error).split())[:200]})") from None
+    return context, model.graph.output[0].name
+
+
+def compare(wrapper, network, info, images, labels=None):
+    """The comparison report (a dict) of the graph in `wrapper` and the golden `network`;
+    `info` is the importer's (its per-layer activation tensors and the logits' transform)."""
+    images = np.asarray(images)
+    context, output = run_graph(wrapper, images, network.input.shape)
+    trace = network.trace(images)
+    scale = info["logits_transform"]["scale"]
+    offset = info["logits_transform"]["offset"]
+    graph_logits = np.asarray(context[output], dtype=np.float64)
+    graph_classes = np.argmax(graph_logits, axis=1)
+    last = network.layers[-1]
+    golden_logits = trace[-1]["y"] * last.out_fmt.lsb
+    golden_classes = np.argmax(trace[-1]["y"], axis=1)
+
+    same_trits = np.ones(len(images), dtype=bool)
+    layers = []
+    for step, layer, layer_info in zip(trace, network.layers, info["layers"]):
+        entry = {key: layer_info[key] for key in ("name", "node", "k_fmt", "out_fmt",
+                                                  "error_bound")}
+        act = layer_info.get("activation")
+        if act is not None:
+            value = np.asarray(context[act["tensor"]], dtype=np.float64)
+            trits = np.round(value / act["scale"] + act["zero_point"]).astype(np.int8)
+            equal = trits.reshape(step["outputs"].shape) == step["outputs"]
+            entry["trit_agreement"] = float(equal.mean())
+            entry["trits_differing"] = int((~equal).sum())
+            # Where this layer's inputs agreed, a trit may differ only if the golden
+            # pre-activation lies within the fixed-point bound (+ one threshold LSB and the
+            # float32 allowance) of a threshold.
+            near = _near_threshold(step, layer)
+            entry["differing_trits_near_threshold"] = bool(
+                near[same_trits[:, None] & ~equal].all())
+            same_trits &= equal.all(axis=1)
+        layers.append(entry)
+
+    # Σ|â_i·ŵ_i| of the last layer, per image and class, for the float32 allowance.
+    a_hat = np.abs(last.alpha_a * trace[-1]["inputs"] + last.beta_a)
+    w_hat = np.abs(last.alpha_w[:, None] * last.t_w + last.beta_w[:, None])
+    steps = last.in_features + FLOAT32_STEPS
+    gamma = steps * UNIT_ROUNDOFF / (1 - steps * UNIT_ROUNDOFF)
+    float_bound = gamma * (a_hat @ w_hat.T) + 4 * UNIT_ROUNDOFF * (
+        np.abs(graph_logits) + abs(offset)) / scale
+    fixed_bound = last.error_bound()
+    error = np.abs((graph_logits - offset) / scale - golden_logits)
+    compared = same_trits
+    within = bool((error[compared] <= fixed_bound + float_bound[compared]).all())
+    report = {
+        "images": int(len(images)),
+        "class_agreement": float((graph_classes == golden_classes).mean()),
+        "classes_differing": np.flatnonzero(graph_classes != golden_classes).tolist(),
+        "hidden_trits_agree_on": int(same_trits.sum()),
+        "layers": layers,
+        "logits": {
+            "compared_on": int(compared.sum()),
+            "max_error": float(error[compared].max(initial=0.0)),
+            "fixed_point_bound": fixed_bound,
+            "float32_bound_max": float(float_bound.max(initial=0.0)),
+            "within_bound": within,
+            "max_error_all_images": float(error.max(initial=0.0)),
+            "transform": {"scale": scale, "offset": offset},
+        },
+    }
+    if labels is not None:
+        labels = np.asarray(labels)
+        report["accuracy"] = {"golden": float((golden_classes == labels).mean()),
+                              "qonnx": float((graph_classes == labels).mean()),
+                              "golden_correct": int((golden_classes == labels).sum())}
+    return report
+
+
+def _near_threshold(step, layer):
+    """(B, P): the golden pre-activation is within the layer's error bound, one threshold LSB
+    and a float32 allowance of its lo or hi threshold."""
+    y = step["y"].astype(np.float64)
+    lsb = layer.out_fmt.lsb
+    a_hat = np.abs(layer.alpha_a * step["inputs"] + layer.beta_a)
+    w_hat = np.abs(layer.alpha_w[:, None] * layer.t_w + layer.beta_w[:, None])
+    steps = layer.in_features + FLOAT32_STEPS
+    gamma = steps * UNIT_ROUNDOFF / (1 - steps * UNIT_ROUNDOFF)
+    slack = (layer.error_bound() + lsb + gamma * (a_hat @ w_hat.T)
+             + 4 * UNIT_ROUNDOFF * np.abs(y * lsb))
+    distance = np.minimum(np.abs(y - layer.lo), np.abs(y - layer.hi)) * lsb
+    return distance <= slack
+
+
+def integer_differences(a, b):
+    """What differs between two golden networks as integer networks (input encoding, per
+    layer the trits, K codes, formats and thresholds): a list of names, empty when equal."""
+    found = []
+    if a.input != b.input:
+        found.append("input encoding")
+    if len(a.layers) != len(b.layers):
+        return found + [f"layer count {len(a.layers)} != {len(b.layers)}"]
+    for x, y in zip(a.layers, b.layers):
+        if x.t_w.shape != y.t_w.shape or (x.t_w != y.t_w).any():
+            found.append(f"{x.name}.t_w")
+            continue
+        for key in ("k1", "k2", "k0"):
+            if (getattr(x.consts, key) != getattr(y.consts, key)).any():
+                found.append(f"{x.name}.{key}")
+        if (x.k_fmt, x.out_fmt) != (y.k_fmt, y.out_fmt):
+            found.append(f"{x.name} formats")
+        if x.hidden != y.hidden or (x.hidden and ((x.lo != y.lo).any() or (x.hi != y.hi).any())):
+            found.append(f"{x.name} thresholds")
+    return found
+
+
+def versions():
+    from importlib.metadata import PackageNotFoundError, version
+    found = {}
+    for name in ("qonnx", "onnx", "onnxruntime"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = None
+    return found
