@@ -8,6 +8,8 @@
                    [--seeds ...] [-p NAME=V1,V2 ...] [--jobs J]
     (synth and explore: [--scheduler tcp://HOST:PORT] [--time-limit S] [--memory-limit MB])
     rtn-hw run --port PORT (--images FILE | --digits-test) [--baud B] [--timeout S]
+    rtn-hw import MODEL.onnx -o NAME.json [--pixel-max P]
+    rtn-hw export-qonnx NAME.json -o NAME.onnx
 
 Bad input exits with status 2 and one line on stderr, `rtn-hw: error: ...`, never a
 traceback. Each subcommand is an `_add_<command>` function in COMMANDS that declares its
@@ -382,8 +384,96 @@ def _run_explore(args, out):
     return 0
 
 
+IMPORT_REPORT = "build/reports/import.json"
+
+
+def _add_import(subparsers):
+    parser = subparsers.add_parser(
+        "import", help="a QONNX model (Brevitas, FINN, ...) as rtn-hw weights",
+        description="Fold a QONNX MLP of 2-bit (ternary) Quant layers into the weights format "
+                    "(-o NAME.json and NAME.npz), check it against qonnx's execute_onnx on "
+                    f"the digits test images and write {IMPORT_REPORT} (docs/qonnx.md).")
+    parser.add_argument("model", metavar="MODEL.onnx", help="QONNX model to import")
+    parser.add_argument("-o", "--output", metavar="NAME.json", help="weights manifest to write")
+    parser.add_argument("--pixel-max", default="16", metavar="P",
+                        help="largest input pixel value (default 16, the 8x8 digits)")
+    parser.set_defaults(run=_run_import)
+
+
+def _run_import(args, out):
+    if not args.output:
+        raise UsageError("import: -o NAME.json is required")
+    output = _output_file(args.output, ".json")
+    pixel_max = _number(args.pixel_max, "--pixel-max", int, 1, 255)
+    from .interop import QonnxError, qonnx_import
+    try:
+        network, entry = qonnx_import.import_file(args.model, output, pixel_max=pixel_max,
+                                                  report=IMPORT_REPORT)
+    except QonnxError as error:
+        raise UsageError(str(error)) from None
+    _print_check(entry, out)
+    print(f"wrote {output} and {output.with_suffix('.npz').name} "
+          f"({network!r}); report: {IMPORT_REPORT}", file=out)
+    return 0 if entry["logits"]["within_bound"] else 1
+
+
+def _add_export_qonnx(subparsers):
+    parser = subparsers.add_parser(
+        "export-qonnx", help="rtn-hw weights as a QONNX model",
+        description="Write a network (weights/NAME.json) as a QONNX graph (ternary Quant "
+                    "nodes with RTN's offset as the zero point), checked by qonnx and by "
+                    "importing it back (docs/qonnx.md).")
+    parser.add_argument("weights", metavar="NAME.json", help="weights manifest")
+    parser.add_argument("-o", "--output", metavar="NAME.onnx", help="QONNX file to write")
+    parser.set_defaults(run=_run_export_qonnx)
+
+
+def _run_export_qonnx(args, out):
+    if not args.output:
+        raise UsageError("export-qonnx: -o NAME.onnx is required")
+    output = _output_file(args.output, ".onnx")
+    from .interop import QonnxError, qonnx_export
+    try:
+        entry = qonnx_export.export_file(args.weights, output, report=IMPORT_REPORT)
+    except QonnxError as error:
+        raise UsageError(str(error)) from None
+    print(f"zero points: {', '.join(entry['zero_points']) or 'none'}; offsets as Add: "
+          f"{', '.join(entry['offsets_as_add']) or 'none'}", file=out)
+    if "logits" in entry:
+        _print_check(entry, out)
+    print(f"wrote {output} (imports back as the same integer network); report: "
+          f"{IMPORT_REPORT}", file=out)
+    return 0 if entry.get("logits", {}).get("within_bound", True) else 1
+
+
+def _output_file(text, suffix):
+    path = Path(text)
+    if path.suffix != suffix or path.name == suffix:
+        raise UsageError(f"-o {text}: expected a file name ending in {suffix}")
+    if not path.parent.is_dir():
+        raise UsageError(f"-o {text}: cannot write (no folder {str(path.parent)!r})")
+    return path
+
+
+def _print_check(entry, out):
+    logits = entry["logits"]
+    print(f"execute_onnx vs golden on {entry['images']} digits test images: class agreement "
+          f"{100 * entry['class_agreement']:.2f} %, accuracy golden "
+          f"{100 * entry['accuracy']['golden']:.2f} % / qonnx "
+          f"{100 * entry['accuracy']['qonnx']:.2f} %", file=out)
+    for layer in entry["layers"]:
+        trits = (f", hidden trits agree {100 * layer['trit_agreement']:.3f} %"
+                 if "trit_agreement" in layer else "")
+        print(f"  {layer['name']}: K {layer['k_fmt']}, y {layer['out_fmt']}, fixed-point "
+              f"bound {layer['error_bound']:.3g}{trits}", file=out)
+    print(f"  logits: max error {logits['max_error']:.3g} on the {logits['compared_on']} "
+          f"images whose hidden trits agree, bound {logits['fixed_point_bound']:.3g} + float32 "
+          f"{logits['float32_bound_max']:.3g}: "
+          f"{'within' if logits['within_bound'] else 'OUTSIDE'}", file=out)
+
+
 COMMANDS = {"verilog": _add_verilog, "synth": _add_synth, "explore": _add_explore,
-            "run": _add_run}
+            "run": _add_run, "import": _add_import, "export-qonnx": _add_export_qonnx}
 
 
 def _parser():
