@@ -20,7 +20,7 @@ from rtn_hw.units import UNITS
 ROOT = Path(__file__).resolve().parent.parent
 
 EXPECTED_UNITS = {"popcount", "ternary_dot", "ternary_encoder", "ternary_decoder", "int_dot",
-                  "fp32_dot", "rtn_mac_array", "network_engine"}
+                  "fp32_dot", "rtn_mac_array", "network_engine", "dataflow_engine"}
 
 # (small, medium) parameters per unit; the two sizes cover each unit's modes between them.
 SIZES = {
@@ -38,6 +38,9 @@ SIZES = {
                        "levels_per_stage": "2"}),
     # The shipped digits network; the engine's own tests check its outputs.
     "network_engine": ({"lanes": "24", "channels": "1"}, {"lanes": "64", "channels": "8"}),
+    # Block RAM, LUT RAM and baked layers between the two sizes.
+    "dataflow_engine": ({"folding": "smallest"},
+                        {"folding": "64x16:lutram,32x16,128x10:baked"}),
 }
 
 CASES = [pytest.param(unit, params, id=f"{unit}-{size}")
@@ -260,6 +263,8 @@ DRIVEN = {
                       _mac_case),
     # One image per 76 cycles: 40 images fit the testbench's 10,000-cycle timeout.
     "network_engine": ({"lanes": "64", "channels": "8"}, _engine_case),
+    # II = 32 (layer 1), images overlapped in the stages.
+    "dataflow_engine": ({"folding": "64x16,32x16,128x2"}, _engine_case),
 }
 
 
