@@ -18,7 +18,7 @@ import sys
 __all__ = ["yowasp", "yosys", "nextpnr", "yosys_share", "verilator", "verilator_env",
            "environment",
            "VERILATOR_WARNINGS", "VERILATOR_BINARY_FLAGS", "VERILATOR_MAKEFLAGS", "iverilog",
-           "vvp"]
+           "vvp", "tied_to_parent"]
 
 # Amaranth's Verilog has width warnings and style findings that are not errors.
 VERILATOR_WARNINGS = ("-Wno-fatal", "-Wno-lint", "-Wno-style")
@@ -46,6 +46,17 @@ def yowasp(name):
 
 def yosys():
     return yowasp("yosys")
+
+
+def tied_to_parent(command):
+    """`command` (an argv list) made to die with the process that starts it, where util-linux's
+    `setpriv` can do that (Linux): a sweep worker that is SIGKILLed (a Dask worker past its
+    memory limit, or killed by hand) then takes its yosys or nextpnr along, instead of leaving
+    it to run until its own timeout. The signal is set in the child just before exec, so no
+    Python runs between fork and exec (a `preexec_fn` would, which is unsafe in the threaded
+    Dask worker). Elsewhere the command is unchanged."""
+    setpriv = shutil.which("setpriv") if sys.platform.startswith("linux") else None
+    return [setpriv, "--pdeathsig", "KILL", "--", *command] if setpriv else list(command)
 
 
 def nextpnr(family):

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -20,7 +21,7 @@ from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from rtn_hw import cli
+from rtn_hw import cli, tools
 from rtn_hw.flow import cluster, estimate, explore, explore_report, limits, synth, yosys
 from rtn_hw.flow.plan import Run
 
@@ -552,3 +553,24 @@ def test_an_unreachable_scheduler_is_one_line(monkeypatch, capsys, tmp_path):
     assert cli.main(["explore", str(spec), "--scheduler", f"tcp://127.0.0.1:{port}"]) == 2
     assert re.fullmatch(rf"rtn-hw: error: --scheduler tcp://127.0.0.1:{port}: cannot connect "
                         r"\(Timed out trying to connect to .*\)\n", capsys.readouterr().err)
+
+
+@pytest.mark.skipif(tools.tied_to_parent(["true"]) == ["true"],
+                    reason="no util-linux setpriv here: tools are not tied to their parent")
+def test_a_tool_dies_with_its_killed_worker():
+    """A sweep worker that is SIGKILLed takes its tool run along (tools.tied_to_parent), so
+    no yosys or nextpnr is left running until its own timeout."""
+    import psutil
+    script = ("import pathlib, subprocess, time\n"
+              "from rtn_hw import tools\n"
+              "child = subprocess.Popen(tools.tied_to_parent(['sleep', '120']))\n"
+              "while 'sleep' not in pathlib.Path(f'/proc/{child.pid}/comm').read_text():\n"
+              "    time.sleep(0.01)   # setpriv has exec'd the tool\n"
+              "print(child.pid, flush=True)\n"
+              "time.sleep(120)\n")
+    with subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                          text=True) as worker:
+        tool = psutil.Process(int(worker.stdout.readline()))
+        worker.kill()
+    gone = psutil.wait_procs([tool], timeout=10)[0]
+    assert gone or tool.status() == psutil.STATUS_ZOMBIE

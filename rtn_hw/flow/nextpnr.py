@@ -102,7 +102,8 @@ def run_nextpnr(family, workdir, device_args, *, seed, freq_mhz, netlist="top.js
             "-l", log]
     start = time.monotonic()
     try:
-        proc = subprocess.run(args, cwd=workdir, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(tools.tied_to_parent(args), cwd=workdir, capture_output=True,
+                              text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return NextpnrResult(False, None, {}, None, {}, time.monotonic() - start,
                              f"nextpnr timed out after {timeout} s")

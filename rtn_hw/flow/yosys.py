@@ -57,7 +57,8 @@ def run_yosys(script, workdir, *, files=None, log="yosys.log", timeout=None):
     for fname, text in (files or {}).items():
         (workdir / fname).write_text(text)
     (workdir / "script.ys").write_text(script)
-    proc = subprocess.run([tools.yosys(), "-q", "-l", log, "-s", "script.ys"], cwd=workdir,
+    proc = subprocess.run(tools.tied_to_parent([tools.yosys(), "-q", "-l", log, "-s",
+                                                 "script.ys"]), cwd=workdir,
                           capture_output=True, text=True, timeout=timeout)
     text = (workdir / log).read_text() if (workdir / log).exists() else ""
     if proc.returncode != 0:
