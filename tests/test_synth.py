@@ -44,7 +44,7 @@ def test_selection_defaults():
      "TARGETS: unknown target 'ecp5'; valid targets: ecp5-85k, ice40-up5k, xilinx-lut6"),
     ({"UNITS": "ternary_dot,fp64_dot"},
      "UNITS: unknown unit 'fp64_dot'; valid units: ternary_dot, rtn_mac_array, "
-     "network_engine, fp32_dot, int8_dot, int16_dot"),
+     "network_engine, dataflow_engine, fp32_dot, int8_dot, int16_dot"),
     ({"LANES": "16,x"},
      "LANES: 'x' is not a lane count; valid lanes: integers from 1 to 1024 (default: "
      "16,64,256 for RTN units, 16,64 for baselines, the board configurations for "
@@ -84,6 +84,10 @@ def test_plan_default_sweep():
         "lanes": "64", "channels": "16", "levels_per_stage": "2"}
     assert plan.UNITS["network_engine"].params(64) == {"lanes": "64", "channels": "8"}
     assert plan.UNITS["network_engine"].params(32) == {"lanes": "32", "channels": "2"}
+    # The dataflow engine only when named; its lane counts are II targets.
+    assert plan.UNITS["dataflow_engine"].params(32) == {"folding": "64x4:bram,128x4:bram,8x5:bram"}
+    assert [r.id for r in plan.plan(["ecp5-85k"], ["dataflow_engine"], [1])] == [
+        "ecp5-85k/dataflow_engine/1/dsp"]
     # Three nextpnr seeds on the ECP5 RTN rows (median Fmax), one elsewhere.
     seeds = {r.id: r.seeds for r in runs}
     assert seeds["ecp5-85k/network_engine/64/dsp"] == (1, 2, 3)

@@ -8,6 +8,10 @@ ECP5-85k are routed with three seeds and report the median Fmax (one seed moves 
 The network engine is measured in the configurations its boards ship
 (`rtn_hw.gateware.engine.ENGINE_CONFIGS`): 32 lanes × 2 channels on the iCE40 UP5K, 64 × 8 on
 the ECP5-85k; its power stimulus is the digits test images themselves.
+
+The dataflow engine runs only when named (`--units=dataflow_engine`); its "lanes" are II
+targets, each synthesized at the folding with the fewest lanes × channels per layer that
+reaches it (`rtn_hw.fold.fewest_lanes`); an exploration's `folding` parameter replaces that.
 """
 
 import dataclasses
@@ -36,6 +40,8 @@ class SweepUnit:
     default_lanes: tuple        # or a function target → lane counts
     channels: int = 1           # MACs per input vector = lanes × channels (not the engine)
     stimulus: str = ""          # payload kind for the power model
+    lanes_param: str = "lanes"  # the registry parameter a row's lane count sets, or None
+    on_request: bool = False    # only in sweeps that name it
 
     @property
     def lut_mapping(self):
@@ -56,7 +62,8 @@ class SweepUnit:
             if not overrides:
                 raise
             extra = ()
-        return {"lanes": str(lanes), **dict(extra), **dict(overrides)}
+        sized = {self.lanes_param: str(lanes)} if self.lanes_param else {}
+        return {**sized, **dict(extra), **dict(overrides)}
 
 
 def _dot_params(lanes):
@@ -79,6 +86,17 @@ def _engine_params(lanes):
     return (("channels", str(channels[lanes])),)
 
 
+def _dataflow_lanes(target):
+    """II targets: fully unfolded, and folded by 8 and 32."""
+    return (1, 8, 32) if target == "ecp5-85k" else (32,)
+
+
+def _dataflow_params(ii):
+    from ..fold import fewest_lanes
+    from ..weights import load
+    return (("folding", ",".join(map(str, fewest_lanes(load(), ii)))),)
+
+
 UNITS = {u.name: u for u in (
     SweepUnit("ternary_dot", "rtn", "ternary_dot", _dot_params, (16, 64, 256),
               stimulus="ternary"),
@@ -90,6 +108,8 @@ UNITS = {u.name: u for u in (
               channels=CHANNELS, stimulus="planes"),
     SweepUnit("network_engine", "rtn", "network_engine", _engine_params, _engine_lanes,
               stimulus="images"),
+    SweepUnit("dataflow_engine", "rtn", "dataflow_engine", _dataflow_params, _dataflow_lanes,
+              stimulus="images", lanes_param=None, on_request=True),
     SweepUnit("fp32_dot", "baseline", "fp32_dot", (), (16, 64), stimulus="fp32"),
     SweepUnit("int8_dot", "baseline", "int_dot", (("width", "8"),), (16, 64), stimulus="int8"),
     SweepUnit("int16_dot", "baseline", "int_dot", (("width", "16"),), (16, 64),
@@ -127,7 +147,7 @@ def plan(targets=None, units=None, lanes=None, seeds=None):
     `seeds` (a tuple) replaces every row's default seeds."""
     from .devices import TARGETS
     targets = list(TARGETS) if targets is None else targets
-    units = list(UNITS) if units is None else units
+    units = [u for u in UNITS if not UNITS[u].on_request] if units is None else units
     runs = []
     for target in targets:
         for name in units:

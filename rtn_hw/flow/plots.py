@@ -20,6 +20,7 @@ STYLE = {
     "ternary_dot": ("#0072B2", "o", "-"),
     "rtn_mac_array": ("#009E73", "s", "-"),
     "network_engine": ("#CC79A7", "*", "-"),
+    "dataflow_engine": ("#000000", "P", "-"),
     "fp32_dot": ("#D55E00", "^", "--"),
     "int8_dot": ("#E69F00", "v", "--"),
     "int16_dot": ("#56B4E9", "D", "--"),

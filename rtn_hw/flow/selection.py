@@ -34,7 +34,10 @@ def parse_targets(text):
 
 
 def parse_units(text):
-    """"ternary_dot fp32_dot" → list of unit names; None or "" → all."""
+    """"ternary_dot fp32_dot" → list of unit names; None or "" → all but the units swept only
+    when named (the dataflow engine)."""
+    if text is None or not text.strip():
+        return [name for name, unit in UNITS.items() if not unit.on_request]
     return _choose(text, UNITS, "units")
 
 
