@@ -201,7 +201,7 @@ def to_qonnx(network, arrays):
                                                       helper.make_opsetid(QONNX_DOMAIN, 1)])
     proto.ir_version = 8
     training = manifest.get("training", {})
-    helper.set_model_props(proto, {"rtn_hw.source": f"{manifest['arrays']['sha256']}",
+    helper.set_model_props(proto, {"rtn_hw.source": manifest["arrays"].get("sha256", ""),
                                    "rtn_hw.pixel_max": str(network.input.pixel_max),
                                    "rtn_hw.seed": str(training.get("seed", 0))})
     return proto, summary

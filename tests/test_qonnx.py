@@ -1,0 +1,400 @@
+"""QONNX import and export (rtn_hw.interop, `rtn-hw import`, `rtn-hw export-qonnx`).
+
+Needs the `onnx` extra (make test installs it); skipped with that reason without it. The
+Brevitas models in tests/data/ were made by `python -m rtn_hw.train.brevitas_mlp` (see
+tests/data/README.md), so no torch is needed here.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("qonnx", reason="needs the onnx extra: pip install -e '.[onnx]' "
+                                    "(make test installs it)")
+import onnx  # noqa: E402
+from onnx import helper, numpy_helper  # noqa: E402
+
+from rtn_hw import cli, model, weights  # noqa: E402
+from rtn_hw.interop import QonnxError, qonnx_check, qonnx_export, qonnx_import  # noqa: E402
+from helpers import random_trits  # noqa: E402
+
+DATA = Path(__file__).parent / "data"
+BREVITAS = {"const": DATA / "brevitas_const.onnx",
+            "zero_point": DATA / "brevitas_zero_point.onnx"}
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    net = weights.load()
+    return net, weights.read_raw(weights.DEFAULT_MANIFEST)[1]
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return weights.load_digits_test()
+
+
+def run(argv, capsys):
+    status = cli.main(argv)
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def _f32(values):
+    return np.asarray(values, dtype=np.float32).astype(np.float64)
+
+
+def random_network(rng, sizes, shape, pixel_max=16):
+    """A valid golden network with float32-valued parameters (as torch trains them): some
+    zero offsets, some negative BatchNorm scales."""
+    specs, arrays = [], {}
+    for index, (n, p) in enumerate(zip(sizes[:-1], sizes[1:])):
+        t_w = random_trits(rng, (p, n))
+        alpha_w = _f32(rng.uniform(0.05, 1.0, p))
+        beta_w = _f32(np.where(rng.random(p) < 0.2, 0.0, rng.normal(0, 0.1, p)))
+        alpha_a = float(_f32(rng.uniform(0.5, 2.0)))
+        beta_a = float(_f32(rng.normal(0, 0.3))) if index else float(_f32(rng.normal(0, 0.1)))
+        k_fmt, out_fmt = model.fixed.choose_formats(alpha_w, beta_w, alpha_a, beta_a,
+                                                    t_w.sum(axis=1, dtype=np.int64), n)
+        bn = None
+        if index < len(sizes) - 2:
+            scale = np.sqrt(n) * alpha_w * alpha_a
+            bn = (_f32(rng.choice([-1, 1], p) * rng.uniform(0.5, 2, p)),
+                  _f32(rng.normal(0, 0.3, p)), _f32(rng.normal(0, 0.3, p) * scale),
+                  _f32((rng.uniform(0.5, 1.5, p) * scale) ** 2), 1e-5)
+        spec, layer_arrays = weights.layer_record(f"fc{index + 1}", t_w, alpha_w, beta_w,
+                                                  alpha_a, beta_a, k_fmt, out_fmt, bn)
+        specs.append(spec)
+        arrays.update(layer_arrays)
+    manifest = weights.new_manifest(shape, pixel_max, specs, "random.npz")
+    return weights.from_arrays(manifest, arrays), manifest, arrays
+
+
+def round_trip(network, arrays):
+    proto, summary = qonnx_export.to_qonnx(network, arrays)
+    onnx.checker.check_model(proto)
+    _, _, info, back, wrapper = qonnx_import.import_model(
+        proto, pixel_max=network.input.pixel_max)
+    return back, info, wrapper, summary
+
+
+# --- export, and import(export(w)) == w ---------------------------------------------------------
+
+def test_shipped_network_round_trips_and_matches_execute_onnx(shipped, digits):
+    net, arrays = shipped
+    back, info, wrapper, summary = round_trip(net, arrays)
+    assert qonnx_check.integer_differences(net, back) == []
+    # Every offset went out as a zero point (the search found one within a few ULPs).
+    assert summary["offsets_as_add"] == []
+    assert len(summary["zero_points"]) == 5
+    report = qonnx_check.compare(wrapper, back, info, *digits)
+    print(json.dumps(report["logits"]))
+    assert report["class_agreement"] == 1.0
+    assert report["accuracy"]["qonnx"] == report["accuracy"]["golden"]
+    assert report["logits"]["within_bound"]
+    assert all(layer.get("differing_trits_near_threshold", True) for layer in report["layers"])
+
+
+@pytest.mark.parametrize("sizes, shape", [((16, 8, 8, 3), (4, 4)), ((36, 24, 12, 5), (36,)),
+                                          ((64, 128, 64, 10), (8, 8))],
+                         ids=["16-8-8-3", "36-24-12-5", "64-128-64-10"])
+def test_random_networks_round_trip(rng, sizes, shape):
+    net, _, arrays = random_network(rng, sizes, shape)
+    back, info, wrapper, _ = round_trip(net, arrays)
+    assert qonnx_check.integer_differences(net, back) == []
+    assert (back.input.shape, back.input.pixel_max) == (tuple(shape), 16)
+    images = rng.integers(0, 17, (200, sizes[0]))
+    report = qonnx_check.compare(wrapper, back, info, images)
+    assert report["logits"]["within_bound"]
+    assert report["class_agreement"] >= 0.98
+    assert all(layer.get("differing_trits_near_threshold", True) for layer in report["layers"])
+
+
+def test_offsets_fall_back_to_add_nodes_and_still_round_trip(rng, monkeypatch):
+    """No zero point keeps the K codes: β follows the Quant as an Add, as Brevitas also
+    writes it, and the import composes it exactly."""
+    net, _, arrays = random_network(rng, (16, 8, 8, 3), (16,))
+
+    def never(target):
+        yield np.full(np.shape(target), np.float32(1e-3))
+    monkeypatch.setattr(qonnx_export, "_candidates", never)
+    back, _, _, summary = round_trip(net, arrays)
+    assert summary["offsets_as_add"] and all("input" in s or "weights" in s
+                                             for s in summary["offsets_as_add"])
+    assert qonnx_check.integer_differences(net, back) == []
+
+
+def test_integer_differences_finds_a_changed_code(shipped):
+    net, arrays = shipped
+    edited = {k: v.copy() for k, v in arrays.items()}
+    edited["fc2.t_w"][0, 0] = -edited["fc2.t_w"][0, 0] or 1
+    manifest = net.manifest
+    specs, new_arrays = [], {}
+    for spec in manifest["layers"]:
+        name = spec["name"]
+        bn = None
+        if spec["activation"] == "ternary":
+            bn = tuple(edited[f"{name}.{k}"] for k in ("bn_gamma", "bn_beta", "bn_mean",
+                                                       "bn_var")) + (spec["bn_eps"],)
+        fmt = {key: model.Q(spec[key]["int_bits"], spec[key]["frac_bits"])
+               for key in ("k_fmt", "out_fmt")}
+        s, a = weights.layer_record(name, edited[f"{name}.t_w"], edited[f"{name}.alpha_w"],
+                                    edited[f"{name}.beta_w"], spec["alpha_a"], spec["beta_a"],
+                                    fmt["k_fmt"], fmt["out_fmt"], bn)
+        specs.append(s)
+        new_arrays.update(a)
+    other = weights.from_arrays(weights.new_manifest((8, 8), 16, specs, "x.npz"), new_arrays)
+    assert "fc2.t_w" in qonnx_check.integer_differences(net, other)
+
+
+def test_export_cli_writes_a_graph_qonnx_accepts(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "rtn_digits.onnx"
+    status, text, err = run(["export-qonnx", str(weights.DEFAULT_MANIFEST), "-o", str(out)],
+                            capsys)
+    assert (status, err) == (0, "")
+    assert "class agreement 100.00 %" in text and "within" in text
+    proto = onnx.load(str(out))
+    onnx.checker.check_model(proto)
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.util.cleanup import cleanup_model
+    cleaned = cleanup_model(ModelWrapper(proto))
+    assert cleaned.check_all_tensor_shapes_specified()
+    quants = [n for n in cleaned.graph.node if n.op_type == "Quant"]
+    assert len(quants) == 6
+    for node in quants:
+        assert cleaned.get_initializer(node.input[3]) == 2
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        assert (attrs["signed"], attrs["narrow"]) == (1, 1)
+    # RTN's offsets are non-zero zero points on the hidden activations and the weights.
+    assert sum(bool((cleaned.get_initializer(n.input[2]) != 0).any()) for n in quants) == 5
+    report = json.loads((tmp_path / "build/reports/import.json").read_text())
+    assert report["exports"]["rtn_digits"]["class_agreement"] == 1.0
+
+
+# --- real Brevitas models -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("variant", sorted(BREVITAS))
+def test_brevitas_models_import(variant, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    proto = onnx.load(str(BREVITAS[variant]))
+    props = {p.key: p.value for p in proto.metadata_props}
+    zero_points = [numpy_helper.to_array(i) for i in proto.graph.initializer
+                   if i.name in {n.input[2] for n in proto.graph.node if n.op_type == "Quant"}]
+    assert any((z != 0).any() for z in zero_points) == (variant == "zero_point")
+    out = tmp_path / f"{variant}.json"
+    status, text, err = run(["import", str(BREVITAS[variant]), "-o", str(out)], capsys)
+    print(text)
+    assert (status, err) == (0, "")
+    net = weights.load(out)
+    assert [(layer.in_features, layer.out_features) for layer in net.layers] \
+        == [(64, 64), (64, 64), (64, 10)]
+    entry = json.loads((tmp_path / "build/reports/import.json").read_text())["imports"][variant]
+    assert entry["class_agreement"] == 1.0 and entry["logits"]["within_bound"]
+    # The graph run by qonnx reproduces the accuracy torch measured when it was trained.
+    assert round(entry["accuracy"]["qonnx"], 4) == float(props["rtn_hw.torch_accuracy"])
+    assert net.manifest["training"]["seed"] == int(props["rtn_hw.seed"])
+    assert net.manifest["training"]["accuracy"]["golden"] == entry["accuracy"]["golden"]
+
+
+def test_brevitas_model_exports_back_to_the_same_network(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert run(["import", str(BREVITAS["zero_point"]), "-o", "zp.json"], capsys)[0] == 0
+    net = weights.load(tmp_path / "zp.json")
+    back, _, _, _ = round_trip(net, weights.read_raw(tmp_path / "zp.json")[1])
+    assert qonnx_check.integer_differences(net, back) == []
+
+
+# --- other forms the importer maps -------------------------------------------------------------
+
+def _graph(nodes, inits, shape=(1, 16), out="logits", classes=3):
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(
+        "pixels", onnx.TensorProto.FLOAT, list(shape))], [helper.make_tensor_value_info(
+            out, onnx.TensorProto.FLOAT, [1, classes])],
+        [numpy_helper.from_array(np.asarray(v, dtype=np.float32), k) for k, v in inits.items()])
+    model_proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13),
+                                                          helper.make_opsetid(
+                                                              qonnx_export.QONNX_DOMAIN, 1)])
+    model_proto.ir_version = 8
+    return model_proto
+
+
+def _quant(x, stem, out, scale=1.0, zero=0.0, bits=2.0, **attrs):
+    attrs = {"signed": 1, "narrow": 1, "rounding_mode": "ROUND", **attrs}
+    return (helper.make_node("Quant", [x, f"{stem}_s", f"{stem}_z", f"{stem}_b"], [out],
+                             name=f"q_{stem}", domain=qonnx_export.QONNX_DOMAIN, **attrs),
+            {f"{stem}_s": scale, f"{stem}_z": zero, f"{stem}_b": bits})
+
+
+def exotic_graph(rng, bits=2.0):
+    """Gemm (transB, bias) + per-channel Mul + BatchNorm + Quant with a zero point; a
+    BipolarQuant weight through a Transpose; a positive scale and offset on the logits."""
+    inits = {"half": 8.0, "one": 1.0,
+             "w1": rng.normal(0, 1, (8, 16)), "w2": rng.normal(0, 1, (8, 3)),
+             "bias1": rng.normal(0, 0.5, 8), "chan": rng.uniform(0.5, 2, 8),
+             "g": rng.uniform(0.5, 2, 8) * rng.choice([-1, 1], 8), "b": rng.normal(0, 0.5, 8),
+             "m": rng.normal(0, 1, 8), "v": rng.uniform(1, 4, 8),
+             "out_scale": 2.0, "out_bias": 0.5, "w2_scale": 0.3}
+    q0, i0 = _quant("centered", "in", "t0")
+    qw, iw = _quant("w1", "w1q", "w1t", scale=0.7 * np.ones((8, 1)), zero=0.2 * np.ones((8, 1)))
+    qa, ia = _quant("h", "act", "t1", scale=1.5, zero=-0.25, bits=bits)
+    nodes = [helper.make_node("Div", ["pixels", "half"], ["scaled"], name="div"),
+             helper.make_node("Sub", ["scaled", "one"], ["centered"], name="sub"), q0, qw,
+             helper.make_node("Gemm", ["t0", "w1t", "bias1"], ["y1"], name="gemm", transB=1),
+             helper.make_node("Mul", ["y1", "chan"], ["y1s"], name="chan_mul"),
+             helper.make_node("BatchNormalization", ["y1s", "g", "b", "m", "v"], ["h"],
+                              name="bn", epsilon=1e-5), qa,
+             helper.make_node("Transpose", ["w2"], ["w2T"], name="tr", perm=[1, 0]),
+             helper.make_node("BipolarQuant", ["w2T", "w2_scale"], ["w2b"], name="bq",
+                              domain=qonnx_export.QONNX_DOMAIN),
+             helper.make_node("Transpose", ["w2b"], ["w2bT"], name="tr2", perm=[1, 0]),
+             helper.make_node("MatMul", ["t1", "w2bT"], ["y2"], name="mm"),
+             helper.make_node("Mul", ["y2", "out_scale"], ["y2s"], name="out_mul"),
+             helper.make_node("Add", ["y2s", "out_bias"], ["logits"], name="out_add")]
+    return _graph(nodes, {**inits, **i0, **iw, **ia})
+
+
+def test_exotic_graph_imports_and_matches_execute_onnx(rng):
+    _, _, info, net, wrapper = qonnx_import.import_model(exotic_graph(rng))
+    assert info["logits_transform"] == {"scale": 2.0, "offset": 0.5}
+    assert net.layers[0].in_features == 16 and net.layers[1].out_features == 3
+    assert set(np.unique(net.layers[1].t_w)) <= {-1, 1}          # BipolarQuant weights
+    assert net.layers[0].beta_w == pytest.approx(-0.7 * 0.2)     # β = -scale·zero point
+    images = rng.integers(0, 17, (300, 16))
+    report = qonnx_check.compare(wrapper, net, info, images)
+    assert report["class_agreement"] == 1.0 and report["logits"]["within_bound"]
+    assert report["layers"][0]["trit_agreement"] == 1.0
+
+
+# --- bad input: one line, exit 2, nothing written -------------------------------------------------
+
+def _edit(proto, change):
+    proto = onnx.ModelProto.FromString(proto.SerializeToString())
+    change(proto.graph)
+    return proto
+
+
+def _node(graph, name):
+    return next(n for n in graph.node if n.name == name)
+
+
+def _set_init(graph, name, value):
+    init = next(i for i in graph.initializer if i.name == name)
+    init.CopyFrom(numpy_helper.from_array(np.asarray(value, dtype=np.float32), name))
+
+
+def _retype(name, op):
+    def change(graph):
+        _node(graph, name).op_type = op
+    return change
+
+
+def _dangling(graph):
+    _node(graph, "mm").input[1] = "nowhere"
+
+
+def _cycle(graph):
+    _node(graph, "div").input[0] = "logits"
+
+
+BAD = {
+    "unsupported_op": (_retype("chan_mul", "Relu"),
+                       "node chan_mul (Relu): not supported (the MLP importer maps Quant, "
+                       "IntQuant, BipolarQuant, MatMul, Gemm, BatchNormalization, Mul, Div, Add, "
+                       "Sub, Reshape, Flatten, Transpose, Identity, Constant)"),
+    "bit_width": (lambda g: _set_init(g, "act_b", 4.0),
+                  "node q_act (Quant): bit width [4.0]: the hardware runs 2-bit (ternary) "
+                  "tensors only"),
+    "wide_range": (lambda g: _node(g, "q_act").attribute[1].CopyFrom(
+        helper.make_attribute("narrow", 0)),
+        "node q_act (Quant): must be signed with narrow range (-1, 0, +1); a 2-bit wide range "
+        "holds -2"),
+    "rounding": (lambda g: _node(g, "q_act").attribute[2].CopyFrom(
+        helper.make_attribute("rounding_mode", "FLOOR")),
+        "node q_act (Quant): rounding mode FLOOR: the encoder sends ±0.5 to 0 (T with "
+        "Δ = 0.5), so only ROUND, HALF_EVEN, HALF_DOWN map"),
+    "nan_scale": (lambda g: _set_init(g, "act_s", np.nan),
+                  "node q_act (Quant): scale has a NaN or infinite value"),
+    "inf_scale": (lambda g: _set_init(g, "w1q_s", np.full((8, 1), np.inf)),
+                  "node q_w1q (Quant): scale has a NaN or infinite value"),
+    "zero_scale": (lambda g: _set_init(g, "act_s", 0.0),
+                   "node q_act (Quant): scale must be positive (a zero or negative scale has no "
+                   "ternary meaning)"),
+    "negative_scale": (lambda g: _set_init(g, "w2_scale", -0.3),
+                       "node bq (BipolarQuant): scale must be positive (a zero or negative "
+                       "scale has no ternary meaning)"),
+    "shapes": (lambda g: _set_init(g, "w2", np.ones((7, 3))),
+               "node mm (MatMul): shapes do not chain: the input has 8 features, the weights "
+               "are [7, 3]"),
+    "per_class_bias": (lambda g: _set_init(g, "out_bias", [0.5, 0.1, 0.2]),
+                       "graph output 'logits': a per-class scale or bias on the logits cannot "
+                       "be folded (weights format v1 has no per-class bias)"),
+    "sign_activation": (_retype("q_act", "BipolarQuant"),
+                        "node q_act (BipolarQuant): a sign (BipolarQuant) activation has no "
+                        "zero trit; the encoder's thresholds come from Δ = 0.5 (weights format "
+                        "v1), so only weights map"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_graph_is_one_line_exit_2_nothing_written(case, rng, tmp_path, capsys,
+                                                      monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    change, message = BAD[case]
+    model_path = tmp_path / "bad.onnx"
+    model_path.write_bytes(_edit(exotic_graph(rng), change).SerializeToString())
+    status, out, err = run(["import", str(model_path), "-o", "net.json"], capsys)
+    assert (status, out) == (2, "")
+    assert err == f"rtn-hw: error: {model_path}: {message}\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.onnx"]
+
+
+@pytest.mark.parametrize("change, message", [
+    (_dangling, "node mm (MatMul): input 'nowhere' is made by no node, initializer or graph "
+                "input"),
+    (_cycle, "node div (Div): the graph has a cycle through its input 'logits'"),
+], ids=["dangling", "cycle"])
+def test_bad_structure(change, message, rng):
+    with pytest.raises(QonnxError, match=f"^<model>: {message}$".replace("(", r"\(")
+                       .replace(")", r"\)")):
+        qonnx_import.parse_model(_edit(exotic_graph(rng), change).SerializeToString())
+
+
+def test_pixel_encoding_must_match_pixel_max(rng, tmp_path, capsys):
+    model_path = tmp_path / "m.onnx"
+    model_path.write_bytes(exotic_graph(rng).SerializeToString())
+    status, _, err = run(["import", str(model_path), "-o", str(tmp_path / "n.json"),
+                          "--pixel-max", "15"], capsys)
+    assert status == 2
+    assert err.startswith(f"rtn-hw: error: {model_path}: node q_in (Quant): the pixels' "
+                          f"ternary code ") and "is --pixel-max right?" in err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["import", "x.onnx"], "import: -o NAME.json is required"),
+    (["import", "x.onnx", "-o", "n.txt"], "-o n.txt: expected a file name ending in .json"),
+    (["import", "x.onnx", "-o", "n.json", "--pixel-max", "0"],
+     "--pixel-max 0: expected an integer from 1 to 255"),
+    (["import", "missing.onnx", "-o", "n.json"],
+     "missing.onnx: cannot read: No such file or directory"),
+    (["export-qonnx", "missing.json", "-o", "n.onnx"],
+     "missing.json: (file): cannot read: No such file or directory"),
+    (["export-qonnx", "w.json", "-o", "n.onx"], "-o n.onx: expected a file name ending in "
+                                                ".onnx"),
+], ids=["no_output", "output_suffix", "pixel_max", "missing_model", "missing_weights",
+        "export_suffix"])
+def test_command_line_errors(argv, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    status, out, err = run(argv, capsys)
+    assert (status, out, err) == (2, "", f"rtn-hw: error: {message}\n")
+
+
+def test_malformed_onnx(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bad.onnx").write_bytes(b"\x08\x07garbage\xff\xff")
+    status, out, err = run(["import", "bad.onnx", "-o", "n.json"], capsys)
+    assert status == 2 and out == "" and err.count("\n") == 1
+    assert err.startswith("rtn-hw: error: bad.onnx: malformed ONNX (")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.onnx"]
