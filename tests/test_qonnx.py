@@ -108,7 +108,10 @@ def test_random_networks_round_trip(rng, sizes, shape):
     images = rng.integers(0, 17, (200, sizes[0]))
     report = qonnx_check.compare(wrapper, back, info, images)
     assert report["logits"]["within_bound"]
-    assert report["class_agreement"] >= 0.98
+    # Random rows can be all zero with β_w = 0: logits exactly 0, ties the golden network
+    # breaks by the first maximum. Any other class difference fails.
+    assert report["classes_differing_beyond_a_tie"] == []
+    assert report["class_agreement"] >= 0.8
     assert all(layer.get("differing_trits_near_threshold", True) for layer in report["layers"])
 
 
@@ -264,7 +267,10 @@ def test_exotic_graph_imports_and_matches_execute_onnx(rng):
     assert net.layers[0].beta_w == pytest.approx(-0.7 * 0.2)     # β = -scale·zero point
     images = rng.integers(0, 17, (300, 16))
     report = qonnx_check.compare(wrapper, net, info, images)
-    assert report["class_agreement"] == 1.0 and report["logits"]["within_bound"]
+    # Eight ±0.3 weights per class: exact ties between classes are common, and the golden
+    # network takes the first maximum where float32 rounding picks any of them.
+    assert report["classes_differing_beyond_a_tie"] == []
+    assert report["class_agreement"] >= 0.8 and report["logits"]["within_bound"]
     assert report["layers"][0]["trit_agreement"] == 1.0
 
 

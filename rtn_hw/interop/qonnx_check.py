@@ -85,10 +85,17 @@ def compare(wrapper, network, info, images, labels=None):
     error = np.abs((graph_logits - offset) / scale - golden_logits)
     compared = same_trits
     within = bool((error[compared] <= fixed_bound + float_bound[compared]).all())
+    # A class may differ only at a near-tie of the golden logits (or after a hidden trit
+    # differed): the two classes' golden logits within twice the logit bound.
+    rows = np.arange(len(images))
+    margin = np.abs(golden_logits[rows, golden_classes] - golden_logits[rows, graph_classes])
+    unexplained = (graph_classes != golden_classes) & same_trits & (
+        margin > 2 * (fixed_bound + float_bound.max(axis=1)))
     report = {
         "images": int(len(images)),
         "class_agreement": float((graph_classes == golden_classes).mean()),
         "classes_differing": np.flatnonzero(graph_classes != golden_classes).tolist(),
+        "classes_differing_beyond_a_tie": np.flatnonzero(unexplained).tolist(),
         "hidden_trits_agree_on": int(same_trits.sum()),
         "layers": layers,
         "logits": {
