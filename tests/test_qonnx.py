@@ -274,6 +274,33 @@ def test_exotic_graph_imports_and_matches_execute_onnx(rng):
     assert report["layers"][0]["trit_agreement"] == 1.0
 
 
+def test_multithreshold_activation_imports_and_matches_execute_onnx(rng):
+    """FINN's streamlined form: the BatchNorm and Quant of a hidden layer as a MultiThreshold
+    with two thresholds per channel (one channel's pre-activation negated)."""
+    def change(graph):
+        bn = _node(graph, "bn")
+        quant = _node(graph, "q_act")
+        thresholds = np.sort(rng.normal(0, 2, (8, 2)), axis=1)
+        graph.initializer.append(numpy_helper.from_array(thresholds.astype(np.float32), "thr"))
+        graph.initializer.append(numpy_helper.from_array(
+            np.where(np.arange(8) == 3, -1.0, 1.0).astype(np.float32), "flip"))
+        flip = helper.make_node("Mul", ["y1s", "flip"], ["y1f"], name="flip")
+        mt = helper.make_node("MultiThreshold", ["y1f", "thr"], ["t1"], name="mt",
+                              domain=qonnx_export.QONNX_DOMAIN, out_dtype="INT2",
+                              out_scale=1.5, out_bias=-1.2)
+        index = list(graph.node).index(bn)
+        graph.node.remove(bn)
+        graph.node.remove(quant)
+        graph.node.insert(index, mt)
+        graph.node.insert(index, flip)
+    _, _, info, net, wrapper = qonnx_import.import_model(_edit(exotic_graph(rng), change))
+    assert (net.layers[1].alpha_a, net.layers[1].beta_a) == (1.5, pytest.approx(0.3))
+    assert net.layers[0].sign[3] == -1 and (np.delete(net.layers[0].sign, 3) == 1).all()
+    report = qonnx_check.compare(wrapper, net, info, rng.integers(0, 17, (300, 16)))
+    assert report["classes_differing_beyond_a_tie"] == [] and report["logits"]["within_bound"]
+    assert report["layers"][0]["trit_agreement"] == 1.0
+
+
 # --- bad input: one line, exit 2, nothing written -------------------------------------------------
 
 def _edit(proto, change):
@@ -308,8 +335,9 @@ def _cycle(graph):
 BAD = {
     "unsupported_op": (_retype("chan_mul", "Relu"),
                        "node chan_mul (Relu): not supported (the MLP importer maps Quant, "
-                       "IntQuant, BipolarQuant, MatMul, Gemm, BatchNormalization, Mul, Div, Add, "
-                       "Sub, Reshape, Flatten, Transpose, Identity, Constant)"),
+                       "IntQuant, BipolarQuant, MultiThreshold, MatMul, Gemm, "
+                       "BatchNormalization, Mul, Div, Add, Sub, Reshape, Flatten, Transpose, "
+                       "Identity, Constant)"),
     "bit_width": (lambda g: _set_init(g, "act_b", 4.0),
                   "node q_act (Quant): bit width [4.0]: the hardware runs 2-bit (ternary) "
                   "tensors only"),

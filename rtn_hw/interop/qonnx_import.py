@@ -7,6 +7,9 @@ The graph must be an MLP of ternary layers (docs/qonnx.md lists what maps):
     â ─MatMul/Gemm(ŵ)─[Add/Mul: one positive scale and offset for every class]─► logits
     ŵ = Quant or BipolarQuant of an initializer, [Transpose, Mul/Add per output channel]
 
+A hidden layer's Quant may instead be a MultiThreshold with two thresholds per channel
+(FINN's form after streamlining): t = [x ≥ θ1] + [x ≥ θ2] - 1.
+
 Every Quant/IntQuant must be bitwidth 2, signed, narrow range (-1, 0, +1) and round half to
 even (ROUND), so t = round(clip(x/s + z, -1, 1)) is RTN's T with Δ = 0.5, and its output
 s·(t - z) is α·t + β with α = s, β = -s·z: a non-zero zero point is RTN's offset β. Constant
@@ -38,8 +41,9 @@ MAX_MODEL_BYTES = 256 << 20
 QUANT_OPS = ("Quant", "IntQuant")
 # Half-even (and half-down) send ±0.5 to 0, as T does (|x| ≤ Δ → 0).
 ROUNDING_MODES = ("ROUND", "HALF_EVEN", "HALF_DOWN")
-SUPPORTED = ("Quant", "IntQuant", "BipolarQuant", "MatMul", "Gemm", "BatchNormalization", "Mul",
-             "Div", "Add", "Sub", "Reshape", "Flatten", "Transpose", "Identity", "Constant")
+SUPPORTED = ("Quant", "IntQuant", "BipolarQuant", "MultiThreshold", "MatMul", "Gemm",
+             "BatchNormalization", "Mul", "Div", "Add", "Sub", "Reshape", "Flatten",
+             "Transpose", "Identity", "Constant")
 
 
 def _libs():
@@ -279,6 +283,54 @@ def _quant(node, values, state):
     _fail(node, "a Quant of an already ternary tensor")
 
 
+def _multithreshold(node, values, state):
+    """MultiThreshold with two thresholds θ1 ≤ θ2 per channel: t = [x ≥ θ1] + [x ≥ θ2] - 1,
+    output out_scale·(t + 1) + out_bias = α·t + β (α = out_scale, β = out_bias + out_scale)."""
+    x = values[node.input[0]]
+    thresholds = _finite(_const(values, node, 1), node, "the thresholds")
+    attrs = _attrs(node)
+    scale = float(attrs.get("out_scale", 1.0))
+    bias = float(attrs.get("out_bias", 0.0))
+    if thresholds.ndim != 2 or thresholds.shape[1] != 2:
+        _fail(node, f"thresholds of shape {list(thresholds.shape)}: a ternary activation has "
+                    f"two per channel, (C, 2)")
+    if (np.diff(thresholds, axis=1) <= 0).any():
+        _fail(node, "each channel's two thresholds must increase (equal ones leave no zero "
+                    "trit)")
+    if not math.isfinite(scale) or scale <= 0 or not math.isfinite(bias):
+        _fail(node, f"out_scale {scale} must be positive and out_bias {bias} finite")
+    alpha, beta = scale, bias + scale
+    if isinstance(x, _Linear):
+        p = x.layer["t_w"].shape[0]
+        low = _per_channel(thresholds[:, 0], p, node, "the thresholds")
+        high = _per_channel(thresholds[:, 1], p, node, "the thresholds")
+        _close_hidden_thresholds(node, x, low, high, state)
+        x.layer["activation"] = {"tensor": node.output[0], "scale": alpha,
+                                 "zero_point": -beta / alpha}
+        return _Trits(p, alpha, beta, x.layer["name"])
+    _fail(node, "MultiThreshold maps after a MatMul/Gemm (a hidden layer's pre-activation)")
+
+
+def _close_hidden_thresholds(node, lin, low, high, state):
+    """t = +1 where v ≥ θ2, -1 where v < θ1, v = A·y + B (pre, BatchNorm, post composed):
+    on y the thresholds are u = (θ - B)/A; stored as the BatchNorm γ = 1/(u2 - u1), β = 0,
+    μ = (u1 + u2)/2, var = 1, ε = 0, whose T thresholds are exactly u1 and u2 (γ < 0 where
+    A < 0). The decision at y = u exactly is the encoder's (strict), not MultiThreshold's ≥."""
+    m, c = lin.pre
+    a, b = lin.post
+    gamma, beta, mean, var, eps = lin.bn if lin.bn is not None else (
+        np.ones_like(m), np.zeros_like(m), np.zeros_like(m), np.ones_like(m), 0.0)
+    k = gamma / np.sqrt(var + eps)
+    slope = a * k * m
+    offset = a * (k * (c - mean) + beta) + b
+    if (slope == 0).any():
+        _fail(node, "a channel's pre-activation is scaled by 0 (its trit would be constant)")
+    u1, u2 = (low - offset) / slope, (high - offset) / slope
+    ones = np.ones_like(u1)
+    lin.layer["bn"] = (1.0 / (u2 - u1), np.zeros_like(u1), (u1 + u2) / 2, ones, 0.0)
+    state["layers"].append(lin.layer)
+
+
 def _input_encoding(node, pixels, s, z, state):
     """Check that the Quant of the pixels is T(2p/pixel_max - 1) on every pixel 0..pixel_max."""
     pixel_max = state["pixel_max"]
@@ -484,6 +536,8 @@ def _interpret(proto, pixel_max):
         op = node.op_type
         if op in QUANT_OPS or op == "BipolarQuant":
             out = _quant(node, values, state)
+        elif op == "MultiThreshold":
+            out = _multithreshold(node, values, state)
         elif op in ("Mul", "Div", "Add", "Sub"):
             out = _affine(node, values, op)
         elif op == "BatchNormalization":
