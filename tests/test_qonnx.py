@@ -210,6 +210,28 @@ def test_brevitas_model_exports_back_to_the_same_network(tmp_path, capsys, monke
     assert qonnx_check.integer_differences(net, back) == []
 
 
+def test_imported_brevitas_model_runs_on_the_simulated_engine(tmp_path, capsys, monkeypatch):
+    """The imported network through NetworkEngine (make demo --weights), bit for bit."""
+    from rtn_hw import demo
+    monkeypatch.chdir(tmp_path)
+    assert run(["import", str(BREVITAS["zero_point"]), "-o", "zp.json"], capsys)[0] == 0
+    assert demo.main(["--images", "12", "--simulator", "amaranth", "--weights", "zp.json",
+                      "--out", "demo.json"]) == 0
+    report = json.loads((tmp_path / "demo.json").read_text())
+    assert report["hw_golden_agreement"] == 1.0 and report["samples"] == 12
+    assert report["weights"]["manifest"] == "zp.json"
+
+
+def test_demo_refuses_a_bad_weights_file(tmp_path, capsys):
+    from rtn_hw import demo
+    (tmp_path / "w.json").write_text("{}")
+    assert demo.main(["--weights", str(tmp_path / "w.json"), "--out",
+                      str(tmp_path / "d.json")]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"python -m rtn_hw.demo: error: --weights {tmp_path / 'w.json'}: "
+                   f"{tmp_path / 'w.json'}: format: must be 'rtn-hw-weights', not None\n")
+
+
 # --- other forms the importer maps -------------------------------------------------------------
 
 def _graph(nodes, inits, shape=(1, 16), out="logits", classes=3):
