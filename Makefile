@@ -2,7 +2,7 @@
 #   make test    the whole pytest suite (model, Amaranth simulation, formal, CLI, lint)
 #   make synth   area / timing / power reports (yosys + nextpnr)
 #   make explore design-space exploration: Pareto fronts over parameters and seeds (SPEC=)
-#   make sim     long simulation sweeps and cocotb benches (Icarus + Verilator)
+#   make sim     long simulation sweeps and cocotb benches (Icarus + Verilator) [VECTORS=]
 #   make train   retrain the shipped RTN model (installs the torch extra)
 #   make bitstream BOARD=icebreaker|ulx3s [BAUD=115200]   a board bitstream (docs/boards.md)
 #   make demo    every digits test image through the simulated network engine
@@ -53,8 +53,10 @@ $(VENV)/.onnx-installed: $(VENV)/.installed
 test: venv icarus yowasp $(VENV)/.onnx-installed
 	$(PYTEST) -m "not slow"
 
+# make sim VECTORS=1000000 adds the high-volume mode: that many vectors per configuration on
+# Verilator through a $readmemh testbench, checked in bulk (docs/sim.md).
 sim: venv icarus yowasp
-	$(PYTEST) -m "slow or cocotb"
+	VECTORS='$(VECTORS)' $(PYTEST) -m "slow or cocotb"
 
 # make synth TARGETS=ecp5-85k UNITS=ternary_dot,fp32_dot LANES=16,64 SEEDS=1,2,3 JOBS=2
 # (empty = all; SEEDS empty = three seeds on the ECP5 RTN rows, one elsewhere). Runs on Dask:

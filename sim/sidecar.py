@@ -74,6 +74,12 @@ class Payload:
 
         A name is a leaf field (values: ints (count,), or bits (count, width) for wide planes)
         or an array field (values: ints (count, elements)). Every leaf must be covered."""
+        packed = self.pack_bytes(columns, count)
+        return [int.from_bytes(row.tobytes(), "little") for row in packed]
+
+    def pack_bytes(self, columns, count):
+        """As `pack`, but the payloads as a uint8 array (count, ceil(width / 8)), least
+        significant byte first: for bulk files (volume.py), no Python int per vector."""
         bits = np.zeros((count, self.width), dtype=np.uint8)
         covered = set()
         for name, values in columns.items():
@@ -101,8 +107,7 @@ class Payload:
         missing = set(self.fields) - covered
         if missing:
             raise ValueError(f"{self.name}: no values for fields {sorted(missing)}")
-        packed = np.packbits(bits, axis=1, bitorder="little")
-        return [int.from_bytes(row.tobytes(), "little") for row in packed]
+        return np.packbits(bits, axis=1, bitorder="little")
 
     def unpack(self, value):
         """A flat payload int → {leaf name: int} (signed fields sign-extended)."""

@@ -9,6 +9,7 @@ to the table printed at the end of the session.
 """
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import pytest
 # The launcher and the benches live in sim/ (the cocotb test directory), not in a package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "sim"))
 import runner  # noqa: E402
+import volume  # noqa: E402
 
 FULL = 20_000
 SMALL = 300
@@ -98,3 +100,51 @@ def test_bench_reports_faults(fault, message, monkeypatch):
     assert message in text
     if fault.startswith("corrupt"):
         assert "inputs:   w=" in text and "expected: d=" in text and "actual:   d=" in text
+
+
+# The high-volume mode (sim/volume.py): the plain $readmemh testbench, stimulus and checks in
+# bulk. `make sim VECTORS=1000000` runs every full-scale configuration without side-stream
+# loads on Verilator; without VECTORS those cases are skipped (each needs a Verilator build of
+# its own, which would double make sim's build time).
+VOLUME_QUICK = [("ternary_dot", {"lanes": 8}), ("fp32_dot", {"lanes": 4}),
+                ("ternary_decoder", {"lanes": 8, "values": "random"})]
+
+
+def _volume(unit, params, simulator, vectors, seed, record_property):
+    try:
+        row = volume.run(unit, params, vectors=vectors, seed=seed, simulator=simulator)
+    except volume.Unsupported as reason:
+        pytest.skip(str(reason))
+    record_property("sim_row", json.dumps(row))
+    print(json.dumps(row))
+    assert row["mismatches"] == 0
+    assert row["vectors"] >= vectors
+
+
+@pytest.mark.cocotb
+@pytest.mark.parametrize("unit, params, simulator", _cases(VOLUME_QUICK, ["icarus"], []))
+def test_volume_quick(unit, params, simulator, seed, record_property):
+    _volume(unit, params, simulator, 2_000, seed, record_property)
+
+
+@pytest.mark.cocotb
+@pytest.mark.parametrize("unit, params, simulator",
+                         _cases(FULL_SCALE, ["verilator"], [pytest.mark.slow]))
+def test_volume_full(unit, params, simulator, seed, record_property):
+    vectors = os.environ.get("VECTORS", "")
+    if not vectors:
+        pytest.skip("high-volume mode: set VECTORS (make sim VECTORS=1000000)")
+    if not vectors.isdigit() or int(vectors) < 1:
+        raise ValueError(f"VECTORS={vectors}: expected a positive integer")
+    _volume(unit, params, simulator, int(vectors), seed, record_property)
+
+
+@pytest.mark.cocotb
+def test_volume_reports_faults(seed):
+    """A corrupted input fails the high-volume check with the scoreboard's description."""
+    with pytest.raises(runner.SimulationFailed) as failure:
+        volume.run("ternary_dot", {"lanes": 8}, vectors=500, seed=seed, simulator="icarus",
+                   fault="corrupt:3")
+    text = str(failure.value)
+    assert f"vector 3 (chunk 0, seed {seed}" in text
+    assert "inputs:   w=" in text and "expected: d=" in text and "actual:   d=" in text

