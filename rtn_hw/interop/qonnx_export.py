@@ -227,8 +227,8 @@ def export_file(manifest_path, out_path, *, report=None):
     differences = qonnx_check.integer_differences(network, back)
     if differences:
         raise QonnxError(f"{manifest_path}: the exported graph imports as a different integer "
-                         f"network ({', '.join(differences)}); its parameters are probably not "
-                         f"float32 values")
+                         f"network ({', '.join(differences)}); export-qonnx needs float32 "
+                         f"parameters and the K formats of model.fixed.choose_formats")
     entry = {"weights": Path(manifest_path).name, "model": out_path.name, **summary,
              "round_trip": "identical integer network"}
     if network.input.features == 64 and network.input.pixel_max == 16:
