@@ -114,7 +114,8 @@ class Link(wiring.Component):
         raw = self.rx.payload
         escaped = Signal()           # the last byte taken was an ESC
         byte = Signal(8)             # the byte a received one stands for, once unstuffed
-        m.d.comb += byte.eq(Mux(escaped, raw ^ P.ESCAPE_XOR, raw))
+        is_sync = Signal()
+        m.d.comb += [byte.eq(Mux(escaped, raw ^ P.ESCAPE_XOR, raw)), is_sync.eq(raw == P.SYNC)]
         stuffed = Signal()           # the ESC before a stuffed reply byte has gone out
         # One CRC register and one CRC network serve both directions: a request's CRC is
         # checked before its reply starts.
@@ -179,22 +180,31 @@ class Link(wiring.Component):
                 m.d.sync += self.error.eq(1)
             m.next = "SYNC"
 
+        # Stuffing after SYNC, once for every reply byte (the states only pick `tx_byte`): a
+        # SYNC or ESC byte goes out as ESC, then the byte XOR 0x20.
+        tx_byte = Signal(8)
+        tx_escape = Signal()
+        tx_stuffed = Signal(8)
+        tx_done = Signal()           # tx_byte is out (after its ESC, if it needs one)
+        m.d.comb += [
+            tx_escape.eq((tx_byte == P.SYNC) | (tx_byte == P.ESC)),
+            tx_stuffed.eq(Mux(tx_escape, Mux(stuffed, tx_byte ^ P.ESCAPE_XOR, P.ESC), tx_byte)),
+            tx_done.eq(self.tx.ready & ~(tx_escape & ~stuffed)),
+        ]
+
         def transmit(value):
-            """Offer `value` on tx, stuffed: a SYNC or ESC byte goes out as ESC, then the byte
-            XOR 0x20. Returns the condition under which `value` is out (the caller moves on)."""
-            escape = (value == P.SYNC) | (value == P.ESC)
-            m.d.comb += [self.tx.valid.eq(1), self.busy.eq(1),
-                         self.tx.payload.eq(Mux(escape, Mux(stuffed, value ^ P.ESCAPE_XOR, P.ESC),
-                                                value))]
+            """Offer `value` on tx, stuffed; returns the condition under which it is out."""
+            m.d.comb += [tx_byte.eq(value), self.tx.valid.eq(1), self.busy.eq(1),
+                         self.tx.payload.eq(tx_stuffed)]
             with m.If(self.tx.ready):
-                m.d.sync += stuffed.eq(escape & ~stuffed)
-            return self.tx.ready & ~(escape & ~stuffed)
+                m.d.sync += stuffed.eq(tx_escape & ~stuffed)
+            return tx_done
 
         def send(value, next_state):
             """Send `value`, stuffed; the CRC follows every byte sent after SYNC. Returns the
             condition under which it is out."""
-            m.d.comb += crc_in.eq(value)
             done = transmit(value)
+            m.d.comb += crc_in.eq(tx_byte)
             with m.If(done):
                 m.d.sync += crc.eq(crc_next)
                 m.next = next_state
@@ -206,23 +216,23 @@ class Link(wiring.Component):
         with m.Elif(~at_timeout):
             m.d.sync += idle.eq(idle + 1)
 
-        def start_frame():
-            m.d.sync += [crc.eq(P.CRC_INIT), seq.eq(0), pending.eq(0), pixel_bad.eq(0),
-                         count.eq(0), escaped.eq(0)]
-            m.next = "COMMAND"
+        def leave_for_sync():
+            """A SYNC cuts the frame or discard short: leave it unread for IDLE, which starts
+            the next frame with it (one place that starts frames keeps the logic small)."""
+            m.d.comb += self.rx.ready.eq(~is_sync)
+            with m.If(self.rx.valid & is_sync):
+                m.next = "IDLE"
 
         def receive():
-            """In a frame: take a byte. A SYNC starts a new frame and an ESC is only noted;
-            returns the condition under which `byte` is the frame's next byte (unstuffed).
-            Times out when the line stays quiet."""
-            m.d.comb += [self.rx.ready.eq(1), self.busy.eq(1)]
+            """In a frame: take a byte; an ESC is only noted. Returns the condition under which
+            `byte` is the frame's next byte (unstuffed). Times out when the line stays quiet."""
+            m.d.comb += self.busy.eq(1)
+            leave_for_sync()
             with m.If(self.rx.valid):
                 m.d.sync += escaped.eq((raw == P.ESC) & ~escaped)
-                with m.If(raw == P.SYNC):
-                    start_frame()
             with m.Elif(at_timeout):
                 start_reply(KIND_ERROR, E.TIMEOUT)
-            return self.rx.valid & (raw != P.SYNC) & ((raw != P.ESC) | escaped)
+            return self.rx.valid & ~is_sync & ((raw != P.ESC) | escaped)
 
         def header(target, next_state):
             """Take one header byte into `target` (and the CRC)."""
@@ -234,16 +244,17 @@ class Link(wiring.Component):
             with m.State("IDLE"):
                 m.d.comb += self.rx.ready.eq(1)
                 with m.If(self.rx.valid):
-                    with m.If(raw == P.SYNC):
-                        start_frame()
+                    with m.If(is_sync):
+                        m.d.sync += [crc.eq(P.CRC_INIT), seq.eq(0), pending.eq(0),
+                                     pixel_bad.eq(0), count.eq(0), escaped.eq(0)]
+                        m.next = "COMMAND"
                     with m.Else():
                         m.d.sync += seq.eq(0)
                         m.next = "DISCARD"
             with m.State("DISCARD"):
-                m.d.comb += [self.rx.ready.eq(1), self.busy.eq(1)]
-                with m.If(self.rx.valid & (raw == P.SYNC)):
-                    start_frame()
-                with m.Elif(~self.rx.valid & at_timeout):
+                m.d.comb += self.busy.eq(1)
+                leave_for_sync()
+                with m.If(~self.rx.valid & at_timeout):
                     start_reply(KIND_ERROR, E.BAD_SYNC)
             with m.State("COMMAND"):
                 header(command, "SEQ")
