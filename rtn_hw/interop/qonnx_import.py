@@ -533,28 +533,42 @@ def _interpret(proto, pixel_max):
     values[inputs[0].name] = _Pixels(dims[1:], dims[1:])
     state = {"layers": [], "pixel_max": pixel_max, "input": None}
     for node in graph.node:
-        op = node.op_type
-        if op in QUANT_OPS or op == "BipolarQuant":
-            out = _quant(node, values, state)
-        elif op == "MultiThreshold":
-            out = _multithreshold(node, values, state)
-        elif op in ("Mul", "Div", "Add", "Sub"):
-            out = _affine(node, values, op)
-        elif op == "BatchNormalization":
-            out = _batchnorm(node, values)
-        elif op in ("MatMul", "Gemm"):
-            out = _matmul(node, values, state)
-        elif op in ("Reshape", "Flatten", "Transpose"):
-            out = _reshape(node, values)
-        elif op == "Identity":
-            out = values[node.input[0]]
-        elif op == "Constant":
-            out = _Const(onnx.numpy_helper.to_array(_attrs(node)["value"]))
-        else:
-            _fail(node, f"not supported (the MLP importer maps {', '.join(SUPPORTED)})")
-        if len(node.output) != 1 and op != "BatchNormalization":
-            _fail(node, "must have exactly one output")
-        values[node.output[0]] = out
+        try:
+            values[node.output[0]] = _interpret_node(node, values, state)
+        except QonnxError:
+            raise
+        except (IndexError, KeyError, ValueError, TypeError, AttributeError) as error:
+            # A node with missing inputs or attributes of the wrong kind.
+            _fail(node, f"malformed ({type(error).__name__}: "
+                        f"{' '.join(str(error).split())[:120]})")
+    return _finish(graph, values, state)
+
+
+def _interpret_node(node, values, state):
+    import onnx
+    op = node.op_type
+    if len(node.output) != 1 and op != "BatchNormalization":
+        _fail(node, "must have exactly one output")
+    if op in QUANT_OPS or op == "BipolarQuant":
+        return _quant(node, values, state)
+    if op == "MultiThreshold":
+        return _multithreshold(node, values, state)
+    if op in ("Mul", "Div", "Add", "Sub"):
+        return _affine(node, values, op)
+    if op == "BatchNormalization":
+        return _batchnorm(node, values)
+    if op in ("MatMul", "Gemm"):
+        return _matmul(node, values, state)
+    if op in ("Reshape", "Flatten", "Transpose"):
+        return _reshape(node, values)
+    if op == "Identity":
+        return values[node.input[0]]
+    if op == "Constant":
+        return _Const(onnx.numpy_helper.to_array(_attrs(node)["value"]))
+    _fail(node, f"not supported (the MLP importer maps {', '.join(SUPPORTED)})")
+
+
+def _finish(graph, values, state):
     result = values[graph.output[0].name]
     if not isinstance(result, _Linear):
         raise QonnxError(f"graph output {graph.output[0].name!r}: must be the logits of a "
