@@ -1,6 +1,6 @@
 # rtn-hw: every target bootstraps what it needs; a second run skips what is already done.
 #   make test    the whole pytest suite (model, Amaranth simulation, formal, CLI, lint)
-#   make synth   area / timing / power reports (yosys + nextpnr)
+#   make synth   area / timing / power reports (yosys + nextpnr); make synth-full for the docs
 #   make explore design-space exploration: Pareto fronts over parameters and seeds (SPEC=)
 #   make sim     long simulation sweeps and cocotb benches (Icarus + Verilator) [VECTORS=]
 #   make train   retrain the shipped RTN model (installs the torch extra)
@@ -13,7 +13,7 @@ PY     := $(VENV)/bin/python
 JOBS   ?= 2
 PYTEST := PYTHONWARNINGS=error $(PY) -m pytest -n $(JOBS)
 
-.PHONY: test sim synth explore synth-docs train bitstream bench demo clean icarus venv yowasp
+.PHONY: test sim synth synth-full explore synth-docs train bitstream bench demo clean icarus venv yowasp
 
 # --- bootstrap --------------------------------------------------------------------------------
 
@@ -59,7 +59,8 @@ sim: venv icarus yowasp
 	VECTORS='$(VECTORS)' $(PYTEST) -m "slow or cocotb"
 
 # make synth TARGETS=ecp5-85k UNITS=ternary_dot,fp32_dot LANES=16,64 SEEDS=1,2,3 JOBS=2
-# (empty = all; SEEDS empty = three seeds on the ECP5 RTN rows, one elsewhere). Runs on Dask:
+# (empty = all; SEEDS empty = one seed a row). make synth-full: the sweep the README's tables
+# come from (fp32 also at 64 lanes, three seeds on the ECP5 RTN rows). Runs on Dask:
 # JOBS local worker processes (default: every core; JOBS= given here is only make test's
 # default, so it is not passed on), or SCHEDULER=tcp://HOST:PORT; TIME_LIMIT= (s) and
 # MEMORY_LIMIT= (MB) per run.
@@ -68,6 +69,10 @@ EXECUTOR = --scheduler='$(SCHEDULER)' --time-limit='$(TIME_LIMIT)' --memory-limi
 synth: venv icarus yowasp $(VENV)/.nextpnr-warm
 	$(PY) -m rtn_hw.cli synth --targets='$(TARGETS)' --units='$(UNITS)' --lanes='$(LANES)' \
 	  --seeds='$(SEEDS)' --jobs='$(SYNTH_JOBS)' $(EXECUTOR)
+
+synth-full: venv icarus yowasp $(VENV)/.nextpnr-warm
+	$(PY) -m rtn_hw.cli synth --full --targets='$(TARGETS)' --units='$(UNITS)' \
+	  --lanes='$(LANES)' --seeds='$(SEEDS)' --jobs='$(SYNTH_JOBS)' $(EXECUTOR)
 
 # make explore SPEC=docs/explore.toml (TOML or JSON, docs/synth.md); the options of synth too.
 SPEC ?= docs/explore.toml

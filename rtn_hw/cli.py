@@ -163,8 +163,11 @@ def _add_synth(subparsers):
     parser.add_argument("--lanes", default="", metavar="N,...", help="lane counts to run")
     parser.add_argument("--seeds", default="", metavar="S,...",
                         help="nextpnr seeds of every routed row; Fmax is their median "
-                             "(default: 1,2,3 on the ECP5 RTN rows, 1 elsewhere)")
+                             "(default: 1; with --full 1,2,3 on the ECP5 RTN rows)")
     parser.add_argument("--jobs", default="", metavar="J", help="parallel runs (default: CPUs)")
+    parser.add_argument("--full", action="store_true",
+                        help="the full sweep the README's tables come from (make synth-full): "
+                             "adds fp32 at 64 lanes and three seeds on the ECP5 RTN rows")
     parser.add_argument("--docs", action="store_true",
                         help="run nothing: rewrite the generated tables in README.md and "
                              "docs/synth.md from build/reports/synth.json")
@@ -208,7 +211,7 @@ def _on_cluster(sweep):
 
 def _run_synth(args, out):
     if args.docs:
-        if any((args.targets, args.units, args.lanes, args.seeds, args.jobs)):
+        if any((args.targets, args.units, args.lanes, args.seeds, args.jobs, args.full)):
             raise UsageError("synth --docs takes no selection (it reads build/reports/synth.json)")
         from .flow import tables
         try:
@@ -234,7 +237,8 @@ def _run_synth(args, out):
         raise UsageError(str(error)) from None
     executor = _executor(args)
     report = _on_cluster(lambda: synth.run_sweep(
-        progress=lambda line: print(line, file=out, flush=True), **chosen, **executor))
+        progress=lambda line: print(line, file=out, flush=True), full=args.full, **chosen,
+        **executor))
     print(f"reports: {', '.join(_report_paths(report.get('files', {})))}", file=out)
     return 0
 

@@ -251,10 +251,10 @@ def test_structure_errors(capsys, argv, message):
      "TARGETS: unknown target 'vc707'; valid targets: ecp5-85k, ice40-up5k, xilinx-lut6"),
     (["synth", "--units", "conv"], "UNITS: unknown unit 'conv'; valid units: "),
     (["synth", "--lanes", "0"], "LANES: '0' is not a lane count; valid lanes: integers from 1 "
-     "to 1024 (default: 16,64,256 for RTN units, 16,64 for baselines, the board configurations "
-     "for network_engine)"),
+     "to 1024 (default: 16,64,256 for RTN units, 16,64 for baselines (fp32: 16, and 64 in the "
+     "full sweep), the board configurations for network_engine)"),
     (["synth", "--seeds", "1,x"], "SEEDS: 'x' is not a nextpnr seed; valid seeds: integers "
-     "from 1 to 65535 (default: 1,2,3 for the ECP5 RTN rows, 1 otherwise)"),
+     "from 1 to 65535 (default: 1; the full sweep: 1,2,3 for the ECP5 RTN rows)"),
     (["synth", "--jobs", "x"], "JOBS: 'x' is not a job count; valid jobs: "),
     (["synth", "--docs", "--units", "ternary_dot"],
      "synth --docs takes no selection (it reads build/reports/synth.json)"),

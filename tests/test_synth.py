@@ -47,21 +47,21 @@ def test_selection_defaults():
      "network_engine, dataflow_engine, fp32_dot, int8_dot, int16_dot"),
     ({"LANES": "16,x"},
      "LANES: 'x' is not a lane count; valid lanes: integers from 1 to 1024 (default: "
-     "16,64,256 for RTN units, 16,64 for baselines, the board configurations for "
-     "network_engine)"),
+     "16,64,256 for RTN units, 16,64 for baselines (fp32: 16, and 64 in the full sweep), "
+     "the board configurations for network_engine)"),
     ({"LANES": "0"},
      "LANES: '0' is not a lane count; valid lanes: integers from 1 to 1024 (default: "
-     "16,64,256 for RTN units, 16,64 for baselines, the board configurations for "
-     "network_engine)"),
+     "16,64,256 for RTN units, 16,64 for baselines (fp32: 16, and 64 in the full sweep), "
+     "the board configurations for network_engine)"),
     ({"LANES": "2048"},
      "LANES: '2048' is not a lane count; valid lanes: integers from 1 to 1024 (default: "
-     "16,64,256 for RTN units, 16,64 for baselines, the board configurations for "
-     "network_engine)"),
+     "16,64,256 for RTN units, 16,64 for baselines (fp32: 16, and 64 in the full sweep), "
+     "the board configurations for network_engine)"),
     ({"JOBS": "two"}, f"JOBS: 'two' is not a job count; valid jobs: {JOBS_VALID}"),
     ({"JOBS": "1,2"}, f"JOBS: '1,2' is not a job count; valid jobs: {JOBS_VALID}"),
     ({"JOBS": "100000"}, f"JOBS: '100000' is not a job count; valid jobs: {JOBS_VALID}"),
     ({"SEEDS": "0"}, "SEEDS: '0' is not a nextpnr seed; valid seeds: integers from 1 to 65535 "
-                     "(default: 1,2,3 for the ECP5 RTN rows, 1 otherwise)"),
+                     "(default: 1; the full sweep: 1,2,3 for the ECP5 RTN rows)"),
 ])
 def test_selection_errors(env, message):
     with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
@@ -71,11 +71,12 @@ def test_selection_errors(env, message):
 def test_plan_default_sweep():
     runs = plan.plan()
     ids = {r.id for r in runs}
-    # RTN at 16/64/256; baselines with DSPs at 16/64 and all-LUT at 16 only; 3 targets;
-    # the network engine in its two board configurations.
-    assert len(runs) == 3 * (2 * 3 + 3 * (2 + 1)) + 2
+    # RTN at 16/64/256; int baselines with DSPs at 16/64, fp32 at 16, all-LUT at 16 only;
+    # 3 targets; the network engine in its two board configurations.
+    assert len(runs) == 3 * (2 * 3 + 2 * (2 + 1) + 2) + 2
     assert "ecp5-85k/ternary_dot/256/dsp" in ids
     assert "ice40-up5k/fp32_dot/16/lut" in ids
+    assert "ecp5-85k/fp32_dot/64/dsp" not in ids and "ecp5-85k/int8_dot/64/dsp" in ids
     assert "xilinx-lut6/fp32_dot/64/lut" not in ids
     assert {r.id for r in runs if r.unit == "network_engine"} == {
         "ecp5-85k/network_engine/64/dsp", "ice40-up5k/network_engine/32/dsp"}
@@ -88,12 +89,23 @@ def test_plan_default_sweep():
     assert plan.UNITS["dataflow_engine"].params(32) == {"folding": "64x4:bram,128x4:bram,8x5:bram"}
     assert [r.id for r in plan.plan(["ecp5-85k"], ["dataflow_engine"], [1])] == [
         "ecp5-85k/dataflow_engine/1/dsp"]
-    # Three nextpnr seeds on the ECP5 RTN rows (median Fmax), one elsewhere.
+    # One nextpnr seed a row.
+    assert {r.seeds for r in runs} == {(1,)}
+
+
+def test_plan_full_sweep():
+    """The full sweep (make synth-full): fp32 also at 64 lanes, three nextpnr seeds on the
+    ECP5 RTN rows (median Fmax), one elsewhere."""
+    runs = plan.plan(full=True)
+    assert len(runs) == len(plan.plan()) + 3
     seeds = {r.id: r.seeds for r in runs}
     assert seeds["ecp5-85k/network_engine/64/dsp"] == (1, 2, 3)
     assert seeds["ecp5-85k/ternary_dot/64/dsp"] == (1, 2, 3)
     assert seeds["ecp5-85k/fp32_dot/64/dsp"] == (1,)
     assert seeds["ice40-up5k/ternary_dot/64/dsp"] == (1,)
+    assert "xilinx-lut6/fp32_dot/64/dsp" in seeds and "xilinx-lut6/fp32_dot/64/lut" not in seeds
+    assert [r.seeds for r in plan.plan(["ecp5-85k"], ["ternary_dot"], [16], (7,), full=True)] \
+        == [(7,)]
 
 
 def test_plan_selection():
@@ -359,7 +371,7 @@ def test_headline_table_from_the_report():
     assert lines[5] == ("| Fp32Dot (64 MAC/cycle) | 100 | 50 | 10 | 0 | 114,315 | does not fit "
                         "(256 MULT18X18D > 156); 44 MHz at 16 lanes | – | 359.0 (its 16-lane "
                         "run) |")
-    assert lines[-1] == ("Measured by `make synth` (2026-12-03T17:00:00+00:00; Yosys 0.70, "
+    assert lines[-1] == ("Measured by `make synth-full` (2026-12-03T17:00:00+00:00; Yosys 0.70, "
                          "nextpnr-0.11.1); table written by `make synth-docs` from "
                          "build/reports/synth.json.")
 
@@ -380,9 +392,22 @@ def test_goal_table_and_block_rewrite():
         tables.rewrite("<!-- generated:nope -->\n<!-- /generated:nope -->", _docs_report())
 
 
-def test_update_docs_needs_a_report(tmp_path):
-    with pytest.raises(tables.TableError, match=r"cannot read .*; run `make synth` first$"):
+def test_update_docs_needs_a_full_sweep_report(tmp_path):
+    with pytest.raises(tables.TableError, match=r"cannot read .*; run `make synth-full` first$"):
         tables.update_docs(tmp_path / "synth.json", docs=())
+    report = _docs_report()
+    report["settings"] = {"sweep": "default"}
+    (tmp_path / "synth.json").write_text(json.dumps(report))
+    doc = tmp_path / "doc.md"
+    doc.write_text("<!-- generated:synth-goals -->\nold\n<!-- /generated:synth-goals -->\n")
+    with pytest.raises(tables.TableError, match=r"synth.json is from the default sweep; the "
+                                                r"docs' tables come from the full one: run "
+                                                r"`make synth-full` first$"):
+        tables.update_docs(tmp_path / "synth.json", docs=(doc,))
+    report["settings"]["sweep"] = "full"
+    (tmp_path / "synth.json").write_text(json.dumps(report))
+    assert tables.update_docs(tmp_path / "synth.json", docs=(doc,)) == [str(doc)]
+    assert "| ≤ 8 |" in doc.read_text()
 
 
 def test_harness_instance_keeps_the_exported_port_names():

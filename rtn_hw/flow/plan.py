@@ -1,9 +1,15 @@
 """What `make synth` measures: the sweep's units, their lane counts and parameters, the runs.
 
 A run is one (unit, lanes) on one target with one mapping ("dsp", or "lut" for the all-LUT
-baselines at small lane counts) and the nextpnr seeds it is routed with. The RTN rows on the
-ECP5-85k are routed with three seeds and report the median Fmax (one seed moves Fmax by up to
-10 %); every other routed row uses one seed. `SEEDS=` overrides the seeds of every row.
+baselines at small lane counts) and the nextpnr seeds it is routed with.
+
+Two sweeps. The default one (`make synth`) is sized to finish cold within 20 minutes on two
+cores: every unit at its lane counts on every target, one nextpnr seed a row, and the fp32
+baseline at 16 lanes. The full one (`make synth-full`, `--full`) is what the README's tables
+are made from: it adds the fp32 baseline at 64 lanes (it does not fit the ECP5-85k's DSPs, and
+counting it costs yosys about 600 CPU-seconds a target) and routes the RTN rows on the
+ECP5-85k with three seeds, reporting the median Fmax (one seed moves Fmax by up to 10 %).
+`SEEDS=` overrides the seeds of every row in either.
 
 The network engine is measured in the configurations its boards ship
 (`rtn_hw.gateware.engine.ENGINE_CONFIGS`): 32 lanes × 2 channels on the iCE40 UP5K, 64 × 8 on
@@ -38,6 +44,7 @@ class SweepUnit:
     registry: str               # name in rtn_hw.units.UNITS
     extra: object               # registry parameters: (name, text) pairs, or lanes → pairs
     default_lanes: tuple        # or a function target → lane counts
+    full_lanes: tuple = ()      # lane counts the full sweep adds
     channels: int = 1           # MACs per input vector = lanes × channels (not the engine)
     stimulus: str = ""          # payload kind for the power model
     lanes_param: str = "lanes"  # the registry parameter a row's lane count sets, or None
@@ -48,9 +55,10 @@ class SweepUnit:
         """Baselines are also mapped all-LUT (small lane counts only)."""
         return self.kind == "baseline"
 
-    def lanes_for(self, target):
+    def lanes_for(self, target, full=False):
         lanes = self.default_lanes
-        return tuple(lanes(target) if callable(lanes) else lanes)
+        lanes = tuple(lanes(target) if callable(lanes) else lanes)
+        return lanes + self.full_lanes if full else lanes
 
     def params(self, lanes, overrides=()):
         """Registry parameters (name → text) at `lanes`; `overrides` ((name, text) pairs, an
@@ -110,16 +118,18 @@ UNITS = {u.name: u for u in (
               stimulus="images"),
     SweepUnit("dataflow_engine", "rtn", "dataflow_engine", _dataflow_params, _dataflow_lanes,
               stimulus="images", lanes_param=None, on_request=True),
-    SweepUnit("fp32_dot", "baseline", "fp32_dot", (), (16, 64), stimulus="fp32"),
+    SweepUnit("fp32_dot", "baseline", "fp32_dot", (), (16,), full_lanes=(64,),
+              stimulus="fp32"),
     SweepUnit("int8_dot", "baseline", "int_dot", (("width", "8"),), (16, 64), stimulus="int8"),
     SweepUnit("int16_dot", "baseline", "int_dot", (("width", "16"),), (16, 64),
               stimulus="int16"),
 )}
 
 
-def default_seeds(target, unit):
+def default_seeds(target, unit, full=False):
     """nextpnr seeds of a row when SEEDS= is not given."""
-    return MULTI_SEEDS if target == "ecp5-85k" and UNITS[unit].kind == "rtn" else SEEDS
+    return MULTI_SEEDS if full and target == "ecp5-85k" and UNITS[unit].kind == "rtn" \
+        else SEEDS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,9 +152,9 @@ class Run:
         return (self.unit, self.lanes, self.params)
 
 
-def plan(targets=None, units=None, lanes=None, seeds=None):
-    """The runs of a sweep, in report order. `lanes` (a list) keeps only those lane counts;
-    `seeds` (a tuple) replaces every row's default seeds."""
+def plan(targets=None, units=None, lanes=None, seeds=None, full=False):
+    """The runs of a sweep (the full one with `full`), in report order. `lanes` (a list) keeps
+    only those lane counts; `seeds` (a tuple) replaces every row's default seeds."""
     from .devices import TARGETS
     targets = list(TARGETS) if targets is None else targets
     units = [u for u in UNITS if not UNITS[u].on_request] if units is None else units
@@ -152,12 +162,12 @@ def plan(targets=None, units=None, lanes=None, seeds=None):
     for target in targets:
         for name in units:
             unit = UNITS[name]
-            mine = unit.lanes_for(target)
+            mine = unit.lanes_for(target, full)
             if lanes is not None:
                 mine = [n for n in lanes if n in mine] if unit.name == "network_engine" \
                     else lanes
             for n in mine:
-                chosen = tuple(seeds) if seeds else default_seeds(target, name)
+                chosen = tuple(seeds) if seeds else default_seeds(target, name, full)
                 runs.append(Run(name, n, target, "dsp", chosen))
                 if unit.lut_mapping and n <= NODSP_MAX_LANES:
                     runs.append(Run(name, n, target, "lut", chosen))

@@ -57,15 +57,16 @@ def parse_lanes(text):
     """"16,64" → [16, 64]; None or "" → None (each unit's default lane counts)."""
     return _integers(text, "LANES", "a lane count",
                      f"integers from 1 to {MAX_LANES} (default: 16,64,256 for RTN units, "
-                     f"16,64 for baselines, the board configurations for network_engine)",
+                     f"16,64 for baselines (fp32: 16, and 64 in the full sweep), the board "
+                     f"configurations for network_engine)",
                      1, MAX_LANES)
 
 
 def parse_seeds(text):
-    """"1,2,3" → (1, 2, 3); None or "" → None (three seeds on the ECP5 RTN rows, else one)."""
+    """"1,2,3" → (1, 2, 3); None or "" → None (the sweep's own: rtn_hw.flow.plan)."""
     seeds = _integers(text, "SEEDS", "a nextpnr seed",
-                      "integers from 1 to 65535 (default: 1,2,3 for the ECP5 RTN rows, "
-                      "1 otherwise)", 1, 65535)
+                      "integers from 1 to 65535 (default: 1; the full sweep: 1,2,3 for the "
+                      "ECP5 RTN rows)", 1, 65535)
     return None if seeds is None else tuple(seeds)
 
 

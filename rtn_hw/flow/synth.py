@@ -784,7 +784,7 @@ def execute(runs, *, jobs=None, scheduler=None, progress=None, bar=False, cache_
 
 
 def run_sweep(targets=None, units=None, lanes=None, jobs=None, progress=None, *, seeds=None,
-              out_dir=None, cache_results=True, power=True, write=True, scheduler=None,
+              full=False, out_dir=None, cache_results=True, power=True, write=True, scheduler=None,
               bar=False, run_seconds=RUN_SECONDS, run_memory_mb=None):
     """Run the sweep and write the reports; return the report dict.
 
@@ -799,7 +799,7 @@ def run_sweep(targets=None, units=None, lanes=None, jobs=None, progress=None, *,
         parse_targets(name)
     for name in units or ():
         parse_units(name)
-    runs = plan(targets, units, lanes, seeds)
+    runs = plan(targets, units, lanes, seeds, full)
     out_dir = pathlib.Path(out_dir) if out_dir else yosys.build_dir("reports")
     ordered, facts = execute(runs, jobs=jobs, scheduler=scheduler, progress=progress, bar=bar,
                              cache_results=cache_results, power=power,
@@ -808,12 +808,14 @@ def run_sweep(targets=None, units=None, lanes=None, jobs=None, progress=None, *,
     report = {
         "format": 2,
         "generated": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "command": "make synth (rtn-hw synth)",
+        "command": "make synth-full (rtn-hw synth --full)" if full
+                   else "make synth (rtn-hw synth)",
         "tool_versions": {**tool_versions(), "seeds": {"nextpnr": "per run (runs[].seeds)",
                                                        "power_stimulus": STIMULUS_SEED}},
         "settings": {
             "targets": list(dict.fromkeys(r.target for r in runs)),
             "units": list(dict.fromkeys(r.unit for r in runs)),
+            "sweep": "full" if full else "default",
             "lanes": lanes, "seeds": None if seeds is None else list(seeds),
             "channels": CHANNELS, "clock_mhz": CLOCK_MHZ,
             "power_cycles": POWER_CYCLES, "power_stimulus": power_stimulus(),

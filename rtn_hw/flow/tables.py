@@ -61,7 +61,7 @@ def _find(report, unit, target, lanes, mapping="dsp"):
 def _source(report):
     versions = report.get("tool_versions", {})
     yosys = (versions.get("yosys") or "").split(" (")[0]
-    return (f"Measured by `make synth` ({report.get('generated', '?')}; {yosys}, "
+    return (f"Measured by `make synth-full` ({report.get('generated', '?')}; {yosys}, "
             f"{versions.get('nextpnr-ecp5', 'nextpnr ?')}); table written by `make synth-docs` "
             f"from build/reports/synth.json.")
 
@@ -176,7 +176,12 @@ def update_docs(report_path=REPORT, docs=DOCS):
         report = json.loads(pathlib.Path(report_path).read_text())
     except (OSError, ValueError) as error:
         raise TableError(f"{report_path}: cannot read ({str(error).splitlines()[0]}); run "
-                         f"`make synth` first") from None
+                         f"`make synth-full` first") from None
+    # Reports from before the two sweeps have no "sweep": theirs was today's full one.
+    sweep = report.get("settings", {}).get("sweep", "full")
+    if sweep != "full":
+        raise TableError(f"{report_path} is from the {sweep} sweep; the docs' tables come from "
+                         f"the full one: run `make synth-full` first")
     changed = []
     for path in docs:
         text = pathlib.Path(path).read_text()
