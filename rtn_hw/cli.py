@@ -10,6 +10,8 @@
     rtn-hw run --port PORT (--images FILE | --digits-test) [--baud B] [--timeout S]
     rtn-hw import MODEL.onnx -o NAME.json [--pixel-max P]
     rtn-hw export-qonnx NAME.json -o NAME.onnx
+    rtn-hw fold [--target T] [--images-per-second R [--clock-mhz F]] [--lut4 N] [--dsp N]
+                [--bram N] [--weights NAME.json] [--json]
 
 Bad input exits with status 2 and one line on stderr, `rtn-hw: error: ...`, never a
 traceback. Each subcommand is an `_add_<command>` function in COMMANDS that declares its
@@ -476,8 +478,59 @@ def _print_check(entry, out):
           f"{'within' if logits['within_bound'] else 'OUTSIDE'}", file=out)
 
 
+def _add_fold(subparsers):
+    parser = subparsers.add_parser(
+        "fold", help="per-layer foldings of the dataflow engine for a target",
+        description="Pick the dataflow engine's per-layer foldings (lanes, channels, weight "
+                    "storage) for a throughput target or, without one, the fastest within a "
+                    "budget (default: the device), with the resource model of rtn_hw.fold "
+                    "(docs/units/dataflow_engine.md); print the plan and its predicted II, "
+                    "LUT4, FF, DSP, BRAM and images/s.")
+    parser.add_argument("--weights", default="shipped", metavar="NAME.json",
+                        help="weights manifest (default: weights/rtn_digits.json)")
+    parser.add_argument("--target", default="ecp5-85k", metavar="T",
+                        help="device (default ecp5-85k)")
+    parser.add_argument("--images-per-second", metavar="R", help="throughput to reach")
+    parser.add_argument("--clock-mhz", metavar="F",
+                        help="clock for images/s (default: the target's measured Fmax)")
+    for name in ("lut4", "dsp", "bram"):
+        parser.add_argument(f"--{name}", metavar="N", help=f"{name.upper()} budget")
+    parser.add_argument("--json", action="store_true", help="print the plan as JSON")
+    parser.set_defaults(run=_run_fold)
+
+
+def _run_fold(args, out):
+    rate = (None if args.images_per_second is None
+            else _positive(args.images_per_second, "--images-per-second", float))
+    clock = None if args.clock_mhz is None else _positive(args.clock_mhz, "--clock-mhz", float)
+    budget = {name: _number(getattr(args, name), f"--{name}", int, 0)
+              for name in ("lut4", "dsp", "bram") if getattr(args, name) is not None}
+    from . import fold, weights
+    try:
+        network = weights.load(weights.DEFAULT_MANIFEST if args.weights == "shipped"
+                               else args.weights)
+        plan = fold.solve(network, args.target, images_per_second=rate, clock_mhz=clock,
+                          **budget)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    if args.json:
+        import json
+        print(json.dumps(plan.as_dict(), indent=1), file=out)
+        return 0
+    e = plan.estimate
+    for layer, folding in zip(network.layers, plan.foldings):
+        print(f"{layer.name} ({layer.in_features}→{layer.out_features}): {folding}, "
+              f"{-(-layer.in_features // folding.lanes) * -(-layer.out_features // folding.channels)} "
+              f"cycles per image", file=out)
+    print(f"folding={','.join(map(str, plan.foldings))}", file=out)
+    print(f"II {e.ii} cycles; model: LUT4 {e.lut4:,}, FF {e.ff:,}, DSP {e.dsp}, BRAM {e.bram}; "
+          f"{plan.images_per_second:,.0f} images/s at {plan.clock_mhz:g} MHz", file=out)
+    return 0
+
+
 COMMANDS = {"verilog": _add_verilog, "synth": _add_synth, "explore": _add_explore,
-            "run": _add_run, "import": _add_import, "export-qonnx": _add_export_qonnx}
+            "run": _add_run, "import": _add_import, "export-qonnx": _add_export_qonnx,
+            "fold": _add_fold}
 
 
 def _parser():

@@ -13,6 +13,7 @@ Amaranth: the solver runs on the network's shapes and weights only.
 """
 
 import dataclasses
+import functools
 import math
 
 import numpy as np
@@ -74,3 +75,253 @@ def fewest_lanes(network, ii, weights=None):
         _, channels, lanes = min(fits)
         foldings.append(Folding(lanes, channels, _storage(layer, lanes, channels, weights)))
     return tuple(foldings)
+
+
+# --- the resource model ----------------------------------------------------------------------
+
+def _bits_for(value):
+    return max(1, int(value).bit_length())
+
+
+def _pair_terms(t_w):
+    """Baked MacCore terms: per channel, the lane pairs (2j, 2j+1) with a non-zero weight."""
+    t_w = np.asarray(t_w)
+    if t_w.shape[1] % 2:
+        t_w = np.pad(t_w, ((0, 0), (0, 1)))
+    return int(np.count_nonzero(t_w.reshape(t_w.shape[0], -1, 2).any(axis=2)))
+
+
+def _block_rams(width, depth):
+    """ECP5 DP16KD blocks for a width × depth memory: 18 Kb in 512 × 36 ... 16384 × 1."""
+    best = None
+    for words, bits in ((512, 36), (1024, 18), (2048, 9), (4096, 4), (8192, 2), (16384, 1)):
+        blocks = -(-width // bits) * -(-depth // words)
+        best = blocks if best is None else min(best, blocks)
+    return best
+
+
+_FEATURES = ("stages", "mac_lanes", "baked_terms", "channels", "mux_lanes", "lutram_bits",
+             "a_bits", "word_bits", "sum_bits", "fifo_bits", "dsp", "bram")
+
+
+@functools.lru_cache(maxsize=None)
+def _stage_latency(layer, folding, last):
+    from .gateware.dataflow import stage_latency
+    return stage_latency(layer, folding, last)
+
+
+@functools.lru_cache(maxsize=None)
+def _baked_terms(layer):
+    return _pair_terms(layer.t_w)
+
+
+def _stage_features(layer, folding, ii, last):
+    """What the model counts in one stage at engine II `ii` (its FIFO depth depends on it)."""
+    n, p = layer.in_features, layer.out_features
+    chunks, groups = -(-n // folding.lanes), -(-p // folding.channels)
+    lanes, channels, words = folding.lanes, folding.channels, chunks * groups
+    depth = max(2, -(-(_stage_latency(layer, folding, last) + 1) // ii) + 1)
+    width = p * layer.out_fmt.width + _bits_for(p - 1) if last else 2 * p
+    f = dict.fromkeys(_FEATURES, 0)
+    f.update(stages=1, channels=channels, a_bits=2 * chunks * lanes,
+             mux_lanes=lanes * (chunks - 1),
+             sum_bits=channels * _bits_for(2 * lanes * chunks), fifo_bits=(depth + 1) * width)
+    if folding.storage == "baked":
+        f["baked_terms"] = _baked_terms(layer)
+        return f
+    f.update(mac_lanes=lanes * channels, word_bits=2 * lanes * channels)
+    if groups > 1:
+        f["dsp"] = 2 * channels
+    if folding.storage == "lutram":
+        f["lutram_bits"] = 2 * lanes * channels * -(-words // 16)
+    else:
+        f["bram"] = _block_rams(2 * lanes * channels, words)
+        if groups > 1:
+            # K1, K2, K0' and, hidden, lo' and hi': about 100 bits per channel.
+            f["bram"] += _block_rams(channels * (60 if last else 102), groups)
+    return f
+
+
+def features(network, foldings):
+    """The structure the model counts, summed over the stages (plain ints)."""
+    from .gateware.dataflow import check_foldings, predicted_ii
+    foldings = check_foldings(network, foldings)
+    ii = predicted_ii(network, foldings)
+    total = dict.fromkeys(_FEATURES, 0)
+    layers = network.layers
+    for k, (layer, folding) in enumerate(zip(layers, foldings)):
+        for name, value in _stage_features(layer, folding, ii, k == len(layers) - 1).items():
+            total[name] += value
+    return total
+
+
+# LUT4 and FF per unit of each feature, least-squares fits to the yosys counts of
+# `bench/dataflow_area.py` on the ECP5-85k (docs/units/dataflow_engine.md, "Resource model").
+MODEL = {
+    "lut4": {"stages": 300.0, "mac_lanes": 3.0, "baked_terms": 2.0, "channels": 60.0,
+             "mux_lanes": 0.7, "lutram_bits": 0.5},
+    "ff": {"stages": 100.0, "a_bits": 1.0, "word_bits": 1.0, "sum_bits": 1.0,
+           "channels": 80.0, "fifo_bits": 1.0},
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Estimate:
+    ii: int
+    lut4: int
+    ff: int
+    dsp: int
+    bram: int
+
+    def as_dict(self):
+        return dataclasses.asdict(self)
+
+
+def _estimate(f, ii):
+    lut4, ff = (round(sum(c * f[name] for name, c in MODEL[kind].items()))
+                for kind in ("lut4", "ff"))
+    return Estimate(ii, lut4, ff, f["dsp"], f["bram"])
+
+
+def estimate(network, foldings):
+    """The model's II, LUT4, FF, DSP (MULT18X18D) and block RAM (DP16KD) of a folding."""
+    from .gateware.dataflow import predicted_ii
+    return _estimate(features(network, foldings), predicted_ii(network, foldings))
+
+
+# --- the solver ------------------------------------------------------------------------------
+
+# Routed Fmax assumed for images/s when no clock is given, per target: the dataflow engine's
+# measured figure (docs/units/dataflow_engine.md, bench/dataflow_fmax.py).
+FMAX_MHZ = {"ecp5-85k": 50.0, "ice40-up5k": 20.0}
+
+_RESOURCES = (("lut4", "LUT4", "lut4"), ("dsp", "DSP", "dsp"), ("bram", "BRAM", "bram"))
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """A solved folding: the foldings, the model's estimate and the clock it assumed."""
+    foldings: tuple
+    estimate: Estimate
+    clock_mhz: float
+    limits: dict
+
+    @property
+    def images_per_second(self):
+        return self.clock_mhz * 1e6 / self.estimate.ii
+
+    def as_dict(self):
+        return {"foldings": [str(f) for f in self.foldings], **self.estimate.as_dict(),
+                "clock_mhz": self.clock_mhz, "images_per_second": round(self.images_per_second),
+                "limits": self.limits}
+
+
+def _layer_choices(layer, ii, last):
+    """Foldings of one layer with layer II ≤ ii, each storage that applies."""
+    out = []
+    for lanes, channels, layer_ii in candidates(layer):
+        if layer_ii > ii:
+            continue
+        storages = ("baked",) if layer_ii == 1 else ("bram", "lutram")
+        out += [Folding(lanes, channels, s) for s in storages]
+    return out
+
+
+def _cheapest(network, ii, limits):
+    """(foldings, estimate): per layer the folding of layer II ≤ ii whose stage uses the least
+    of the device (the sum of its shares of LUT4, FF, DSP and BRAM). The model is a sum over
+    stages, so the whole is cheapest when every stage is."""
+    layers, chosen, total = network.layers, [], dict.fromkeys(_FEATURES, 0)
+    for k, layer in enumerate(layers):
+        last = k == len(layers) - 1
+
+        def cost(choice):
+            e = _estimate(choice[1], ii)
+            return sum(getattr(e, name) / limits[name] for name in ("lut4", "ff", "dsp", "bram")
+                       if limits.get(name))
+        folding, f = min(((folding, _stage_features(layer, folding, ii, last))
+                          for folding in _layer_choices(layer, ii, last)), key=cost)
+        chosen.append(folding)
+        for name, value in f.items():
+            total[name] += value
+    actual = max(-(-l.in_features // f.lanes) * -(-l.out_features // f.channels)
+                 for l, f in zip(layers, chosen))
+    return tuple(chosen), _estimate(total, actual)
+
+
+def _fits(e, limits):
+    return all(limits.get(name) is None or getattr(e, name) <= limits[name]
+               for name in ("lut4", "ff", "dsp", "bram"))
+
+
+def _reachable_iis(network):
+    return sorted({layer_ii for layer in network.layers
+                   for *_, layer_ii in candidates(layer)}
+                  | {max(c[2] for c in candidates(layer)) for layer in network.layers})
+
+
+def solve(network, target, *, images_per_second=None, clock_mhz=None, lut4=None, dsp=None,
+          bram=None):
+    """The plan for `target` (a key of rtn_hw.flow.devices.DEVICES): with `images_per_second`
+    the cheapest folding reaching it at `clock_mhz` (default FMAX_MHZ[target]); else the
+    fastest folding within the budget (`lut4`, `dsp`, `bram`; default the device's).
+    Raises FoldError naming the limit and the best reachable value."""
+    from .flow.devices import DEVICES
+    if target not in DEVICES:
+        raise FoldError(f"unknown target {target!r}; valid targets: {', '.join(DEVICES)}")
+    device = DEVICES[target]
+    clock = clock_mhz if clock_mhz is not None else FMAX_MHZ.get(target, 100.0)
+    limits = {"lut4": device["lut4"], "ff": device["ff"], "dsp": device["dsp"],
+              "bram": device["bram"]}
+    for name, value in (("lut4", lut4), ("dsp", dsp), ("bram", bram)):
+        if value is not None:
+            limits[name] = value if limits[name] is None else min(value, limits[name])
+    if images_per_second is not None:
+        ii = math.floor(clock * 1e6 / images_per_second)
+        if ii < 1:
+            raise FoldError(f"{images_per_second:,.0f} images/s at {clock:g} MHz needs II < 1; "
+                            f"the most is {clock * 1e6:,.0f} images/s (II = 1)")
+        foldings, e = _cheapest(network, ii, limits)
+        if not _fits(e, limits):
+            best = _fastest_fitting(network, limits)
+            over = _over(e, limits)
+            reach = (f"the fastest that fits reaches {clock * 1e6 / best[1].ii:,.0f} images/s "
+                     f"(II = {best[1].ii})" if best else "no folding fits")
+            raise FoldError(f"{images_per_second:,.0f} images/s at {clock:g} MHz needs {over} "
+                            f"on {target}; {reach}")
+        return Plan(foldings, e, clock, limits)
+    best = _fastest_fitting(network, limits)
+    if best is None:
+        _, smallest = _cheapest(network, _reachable_iis(network)[-1], limits)
+        raise FoldError(f"no folding fits {target} within {_budget(limits)}: the smallest "
+                        f"needs {_over(smallest, limits)}")
+    return Plan(*best, clock, limits)
+
+
+def _fastest_fitting(network, limits):
+    """(foldings, estimate) of the smallest reachable II whose cheapest folding fits, or None.
+    Bisection: the cheapest folding's resources fall as II grows."""
+    iis = _reachable_iis(network)
+    found, lo, hi = None, 0, len(iis) - 1
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        foldings, e = _cheapest(network, iis[mid], limits)
+        if _fits(e, limits):
+            found, hi = (foldings, e), mid - 1
+        else:
+            lo = mid + 1
+    return found
+
+
+def _over(e, limits):
+    """The resources `e` uses beyond `limits`, as "LUT4 90,000 of 83,640"."""
+    parts = [f"{label} {getattr(e, name):,} of {limits[name]:,}"
+             for name, label in (("lut4", "LUT4"), ("ff", "FF"), ("dsp", "DSP"), ("bram", "BRAM"))
+             if limits.get(name) is not None and getattr(e, name) > limits[name]]
+    return ", ".join(parts) or "nothing more"
+
+
+def _budget(limits):
+    return ", ".join(f"{label} {limits[name]:,}" for name, label in
+                     (("lut4", "LUT4"), ("ff", "FF"), ("dsp", "DSP"), ("bram", "BRAM"))
+                     if limits.get(name) is not None)

@@ -233,7 +233,8 @@ def test_list_includes_stand_in(stand_in, capsys):
 
 @pytest.mark.parametrize("argv, message", [
     ([], "the following arguments are required: COMMAND"),
-    (["bogus"], "unknown command 'bogus'; valid commands: verilog, synth, explore, run"),
+    (["bogus"], "unknown command 'bogus'; valid commands: verilog, synth, explore, run, "
+     "import, export-qonnx, fold"),
     (["verilog"], "verilog: expected a UNIT or --list"),
     (["verilog", "popcount"], "verilog: -o FILE.v is required"),
     (["verilog", "popcount", "-o", "x.txt"], "-o x.txt: expected a file name ending in .v"),
