@@ -231,22 +231,19 @@ def _cheapest(network, ii, limits):
     """(foldings, estimate): per layer the folding of layer II ≤ ii whose stage uses the least
     of the device (the sum of its shares of LUT4, FF, DSP and BRAM). The model is a sum over
     stages, so the whole is cheapest when every stage is."""
-    layers, chosen, total = network.layers, [], dict.fromkeys(_FEATURES, 0)
+    layers, chosen = network.layers, []
     for k, layer in enumerate(layers):
         last = k == len(layers) - 1
 
-        def cost(choice):
-            e = _estimate(choice[1], ii)
-            return sum(getattr(e, name) / limits[name] for name in ("lut4", "ff", "dsp", "bram")
-                       if limits.get(name))
-        folding, f = min(((folding, _stage_features(layer, folding, ii, last))
-                          for folding in _layer_choices(layer, ii, last)), key=cost)
-        chosen.append(folding)
-        for name, value in f.items():
-            total[name] += value
-    actual = max(-(-l.in_features // f.lanes) * -(-l.out_features // f.channels)
-                 for l, f in zip(layers, chosen))
-    return tuple(chosen), _estimate(total, actual)
+        def cost(folding):
+            e = _estimate(_stage_features(layer, folding, ii, last), ii)
+            shares = [getattr(e, name) / limits[name] if limits[name]
+                      else math.inf if getattr(e, name) else 0.0
+                      for name in ("lut4", "ff", "dsp", "bram") if limits.get(name) is not None]
+            return sum(shares)
+        chosen.append(min(_layer_choices(layer, ii, last), key=cost))
+    # The engine's II may be below `ii`, and its FIFOs sized for it: estimate the whole.
+    return tuple(chosen), estimate(network, chosen)
 
 
 def _fits(e, limits):

@@ -1,0 +1,67 @@
+"""yosys cell counts of the dataflow engine on the ECP5-85k, per folding: the data the folding
+solver's resource model (`rtn_hw.fold.MODEL`) is fitted to.
+
+Each folding of the shipped digits network is elaborated, synthesized with the sweep's script
+(`rtn_hw.flow.yosys`, `synth_ecp5` with DSPs, the register harness counted apart) and its
+unit's cells classified; the counts go into build/reports/dataflow_area.json under the
+folding's text, beside the model's estimate, so the model's error is one command away.
+
+    .venv/bin/python bench/dataflow_area.py [FOLDING ...]     (default: DEFAULT_FOLDINGS)
+
+Work files go to build/dataflow_area/.
+"""
+
+import argparse
+import time
+
+from rtn_hw import fold, weights
+from rtn_hw.files import update_json
+from rtn_hw.flow import devices, yosys
+from rtn_hw.gateware.dataflow import DataflowEngine, parse_foldings
+
+TARGET = "ecp5-85k"
+REPORT = "build/reports/dataflow_area.json"
+DEFAULT_FOLDINGS = (
+    "smallest",
+    "64x1,128x1,2x5",                               # fold.fewest_lanes(network, 128)
+    "64x4,128x4,8x5",                               # II 32
+    "16x4,32x4,8x5",                                # lanes against channels
+    "4x16,8x16,8x5",
+    "64x4:lutram,128x4:lutram,8x5:lutram",
+    "64x16:lutram,128x16:lutram,32x5:lutram",       # II 8
+    "64x4,128x4,128x10:baked",
+    "unfolded",
+)
+
+
+def measure(network, text):
+    foldings = parse_foldings(text, network)
+    key = ",".join(map(str, foldings))
+    started = time.monotonic()
+    elab = yosys.elaborate(DataflowEngine(network, foldings))
+    workdir = yosys.build_dir("dataflow_area", key.replace(":", "-").replace(",", "_"))
+    yosys.synthesize(elab, devices.TARGETS[TARGET].synth, workdir)
+    cells, _ = devices.parse_stat((workdir / "stat.json").read_text())
+    counts = devices.classify(devices.TARGETS[TARGET].family, cells)
+    model = fold.estimate(network, foldings)
+    record = {"target": TARGET, "counts": counts, "cells": cells,
+              "features": fold.features(network, foldings),
+              "seconds": round(time.monotonic() - started, 1)}
+    update_json(REPORT, lambda report: {**report, key: record})
+    return key, counts, model
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("foldings", nargs="*", default=DEFAULT_FOLDINGS)
+    args = parser.parse_args()
+    network = weights.load()
+    for text in args.foldings:
+        key, counts, model = measure(network, text)
+        print(f"{key}: LUT4 {counts['lut']} FF {counts['ff']} CCU2C {counts['carry']} "
+              f"DSP {counts['dsp']} DP16KD {counts['bram']} LUTRAM {counts['lutram']} | model "
+              f"LUT4 {model.lut4} FF {model.ff} DSP {model.dsp} BRAM {model.bram}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+"""Routed figures of the dataflow engine on the ECP5-85k: LUT4, FF, DSP, block RAM, Fmax and
+images/s at the routed Fmax, per II target (the sweep's folding for it, `rtn_hw.fold.fewest_lanes`).
+
+Each II is an ordinary sweep run (`rtn_hw.flow.synth.run_sweep`: yosys, nextpnr, the same
+cache), without the power estimate, reported into build/reports/dataflow_synth/ so the main
+synth report is left alone. images/s = Fmax / II.
+
+    .venv/bin/python bench/dataflow_fmax.py [--ii 32 8] [--seeds 1]
+"""
+
+import argparse
+
+from rtn_hw.flow import plan, synth
+from rtn_hw.gateware.dataflow import parse_foldings, predicted_ii
+from rtn_hw.weights import load
+
+OUT_DIR = "build/reports/dataflow_synth"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--ii", type=int, nargs="+", default=[32])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1])
+    parser.add_argument("--jobs", type=int, default=1)
+    args = parser.parse_args()
+    report = synth.run_sweep(["ecp5-85k"], ["dataflow_engine"], args.ii, args.jobs,
+                             progress=print, seeds=tuple(args.seeds), out_dir=OUT_DIR,
+                             power=False)
+    network = load()
+    for run in report["runs"]:
+        folding = plan.UNITS["dataflow_engine"].params(run["lanes"])["folding"]
+        ii = predicted_ii(network, parse_foldings(folding, network))
+        fmax = run.get("fmax_mhz")
+        rate = f"{fmax * 1e6 / ii:,.0f} images/s" if fmax else "no Fmax"
+        print(f"II {ii} ({folding}): LUT4 {run.get('lut')} FF {run.get('ff')} "
+              f"CCU2C {run.get('carry')} DSP {run.get('dsp')} DP16KD {run.get('bram')} "
+              f"Fmax {fmax} MHz, {rate}; notes {run.get('notes')}")
+
+
+if __name__ == "__main__":
+    main()
