@@ -323,6 +323,22 @@ def test_multithreshold_activation_imports_and_matches_execute_onnx(rng):
     assert report["layers"][0]["trit_agreement"] == 1.0
 
 
+def test_intquant_and_reshape_map(rng):
+    """IntQuant is Quant's other name; images given as (1, 4, 4) reach the first layer
+    through a Reshape to (batch, 16)."""
+    def change(graph):
+        _node(graph, "q_act").op_type = "IntQuant"
+        graph.input[0].CopyFrom(helper.make_tensor_value_info("image", onnx.TensorProto.FLOAT,
+                                                              [1, 4, 4]))
+        graph.initializer.append(numpy_helper.from_array(np.array([1, 16]), "flat_shape"))
+        graph.node.insert(0, helper.make_node("Reshape", ["image", "flat_shape"], ["pixels"],
+                                              name="flatten"))
+    _, _, info, net, wrapper = qonnx_import.import_model(_edit(exotic_graph(rng), change))
+    assert net.input.shape == (4, 4)
+    report = qonnx_check.compare(wrapper, net, info, rng.integers(0, 17, (100, 16)))
+    assert report["classes_differing_beyond_a_tie"] == [] and report["logits"]["within_bound"]
+
+
 # --- bad input: one line, exit 2, nothing written -------------------------------------------------
 
 def _edit(proto, change):
