@@ -1,5 +1,5 @@
 """yosys cell counts of the dataflow engine on the ECP5-85k, per folding: the data the folding
-solver's resource model (`rtn_hw.fold.MODEL`) is fitted to.
+solver's resource model is fitted to (`rtn_hw.fold.CALIBRATION`).
 
 Each folding of the shipped digits network is elaborated, synthesized with the sweep's script
 (`rtn_hw.flow.yosys`, `synth_ecp5` with DSPs, the register harness counted apart) and its
@@ -7,6 +7,11 @@ unit's cells classified; the counts go into build/reports/dataflow_area.json und
 folding's text, beside the model's estimate, so the model's error is one command away.
 
     .venv/bin/python bench/dataflow_area.py [FOLDING ...]     (default: DEFAULT_FOLDINGS)
+    .venv/bin/python bench/dataflow_area.py --fit
+
+`--fit` synthesizes nothing: it prints the report's counts as `CALIBRATION` entries, the
+coefficients fitted to them, and the model's error per folding, in-sample and
+leave-one-out (fitted to the other foldings).
 
 Work files go to build/dataflow_area/.
 """
@@ -51,11 +56,38 @@ def measure(network, text):
     return key, counts, model
 
 
+def show_fit(network):
+    import json
+    import pathlib
+    report = json.loads(pathlib.Path(REPORT).read_text())
+    calibration = {key: (r["counts"]["lut"] + 2 * r["counts"]["carry"], r["counts"]["ff"])
+                   for key, r in report.items()}
+    for key, r in report.items():
+        c = r["counts"]
+        print(f'    "{key}": ({c["lut"]} + 2 * {c["carry"]}, {c["ff"]}),')
+    print(fold.fit(network, calibration))
+    for key, (lut4, ff) in calibration.items():
+        fold._model.cache_clear()
+        fold.CALIBRATION = calibration
+        inside = fold.estimate(network, parse_foldings(key, network))
+        fold._model.cache_clear()
+        fold.CALIBRATION = {k: v for k, v in calibration.items() if k != key}
+        outside = fold.estimate(network, parse_foldings(key, network))
+        print(f"{key}: LUT4 {lut4} model {inside.lut4} ({100 * (inside.lut4 / lut4 - 1):+.1f} %),"
+              f" leave-one-out {outside.lut4} ({100 * (outside.lut4 / lut4 - 1):+.1f} %); "
+              f"FF {ff} model {inside.ff} ({100 * (inside.ff / ff - 1):+.1f} %), leave-one-out "
+              f"{outside.ff} ({100 * (outside.ff / ff - 1):+.1f} %)")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("foldings", nargs="*", default=DEFAULT_FOLDINGS)
+    parser.add_argument("--fit", action="store_true", help="fit the model, synthesize nothing")
     args = parser.parse_args()
     network = weights.load()
+    if args.fit:
+        show_fit(network)
+        return
     for text in args.foldings:
         key, counts, model = measure(network, text)
         print(f"{key}: LUT4 {counts['lut']} FF {counts['ff']} CCU2C {counts['carry']} "

@@ -8,8 +8,9 @@ candidate with layer II ≤ target.
 
 Cost is the resource model (`estimate`): per-stage LUT4, FF, DSP and block RAM from the
 folding's structure, with coefficients fitted to yosys counts of the dataflow engine on the
-ECP5-85k (`bench/dataflow_area.py`, docs/units/dataflow_engine.md). Nothing here imports
-Amaranth: the solver runs on the network's shapes and weights only.
+ECP5-85k (`CALIBRATION`, from `bench/dataflow_area.py`; docs/units/dataflow_engine.md). The
+gateware is imported only for the schedule (`stage_latency`, FIFO depths); nothing is
+elaborated.
 """
 
 import dataclasses
@@ -18,8 +19,8 @@ import math
 
 import numpy as np
 
-__all__ = ["Folding", "candidates", "fewest_lanes", "Estimate", "estimate", "solve",
-           "FoldError", "MODEL"]
+__all__ = ["Folding", "candidates", "fewest_lanes", "features", "Estimate", "estimate",
+           "solve", "FoldError", "CALIBRATION", "fit"]
 
 
 class FoldError(ValueError):
@@ -155,14 +156,47 @@ def features(network, foldings):
     return total
 
 
-# LUT4 and FF per unit of each feature, least-squares fits to the yosys counts of
-# `bench/dataflow_area.py` on the ECP5-85k (docs/units/dataflow_engine.md, "Resource model").
-MODEL = {
-    "lut4": {"stages": 300.0, "mac_lanes": 3.0, "baked_terms": 2.0, "channels": 60.0,
-             "mux_lanes": 0.7, "lutram_bits": 0.5},
-    "ff": {"stages": 100.0, "a_bits": 1.0, "word_bits": 1.0, "sum_bits": 1.0,
-           "channels": 80.0, "fifo_bits": 1.0},
+# yosys counts of the dataflow engine with the shipped digits network on the ECP5-85k
+# (`bench/dataflow_area.py`, yosys 0.70, `synth_ecp5` with DSPs): folding → (LUT4 + 2·CCU2C,
+# FF). The model's LUT4 and FF coefficients are fitted to these (`fit`).
+CALIBRATION = {
+    "1x1:bram,1x1:bram,1x1:bram": (2280 + 2 * 157, 3793),
+    "64x1:bram,128x1:bram,2x5:bram": (3073 + 2 * 923, 6462),
+    "64x4:bram,128x4:bram,8x5:bram": (4595 + 2 * 2220, 9974),
 }
+
+# The features each count is fitted on.
+FITTED = {
+    "lut4": ("stages", "mac_lanes", "baked_terms", "channels", "mux_lanes", "lutram_bits"),
+    "ff": ("stages", "mac_lanes", "a_bits", "sum_bits", "channels", "fifo_bits"),
+}
+
+
+def fit(network, calibration):
+    """{"lut4": {feature: coefficient}, "ff": {...}}: least squares over `calibration`
+    (folding text → (LUT4, FF)); a feature whose coefficient comes out negative is dropped
+    and the rest refitted, and a feature no calibrated folding has gets no coefficient."""
+    from .gateware.dataflow import parse_foldings
+    rows = [(features(network, parse_foldings(text, network)), counts)
+            for text, counts in calibration.items()]
+    model = {}
+    for column, kind in enumerate(("lut4", "ff")):
+        names = [n for n in FITTED[kind] if any(f[n] for f, _ in rows)]
+        while True:
+            a = np.array([[f[n] for n in names] for f, _ in rows], dtype=float)
+            b = np.array([counts[column] for _, counts in rows], dtype=float)
+            coefficients = np.linalg.lstsq(a, b, rcond=None)[0]
+            if (coefficients >= 0).all() or len(names) == 1:
+                break
+            names.pop(int(np.argmin(coefficients)))
+        model[kind] = {n: round(float(c), 4) for n, c in zip(names, coefficients)}
+    return model
+
+
+@functools.lru_cache(maxsize=None)
+def _model():
+    from .weights import load
+    return fit(load(), CALIBRATION)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -178,7 +212,8 @@ class Estimate:
 
 
 def _estimate(f, ii):
-    lut4, ff = (round(sum(c * f[name] for name, c in MODEL[kind].items()))
+    model = _model()
+    lut4, ff = (round(sum(c * f[name] for name, c in model[kind].items()))
                 for kind in ("lut4", "ff"))
     return Estimate(ii, lut4, ff, f["dsp"], f["bram"])
 
