@@ -173,8 +173,8 @@ class _Pixels:
 class _Trits:
     """α·t + β of a ternary tensor (B, features), one α > 0 and β per tensor."""
 
-    def __init__(self, features, alpha, beta, source):
-        self.features, self.alpha, self.beta, self.source = features, alpha, beta, source
+    def __init__(self, features, alpha, beta):
+        self.features, self.alpha, self.beta = features, alpha, beta
 
 
 class _Linear:
@@ -276,10 +276,10 @@ def _quant(node, values, state):
     z = _scalar_of(zero, node, "the activation zero point")
     if isinstance(x, _Pixels):
         state["input"] = _input_encoding(node, x, s, z, state)
-        return _Trits(int(np.prod(x.shape)), s, -s * z, "input")
+        return _Trits(int(np.prod(x.shape)), s, -s * z)
     if isinstance(x, _Linear):
         _close_hidden(node, x, s, z, state)
-        return _Trits(x.layer["t_w"].shape[0], s, -s * z, x.layer["name"])
+        return _Trits(x.layer["t_w"].shape[0], s, -s * z)
     _fail(node, "a Quant of an already ternary tensor")
 
 
@@ -307,7 +307,7 @@ def _multithreshold(node, values, state):
         _close_hidden_thresholds(node, x, low, high, state)
         x.layer["activation"] = {"tensor": node.output[0], "scale": alpha,
                                  "zero_point": -beta / alpha}
-        return _Trits(p, alpha, beta, x.layer["name"])
+        return _Trits(p, alpha, beta)
     _fail(node, "MultiThreshold maps after a MatMul/Gemm (a hidden layer's pre-activation)")
 
 
@@ -405,7 +405,7 @@ def _affine(node, values, op):
         d = _scalar_of(d, node, "the offset of a ternary activation")
         if k <= 0:
             _fail(node, "scales a ternary activation by a non-positive factor (α_a must be > 0)")
-        return _Trits(x.features, x.alpha * k, x.beta * k + d, x.source)
+        return _Trits(x.features, x.alpha * k, x.beta * k + d)
     if isinstance(x, _Linear):
         p = x.layer["t_w"].shape[0]
         k, d = _per_channel(k, p, node, "the scale"), _per_channel(d, p, node, "the offset")
