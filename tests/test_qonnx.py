@@ -399,6 +399,8 @@ BAD = {
         "Δ = 0.5), so only ROUND, HALF_EVEN, HALF_DOWN map"),
     "nan_scale": (lambda g: _set_init(g, "act_s", np.nan),
                   "node q_act (Quant): scale has a NaN or infinite value"),
+    "nan_weight": (lambda g: _set_init(g, "w1", np.full((8, 16), np.nan)),
+                   "node q_w1q (Quant): a weight has a NaN or infinite value"),
     "inf_scale": (lambda g: _set_init(g, "w1q_s", np.full((8, 1), np.inf)),
                   "node q_w1q (Quant): scale has a NaN or infinite value"),
     "zero_scale": (lambda g: _set_init(g, "act_s", 0.0),
@@ -525,3 +527,40 @@ def test_committed_brevitas_models_are_what_the_script_makes(variant, tmp_path, 
     arrays = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
     for init in again.graph.initializer:
         assert (numpy_helper.to_array(init) == arrays[init.name]).all(), init.name
+
+
+@pytest.mark.slow
+def test_mutated_graphs_import_or_fail_in_one_line(shipped, rng):
+    """Random structural edits (op types, inputs, removed nodes and attributes, scaled, NaN
+    or cut initializers) of both kinds of graph: the import succeeds or raises QonnxError
+    with one line, nothing else (PYTHONWARNINGS=error makes numpy's warnings fail too)."""
+    from rtn_hw.interop import QonnxError
+    bases = [BREVITAS["zero_point"].read_bytes(),
+             qonnx_export.to_qonnx(*shipped)[0].SerializeToString()]
+    ops = ["Relu", "Mul", "Add", "Div", "MatMul", "Gemm", "Quant", "BipolarQuant",
+           "MultiThreshold", "Reshape", "Flatten", "Transpose", "BatchNormalization"]
+    for trial in range(150):
+        proto = onnx.ModelProto.FromString(bases[trial % 2])
+        graph = proto.graph
+        names = [n for node in graph.node for n in [*node.input, *node.output]]
+        for _ in range(rng.integers(1, 3)):
+            node = graph.node[rng.integers(len(graph.node))]
+            kind = rng.integers(6)
+            if kind == 0:
+                node.op_type = ops[rng.integers(len(ops))]
+            elif kind == 1 and node.input:
+                node.input[rng.integers(len(node.input))] = names[rng.integers(len(names))]
+            elif kind == 2:
+                graph.node.remove(node)
+            elif kind == 3 and node.attribute:
+                del node.attribute[rng.integers(len(node.attribute))]
+            else:
+                init = graph.initializer[rng.integers(len(graph.initializer))]
+                value = numpy_helper.to_array(init).astype(np.float32)
+                value = (value * [0, -1, np.nan, 3][rng.integers(4)] if kind == 4
+                         else value.reshape(-1)[:max(1, value.size // 2)].copy())
+                init.CopyFrom(numpy_helper.from_array(value, init.name))
+        try:
+            qonnx_import.import_model(qonnx_import.parse_model(proto.SerializeToString()))
+        except QonnxError as error:
+            assert "\n" not in str(error)

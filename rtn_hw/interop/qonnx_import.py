@@ -264,6 +264,7 @@ def _quant(node, values, state):
     x = values[node.input[0]]
     scale, zero, mode = _quant_params(node, values)
     if isinstance(x, _Const):
+        _finite(x.value, node, "a weight")
         if mode == "BIPOLAR":
             t = np.where(x.value / scale >= 0, 1, -1)
             return _Ternary(t, scale, 0.0)
@@ -370,7 +371,11 @@ def _affine(node, values, op):
     left, right = values[node.input[0]], values[node.input[1]]
     if isinstance(left, _Const) and isinstance(right, _Const):
         fn = {"Mul": np.multiply, "Div": np.divide, "Add": np.add, "Sub": np.subtract}[op]
-        return _Const(fn(left.value, right.value))
+        with np.errstate(all="raise"):
+            try:
+                return _Const(fn(left.value, right.value))
+            except FloatingPointError as error:
+                _fail(node, f"constant arithmetic fails ({error})")
     if isinstance(right, _Const):
         x, c, swapped = left, right.value, False
     elif isinstance(left, _Const) and op in ("Mul", "Add", "Sub"):
