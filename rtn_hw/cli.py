@@ -417,6 +417,8 @@ def _run_import(args, out):
                                                   report=IMPORT_REPORT)
     except QonnxError as error:
         raise UsageError(str(error)) from None
+    except OSError as error:
+        raise UsageError(f"-o {args.output}: cannot write ({error.strerror or error})") from None
     _print_check(entry, out)
     print(f"wrote {output} and {output.with_suffix('.npz').name} "
           f"({network!r}); report: {IMPORT_REPORT}", file=out)
@@ -443,6 +445,8 @@ def _run_export_qonnx(args, out):
         entry = qonnx_export.export_file(args.weights, output, report=IMPORT_REPORT)
     except QonnxError as error:
         raise UsageError(str(error)) from None
+    except OSError as error:
+        raise UsageError(f"-o {args.output}: cannot write ({error.strerror or error})") from None
     print(f"zero points: {', '.join(entry['zero_points']) or 'none'}; offsets as Add: "
           f"{', '.join(entry['offsets_as_add']) or 'none'}", file=out)
     if "logits" in entry:
