@@ -464,6 +464,15 @@ def test_command_line_errors(argv, message, tmp_path, capsys, monkeypatch):
     assert (status, out, err) == (2, "", f"rtn-hw: error: {message}\n")
 
 
+def test_unwritable_output(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "taken.onnx").mkdir()
+    status, out, err = run(["export-qonnx", str(weights.DEFAULT_MANIFEST), "-o", "taken.onnx"],
+                           capsys)
+    assert (status, out) == (2, "") and err.startswith("rtn-hw: error: -o taken.onnx: cannot "
+                                                       "write (")
+
+
 def test_malformed_onnx(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "bad.onnx").write_bytes(b"\x08\x07garbage\xff\xff")

@@ -221,7 +221,11 @@ def export_file(manifest_path, out_path, *, report=None):
     except ValueError as error:
         raise QonnxError(str(error)) from None
     proto, summary = to_qonnx(network, arrays)
-    _onnx().checker.check_model(proto)
+    try:
+        _onnx().checker.check_model(proto)
+    except Exception as error:  # onnx.checker.ValidationError; a bug here, not bad input
+        raise QonnxError(f"{manifest_path}: the exported graph fails onnx.checker: "
+                         f"{' '.join(str(error).split())[:200]}") from None
     _, _, info, back, wrapper = qonnx_import.import_model(proto, pixel_max=network.input.pixel_max,
                                                          where=str(out_path))
     differences = qonnx_check.integer_differences(network, back)
