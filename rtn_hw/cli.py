@@ -523,8 +523,8 @@ def _run_fold(args, out):
         return 0
     e = plan.estimate
     for layer, folding in zip(network.layers, plan.foldings):
-        print(f"{layer.name} ({layer.in_features}→{layer.out_features}): {folding}, "
-              f"{-(-layer.in_features // folding.lanes) * -(-layer.out_features // folding.channels)} "
+        cycles = -(-layer.in_features // folding.lanes) * -(-layer.out_features // folding.channels)
+        print(f"{layer.name} ({layer.in_features}→{layer.out_features}): {folding}, {cycles} "
               f"cycles per image", file=out)
     print(f"folding={','.join(map(str, plan.foldings))}", file=out)
     print(f"II {e.ii} cycles; model: LUT4 {e.lut4:,}, FF {e.ff:,}, DSP {e.dsp}, BRAM {e.bram}; "
