@@ -403,6 +403,9 @@ def _add_import(subparsers):
     parser.add_argument("-o", "--output", metavar="NAME.json", help="weights manifest to write")
     parser.add_argument("--pixel-max", default="16", metavar="P",
                         help="largest input pixel value (default 16, the 8x8 digits)")
+    parser.add_argument("--engine", default="0", metavar="N",
+                        help="also run the first N test images through the simulated network "
+                             "engine (Amaranth simulator; default 0: none; make demo runs all)")
     parser.set_defaults(run=_run_import)
 
 
@@ -411,10 +414,12 @@ def _run_import(args, out):
         raise UsageError("import: -o NAME.json is required")
     output = _output_file(args.output, ".json")
     pixel_max = _number(args.pixel_max, "--pixel-max", int, 1, 255)
+    engine_images = _number(args.engine, "--engine", int, 0)
     from .interop import QonnxError, qonnx_import
     try:
-        network, entry = qonnx_import.import_file(args.model, output, pixel_max=pixel_max,
-                                                  report=IMPORT_REPORT)
+        network, entry = qonnx_import.import_file(
+            args.model, output, pixel_max=pixel_max, report=IMPORT_REPORT,
+            engine=_simulated_engine(engine_images) if engine_images else None)
     except QonnxError as error:
         raise UsageError(str(error)) from None
     except OSError as error:
@@ -423,6 +428,20 @@ def _run_import(args, out):
     print(f"wrote {output} and {output.with_suffix('.npz').name} "
           f"({network!r}); report: {IMPORT_REPORT}", file=out)
     return 0 if entry["logits"]["within_bound"] else 1
+
+
+def _simulated_engine(count):
+    """engine(network, images) → (logits, classes) of `make demo`'s NetworkEngine (its default
+    lanes and channels) on the first `count` images, in the Amaranth simulator."""
+    def engine(network, images):
+        from .demo import FMAX_TARGET, run_demo
+        from .gateware.engine import ENGINE_CONFIGS
+        config = ENGINE_CONFIGS[FMAX_TARGET]
+        _, logits, classes, _, _ = run_demo(images[:count], None, network, seed=0,
+                                            lanes=config["lanes"], channels=config["channels"])
+        return logits, classes
+    engine.description = "NetworkEngine, make demo's lanes and channels, Amaranth simulator"
+    return engine
 
 
 def _add_export_qonnx(subparsers):
@@ -476,6 +495,11 @@ def _print_check(entry, out):
                  if "trit_agreement" in layer else "")
         print(f"  {layer['name']}: K {layer['k_fmt']}, y {layer['out_fmt']}, fixed-point "
               f"bound {layer['error_bound']:.3g}{trits}", file=out)
+    if "engine" in entry:
+        engine = entry["engine"]
+        print(f"  engine (simulated, {engine['images']} images): golden agreement "
+              f"{100 * engine['golden_agreement']:.2f} %, classes as the graph's "
+              f"{100 * engine['class_agreement_with_graph']:.2f} %", file=out)
     print(f"  logits: max error {logits['max_error']:.3g} on the {logits['compared_on']} "
           f"images whose hidden trits agree, bound {logits['fixed_point_bound']:.3g} + float32 "
           f"{logits['float32_bound_max']:.3g}: "
