@@ -222,6 +222,17 @@ def test_imported_brevitas_model_runs_on_the_simulated_engine(tmp_path, capsys, 
     assert report["weights"]["manifest"] == "zp.json"
 
 
+def test_import_can_run_the_engine_too(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    status, text, _ = run(["import", str(BREVITAS["const"]), "-o", "c.json", "--engine", "4"],
+                          capsys)
+    assert status == 0 and "engine (simulated, 4 images): golden agreement 100.00 %" in text
+    engine = json.loads((tmp_path / "build/reports/import.json").read_text())["imports"]["c"][
+        "engine"]
+    assert engine["images"] == 4 and engine["golden_agreement"] == 1.0
+    assert engine["class_agreement_with_graph"] == 1.0 and "Amaranth" in engine["simulator"]
+
+
 def test_demo_refuses_a_bad_weights_file(tmp_path, capsys):
     from rtn_hw import demo
     (tmp_path / "w.json").write_text("{}")
@@ -450,14 +461,16 @@ def test_pixel_encoding_must_match_pixel_max(rng, tmp_path, capsys):
     (["import", "x.onnx", "-o", "n.txt"], "-o n.txt: expected a file name ending in .json"),
     (["import", "x.onnx", "-o", "n.json", "--pixel-max", "0"],
      "--pixel-max 0: expected an integer from 1 to 255"),
+    (["import", "x.onnx", "-o", "n.json", "--engine", "-1"],
+     "--engine -1: expected an integer of at least 0"),
     (["import", "missing.onnx", "-o", "n.json"],
      "missing.onnx: cannot read: No such file or directory"),
     (["export-qonnx", "missing.json", "-o", "n.onnx"],
      "missing.json: (file): cannot read: No such file or directory"),
     (["export-qonnx", "w.json", "-o", "n.onx"], "-o n.onx: expected a file name ending in "
                                                 ".onnx"),
-], ids=["no_output", "output_suffix", "pixel_max", "missing_model", "missing_weights",
-        "export_suffix"])
+], ids=["no_output", "output_suffix", "pixel_max", "engine", "missing_model",
+        "missing_weights", "export_suffix"])
 def test_command_line_errors(argv, message, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     status, out, err = run(argv, capsys)

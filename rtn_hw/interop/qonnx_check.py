@@ -39,9 +39,12 @@ def run_graph(wrapper, images, shape):
     return context, model.graph.output[0].name
 
 
-def compare(wrapper, network, info, images, labels=None):
+def compare(wrapper, network, info, images, labels=None, engine=None):
     """The comparison report (a dict) of the graph in `wrapper` and the golden `network`;
-    `info` is the importer's (its per-layer activation tensors and the logits' transform)."""
+    `info` is the importer's (its per-layer activation tensors and the logits' transform).
+    `engine(images)`, when given, simulates the hardware on `images` (the first of them, if it
+    runs fewer) and returns (integer logits, classes): they are compared too, under
+    "engine"."""
     images = np.asarray(images)
     context, output = run_graph(wrapper, images, network.input.shape)
     trace = network.trace(images)
@@ -108,6 +111,15 @@ def compare(wrapper, network, info, images, labels=None):
             "transform": {"scale": scale, "offset": offset},
         },
     }
+    if engine is not None:
+        hw_logits, hw_classes = (np.asarray(v) for v in engine(images))
+        count = len(hw_classes)
+        same = (hw_logits == trace[-1]["y"][:count]).all(axis=1) \
+            & (hw_classes == golden_classes[:count])
+        report["engine"] = {"images": count, "simulator": getattr(engine, "description", None),
+                            "golden_agreement": float(same.mean()),
+                            "class_agreement_with_graph":
+                                float((hw_classes == graph_classes[:count]).mean())}
     if labels is not None:
         labels = np.asarray(labels)
         report["accuracy"] = {"golden": float((golden_classes == labels).mean()),

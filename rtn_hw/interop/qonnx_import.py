@@ -664,11 +664,13 @@ def source_record(path, proto):
             "producer": f"{proto.producer_name} {proto.producer_version}".strip()}
 
 
-def import_file(model_path, out_json, *, pixel_max=16, report=None):
+def import_file(model_path, out_json, *, pixel_max=16, report=None, engine=None):
     """MODEL.onnx → weights OUT.json + OUT.npz (atomic), checked against execute_onnx on the
     digits test split; returns (network, comparison). The comparison is also merged into the
     JSON report `report` (rtn_hw.files.update_json) under "imports", keyed by OUT's name.
-    Nothing is written when the graph does not map (QonnxError)."""
+    `engine(network, images)` → (logits, classes), when given, simulates the hardware for the
+    comparison (the CLI passes the engine simulation of `make demo`; this module never imports
+    the gateware). Nothing is written when the graph does not map (QonnxError)."""
     from ..files import update_json
     from . import qonnx_check
     model_path, out_json = Path(model_path), Path(out_json)
@@ -680,7 +682,11 @@ def import_file(model_path, out_json, *, pixel_max=16, report=None):
                          f"0..16); this graph takes {network.input.features} pixels "
                          f"0..{network.input.pixel_max}")
     images, labels = weights.load_digits_test()
-    comparison = qonnx_check.compare(wrapper, network, info, images, labels)
+    def simulate(batch):
+        return engine(network, batch)
+    simulate.description = getattr(engine, "description", None)
+    comparison = qonnx_check.compare(wrapper, network, info, images, labels,
+                                     engine=None if engine is None else simulate)
     props = {p.key: p.value for p in proto.metadata_props}
     seed = props.get("rtn_hw.seed", "0")
     accuracy = comparison["accuracy"]
