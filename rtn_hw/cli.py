@@ -8,7 +8,7 @@
                    [--seeds ...] [-p NAME=V1,V2 ...] [--jobs J]
     (synth and explore: [--scheduler tcp://HOST:PORT] [--time-limit S] [--memory-limit MB])
     rtn-hw run --port PORT (--images FILE | --digits-test) [--baud B] [--timeout S]
-    rtn-hw import MODEL.onnx -o NAME.json [--pixel-max P]
+    rtn-hw import MODEL.onnx -o NAME.json [--pixel-max P] [--engine N]
     rtn-hw export-qonnx NAME.json -o NAME.onnx
     rtn-hw fold [--target T] [--images-per-second R [--clock-mhz F]] [--lut4 N] [--dsp N]
                 [--bram N] [--weights NAME.json] [--json]
