@@ -95,7 +95,7 @@ def test_shipped_network_round_trips_and_matches_execute_onnx(shipped, digits):
     assert len(summary["zero_points"]) == 5
     report = qonnx_check.compare(wrapper, back, info, *digits)
     print(json.dumps(report["logits"]))
-    assert report["class_agreement"] == 1.0
+    assert report["class_agreement"] == 1.0 and report["consistent"]
     assert report["accuracy"]["qonnx"] == report["accuracy"]["golden"]
     assert report["logits"]["within_bound"]
     assert all(layer.get("differing_trits_near_threshold", True) for layer in report["layers"])
@@ -200,6 +200,7 @@ def test_brevitas_models_import(variant, tmp_path, capsys, monkeypatch):
         == [(64, 64), (64, 64), (64, 10)]
     entry = json.loads((tmp_path / "build/reports/import.json").read_text())["imports"][variant]
     assert entry["class_agreement"] == 1.0 and entry["logits"]["within_bound"]
+    assert entry["consistent"]
     # The graph run by qonnx reproduces the accuracy torch measured when it was trained.
     assert round(entry["accuracy"]["qonnx"], 4) == float(props["rtn_hw.torch_accuracy"])
     assert net.manifest["training"]["seed"] == int(props["rtn_hw.seed"])
@@ -590,3 +591,30 @@ def test_mutated_graphs_import_or_fail_in_one_line(shipped, rng):
             qonnx_import.import_model(qonnx_import.parse_model(proto.SerializeToString()))
         except QonnxError as error:
             assert "\n" not in str(error)
+
+
+def test_an_unexplained_difference_exits_1(tmp_path, capsys, monkeypatch):
+    """A check that finds the graph and the golden network apart beyond the bounds: exit 1,
+    the weights and the report still written (they record what was found)."""
+    monkeypatch.chdir(tmp_path)
+    real = qonnx_check.compare
+
+    def shifted(*args, **kwargs):
+        report = real(*args, **kwargs)
+        return {**report, "consistent": False}
+    monkeypatch.setattr(qonnx_check, "compare", shifted)
+    status, text, err = run(["import", str(BREVITAS["const"]), "-o", "c.json"], capsys)
+    assert (status, err) == (1, "") and "NOT CONSISTENT" in text
+    assert (tmp_path / "c.json").exists()
+
+
+def test_engine_disagreement_makes_the_report_inconsistent(shipped, digits):
+    net, arrays = shipped
+    _, info, wrapper, _ = round_trip(net, arrays)
+    images = digits[0][:8]
+
+    def engine(batch):
+        logits, classes = net.forward(batch)
+        return logits + (np.arange(len(batch)) == 3)[:, None], classes
+    report = qonnx_check.compare(wrapper, net, info, images, engine=engine)
+    assert report["engine"]["golden_agreement"] == 7 / 8 and not report["consistent"]
