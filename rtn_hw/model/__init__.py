@@ -11,6 +11,7 @@ from .fixed import (Q, RtnConstants, accumulator_width, bits_for, check_output_f
                     decode, encode, error_bound, fold_constants, fold_thresholds, postprocess)
 from .layers import conv2d, im2col, linear, linear_fixed, rtn_dot_terms
 from .network import InputEncoding, Layer, Network
+from .conv import ConvLayer, MaxPool, pad_trits, pool_trits
 from .ternary import (activation_sum, int_to_plane, pack, planes_to_int, reparameterize,
                       ternarize, ternary_dot, ternary_matmul, unpack, words_for)
 
@@ -21,5 +22,5 @@ __all__ = [
     "postprocess", "error_bound", "fold_thresholds", "encode", "decode", "bits_for", "dot_width",
     "rtn_dot_terms", "linear", "linear_fixed", "conv2d", "im2col",
     "fp32_dot", "fp32_dot_bits", "fp32_error_bound", "int_dot", "int_dot_width", "CANONICAL_NAN",
-    "InputEncoding", "Layer", "Network",
+    "InputEncoding", "Layer", "Network", "ConvLayer", "MaxPool", "pad_trits", "pool_trits",
 ]

@@ -1,8 +1,10 @@
-"""The integer golden network: a trained RTN MLP run exactly as the hardware runs it.
+"""The integer golden network: a trained RTN MLP or CNN run exactly as the hardware runs it.
 
 Input pixels → trits by two fixed thresholds, then per layer pack → ternary_matmul (D, S_a) →
 postprocess (K1·D + K2·S_a + K0, rounded to out_fmt) → encode (thresholds; hidden layers
-only). The last layer's out_fmt codes are the logits. `rtn_hw.weights.load` builds a
+only). The last layer's out_fmt codes are the logits. A CNN (weights format version 2) also
+has convolutions and max pooling (`rtn_hw.model.conv`) on (B, C, H, W) trits; a fully
+connected layer after them flattens its input in (C, H, W) order. `rtn_hw.weights.load` builds a
 `Network` from the files on disk and checks every field; this module only computes.
 """
 
@@ -60,6 +62,7 @@ class Layer:
     `sign` is +1 per channel, or -1 where BatchNorm's γ was negative: such a channel's K codes
     are negated (the hardware computes -y) and its thresholds are folded with |γ| and -μ, so
     the encoder's decision is still T(BN(y))."""
+    kind = "linear"
     name: str
     t_w: np.ndarray
     alpha_w: np.ndarray
@@ -92,6 +95,10 @@ class Layer:
         """Worst-case |y·2^-F_out - ŵ·â| (error_bound) in the out_fmt scale."""
         return error_bound(self.in_features, self.k_fmt, self.out_fmt)
 
+    def encode(self, y):
+        """Hidden layers: out_fmt codes y (B, P) → output trits (the encoder's thresholds)."""
+        return encode(y, self.lo, self.hi)
+
     def preactivation(self, t):
         """Input trits (B, N) → (D, S_a, y): y are out_fmt codes (negated where sign < 0)."""
         d, s_a = ternary_matmul(pack(self.t_w), pack(t))
@@ -99,7 +106,8 @@ class Layer:
 
 
 class Network:
-    """A validated RTN MLP; build it with `load`. All arrays are read-only."""
+    """A validated RTN network (an MLP, or a CNN: `convolutional`); build it with `load`. All
+    arrays are read-only."""
 
     def __init__(self, input_encoding, layers, manifest, source):
         self._input = input_encoding
@@ -109,8 +117,9 @@ class Network:
 
     def __repr__(self):
         # Deterministic (no object address): exports record their constructor arguments.
-        sizes = "-".join(str(n) for n in [self._input.features]
-                         + [layer.out_features for layer in self._layers])
+        sizes = "-".join([str(self._input.features)] + [
+            str(layer.out_features) if layer.kind == "linear"
+            else f"{layer.kind}{layer.out_shape[0]}" for layer in self._layers])
         digest = self._manifest.get("arrays", {}).get("sha256", "")[:16]
         return f"Network({Path(self._source).name}, {sizes}, sha256 {digest})"
 
@@ -121,6 +130,11 @@ class Network:
     @property
     def layers(self):
         return self._layers
+
+    @property
+    def convolutional(self):
+        """True if any layer is a convolution or pooling (not an MLP)."""
+        return any(layer.kind != "linear" for layer in self._layers)
 
     @property
     def manifest(self):
@@ -137,20 +151,32 @@ class Network:
     def trace(self, images):
         """Everything the hardware sees, per layer: a list of dicts with `inputs` (B, N) int8
         trits, `d` (B, P) and `s_a` (B,) from the popcount pattern, `y` (B, P) out_fmt codes,
-        and `outputs` (B, P) int8 trits (hidden layers) or None (the logits layer)."""
+        and `outputs` (B, P) int8 trits (hidden layers) or None (the logits layer).
+        Convolutions have `inputs` (B, C, H, W), `d`, `y`, `outputs` (B, P, Ho, Wo) and `s_a`
+        (B, Ho, Wo); max pooling has only `inputs` and `outputs` (B, C, Ho, Wo)."""
         t = self.encode_input(images)
+        if self._layers[0].kind != "linear":
+            t = t.reshape((len(t),) + tuple(self._layers[0].in_shape))
         steps = []
         for layer in self._layers:
+            if layer.kind == "maxpool":
+                out = layer.forward(t)
+                steps.append({"layer": layer.name, "inputs": t, "outputs": out})
+                t = out
+                continue
+            if layer.kind == "linear" and t.ndim > 2:
+                t = t.reshape(len(t), -1)  # flatten (C, H, W)
             d, s_a, y = layer.preactivation(t)
-            out = encode(y, layer.lo, layer.hi) if layer.hidden else None
+            out = layer.encode(y) if layer.hidden else None
             steps.append({"layer": layer.name, "inputs": t, "d": d, "s_a": s_a, "y": y,
                           "outputs": out})
             t = out
         return steps
 
     def layer_inputs(self, images):
-        """The trits entering each ternary layer for `images`: a list, one int8 (B, N_l) array
-        per layer (layer 0's is the encoded input). Realistic stimulus for the power """
+        """The trits entering each layer for `images`: a list, one int8 (B, N_l) array (or (B,
+        C, H, W) before a convolution or pooling) per layer (layer 0's is the encoded input):
+        realistic stimulus for the power model."""
         return [step["inputs"] for step in self.trace(images)]
 
     def forward(self, images):

