@@ -113,8 +113,22 @@ def export(net, out, features, metadata):
         path = Path(folder) / "model.onnx"
         export_qonnx(net, torch.zeros(1, features), str(path))
         proto = onnx.load(str(path))
+    _strip_provenance(proto)
     onnx.helper.set_model_props(proto, metadata)
     write_atomic(out, proto.SerializeToString())
+
+
+def _strip_provenance(proto):
+    """torch's exporter records Python stack traces (with this machine's paths) and its own
+    bookkeeping on every node and tensor; the model needs none of it."""
+    graph = proto.graph
+    for item in [*graph.node, *graph.input, *graph.output, *graph.value_info,
+                 *graph.initializer]:
+        item.doc_string = ""
+        del item.metadata_props[:]
+    graph.doc_string = ""
+    del graph.metadata_props[:]
+    del proto.metadata_props[:]
 
 
 def main(argv=None):
