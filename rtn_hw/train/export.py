@@ -1,4 +1,4 @@
-"""Export a trained RTN MLP to the weights format (rtn_hw.weights), with its fixed-point
+"""Export a trained RTN MLP or CNN to the weights format (rtn_hw.weights), with its fixed-point
 formats chosen by `rtn_hw.model.fixed.choose_formats` (18-bit K constants, outputs of at most
 24 bits), and evaluate the integer golden network on the test split.
 
@@ -19,31 +19,61 @@ from ..files import write_atomic
 from ..model.fixed import K_WIDTH, OUT_WIDTH, choose_formats  # noqa: F401
 
 
+# The test splits shipped beside the weights: file name, and whether deflated (MNIST-5k's
+# 1,000 images are 784 kB raw, about 1/5 of that deflated; digits stays byte-identical).
+TEST_FILES = {"digits": (weights.DIGITS_TEST.name, False),
+              "mnist5k": (weights.MNIST5K_TEST.name, True)}
+
+
 def _np(tensor):
     return tensor.detach().cpu().double().numpy()
 
 
+def _bn(b):
+    return _np(b.weight), _np(b.bias), _np(b.running_mean), _np(b.running_var), b.eps
+
+
+def _rtn_params(layer, act_q):
+    """α_w, β_w of `layer`, α_a, β_a of its input quantizer `act_q`, and (k_fmt, out_fmt)."""
+    t_w = _np(layer.trits()).astype(np.int8)
+    alpha_w, beta_w = _np(layer.q.alpha), _np(layer.q.beta)
+    alpha_a, beta_a = float(_np(act_q.alpha)), float(_np(act_q.beta))
+    formats = choose_formats(alpha_w, beta_w, alpha_a, beta_a,
+                             t_w.sum(axis=1, dtype=np.int64), t_w.shape[1])
+    return (alpha_w, beta_w, alpha_a, beta_a) + formats
+
+
+def conv_arrays(net):
+    """(specs, arrays, the quantizer of the flattened output) of an RtnCNN's convolutions and
+    2×2 max pools (format version 2)."""
+    specs, arrays = [], {}
+    act_q, shape = net.input_q, net.shape
+    for i, (conv, bn) in enumerate(zip(net.convs, net.conv_bns)):
+        t_w = _np(conv.kernel_trits()).astype(np.int8)
+        pad = (conv.padding, conv.padding)
+        spec, layer_arrays = weights.conv_record(f"conv{i + 1}", shape, t_w, (1, 1), pad,
+                                                 *_rtn_params(conv, act_q), _bn(bn))
+        shape = (t_w.shape[0],) + model.conv.conv_out_shape(shape, t_w.shape[2:], (1, 1), pad)
+        pool, _ = weights.pool_record(f"pool{i + 1}", shape, (2, 2), (2, 2))
+        shape = (t_w.shape[0], shape[1] // 2, shape[2] // 2)
+        specs += [spec, pool]
+        arrays.update(layer_arrays)
+        act_q = net.conv_acts[i].q
+    return specs, arrays, act_q
+
+
 def network_arrays(net):
-    """(layer specs for the manifest, arrays) of a trained quantized RtnMLP."""
+    """(layer specs for the manifest, arrays) of a trained quantized RtnMLP or RtnCNN."""
     if not net.variant.quantized:
         raise ValueError("Only a ternary variant can be exported, not the float one")
-    specs, arrays = [], {}
-    act_q = [net.input_q] + [act.q for act in net.acts]
+    specs, arrays, first_q = conv_arrays(net) if hasattr(net, "convs") else ([], {},
+                                                                             net.input_q)
+    act_q = [first_q] + [act.q for act in net.acts]
     last = len(net.fcs) - 1
     for i, fc in enumerate(net.fcs):
-        name = f"fc{i + 1}"
         t_w = _np(fc.trits()).astype(np.int8)
-        n = t_w.shape[1]
-        s_w = t_w.sum(axis=1, dtype=np.int64)
-        alpha_w, beta_w = _np(fc.q.alpha), _np(fc.q.beta)
-        alpha_a, beta_a = float(_np(act_q[i].alpha)), float(_np(act_q[i].beta))
-        k_fmt, out_fmt = choose_formats(alpha_w, beta_w, alpha_a, beta_a, s_w, n)
-        bn = None
-        if i < last:
-            b = net.bns[i]
-            bn = (_np(b.weight), _np(b.bias), _np(b.running_mean), _np(b.running_var), b.eps)
-        spec, layer_arrays = weights.layer_record(name, t_w, alpha_w, beta_w, alpha_a, beta_a,
-                                                  k_fmt, out_fmt, bn)
+        spec, layer_arrays = weights.layer_record(f"fc{i + 1}", t_w, *_rtn_params(fc, act_q[i]),
+                                                  _bn(net.bns[i]) if i < last else None)
         arrays.update(layer_arrays)
         specs.append(spec)
     return specs, arrays
@@ -68,6 +98,8 @@ def export(result, dataset, out_json, float_accuracy, extra=None):
         "variant": result.variant,
         "epochs": result.epochs,
         "sizes": list(net.sizes),
+        **({"channels": list(net.channels), "kernel": net.kernel} if hasattr(net, "convs")
+           else {}),
         "dataset": {"name": dataset.name, "split": dataset.split,
                     "train_size": int(len(dataset.train_labels)), "test_size": total},
         "accuracy": {
@@ -80,13 +112,15 @@ def export(result, dataset, out_json, float_accuracy, extra=None):
         },
         "train_seconds": round(result.seconds, 1),
         "torch_version": torch.__version__,
-        "error_bounds": [golden_layer.error_bound() for golden_layer in golden.layers],
+        "error_bounds": [None if golden_layer.kind == "maxpool" else golden_layer.error_bound()
+                         for golden_layer in golden.layers],
         **(extra or {}),
     }
-    if dataset.name == "digits":
-        test_file = out_json.parent / weights.DIGITS_TEST.name
+    if dataset.name in TEST_FILES:
+        name, compress = TEST_FILES[dataset.name]
+        test_file = out_json.parent / name
         blob = weights.npz_bytes({"images": dataset.test_images.astype(np.uint8),
-                                  "labels": dataset.test_labels.astype(np.uint8)})
+                                  "labels": dataset.test_labels.astype(np.uint8)}, compress)
         write_atomic(test_file, blob)
         manifest["training"]["dataset"].update(
             {"test_file": test_file.name, "test_sha256": hashlib.sha256(blob).hexdigest()})

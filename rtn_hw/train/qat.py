@@ -162,6 +162,75 @@ class RtnMLP(nn.Module):
             fc.clamp_()
 
 
+class TernaryConv2d(TernaryLinear):
+    """A kh×kw convolution with RTN weights (α_w, β_w per output channel), no bias. Padding is
+    in the trit domain [choice, docs/rtn.md §3]: padded positions hold trit 0, which decodes to
+    the input activation's β_a, so x̂ is padded with β_a (0 for the float variant)."""
+
+    def __init__(self, c_in, c_out, kernel, padding, variant, generator):
+        super().__init__(c_in * kernel * kernel, c_out, variant, generator)
+        self.shape = (c_out, c_in, kernel, kernel)
+        self.padding = padding
+
+    def kernel_trits(self):
+        """t_w as (P, C, kh, kw); `trits()` is the (P, C·kh·kw) matrix the golden model uses."""
+        return self.trits().reshape(self.shape)
+
+    def weight(self):
+        return super().weight().reshape(self.shape)
+
+    def forward(self, x, beta_a=0.0):
+        p = self.padding
+        x = nn.functional.pad(x - beta_a, (p, p, p, p)) + beta_a
+        return nn.functional.conv2d(x, self.weight())
+
+
+class RtnCNN(RtnMLP):
+    """[conv k×k (padding k // 2) → BatchNorm → x̂ = α·T(·) + β → 2×2 max pool] per entry of
+    `channels`, flatten (C, H, W), then the MLP's hidden layers and logits. Pooling follows the
+    activation quantizer, so it pools α·t + β, i.e. the trits (α > 0): what the hardware
+    does (rtn_hw.model.conv)."""
+
+    def __init__(self, shape, channels, sizes, variant, seed=0, kernel=3):
+        nn.Module.__init__(self)
+        generator = torch.Generator().manual_seed(seed)
+        self.shape = (1,) + tuple(shape) if len(shape) == 2 else tuple(shape)
+        self.channels, self.kernel = tuple(channels), kernel
+        self.variant = variant
+        self.input_q = Reparam((), 1.0, 0.0, variant.learn_alpha, variant.learn_beta)
+        c, h, w = self.shape
+        convs = []
+        for p in self.channels:
+            convs.append(TernaryConv2d(c, p, kernel, kernel // 2, variant, generator))
+            c, h, w = p, h // 2, w // 2
+        self.convs = nn.ModuleList(convs)
+        self.conv_bns = nn.ModuleList(nn.BatchNorm2d(p) for p in self.channels)
+        self.conv_acts = nn.ModuleList(ActQuant(variant) for _ in self.channels)
+        self.sizes = (c * h * w,) + tuple(sizes)
+        self.fcs = nn.ModuleList(TernaryLinear(a, b, variant, generator)
+                                 for a, b in zip(self.sizes[:-1], self.sizes[1:]))
+        self.bns = nn.ModuleList(nn.BatchNorm1d(p) for p in self.sizes[1:-1])
+        self.acts = nn.ModuleList(ActQuant(variant) for _ in self.sizes[1:-1])
+
+    def forward(self, x):
+        x = x.reshape((len(x),) + self.shape)
+        quantizers = [self.input_q] + [act.q for act in self.conv_acts]
+        h = self.input_q(x) if self.variant.quantized else x
+        for conv, bn, act, q in zip(self.convs, self.conv_bns, self.conv_acts, quantizers):
+            beta_a = q.beta if self.variant.quantized else 0.0
+            h = nn.functional.max_pool2d(act(bn(conv(h, beta_a))), 2)
+        h = h.flatten(1)
+        for i, fc in enumerate(self.fcs):
+            y = fc(h)
+            if i < len(self.bns):
+                h = self.acts[i](self.bns[i](y))
+        return y
+
+    def clamp_(self):
+        for layer in list(self.convs) + list(self.fcs):
+            layer.clamp_()
+
+
 @dataclasses.dataclass
 class Result:
     model: RtnMLP
@@ -181,9 +250,11 @@ def accuracy(net, x, labels):
 
 
 def train(dataset, variant="rtn", seed=0, epochs=60, hidden=(128, 128), batch=32, lr=1e-2,
-          progress=None):
+          progress=None, channels=None):
     """Train one model; deterministic for a given seed (one CPU thread, deterministic
-    algorithms). `progress(epoch, epochs, loss)` is called after every epoch."""
+    algorithms). `progress(epoch, epochs, loss)` is called after every epoch. With `channels`
+    (a tuple of output channels, one 3×3 convolution + 2×2 max pool each) an `RtnCNN` whose
+    fully connected part has `hidden` layers, else an `RtnMLP`."""
     if variant not in VARIANTS:
         raise ValueError(f"Variant must be one of {', '.join(VARIANTS)}, not {variant!r}")
     for value, what in ((epochs, "Epoch count"), (batch, "Batch size")):
@@ -195,8 +266,11 @@ def train(dataset, variant="rtn", seed=0, epochs=60, hidden=(128, 128), batch=32
     torch.set_num_threads(1)
     torch.manual_seed(seed)
     spec = VARIANTS[variant]
-    sizes = (int(np.prod(dataset.shape)),) + tuple(hidden) + (dataset.classes,)
-    net = RtnMLP(sizes, spec, seed)
+    if channels:
+        net = RtnCNN(dataset.shape, channels, tuple(hidden) + (dataset.classes,), spec, seed)
+    else:
+        sizes = (int(np.prod(dataset.shape)),) + tuple(hidden) + (dataset.classes,)
+        net = RtnMLP(sizes, spec, seed)
     x_train = net.inputs(dataset.train_images, dataset.pixel_max)
     y_train = torch.as_tensor(dataset.train_labels.astype(np.int64))
     x_test = net.inputs(dataset.test_images, dataset.pixel_max)
