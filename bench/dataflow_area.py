@@ -32,8 +32,8 @@ DEFAULT_FOLDINGS = (
     "64x4,128x4,8x5",                               # II 32
     "16x4,32x4,8x5",                                # lanes against channels
     "4x16,8x16,8x5",
-    "64x4:lutram,128x4:lutram,8x5:lutram",
-    "64x16:lutram,128x16:lutram,32x5:lutram",       # II 8
+    "64x4:logic,128x4:logic,8x5:logic",
+    "64x16:logic,128x16:logic,32x5:logic",       # II 8
     "64x4,128x4,128x10:baked",
     "unfolded",
 )

@@ -19,21 +19,15 @@ import math
 
 import numpy as np
 
-__all__ = ["Folding", "candidates", "fewest_lanes", "features", "Estimate", "estimate",
+from .gateware.dataflow import (Folding, check_foldings, parse_foldings, predicted_ii,
+                                stage_latency)
+
+__all__ = ["candidates", "fewest_lanes", "features", "Estimate", "estimate",
            "solve", "FoldError", "CALIBRATION", "fit"]
 
 
 class FoldError(ValueError):
     """A request no folding meets: one line naming the limit and the best reachable value."""
-
-
-def _folding_class():
-    from .gateware.dataflow import Folding        # lazily: the model needs no Amaranth
-    return Folding
-
-
-def Folding(lanes, channels, storage="bram"):     # noqa: N802 (the gateware's dataclass)
-    return _folding_class()(lanes, channels, storage)
 
 
 def _fewest(n):
@@ -48,19 +42,19 @@ def candidates(layer):
             for lanes, chunks in _fewest(n) for channels, groups in _fewest(p)]
 
 
-# Weight memories of at most this many words go to LUT RAM: a block RAM word is at most 36
+# Weight memories of at most this many words go to logic: a block RAM word is at most 36
 # bits wide (ECP5 DP16KD), so a wide, shallow memory would take a block RAM per 36 bits.
-LUTRAM_MAX_WORDS = 16
+LOGIC_MAX_WORDS = 16
 
 
 def _storage(layer, lanes, channels, weights):
-    """Baked when the layer is one weight word, else `weights` (None: LUT RAM up to
-    LUTRAM_MAX_WORDS words, else block RAM)."""
+    """Baked when the layer is one weight word, else `weights` (None: logic up to
+    LOGIC_MAX_WORDS words, else block RAM)."""
     words = -(-layer.in_features // lanes) * -(-layer.out_features // channels)
     if words == 1:
         return "baked"
     if weights is None:
-        return "lutram" if words <= LUTRAM_MAX_WORDS else "bram"
+        return "logic" if words <= LOGIC_MAX_WORDS else "bram"
     return weights
 
 
@@ -101,13 +95,12 @@ def _block_rams(width, depth):
     return best
 
 
-_FEATURES = ("stages", "mac_lanes", "baked_terms", "channels", "mux_lanes", "lutram_bits",
+_FEATURES = ("stages", "mac_lanes", "baked_terms", "channels", "mux_lanes", "logic_bits",
              "a_bits", "word_bits", "sum_bits", "fifo_bits", "dsp", "bram")
 
 
 @functools.lru_cache(maxsize=None)
 def _stage_latency(layer, folding, last):
-    from .gateware.dataflow import stage_latency
     return stage_latency(layer, folding, last)
 
 
@@ -133,8 +126,8 @@ def _stage_features(layer, folding, ii, last):
     f.update(mac_lanes=lanes * channels, word_bits=2 * lanes * channels)
     if groups > 1:
         f["dsp"] = 2 * channels
-    if folding.storage == "lutram":
-        f["lutram_bits"] = 2 * lanes * channels * -(-words // 16)
+    if folding.storage == "logic":
+        f["logic_bits"] = 2 * lanes * channels * -(-words // 16)
     else:
         f["bram"] = _block_rams(2 * lanes * channels, words)
         if groups > 1:
@@ -145,7 +138,6 @@ def _stage_features(layer, folding, ii, last):
 
 def features(network, foldings):
     """The structure the model counts, summed over the stages (plain ints)."""
-    from .gateware.dataflow import check_foldings, predicted_ii
     foldings = check_foldings(network, foldings)
     ii = predicted_ii(network, foldings)
     total = dict.fromkeys(_FEATURES, 0)
@@ -163,11 +155,13 @@ CALIBRATION = {
     "1x1:bram,1x1:bram,1x1:bram": (2280 + 2 * 157, 3793),
     "64x1:bram,128x1:bram,2x5:bram": (3073 + 2 * 923, 6462),
     "64x4:bram,128x4:bram,8x5:bram": (4595 + 2 * 2220, 9974),
+    "16x4:bram,32x4:bram,8x5:bram": (3482 + 2 * 997, 7577),
+    "4x16:bram,8x16:bram,8x5:bram": (5434 + 2 * 1684, 13948),
 }
 
 # The features each count is fitted on.
 FITTED = {
-    "lut4": ("stages", "mac_lanes", "baked_terms", "channels", "mux_lanes", "lutram_bits"),
+    "lut4": ("stages", "mac_lanes", "baked_terms", "channels", "mux_lanes", "logic_bits"),
     "ff": ("stages", "mac_lanes", "a_bits", "sum_bits", "channels", "fifo_bits"),
 }
 
@@ -176,7 +170,6 @@ def fit(network, calibration):
     """{"lut4": {feature: coefficient}, "ff": {...}}: least squares over `calibration`
     (folding text → (LUT4, FF)); a feature whose coefficient comes out negative is dropped
     and the rest refitted, and a feature no calibrated folding has gets no coefficient."""
-    from .gateware.dataflow import parse_foldings
     rows = [(features(network, parse_foldings(text, network)), counts)
             for text, counts in calibration.items()]
     model = {}
@@ -220,7 +213,6 @@ def _estimate(f, ii):
 
 def estimate(network, foldings):
     """The model's II, LUT4, FF, DSP (MULT18X18D) and block RAM (DP16KD) of a folding."""
-    from .gateware.dataflow import predicted_ii
     return _estimate(features(network, foldings), predicted_ii(network, foldings))
 
 
@@ -257,7 +249,7 @@ def _layer_choices(layer, ii, last):
     for lanes, channels, layer_ii in candidates(layer):
         if layer_ii > ii:
             continue
-        storages = ("baked",) if layer_ii == 1 else ("bram", "lutram")
+        storages = ("baked",) if layer_ii == 1 else ("bram", "logic")
         out += [Folding(lanes, channels, s) for s in storages]
     return out
 

@@ -389,7 +389,7 @@ UNITS = {u.name: u for u in (
          "A trained RTN MLP, one pipeline stage per layer, a new image every II cycles.", (
              Param("folding", STR, "unfolded",
                    "unfolded (II = 1, baked), smallest (1x1 per layer), or per layer "
-                   "LANESxCHANNELS[:bram|lutram|baked], comma-separated."),
+                   "LANESxCHANNELS[:bram|logic|baked], comma-separated."),
              Param("weights", STR, "shipped",
                    "Weights manifest (.json); shipped = weights/rtn_digits.json."),
          ), _dataflow_arguments),

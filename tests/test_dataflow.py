@@ -1,7 +1,7 @@
 """DataflowEngine against the integer golden network (`Network.forward`), bit for bit: the shipped
-digits network fully unfolded with baked weights (II = 1), middle foldings in block RAM, LUT RAM
-and mixed storage, lanes and channels that do not divide the layer widths, and the smallest
-folding; a synthetic network for the corners (saturated counts, tied logits). One simulator per
+digits network fully unfolded with baked weights (II = 1), middle foldings with weights in
+block RAM, in logic and mixed, lanes and channels that do not divide the layer widths, and the
+smallest folding; a synthetic network for the corners (saturated counts, tied logits). One simulator per
 configuration: the first images go back to back with the output always ready (the measured
 latency and II must equal `latency` and `predicted_ii`), the rest with random input gaps and
 output backpressure. All test images per configuration behind `slow`."""
@@ -56,8 +56,8 @@ def check_against_golden(network, foldings, images, seed, steady):
 CONFIGS = {
     "unfolded-baked": ("unfolded", 200, 60),                          # II = 1
     "middle-bram": ("64x16,32x16,128x2", 48, 16),                     # II = 32 (layer 1)
-    "mixed-lutram-baked": ("64x8:lutram,128x8:lutram,128x10:baked", 48, 16),  # 16, 16, 1
-    "ragged-bram-lutram": ("24x5,40x3:lutram,13x4", 12, 4),           # 3·26, 4·43, 10·3 → 172
+    "mixed-logic-baked": ("64x8:logic,128x8:logic,128x10:baked", 48, 16),  # 16, 16, 1
+    "ragged-bram-logic": ("24x5,40x3:logic,13x4", 12, 4),           # 3·26, 4·43, 10·3 → 172
     "smallest-bram": ("smallest", 2, 2),                              # II = 128·128 = 16,384
 }
 
@@ -122,8 +122,8 @@ def test_properties():
 # --- a synthetic network for the corners ------------------------------------------------------
 
 @pytest.mark.parametrize("foldings", [
-    (Folding(5, 2), Folding(4, 3, "lutram"), Folding(7, 5, "baked")),
-    (Folding(13, 9, "baked"), Folding(2, 7), Folding(3, 1, "lutram")),
+    (Folding(5, 2), Folding(4, 3, "logic"), Folding(7, 5, "baked")),
+    (Folding(13, 9, "baked"), Folding(2, 7), Folding(3, 1, "logic")),
     (Folding(1, 1), Folding(1, 1), Folding(1, 1)),
 ], ids=["ragged-mixed", "baked-first", "smallest"])
 def test_synthetic_corners_match_golden(foldings, rng):
@@ -148,7 +148,7 @@ def test_synthetic_corners_match_golden(foldings, rng):
     (lambda: Folding(True, 1), TypeError, "Lane count must be a positive integer, not True"),
     (lambda: Folding(8, "2"), TypeError, "Channel count must be a positive integer, not '2'"),
     (lambda: Folding(8, 2, "rom"), ValueError,
-     "Storage must be one of 'bram', 'lutram', 'baked', not 'rom'"),
+     "Storage must be one of 'bram', 'logic', 'baked', not 'rom'"),
     (lambda: DataflowEngine({}, []), TypeError,
      "Network must be a rtn_hw.weights.Network, not dict"),
     (lambda: DataflowEngine(NETWORK, Folding(8, 2)), TypeError,
@@ -169,7 +169,7 @@ def test_synthetic_corners_match_golden(foldings, rng):
     (lambda: parse_foldings("64x8,64x", NETWORK), ValueError,
      "expected unfolded, smallest or LANESxCHANNELS[:STORAGE] per layer, not '64x'"),
     (lambda: parse_foldings("64x8:rom,64x8,10x10", NETWORK), ValueError,
-     "Storage must be one of 'bram', 'lutram', 'baked', not 'rom'"),
+     "Storage must be one of 'bram', 'logic', 'baked', not 'rom'"),
 ], ids=lambda v: v if isinstance(v, str) and len(v) < 30 else None)
 def test_parameter_errors(build, error, message):
     assert_rejects(error, message, build)
@@ -179,5 +179,5 @@ def test_parse_foldings():
     assert parse_foldings(" unfolded ", NETWORK) == unfolded(NETWORK) == (
         Folding(64, 128, "baked"), Folding(128, 128, "baked"), Folding(128, 10, "baked"))
     assert parse_foldings("smallest", NETWORK) == (Folding(1, 1),) * 3
-    assert parse_foldings("64x8:lutram, 32x4,10x10:bram", NETWORK) == (
-        Folding(64, 8, "lutram"), Folding(32, 4), Folding(10, 10))
+    assert parse_foldings("64x8:logic, 32x4,10x10:bram", NETWORK) == (
+        Folding(64, 8, "logic"), Folding(32, 4), Folding(10, 10))

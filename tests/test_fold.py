@@ -25,7 +25,7 @@ def test_fewest_lanes_is_minimal_by_brute_force(ii):
                    if layer_ii(layer, Folding(lanes, channels)) <= ii)
         assert chosen.lanes * chosen.channels == best
         words = layer_ii(layer, chosen)
-        assert chosen.storage == ("baked" if words == 1 else "lutram" if words <= 16 else "bram")
+        assert chosen.storage == ("baked" if words == 1 else "logic" if words <= 16 else "bram")
 
 
 def test_candidates_are_the_smallest_widths():
@@ -48,7 +48,7 @@ def test_structural_counts():
     assert e.dsp == 2 * (4 + 4 + 5)
     assert e.bram == 15 + 29 + 3 + 12 + 12 + 9
     assert fold.estimate(NETWORK, parse_foldings("unfolded", NETWORK)).dsp == 0
-    assert fold.estimate(NETWORK, parse_foldings("64x4:lutram,128x4:lutram,8x5:lutram",
+    assert fold.estimate(NETWORK, parse_foldings("64x4:logic,128x4:logic,8x5:logic",
                                                  NETWORK)).bram == 0
 
 

@@ -38,9 +38,9 @@ SIZES = {
                        "levels_per_stage": "2"}),
     # The shipped digits network; the engine's own tests check its outputs.
     "network_engine": ({"lanes": "24", "channels": "1"}, {"lanes": "64", "channels": "8"}),
-    # Block RAM, LUT RAM and baked layers between the two sizes.
+    # Block RAM, logic and baked layers between the two sizes.
     "dataflow_engine": ({"folding": "smallest"},
-                        {"folding": "64x16:lutram,32x16,128x10:baked"}),
+                        {"folding": "64x16:logic,32x16,128x10:baked"}),
 }
 
 CASES = [pytest.param(unit, params, id=f"{unit}-{size}")

@@ -10,8 +10,8 @@ input trits, one (group, chunk) per cycle, so it takes one image every G_l·K_l 
 
     II = max_l ⌈N_l / L_l⌉ · ⌈P_l / C_l⌉        (predicted_ii; 1 when fully unfolded)
 
-Weights per layer: "bram" or "lutram" (a memory of one word per (group, chunk), streamed into
-the core), or "baked" (the trits are constants of the core, zero lanes dropped; one word only,
+Weights per layer: "bram" or "logic" (a ROM of one word per (group, chunk) in block RAM or in
+LUTs, streamed into the core), or "baked" (the trits are constants of the core, zero lanes dropped; one word only,
 so L_l = N_l and C_l = P_l). The K constants and thresholds are constants of `PostProcess`
 when a layer has one group (multiplications become shifted adds), else a memory of one word
 per group beside the weights (multipliers).
@@ -54,20 +54,21 @@ __all__ = ["DataflowEngine", "LayerStage", "Folding", "STORAGES", "check_folding
            "parse_foldings", "unfolded", "smallest", "layer_ii", "predicted_ii",
            "stage_latency", "latency", "fifo_depths"]
 
-STORAGES = ("bram", "lutram", "baked")
+STORAGES = ("bram", "logic", "baked")
 
 # Memory attributes per weight storage: block RAM even when shallow (left to itself yosys
-# turns a small ROM into LUT multiplexers), or LUT RAM.
+# turns a small ROM into LUT multiplexers), or a ROM of logic (yosys has no ECP5 LUT RAM
+# mapping for a memory without a write port).
 _MEMORY_ATTRS = {
     "bram": {"ram_style": "block", "rom_style": "block"},
-    "lutram": {"ram_style": "distributed", "rom_style": "distributed"},
+    "logic": {"ram_style": "logic", "rom_style": "logic"},
 }
 
 
 @dataclasses.dataclass(frozen=True)
 class Folding:
     """One layer's folding: `lanes` input trits and `channels` output channels per cycle, and
-    where its weights live ("bram", "lutram" or "baked")."""
+    where its weights live ("bram", "logic" or "baked")."""
     lanes: int
     channels: int
     storage: str = "bram"
@@ -132,7 +133,7 @@ _FOLDING_TEXT = re.compile(r"(\d+)x(\d+)(?::(\w+))?")
 
 def parse_foldings(text, network):
     """Foldings from text: "unfolded", "smallest", or one LANESxCHANNELS[:STORAGE] per layer,
-    comma-separated (storage "bram" if left out), e.g. "64x128:baked,32x16,128x10:lutram"."""
+    comma-separated (storage "bram" if left out), e.g. "64x128:baked,32x16,128x10:logic"."""
     text = text.strip()
     if text == "unfolded":
         return unfolded(network)
@@ -318,7 +319,7 @@ class LayerStage(wiring.Component):
                      for p in range(channels)] for g in range(groups)]
             m.submodules.params = pmem = Memory(
                 shape=data.ArrayLayout(params, channels), depth=groups, init=init,
-                attrs=_MEMORY_ATTRS["lutram" if folding.storage == "lutram" else "bram"])
+                attrs=_MEMORY_ATTRS["logic" if folding.storage == "logic" else "bram"])
             pport = pmem.read_port()
             m.d.comb += [pport.addr.eq(acc.i.payload.side.grp),
                          pport.en.eq(acc.i.valid & acc.i.payload.side.last)]
