@@ -40,7 +40,8 @@ def rows_from_reports(stats):
                 continue
             for key, value in getattr(rep, "user_properties", ()):
                 if key == "sim_row":
-                    rows.append(json.loads(value))
+                    # The AXI4-Stream benches' rows name no bench: they are cocotb's.
+                    rows.append({"bench": "cocotb", **json.loads(value)})
     rows.sort(key=lambda r: (r["unit"], r["params"], r["simulator"]))
     return rows
 
@@ -114,13 +115,16 @@ def report(terminalreporter):
         terminalreporter.write_line(f"wall time of the session's tests: {wall:,.0f} s")
 
 
-def markdown(summary):
-    """summary.json as a Markdown table (lines), with the session's wall time and load."""
+def markdown(summary, last=False):
+    """summary.json as a Markdown table (lines), with the session's wall time and load;
+    `last`: only the rows the last session recorded."""
     rows = summary.get("rows", [])
+    session = summary.get("session") or {}
+    if last:
+        rows = [r for r in rows if r.get("recorded") == session.get("recorded")]
     lines = ["| " + " | ".join(title for _, title, _ in COLUMNS) + " |",
              "|" + "|".join("---" for _ in COLUMNS) + "|"]
     lines += ["| " + " | ".join(_cell(r.get(key)) for key, _, _ in COLUMNS) + " |" for r in rows]
-    session = summary.get("session") or {}
     if session.get("wall_seconds") is not None:
         lines += ["", f"Last session: {session['rows']} rows, {session['wall_seconds']:,.0f} s "
                   f"wall, load average {' / '.join(map(str, session.get('load_average', [])))} "
@@ -129,6 +133,7 @@ def markdown(summary):
 
 
 if __name__ == "__main__":
-    # python sim/summary.py [summary.json]: the last figures as Markdown, for docs/sim.md.
-    path = Path(sys.argv[1]) if len(sys.argv) > 1 else SUMMARY
-    print("\n".join(markdown(json.loads(path.read_text()))))
+    # python sim/summary.py [--last] [summary.json]: the figures as Markdown (docs/sim.md).
+    args = [a for a in sys.argv[1:] if a != "--last"]
+    path = Path(args[0]) if args else SUMMARY
+    print("\n".join(markdown(json.loads(path.read_text()), last="--last" in sys.argv)))
