@@ -95,8 +95,8 @@ def _block_rams(width, depth):
     return best
 
 
-_FEATURES = ("stages", "mac_lanes", "baked_terms", "channels", "mux_lanes", "logic_bits",
-             "a_bits", "word_bits", "sum_bits", "fifo_bits", "dsp", "bram")
+_FEATURES = ("stages", "mac_lanes", "baked_terms", "channels", "mult_channels", "mux_lanes",
+             "logic_bits", "a_bits", "word_bits", "sum_bits", "fifo_bits", "dsp", "bram")
 
 
 @functools.lru_cache(maxsize=None)
@@ -125,7 +125,8 @@ def _stage_features(layer, folding, ii, last):
         return f
     f.update(mac_lanes=lanes * channels, word_bits=2 * lanes * channels)
     if groups > 1:
-        f["dsp"] = 2 * channels
+        # Constants from memory: two multipliers and their pipeline per channel.
+        f["dsp"] = f["mult_channels"] = 2 * channels
     if folding.storage == "logic":
         f["logic_bits"] = 2 * lanes * channels * -(-words // 16)
     else:
@@ -157,12 +158,15 @@ CALIBRATION = {
     "64x4:bram,128x4:bram,8x5:bram": (4595 + 2 * 2220, 9974),
     "16x4:bram,32x4:bram,8x5:bram": (3482 + 2 * 997, 7577),
     "4x16:bram,8x16:bram,8x5:bram": (5434 + 2 * 1684, 13948),
+    "64x4:logic,128x4:logic,8x5:logic": (10139 + 2 * 2217, 12074),
 }
 
 # The features each count is fitted on.
 FITTED = {
-    "lut4": ("stages", "mac_lanes", "baked_terms", "channels", "mux_lanes", "logic_bits"),
-    "ff": ("stages", "mac_lanes", "a_bits", "sum_bits", "channels", "fifo_bits"),
+    "lut4": ("stages", "mac_lanes", "baked_terms", "channels", "mult_channels", "mux_lanes",
+             "logic_bits"),
+    "ff": ("stages", "mac_lanes", "a_bits", "sum_bits", "channels", "mult_channels",
+           "fifo_bits", "logic_bits"),
 }
 
 
