@@ -94,3 +94,16 @@ def test_mnist5k_split_is_the_shipped_one():
     assert (np.bincount(dataset.test_labels) == 100).all()
     images, labels = weights.load_mnist5k_test()
     assert (images == dataset.test_images).all() and (labels == dataset.test_labels).all()
+
+
+def test_shift_augmentation_translates_with_background_fill(rng):
+    x = torch.as_tensor(rng.integers(-1, 2, (20, 30)).astype(np.float32))
+    out = qat.shifted(x, (5, 6), 2, torch.Generator().manual_seed(0)).numpy()
+    images = np.pad(x.numpy().reshape(20, 5, 6), ((0, 0), (2, 2), (2, 2)), constant_values=-1)
+    seen = set()
+    for b in range(20):
+        matches = [(dy, dx) for dy in range(5) for dx in range(5)
+                   if (images[b, dy:dy + 5, dx:dx + 6] == out[b].reshape(5, 6)).all()]
+        assert matches, b
+        seen.add(matches[0])
+    assert len(seen) > 5  # per-image offsets, not one per batch

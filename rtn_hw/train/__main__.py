@@ -23,8 +23,9 @@ from . import data
 
 EPOCHS = 60
 # The CNNs [choice]: 3×3 convolutions (padding 1, trit 0) each followed by a 2×2 max pool,
-# then the logits layer: (channels, hidden, epochs, batch) per data set.
-CNN = {"digits": ((16, 32), (), 40, 32), "mnist5k": ((16, 32, 64), (), 15, 64)}
+# then fully connected hidden layers and the logits: (channels, hidden, epochs, batch, shift)
+# per data set; shift = the random translation (pixels) that augments each training batch.
+CNN = {"digits": ((16, 32), (), 40, 32, 0), "mnist5k": ((16, 32), (128,), 20, 32, 1)}
 
 
 class Progress:
@@ -52,17 +53,17 @@ def _dataset(args):
 
 
 def _architecture(args, dataset):
-    """(channels or None, hidden, epochs, batch) from the options and the data set."""
+    """(channels or None, hidden, epochs, batch, shift) from the options and the data set."""
     if not args.cnn:
-        return None, (128, 128), args.epochs or EPOCHS, 32
-    channels, hidden, epochs, batch = CNN.get(dataset.name, CNN["mnist5k"])
-    return channels, hidden, args.epochs or epochs, batch
+        return None, (128, 128), args.epochs or EPOCHS, 32, 0
+    channels, hidden, epochs, batch, shift = CNN.get(dataset.name, CNN["mnist5k"])
+    return channels, hidden, args.epochs or epochs, batch, shift
 
 
 def _train(dataset, variant, seed, args):
-    channels, hidden, epochs, batch = _architecture(args, dataset)
+    channels, hidden, epochs, batch, shift = _architecture(args, dataset)
     return qat.train(dataset, variant, seed, epochs=epochs, hidden=hidden, batch=batch,
-                     channels=channels, progress=Progress(f"{variant} seed {seed}", args.quiet))
+                     channels=channels, shift=shift, progress=Progress(f"{variant} seed {seed}", args.quiet))
 
 
 def reproduce(args):
@@ -71,7 +72,9 @@ def reproduce(args):
     start = time.perf_counter()
     reference = _train(dataset, "float", args.seed, args)
     result = _train(dataset, "rtn", args.seed, args)
-    network = export.export(result, dataset, out, reference.test_accuracy)
+    channels, _, _, batch, shift = _architecture(args, dataset)
+    network = export.export(result, dataset, out, reference.test_accuracy,
+                            {"batch": batch, "shift": shift} if channels else None)
     acc = network.manifest["training"]["accuracy"]
     print(f"dataset {dataset.name}: {len(dataset.train_labels)} train / "
           f"{len(dataset.test_labels)} test, seed {args.seed}, {result.epochs} epochs")
@@ -104,10 +107,10 @@ def compare(args):
             rows[variant].update(golden_mean=float(golden_acc.mean()),
                                  golden_std=float(golden_acc.std(ddof=1)) if len(runs) > 1
                                  else 0.0)
-    channels, hidden, epochs, batch = _architecture(args, dataset)
+    channels, hidden, epochs, batch, shift = _architecture(args, dataset)
     report = {"dataset": dataset.name, "split": dataset.split,
-              "model": f"CNN, channels {list(channels)}, hidden {list(hidden)}, batch {batch}"
-              if channels else "MLP, hidden [128, 128], batch 32",
+              "model": f"CNN, channels {list(channels)}, hidden {list(hidden)}, batch {batch}, "
+                       f"shift ±{shift}" if channels else "MLP, hidden [128, 128], batch 32",
               "train_size": int(len(dataset.train_labels)),
               "test_size": int(len(dataset.test_labels)), "epochs": epochs,
               "seeds": list(args.seeds), "std": "sample standard deviation (ddof = 1)",

@@ -231,6 +231,17 @@ class RtnCNN(RtnMLP):
             layer.clamp_()
 
 
+def shifted(x, shape, shift, generator):
+    """Inputs (B, H·W) translated per image by (dy, dx) uniform in [-shift, shift], filled with
+    -1, the input value of a pixel 0 in every variant (trit -1; 2·0/pixel_max - 1 = -1)."""
+    h, w = shape
+    padded = nn.functional.pad(x.reshape(-1, h, w), (shift,) * 4, value=-1.0)
+    offsets = torch.randint(0, 2 * shift + 1, (2, len(x)), generator=generator)
+    rows = (offsets[0][:, None] + torch.arange(h))[:, :, None]
+    cols = (offsets[1][:, None] + torch.arange(w))[:, None, :]
+    return padded[torch.arange(len(x))[:, None, None], rows, cols].reshape(len(x), -1)
+
+
 @dataclasses.dataclass
 class Result:
     model: RtnMLP
@@ -250,11 +261,12 @@ def accuracy(net, x, labels):
 
 
 def train(dataset, variant="rtn", seed=0, epochs=60, hidden=(128, 128), batch=32, lr=1e-2,
-          progress=None, channels=None):
+          progress=None, channels=None, shift=0):
     """Train one model; deterministic for a given seed (one CPU thread, deterministic
     algorithms). `progress(epoch, epochs, loss)` is called after every epoch. With `channels`
     (a tuple of output channels, one 3×3 convolution + 2×2 max pool each) an `RtnCNN` whose
-    fully connected part has `hidden` layers, else an `RtnMLP`."""
+    fully connected part has `hidden` layers, else an `RtnMLP`. `shift` > 0 augments each
+    training batch by random translations of up to ±shift pixels (see `shifted`)."""
     if variant not in VARIANTS:
         raise ValueError(f"Variant must be one of {', '.join(VARIANTS)}, not {variant!r}")
     for value, what in ((epochs, "Epoch count"), (batch, "Batch size")):
@@ -292,7 +304,10 @@ def train(dataset, variant="rtn", seed=0, epochs=60, hidden=(128, 128), batch=32
             index = perm[k:k + batch]
             if len(index) < 2:  # BatchNorm needs two samples
                 continue
-            loss = loss_fn(net(x_train[index]), y_train[index])
+            x = x_train[index]
+            if shift:
+                x = shifted(x, dataset.shape, shift, order)
+            loss = loss_fn(net(x), y_train[index])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
