@@ -63,7 +63,8 @@ def _architecture(args, dataset):
 def _train(dataset, variant, seed, args):
     channels, hidden, epochs, batch, shift = _architecture(args, dataset)
     return qat.train(dataset, variant, seed, epochs=epochs, hidden=hidden, batch=batch,
-                     channels=channels, shift=shift, progress=Progress(f"{variant} seed {seed}", args.quiet))
+                     channels=channels, shift=shift,
+                     progress=Progress(f"{variant} seed {seed}", args.quiet))
 
 
 def reproduce(args):
