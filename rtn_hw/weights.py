@@ -293,19 +293,10 @@ def from_arrays(manifest, arrays, json_name="<manifest>", npz_name="<arrays>"):
     layer_specs = _field(json_name, manifest, "layers", list)
     if not layer_specs:
         _fail(json_name, "layers", "must list at least one layer")
-    names, layers, expected = set(), [], set()
-    n_in = encoding.features
-    if manifest["version"] == CNN_VERSION:
-        layers = _check_layers_v2(json_name, npz_name, layer_specs, arrays, encoding, names)
-        expected.update(f"{layer.name}.{key}" for layer in layers if layer.kind != "maxpool"
-                        for key in _array_names(layer.hidden))
-    for index, spec in enumerate(layer_specs if manifest["version"] == VERSION else ()):
-        last = index == len(layer_specs) - 1
-        layer = _check_layer(json_name, npz_name, spec, f"layers[{index}]", arrays, n_in, last,
-                             names)
-        expected.update(f"{layer.name}.{key}" for key in _array_names(layer.hidden))
-        layers.append(layer)
-        n_in = layer.out_features
+    check = _check_layers_v2 if manifest["version"] == CNN_VERSION else _check_layers_v1
+    layers = check(json_name, npz_name, layer_specs, arrays, encoding, set())
+    expected = {f"{layer.name}.{key}" for layer in layers if layer.kind != "maxpool"
+                for key in _array_names(layer.hidden)}
     for name in sorted(arrays):
         if name not in expected:
             _fail(npz_name, name, "unexpected array (no layer in the manifest uses it)")
@@ -507,6 +498,17 @@ def _check_name(file, spec, where, names):
         _fail(file, f"{where}.name", f"must be a unique lower-case identifier, not {name!r}")
     names.add(name)
     return name
+
+
+def _check_layers_v1(file, npz, specs, arrays, encoding, names):
+    """Version 1: fully connected layers only, each `in_features` the previous output."""
+    layers, n_in = [], encoding.features
+    for index, spec in enumerate(specs):
+        layer = _check_layer(file, npz, spec, f"layers[{index}]", arrays, n_in,
+                             index == len(specs) - 1, names)
+        layers.append(layer)
+        n_in = layer.out_features
+    return layers
 
 
 def _check_layers_v2(file, npz, specs, arrays, encoding, names):

@@ -299,3 +299,23 @@ def test_pooling_after_a_linear_layer_is_rejected(rng):
         weights.from_arrays(json.loads(json.dumps(manifest)), arrays, "cnn.json", "cnn.npz")
     assert str(info.value) == ("cnn.json: layers[4].kind: a maxpool layer needs a feature map "
                                "(C, H, W), not the 6 features of linear layer fc1")
+
+
+GARBAGE = [None, True, -1, 0, 1, 2, 3, 10 ** 30, 0.5, float("nan"), "conv", "", [], [1], [0, 0],
+           [3, 3], [1, 8, 8], [-1, 2, 2], [[1]], {}, {"int_bits": 1}]
+
+
+def test_version_2_loader_rejects_garbage_with_one_line(rng):
+    """Every field of every layer replaced by garbage: a one-line WeightsError or a valid
+    network, never another exception."""
+    _, manifest, arrays = random_cnn(rng, *SHAPES["odd"])
+    text = json.dumps(manifest)
+    fields = [(i, key) for i, spec in enumerate(manifest["layers"]) for key in spec]
+    for i, key in fields:
+        for value in GARBAGE:
+            edited = json.loads(text)
+            edited["layers"][i][key] = value
+            try:
+                weights.from_arrays(edited, arrays, "cnn.json", "cnn.npz")
+            except weights.WeightsError as e:
+                assert "\n" not in str(e) and str(e).startswith(("cnn.json: ", "cnn.npz: "))
