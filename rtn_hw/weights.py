@@ -102,10 +102,10 @@ def npz_bytes(arrays, compress=False):
     """A deterministic .npz (fixed timestamps, sorted names, stored uncompressed unless
     `compress`: deflated) as bytes, so the same arrays always give the same SHA-256."""
     buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED if compress
-                         else zipfile.ZIP_STORED) as zf:
+    with zipfile.ZipFile(buf, "w") as zf:
         for name in sorted(arrays):
             info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
             member = io.BytesIO()
             np.lib.format.write_array(member, np.asarray(arrays[name]), allow_pickle=False)
             zf.writestr(info, member.getvalue())

@@ -1,6 +1,7 @@
 """The golden integer CNN (rtn_hw.model.conv, weights format version 2) against the float
 reference `model.conv2d` and brute-force loops, and the version 2 loader's rejections."""
 
+import hashlib
 import json
 
 import numpy as np
@@ -319,3 +320,17 @@ def test_version_2_loader_rejects_garbage_with_one_line(rng):
                 weights.from_arrays(edited, arrays, "cnn.json", "cnn.npz")
             except weights.WeightsError as e:
                 assert "\n" not in str(e) and str(e).startswith(("cnn.json: ", "cnn.npz: "))
+
+
+def test_shipped_mnist5k_cnn_scores_its_recorded_accuracy():
+    net = weights.load(weights.WEIGHTS_DIR / "rtn_mnist5k_cnn.json")
+    images, labels = weights.load_mnist5k_test()
+    record = net.manifest["training"]
+    assert record["dataset"]["test_sha256"] == hashlib.sha256(
+        weights.MNIST5K_TEST.read_bytes()).hexdigest()
+    assert [layer.kind for layer in net.layers] == ["conv", "maxpool", "conv", "maxpool",
+                                                    "linear", "linear"]
+    assert net.layers[0].in_shape == (1, 28, 28) and net.layers[4].in_features == 32 * 7 * 7
+    correct, total = net.accuracy(images, labels)
+    assert (correct, total) == (record["accuracy"]["golden_correct"], 1000)
+    assert correct / total >= 0.97
