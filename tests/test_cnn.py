@@ -322,8 +322,20 @@ def test_version_2_loader_rejects_garbage_with_one_line(rng):
                 assert "\n" not in str(e) and str(e).startswith(("cnn.json: ", "cnn.npz: "))
 
 
-def test_shipped_mnist5k_cnn_scores_its_recorded_accuracy():
-    net = weights.load(weights.WEIGHTS_DIR / "rtn_mnist5k_cnn.json")
+@pytest.fixture(scope="module")
+def mnist5k_cnn():
+    return weights.load(weights.WEIGHTS_DIR / "rtn_mnist5k_cnn.json")
+
+
+def test_shipped_mnist5k_cnn_classifies(mnist5k_cnn):
+    images, labels = weights.load_mnist5k_test()
+    correct, total = mnist5k_cnn.accuracy(images[::10], labels[::10])
+    assert total == 100 and correct >= 90
+
+
+@pytest.mark.slow
+def test_shipped_mnist5k_cnn_scores_its_recorded_accuracy(mnist5k_cnn):
+    net = mnist5k_cnn
     images, labels = weights.load_mnist5k_test()
     record = net.manifest["training"]
     assert record["dataset"]["test_sha256"] == hashlib.sha256(
