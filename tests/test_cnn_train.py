@@ -107,3 +107,15 @@ def test_shift_augmentation_translates_with_background_fill(rng):
         assert matches, b
         seen.add(matches[0])
     assert len(seen) > 5  # per-image offsets, not one per batch
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--channels", "4"], "--channels, --hidden and --shift need --cnn"),
+    (["--cnn", "--shift", "-1"], "--shift must be non-negative, not -1"),
+    (["--cnn", "--channels", "4", "0"], "--channels must be positive integers, not [4, 0]"),
+])
+def test_cli_rejects_bad_cnn_options(argv, message, capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(argv)
+    assert info.value.code == 2
+    assert capsys.readouterr().err.strip().endswith(f"error: {message}")
