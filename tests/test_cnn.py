@@ -346,3 +346,11 @@ def test_shipped_mnist5k_cnn_scores_its_recorded_accuracy(mnist5k_cnn):
     correct, total = net.accuracy(images, labels)
     assert (correct, total) == (record["accuracy"]["golden_correct"], 1000)
     assert correct / total >= 0.97
+
+
+def test_shipped_digits_cnn_scores_its_recorded_accuracy():
+    net = weights.load(weights.WEIGHTS_DIR / "rtn_digits_cnn.json")
+    images, labels = weights.load_digits_test()
+    assert net.convolutional and net.layers[0].in_shape == (1, 8, 8)
+    accuracy = net.manifest["training"]["accuracy"]
+    assert net.accuracy(images, labels) == (accuracy["golden_correct"], 359)
