@@ -56,7 +56,7 @@ def check_against_golden(network, foldings, images, seed, steady):
 CONFIGS = {
     "unfolded-baked": ("unfolded", 200, 60),                          # II = 1
     "middle-bram": ("64x16,32x16,128x2", 48, 16),                     # II = 32 (layer 1)
-    "mixed-logic-baked": ("64x8:logic,128x8:logic,128x10:baked", 48, 16),  # 16, 16, 1
+    "mixed-logic-baked": ("64x8:logic,128x8:logic,128x10:baked", 48, 16),   # 16, 16, 1
     "ragged-bram-logic": ("24x5,40x3:logic,13x4", 12, 4),           # 3·26, 4·43, 10·3 → 172
     "smallest-bram": ("smallest", 2, 2),                              # II = 128·128 = 16,384
 }
