@@ -80,7 +80,9 @@ class Payload:
     def pack_bytes(self, columns, count):
         """As `pack`, but the payloads as a uint8 array (count, ceil(width / 8)), least
         significant byte first: for bulk files (volume.py), no Python int per vector."""
-        bits = np.zeros((count, self.width), dtype=np.uint8)
+        size = -(-self.width // 8)
+        bits = None
+        aligned = np.zeros((count, size), dtype=np.uint8)
         covered = set()
         for name, values in columns.items():
             values = np.asarray(values)
@@ -93,6 +95,7 @@ class Payload:
                 else:
                     raise ValueError(f"{self.name}.{name}: expected ({count},) ints or "
                                      f"({count}, {field.width}) bools, not {values.shape}")
+                bits = np.zeros((count, self.width), np.uint8) if bits is None else bits
                 bits[:, field.offset:field.offset + field.width] = block
                 covered.add(name)
                 continue
@@ -100,14 +103,27 @@ class Payload:
             if values.shape != (count, len(elements)):
                 raise ValueError(f"{self.name}.{name}: expected shape ({count}, "
                                  f"{len(elements)}), not {values.shape}")
-            all_bits = _int_bits(values, elements[0].width)
+            covered.update(field.name for field in elements)
+            width, first = elements[0].width, elements[0].offset
+            if width in (8, 16, 32, 64) and first % 8 == 0 and all(
+                    f.offset == first + k * width for k, f in enumerate(elements)):
+                # Whole bytes, elements back to back (fp32 and integer operands): copy the
+                # little-endian bytes, with no bit matrix (8x the memory, and slow).
+                raw = (values.astype(np.int64).view(np.uint64)
+                       & np.uint64((1 << width) - 1)).astype(f"<u{width // 8}")
+                start = first // 8
+                aligned[:, start:start + raw.shape[1] * width // 8] = raw.view(np.uint8)
+                continue
+            all_bits = _int_bits(values, width)
+            bits = np.zeros((count, self.width), np.uint8) if bits is None else bits
             for k, field in enumerate(elements):
                 bits[:, field.offset:field.offset + field.width] = all_bits[:, k]
-                covered.add(field.name)
         missing = set(self.fields) - covered
         if missing:
             raise ValueError(f"{self.name}: no values for fields {sorted(missing)}")
-        return np.packbits(bits, axis=1, bitorder="little")
+        if bits is None:
+            return aligned
+        return np.packbits(bits, axis=1, bitorder="little") | aligned
 
     def unpack(self, value):
         """A flat payload int → {leaf name: int} (signed fields sign-extended)."""
