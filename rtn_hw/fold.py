@@ -159,6 +159,7 @@ CALIBRATION = {
     "16x4:bram,32x4:bram,8x5:bram": (3482 + 2 * 997, 7577),
     "4x16:bram,8x16:bram,8x5:bram": (5434 + 2 * 1684, 13948),
     "64x4:logic,128x4:logic,8x5:logic": (10139 + 2 * 2217, 12074),
+    "64x4:bram,128x4:bram,128x10:baked": (7487 + 2 * 3347, 11004),
 }
 
 # The features each count is fitted on.
