@@ -160,6 +160,7 @@ CALIBRATION = {
     "4x16:bram,8x16:bram,8x5:bram": (5434 + 2 * 1684, 13948),
     "64x4:logic,128x4:logic,8x5:logic": (10139 + 2 * 2217, 12074),
     "64x4:bram,128x4:bram,128x10:baked": (7487 + 2 * 3347, 11004),
+    "64x128:baked,128x128:baked,128x10:baked": (57581 + 2 * 25587, 35378),
 }
 
 # The features each count is fitted on.
