@@ -522,7 +522,7 @@ def _add_fold(subparsers):
                         help="device (default ecp5-85k)")
     parser.add_argument("--images-per-second", metavar="R", help="throughput to reach")
     parser.add_argument("--clock-mhz", metavar="F",
-                        help="clock for images/s (default: the target's measured Fmax)")
+                        help="clock for images/s (default: rtn_hw.fold.FMAX_MHZ)")
     for name in ("lut4", "dsp", "bram"):
         parser.add_argument(f"--{name}", metavar="N", help=f"{name.upper()} budget")
     parser.add_argument("--json", action="store_true", help="print the plan as JSON")
