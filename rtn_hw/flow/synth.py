@@ -158,10 +158,12 @@ def _build(unit_name, lanes, overrides=()):
 
 def _throughput(unit_name, lanes, component, shown):
     """(MACs per input, cycles per input) of a unit at full rate."""
-    if unit_name == "network_engine":
+    if unit_name in ("network_engine", "dataflow_engine"):
         network = component.network
         macs = sum(layer.in_features * layer.out_features for layer in network.layers)
-        return macs, component.cycles_per_image
+        # One image per cycles_per_image (the engine) or per initiation interval (dataflow).
+        cycles = component.cycles_per_image if unit_name == "network_engine" else component.ii
+        return macs, cycles
     return lanes * int(shown.get("channels", UNITS[unit_name].channels)), 1
 
 
