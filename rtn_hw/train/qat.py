@@ -150,7 +150,10 @@ class RtnMLP(nn.Module):
         return (pixels > hi).float() - (pixels < lo).float()
 
     def forward(self, x):
-        h = self.input_q(x) if self.variant.quantized else x
+        return self.head(self.input_q(x) if self.variant.quantized else x)
+
+    def head(self, h):
+        """The linear layers: BatchNorm and activation after each but the last (the logits)."""
         for i, fc in enumerate(self.fcs):
             y = fc(h)
             if i < len(self.bns):
@@ -219,16 +222,12 @@ class RtnCNN(RtnMLP):
         for conv, bn, act, q in zip(self.convs, self.conv_bns, self.conv_acts, quantizers):
             beta_a = q.beta if self.variant.quantized else 0.0
             h = nn.functional.max_pool2d(act(bn(conv(h, beta_a))), 2)
-        h = h.flatten(1)
-        for i, fc in enumerate(self.fcs):
-            y = fc(h)
-            if i < len(self.bns):
-                h = self.acts[i](self.bns[i](y))
-        return y
+        return self.head(h.flatten(1))
 
     def clamp_(self):
-        for layer in list(self.convs) + list(self.fcs):
-            layer.clamp_()
+        super().clamp_()
+        for conv in self.convs:
+            conv.clamp_()
 
 
 def shifted(x, shape, shift, generator):
