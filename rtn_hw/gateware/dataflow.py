@@ -85,14 +85,16 @@ class Folding:
 
 
 def unfolded(network, storage="baked"):
-    """Every layer computed whole each cycle (II = 1)."""
-    return tuple(Folding(layer.in_features, layer.out_features, storage)
+    """Every layer computed whole each cycle (II = 1; a CNN's max-pool layers take None)."""
+    return tuple(None if layer.kind == "maxpool" else
+                 Folding(layer.in_features, layer.out_features, storage)
                  for layer in network.layers)
 
 
 def smallest(network, storage="bram"):
     """One lane and one channel per layer: the least logic, II = max_l N_l·P_l."""
-    return tuple(Folding(1, 1, storage) for _ in network.layers)
+    return tuple(None if layer.kind == "maxpool" else Folding(1, 1, storage)
+                 for layer in network.layers)
 
 
 def _shape(layer, folding):
@@ -111,7 +113,15 @@ def check_foldings(network, foldings):
     if len(foldings) != len(layers):
         raise ValueError(f"Foldings must give one Folding per layer ({len(layers)}), not "
                          f"{len(foldings)}")
+    if network.convolutional:
+        from .conv import check_network
+        check_network(network)
     for index, (layer, folding) in enumerate(zip(layers, foldings)):
+        if layer.kind == "maxpool":  # a CNN's pooling has no folding (rtn_hw.gateware.conv)
+            if folding is not None:
+                raise TypeError(f"Folding of layer {index} ({layer.name}, maxpool) must be "
+                                f"None, not {folding!r}")
+            continue
         if not isinstance(folding, Folding):
             raise TypeError(f"Folding of layer {index} must be a Folding, not {folding!r}")
         name = f"Layer {index} ({layer.name}, {layer.in_features}→{layer.out_features})"
@@ -133,7 +143,8 @@ _FOLDING_TEXT = re.compile(r"(\d+)x(\d+)(?::(\w+))?")
 
 def parse_foldings(text, network):
     """Foldings from text: "unfolded", "smallest", or one LANESxCHANNELS[:STORAGE] per layer,
-    comma-separated (storage "bram" if left out), e.g. "64x128:baked,32x16,128x10:logic"."""
+    comma-separated (storage "bram" if left out), e.g. "64x128:baked,32x16,128x10:logic".
+    A CNN's max-pool layers are left out of the text (their folding is None)."""
     text = text.strip()
     if text == "unfolded":
         return unfolded(network)
@@ -147,11 +158,22 @@ def parse_foldings(text, network):
                              f"layer, not {part.strip()!r}")
         lanes, channels, storage = match.groups()
         foldings.append(Folding(int(lanes), int(channels), storage or "bram"))
+    if network.convolutional:
+        compute = sum(layer.kind != "maxpool" for layer in network.layers)
+        if len(foldings) != compute:
+            raise ValueError(f"Foldings must give one Folding per conv or linear layer "
+                             f"({compute}; max-pool layers take none), not {len(foldings)}")
+        given = iter(foldings)
+        foldings = [None if layer.kind == "maxpool" else next(given) for layer in network.layers]
     return check_foldings(network, foldings)
 
 
 def layer_ii(layer, folding):
-    """Cycles between images in one stage: ⌈N / lanes⌉ · ⌈P / channels⌉."""
+    """Cycles between images in one stage: ⌈N / lanes⌉ · ⌈P / channels⌉ (a CNN's conv and
+    pool stages: `conv.spatial_layer_ii`)."""
+    if layer.kind != "linear":
+        from .conv import spatial_layer_ii
+        return spatial_layer_ii(layer, folding)
     chunks, groups = _shape(layer, folding)
     return chunks * groups
 
@@ -185,6 +207,9 @@ def latency(network, foldings):
     """Cycles from an image's input handshake to its o.valid, the engine empty."""
     foldings = check_foldings(network, foldings)
     layers = network.layers
+    if network.convolutional:
+        from . import conv
+        return conv.latency(network, foldings)
     return sum(stage_latency(layer, f, k == len(layers) - 1)
                for k, (layer, f) in enumerate(zip(layers, foldings)))
 
@@ -195,6 +220,9 @@ def fifo_depths(network, foldings):
     and one more place absorbs the next stage's wait for its own last issue."""
     ii = predicted_ii(network, foldings)
     layers = network.layers
+    if network.convolutional:
+        from . import conv
+        return conv.fifo_depths(network, check_foldings(network, foldings), ii)
     return tuple(max(2, -(-(stage_latency(layer, f, k == len(layers) - 1) + 1) // ii) + 1)
                  for k, (layer, f) in enumerate(zip(layers, foldings)))
 
@@ -392,7 +420,9 @@ class DataflowEngine(wiring.Component):
         One per layer (`unfolded`, `smallest`, `parse_foldings` make them).
 
     Ports: as `NetworkEngine`: `i` stream, one image (features pixels of `pixel_bits`) per
-    handshake; `o` stream of {logits: classes × signed(logit_width), label}.
+    handshake; `o` stream of {logits: classes × signed(logit_width), label}. A CNN
+    (`network.convolutional`, stages in rtn_hw.gateware.conv) takes one pixel position per
+    handshake instead, in raster order: `pixels_per_handshake` = its input channels.
     """
 
     def __init__(self, network, foldings):
@@ -401,9 +431,11 @@ class DataflowEngine(wiring.Component):
         last = network.layers[-1]
         self._pixel_bits = bits_for(network.input.pixel_max)
         self._features = network.input.features
+        self._per_handshake = (network.layers[0].in_shape[0] if network.convolutional
+                               else self._features)
         super().__init__({
             "i": In(stream.Signature(data.ArrayLayout(unsigned(self._pixel_bits),
-                                                      self._features))),
+                                                      self._per_handshake))),
             "o": Out(stream.Signature(_output_layout(last.out_features, last.out_fmt.width))),
         })
 
@@ -422,6 +454,10 @@ class DataflowEngine(wiring.Component):
     @property
     def pixel_bits(self):
         return self._pixel_bits
+
+    @property
+    def pixels_per_handshake(self):
+        return self._per_handshake
 
     @property
     def classes(self):
@@ -451,9 +487,13 @@ class DataflowEngine(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         network, layers = self._network, self._network.layers
-        m.submodules.pixels = pixels = PixelEncoder(self._features, self._pixel_bits,
+        m.submodules.pixels = pixels = PixelEncoder(self._per_handshake, self._pixel_bits,
                                                     network.input.lo, network.input.hi)
         wiring.connect(m, wiring.flipped(self.i), pixels.i)
+        if network.convolutional:
+            from . import conv
+            wiring.connect(m, conv.build(m, self, pixels), wiring.flipped(self.o))
+            return m
         previous = pixels.o
         for k, (layer, folding, depth) in enumerate(zip(layers, self._foldings,
                                                         self.fifo_depths)):

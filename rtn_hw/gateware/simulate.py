@@ -39,7 +39,8 @@ def plain(value):
 
 
 def run_stream(dut, inputs, *, seed, idle=0.0, stall=0.0, setup=None, extra_cycles=32,
-               timeout=10_000, vcd=None, actions=None, steady=0):
+               timeout=10_000, vcd=None, actions=None, steady=0, expected_outputs=None,
+               steady_outputs=None):
     """Send `inputs` (payload values for `dut.i`) and collect as many outputs from `dut.o`.
 
     `idle` is the probability of holding `valid` low for a cycle before each input; `stall`
@@ -48,7 +49,10 @@ def run_stream(dut, inputs, *, seed, idle=0.0, stall=0.0, setup=None, extra_cycl
     given, maps an input index to an async function `action(ctx)` that the producer awaits
     just before offering that input (e.g. to reload parameters between batches). The first
     `steady` inputs go without gaps and their outputs are taken with `ready` high, so one
-    run measures throughput and latency before `idle` and `stall` apply. Raises
+    run measures throughput and latency before `idle` and `stall` apply (`steady_outputs`, if
+    given, counts the outputs taken with `ready` high instead). `expected_outputs`, if given,
+    is the number of outputs expected in all, for units that do not give one output per input
+    (a CNN engine takes an image's pixels one per handshake). Raises
     AssertionError if an output arrives that no input accounts for, or outputs go missing.
     """
     rng = np.random.default_rng(seed)
@@ -78,22 +82,25 @@ def run_stream(dut, inputs, *, seed, idle=0.0, stall=0.0, setup=None, extra_cycl
             ctx.set(dut.i.valid, 0)
         done["sent"] = True
 
+    expected = len(inputs) if expected_outputs is None else expected_outputs
+
     async def consumer(ctx):
         quiet = 0
         while quiet < extra_cycles:
-            ready = len(outputs) < steady or not stall or stall_rng.random() >= stall
+            ready = len(outputs) < (steady if steady_outputs is None else steady_outputs) \
+                or not stall or stall_rng.random() >= stall
             ctx.set(dut.o.ready, ready)
             _, _, valid, payload, at = await ctx.tick().sample(dut.o.valid, dut.o.payload, cycle)
             if ready and valid:
-                if len(outputs) == len(inputs):
+                if len(outputs) == expected:
                     raise AssertionError(f"Output {len(outputs)} arrived, but only "
-                                         f"{len(inputs)} inputs were sent")
+                                         f"{expected} were expected")
                 outputs.append(plain(payload))
                 out_cycles.append(at)
-            if done["sent"] and len(outputs) == len(inputs):
+            if done["sent"] and len(outputs) == expected:
                 quiet += 1
             elif at - (in_cycles[-1] if in_cycles else 0) > timeout:
-                raise AssertionError(f"Only {len(outputs)} of {len(inputs)} outputs arrived "
+                raise AssertionError(f"Only {len(outputs)} of {expected} outputs arrived "
                                      f"within {timeout} cycles")
 
     sim = Simulator(top)

@@ -1,0 +1,492 @@
+"""Convolution and max-pool stages of the dataflow engine (FINN style, no im2col in memory).
+
+A CNN's feature maps travel between stages as a stream of **positions in raster order**: one
+handshake carries the C trits of one (row, column) of a (C, H, W) map, rows top to bottom,
+columns left to right. The engine's input is the same: one pixel position (the first layer's
+C input pixels, 1 for the digits and MNIST) per handshake.
+
+`WindowGenerator` turns that stream into the stream of the layer's windows, one per output
+position in raster order, each the C·kh·kw trits of `ConvLayer.patches` (channel-major:
+element c·kh·kw + i·kw + j is channel c, window row i, window column j). It is input driven:
+it walks a grid of steps over the *padded* map, rows ph .. u_end and columns pw .. v_end
+(`window_grid`), one step per cycle at most. A step on a real position takes one input; a
+step in the bottom or right padding takes none. Per step it forms the column of kh positions
+ending at the step's row: kh − 1 earlier rows from a line buffer (a memory of W words of
+(kh − 1)·C trits, read and written back shifted by one row at the step's column; rows outside
+the map are masked to trit 0, so the memory is never cleared between images) and the step's
+own position. The last kw − 1 columns wait in registers (zero at a row's start: the left
+padding) and the window is those and the new column; it is emitted when the step is the
+bottom-right corner of a window (stride and count checked against constant bit masks).
+Steps per image = (u_end − ph + 1)·(v_end − pw + 1); for a 3×3 kernel, padding 1, stride 1
+that is (H + 1)·(W + 1): the right padding column and the bottom padding row cost a step each.
+
+`ConvStage` is a `WindowGenerator` feeding a `LayerStage` (rtn_hw.gateware.dataflow) of the
+convolution's fully connected `dense` layer: the same MacCore of L lanes × C channels walking
+K = ⌈N/L⌉ chunks × G = ⌈P/C⌉ groups per window (N = C_in·kh·kw, P = out-channels), the same
+ChunkAccumulator and PostProcess with one set of K constants for the whole map (padding is
+trit 0, so n and S_w do not change across positions, docs/rtn.md §3), and its output FIFO;
+its output is the P trits of each output position, in raster order.
+
+`PoolStage` is a `WindowGenerator` (no padding) and a per-channel maximum of the window's
+trits (`rtn_hw.model.conv.pool_trits`: pooling trits is exact). `Flatten` collects the
+positions of a whole map into one vector in the golden model's flatten order (channel-major,
+c·H·W + h·W + w) for the first fully connected layer.
+
+Rates (cycles per image, one handshake per cycle at most): the input H₀·W₀; a generator its
+steps; a convolution max(steps, H_out·W_out·K·G); a pool its steps; a flatten H·W; a linear
+layer K·G. The engine's II is the largest (`stage_iis`).
+"""
+
+import numpy as np
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from ..model import _check
+from ..model.conv import conv_out_shape
+from .layouts import trit_planes
+
+__all__ = ["WindowGenerator", "ConvStage", "PoolStage", "Flatten", "window_grid",
+           "generator_steps", "emission_steps", "window_fifo_depth", "trit_max"]
+
+
+def window_grid(size, kernel, stride, padding, name="window"):
+    """The generator's grid of steps over the padded map: (rows, columns), each a range of
+    padded coordinates, or a one-line ValueError naming `name`."""
+    (h, w), (kh, kw), (ph, pw) = size, kernel, padding
+    for value, what in ((h, "height"), (w, "width"), (kh, "kernel height"),
+                        (kw, "kernel width"), (stride[0], "row stride"),
+                        (stride[1], "column stride")):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name}: {what} must be a positive integer, not {value!r}")
+    if ph >= kh or pw >= kw or ph < 0 or pw < 0:
+        raise ValueError(f"{name}: padding must be 0 .. kernel - 1 on each axis ({kh}x{kw}), "
+                         f"not {ph}x{pw}")
+    try:
+        ho, wo = conv_out_shape((h, w), kernel, stride, padding)
+    except ValueError as e:
+        raise ValueError(f"{name}: {e}") from None
+    # Every window's last row and column, and every real position, is walked once.
+    rows = range(ph, max((ho - 1) * stride[0] + kh - 1, ph + h - 1) + 1)
+    cols = range(pw, max((wo - 1) * stride[1] + kw - 1, pw + w - 1) + 1)
+    return rows, cols
+
+
+def generator_steps(size, kernel, stride, padding):
+    """Steps (cycles at least) per image of a WindowGenerator."""
+    rows, cols = window_grid(size, kernel, stride, padding)
+    return len(rows) * len(cols)
+
+
+def emission_steps(size, kernel, stride, padding):
+    """The grid steps (indices in walking order) at which a WindowGenerator emits a window."""
+    (kh, kw), (sh, sw) = kernel, stride
+    ho, wo = conv_out_shape(size, kernel, stride, padding)
+    rows, cols = window_grid(size, kernel, stride, padding)
+    return [(oy * sh + kh - 1 - rows.start) * len(cols) + ox * sw + kw - 1 - cols.start
+            for oy in range(ho) for ox in range(wo)]
+
+
+def window_fifo_depth(layer, folding):
+    """Windows queued between a conv stage's generator and its LayerStage: 0 when the core
+    takes a window every cycle (K·G = 1), else enough to cover the longest run of steps
+    without a window (an image's end and the next one's first rows) at one take per K·G
+    cycles, so the core never waits for its generator."""
+    period = -(-layer.in_features // folding.lanes) * -(-layer.out_features // folding.channels)
+    if period == 1:
+        return 0
+    emits = emission_steps(layer.in_shape[1:], layer.kernel, layer.stride, layer.padding)
+    steps = generator_steps(layer.in_shape[1:], layer.kernel, layer.stride, layer.padding)
+    gaps = np.diff(emits + [emits[0] + steps])
+    return -(-int(gaps.max()) // period) + 1
+
+
+def _mask(indices, predicate):
+    """A constant with bit k set where predicate(k), k in indices' 0 .. max."""
+    return sum(1 << k for k in indices if predicate(k))
+
+
+def trit_max(nz, sg):
+    """(nz, sg) of the maximum of trits given as bit planes: +1 if any is +1, else 0 if any
+    is 0, else -1 (a zero's sign bit is ignored)."""
+    plus = (nz & sg).any()
+    return plus | nz.all(), plus
+
+
+class WindowGenerator(wiring.Component):
+    """Positions (C trits) in raster order → windows (C·kh·kw trits, `ConvLayer.patches`
+    order), one per output position in raster order. See the module docstring.
+
+    Parameters
+    ----------
+    channels : int
+    size, kernel, stride, padding : pairs (H, W), (kh, kw), (sh, sw), (ph, pw)
+    name : str
+        Named in errors (the layer's name).
+
+    Ports: `i` stream of trit_planes(channels); `o` stream of trit_planes(channels·kh·kw).
+    A step's window is in the output register two cycles after its input handshake.
+    """
+
+    def __init__(self, channels, size, kernel, stride=(1, 1), padding=(0, 0), *,
+                 name="window"):
+        _check.positive_int(channels, f"{name}: channel count")
+        self._rows, self._cols = window_grid(size, kernel, stride, padding, name)
+        self._channels, self._size, self._kernel = channels, tuple(size), tuple(kernel)
+        self._stride, self._padding = tuple(stride), tuple(padding)
+        self._out_size = conv_out_shape(size, kernel, stride, padding)
+        super().__init__({
+            "i": In(stream.Signature(trit_planes(channels))),
+            "o": Out(stream.Signature(trit_planes(channels * kernel[0] * kernel[1]))),
+        })
+
+    @property
+    def out_size(self):
+        return self._out_size
+
+    @property
+    def steps(self):
+        """Steps per image (cycles per image when neither input nor output waits)."""
+        return len(self._rows) * len(self._cols)
+
+    def elaborate(self, platform):
+        m = Module()
+        c = self._channels
+        (h, w), (kh, kw), (sh, sw), (ph, pw) = (self._size, self._kernel, self._stride,
+                                                self._padding)
+        (ho, wo), rows, cols = self._out_size, self._rows, self._cols
+        u = Signal(range(rows.stop), init=rows.start, name="u")
+        v = Signal(range(cols.stop), init=cols.start, name="v")
+
+        def bit(mask, index, name):
+            # Bit `index` of a constant mask over the grid's coordinates 0 .. stop - 1.
+            flag = Signal(name=name)
+            stop = rows.stop if index is u else cols.stop
+            m.d.comb += flag.eq(Const(mask, stop).bit_select(index, 1))
+            return flag
+
+        all_rows, all_cols = range(rows.stop), range(cols.stop)
+        row_real = bit(_mask(all_rows, lambda r: ph <= r < ph + h), u, "row_real")
+        col_real = bit(_mask(all_cols, lambda q: pw <= q < pw + w), v, "col_real")
+        emit_row = bit(_mask(all_rows, lambda r: r >= kh - 1 and (r - kh + 1) % sh == 0
+                             and (r - kh + 1) // sh < ho), u, "emit_row")
+        emit_col = bit(_mask(all_cols, lambda q: q >= kw - 1 and (q - kw + 1) % sw == 0
+                             and (q - kw + 1) // sw < wo), v, "emit_col")
+        # Line buffer slot k holds padded row u - kh + 1 + k; rows off the map read as 0.
+        slot_real = [bit(_mask(all_rows, lambda r, k=k: ph <= r - kh + 1 + k < ph + h), u,
+                         f"slot{k}_real") for k in range(kh - 1)]
+
+        # Stage A: the step (u, v); it takes an input on a real position.
+        real = Signal(name="real")
+        step = Signal(name="step")
+        advance = Signal(name="advance")
+        m.d.comb += [real.eq(row_real & col_real),
+                     self.i.ready.eq(advance & real),
+                     step.eq(advance & (~real | self.i.valid))]
+        with m.If(step):
+            m.d.sync += v.eq(Mux(v == cols.stop - 1, cols.start, v + 1))
+            with m.If(v == cols.stop - 1):
+                m.d.sync += u.eq(Mux(u == rows.stop - 1, rows.start, u + 1))
+
+        # Stage B registers, loaded whenever the generator advances.
+        b_valid, b_emit, b_first, b_col_real = (Signal(name=n) for n in (
+            "b_valid", "b_emit", "b_first", "b_col_real"))
+        b_new = Signal(trit_planes(c), name="b_new")
+        b_slot = Signal(max(kh - 1, 1), name="b_slot")
+        b_addr = Signal(range(max(w, 2)), name="b_addr")
+        with m.If(advance):
+            m.d.sync += [b_valid.eq(step), b_emit.eq(emit_row & emit_col),
+                         b_first.eq(v == cols.start), b_col_real.eq(col_real),
+                         b_new.eq(Mux(real, self.i.payload, 0)),
+                         b_addr.eq(v - pw), b_slot.eq(Cat(*slot_real) if kh > 1 else 0)]
+
+        # The column of kh positions ending at the step's row (all 0 off the map's columns).
+        column = [Signal(trit_planes(c), name=f"col{k}") for k in range(kh)]
+        m.d.comb += column[kh - 1].eq(b_new)
+        if kh > 1:
+            m.submodules.lines = lines = Memory(
+                shape=trit_planes(c * (kh - 1)), depth=max(w, 2), init=[])
+            wport = lines.write_port()
+            rport = lines.read_port(transparent_for=(wport,))
+            m.d.comb += [rport.addr.eq(v - pw), rport.en.eq(advance)]
+            for k in range(kh - 1):
+                with m.If(b_col_real & b_slot[k]):
+                    m.d.comb += [column[k].nz.eq(rport.data.nz.word_select(k, c)),
+                                 column[k].sg.eq(rport.data.sg.word_select(k, c))]
+            # Written back one row on: slot k takes the column's position k + 1.
+            m.d.comb += [wport.addr.eq(b_addr),
+                         wport.en.eq(advance & b_valid & b_col_real),
+                         wport.data.nz.eq(Cat(*(column[k].nz for k in range(1, kh)))),
+                         wport.data.sg.eq(Cat(*(column[k].sg for k in range(1, kh))))]
+
+        # The previous kw - 1 columns, 0 at a row's start (the left padding).
+        held = [[Signal(trit_planes(c), name=f"held{j}_{k}") for k in range(kh)]
+                for j in range(kw - 1)]
+        window = [[Signal(trit_planes(c), name=f"win{j}_{k}") for k in range(kh)]
+                  for j in range(kw - 1)] + [column]
+        for j in range(kw - 1):
+            for k in range(kh):
+                with m.If(~b_first):
+                    m.d.comb += window[j][k].eq(held[j][k])
+        with m.If(advance & b_valid):
+            for j in range(kw - 1):
+                for k in range(kh):
+                    m.d.sync += held[j][k].eq(window[j + 1][k])
+
+        # Stage B retires a step unless it would emit into an output register still held.
+        out_free = ~self.o.valid | self.o.ready
+        m.d.comb += advance.eq(~b_valid | ~b_emit | out_free)
+        with m.If(out_free):
+            m.d.sync += self.o.valid.eq(b_valid & b_emit)
+            with m.If(b_valid & b_emit):
+                order = [(k, j) for k in range(kh) for j in range(kw)]
+                m.d.sync += [
+                    self.o.payload.nz.eq(Cat(*(window[j][k].nz[ch] for ch in range(c)
+                                               for k, j in order))),
+                    self.o.payload.sg.eq(Cat(*(window[j][k].sg[ch] for ch in range(c)
+                                               for k, j in order)))]
+        return m
+
+
+class PoolStage(wiring.Component):
+    """Max pooling on trits: positions (C trits) in raster order → pooled positions in raster
+    order; a `WindowGenerator` without padding and a per-channel maximum of its windows.
+    `layer` is a `rtn_hw.model.conv.MaxPool`."""
+
+    def __init__(self, layer):
+        self._layer = layer
+        c, h, w = layer.in_shape
+        self._generator = WindowGenerator(c, (h, w), layer.kernel, layer.stride,
+                                          name=layer.name)
+        super().__init__({"i": In(stream.Signature(trit_planes(c))),
+                          "o": Out(stream.Signature(trit_planes(c)))})
+
+    @property
+    def steps(self):
+        return self._generator.steps
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.window = gen = self._generator
+        c = self._layer.in_shape[0]
+        area = self._layer.kernel[0] * self._layer.kernel[1]
+        wiring.connect(m, wiring.flipped(self.i), gen.i)
+        nzs, sgs = [], []
+        for ch in range(c):
+            nz, sg = trit_max(gen.o.payload.nz[ch * area:(ch + 1) * area],
+                              gen.o.payload.sg[ch * area:(ch + 1) * area])
+            nzs.append(nz)
+            sgs.append(sg)
+        m.d.comb += [self.o.valid.eq(gen.o.valid), gen.o.ready.eq(self.o.ready),
+                     self.o.payload.nz.eq(Cat(*nzs)), self.o.payload.sg.eq(Cat(*sgs))]
+        return m
+
+
+class Flatten(wiring.Component):
+    """Positions (C trits) of a (C, H, W) map in raster order → one vector of C·H·W trits in
+    the golden model's flatten order (c·H·W + h·W + w), per image. Each channel's plane is a
+    shift register (the newest position enters at the top), so no position decoder. Takes a
+    position in the cycle its full vector is taken."""
+
+    def __init__(self, shape):
+        self._shape = tuple(shape)
+        c, h, w = shape
+        super().__init__({"i": In(stream.Signature(trit_planes(c))),
+                          "o": Out(stream.Signature(trit_planes(c * h * w)))})
+
+    def elaborate(self, platform):
+        m = Module()
+        c, h, w = self._shape
+        area = h * w
+        planes = [(Signal(area, name=f"nz{ch}"), Signal(area, name=f"sg{ch}"))
+                  for ch in range(c)]
+        count = Signal(range(area + 1), name="count")
+        full, read, take = Signal(name="full"), Signal(name="read"), Signal(name="take")
+        m.d.comb += [full.eq(count == area), self.o.valid.eq(full),
+                     read.eq(full & self.o.ready),
+                     self.i.ready.eq(~full | self.o.ready),
+                     take.eq(self.i.valid & self.i.ready),
+                     self.o.payload.nz.eq(Cat(*(nz for nz, _ in planes))),
+                     self.o.payload.sg.eq(Cat(*(sg for _, sg in planes)))]
+        with m.If(take):
+            for ch, (nz, sg) in enumerate(planes):
+                m.d.sync += [nz.eq(Cat(nz[1:], self.i.payload.nz[ch]) if area > 1
+                                   else self.i.payload.nz[ch]),
+                             sg.eq(Cat(sg[1:], self.i.payload.sg[ch]) if area > 1
+                                   else self.i.payload.sg[ch])]
+        m.d.sync += count.eq(Mux(read, 0, count) + take)
+        return m
+
+
+class ConvStage(wiring.Component):
+    """One convolution: positions (C_in trits) in raster order → output positions (P trits) in
+    raster order. A `WindowGenerator` feeding the `LayerStage` of the layer's `dense` layer
+    (one window per handshake) with `folding` and `fifo_depth` places in its output FIFO.
+    `layer` is a `rtn_hw.model.conv.ConvLayer`."""
+
+    def __init__(self, layer, folding, *, fifo_depth):
+        from .dataflow import LayerStage
+        self._layer = layer
+        c, h, w = layer.in_shape
+        self._generator = WindowGenerator(c, (h, w), layer.kernel, layer.stride,
+                                          layer.padding, name=layer.name)
+        self._stage = LayerStage(layer.dense, folding, last=False, fifo_depth=fifo_depth)
+        self._queue = window_fifo_depth(layer, folding)
+        super().__init__({"i": In(stream.Signature(trit_planes(c))),
+                          "o": Out(stream.Signature(trit_planes(layer.out_channels)))})
+
+    @property
+    def steps(self):
+        return self._generator.steps
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.window = gen = self._generator
+        m.submodules.layer = stage = self._stage
+        wiring.connect(m, wiring.flipped(self.i), gen.i)
+        if self._queue:
+            m.submodules.windows = queue = SyncFIFOBuffered(
+                width=gen.o.payload.shape().size, depth=self._queue)
+            m.d.comb += [queue.w_data.eq(gen.o.payload), queue.w_en.eq(gen.o.valid),
+                         gen.o.ready.eq(queue.w_rdy),
+                         stage.i.payload.eq(queue.r_data), stage.i.valid.eq(queue.r_rdy),
+                         queue.r_en.eq(stage.i.ready)]
+        else:
+            wiring.connect(m, gen.o, stage.i)
+        wiring.connect(m, stage.o, wiring.flipped(self.o))
+        return m
+
+
+# --- the engine's CNN plan (called by rtn_hw.gateware.dataflow for a convolutional network) ---
+
+def _spatial(layer):
+    return layer.kind in ("conv", "maxpool")
+
+
+def check_network(network):
+    """A one-line ValueError naming the layer if the dataflow engine cannot build `network`
+    (a CNN): its layers chained shape to shape, windows that fit their maps, convolutions and
+    pools before the linear layers, and a linear last layer."""
+    layers = network.layers
+    shape = tuple(layers[0].in_shape)
+    if shape[1:] != tuple(network.input.shape[-2:]) or shape[0] * shape[1] * shape[2] \
+            != network.input.features:
+        raise ValueError(f"Layer 0 ({layers[0].name}): input shape {shape} does not match the "
+                         f"input {tuple(network.input.shape)}")
+    for index, layer in enumerate(layers):
+        name = f"Layer {index} ({layer.name})"
+        if _spatial(layer):
+            if shape is None:
+                raise ValueError(f"{name}: a {layer.kind} layer after a linear layer is not "
+                                 f"supported by the dataflow engine")
+            if tuple(layer.in_shape) != shape:
+                raise ValueError(f"{name}: input shape {tuple(layer.in_shape)} does not match "
+                                 f"the previous output {shape}")
+            padding = layer.padding if layer.kind == "conv" else (0, 0)
+            window_grid(shape[1:], layer.kernel, layer.stride, padding, name)
+            shape = tuple(layer.out_shape)
+        else:
+            if shape is not None and layer.in_features != shape[0] * shape[1] * shape[2]:
+                raise ValueError(f"{name}: {layer.in_features} inputs do not match the "
+                                 f"flattened {shape} ({shape[0] * shape[1] * shape[2]})")
+            shape = None
+    if layers[-1].kind != "linear":
+        raise ValueError(f"Layer {len(layers) - 1} ({layers[-1].name}): the last layer must be "
+                         f"linear (logits), not {layers[-1].kind}")
+
+
+def _steps(layer):
+    padding = layer.padding if layer.kind == "conv" else (0, 0)
+    return generator_steps(layer.in_shape[1:], layer.kernel, layer.stride, padding)
+
+
+def spatial_layer_ii(layer, folding):
+    """Cycles per image of a conv stage, max(steps, H_out·W_out·K·G), or a pool stage, its
+    steps."""
+    if layer.kind == "maxpool":
+        return _steps(layer)
+    chunks = -(-layer.in_features // folding.lanes)
+    groups = -(-layer.out_features // folding.channels)
+    positions = layer.out_shape[1] * layer.out_shape[2]
+    return max(_steps(layer), positions * chunks * groups)
+
+
+def fifo_depths(network, foldings, ii):
+    """Places in each stage's output FIFO (None for a pool, which has none): a conv stage holds
+    its results for one window period each (the MLP rule at II = K·G) plus an output row, which
+    absorbs a following pool's row without output; a linear stage as in an MLP."""
+    from .dataflow import stage_latency
+    layers = network.layers
+    depths = []
+    for k, (layer, f) in enumerate(zip(layers, foldings)):
+        if layer.kind == "maxpool":
+            depths.append(None)
+        elif layer.kind == "conv":
+            period = -(-layer.in_features // f.lanes) * -(-layer.out_features // f.channels)
+            own = stage_latency(layer.dense, f, False)
+            depths.append(max(2, -(-(own + 1) // period) + 1) + layer.out_shape[2])
+        else:
+            own = stage_latency(layer, f, k == len(layers) - 1)
+            depths.append(max(2, -(-(own + 1) // ii) + 1))
+    return tuple(depths)
+
+
+def build(m, engine, pixels):
+    """The stages of a CNN engine after its PixelEncoder `pixels` (the engine's elaborate)."""
+    from .dataflow import LayerStage
+    layers = engine.network.layers
+    previous, shape = pixels.o, None
+    for k, (layer, folding, depth) in enumerate(zip(layers, engine.foldings,
+                                                    engine.fifo_depths)):
+        if layer.kind == "conv":
+            stage = ConvStage(layer, folding, fifo_depth=depth)
+            shape = layer.out_shape
+        elif layer.kind == "maxpool":
+            stage = PoolStage(layer)
+            shape = layer.out_shape
+        else:
+            if shape is not None:
+                m.submodules[f"flatten{k}"] = flatten = Flatten(shape)
+                wiring.connect(m, previous, flatten.i)
+                previous, shape = flatten.o, None
+            stage = LayerStage(layer, folding, last=k == len(layers) - 1, fifo_depth=depth)
+        m.submodules[f"stage{k}"] = stage
+        wiring.connect(m, previous, stage.i)
+        previous = stage.o
+    return previous
+
+
+def _tail(layer):
+    """Steps from a generator's last input (its last real step) to its last window."""
+    padding = layer.padding if layer.kind == "conv" else (0, 0)
+    (h, w), (ph, pw) = layer.in_shape[1:], padding
+    rows, cols = window_grid((h, w), layer.kernel, layer.stride, padding)
+    last_real = (ph + h - 1 - rows.start) * len(cols) + pw + w - 1 - cols.start
+    ho, wo = layer.out_shape[1:]
+    last_row = (ho - 1) * layer.stride[0] + layer.kernel[0] - 1
+    last_col = (wo - 1) * layer.stride[1] + layer.kernel[1] - 1
+    return (last_row - rows.start) * len(cols) + last_col - cols.start - last_real
+
+
+def latency(network, foldings):
+    """Cycles from an image's last pixel handshake to its o.valid, the engine empty, the pixels
+    back to back and o.ready high: per generator its tail steps after the last input + 2 (its
+    two registers), per conv stage its LayerStage's `stage_latency`, 1 for the flatten's count,
+    per linear layer its `stage_latency`. Exact when no conv stage queues windows (every
+    K·G = 1); a convolution with K·G > 1 takes one window per K·G cycles and holds its
+    generator and the input back, so the windows left after the last pixel add their K·G
+    cycles, and this is a lower bound."""
+    from .dataflow import stage_latency
+    layers, total, spatial = network.layers, 0, False
+    for k, (layer, f) in enumerate(zip(layers, foldings)):
+        if layer.kind == "linear":
+            total += stage_latency(layer, f, k == len(layers) - 1) + spatial
+            spatial = False
+        else:
+            total += _tail(layer) + 2
+            if layer.kind == "conv":
+                total += stage_latency(layer.dense, f, False)
+            spatial = True
+    return total
