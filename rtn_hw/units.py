@@ -386,10 +386,12 @@ UNITS = {u.name: u for u in (
                    "Weights manifest (.json); shipped = weights/rtn_digits.json."),
          ), _engine_arguments),
     Unit("dataflow_engine", "dataflow:DataflowEngine",
-         "A trained RTN MLP, one pipeline stage per layer, a new image every II cycles.", (
+         "A trained RTN MLP or CNN, one pipeline stage per layer, a new image every II "
+         "cycles (a CNN takes one pixel position per handshake).", (
              Param("folding", STR, "unfolded",
                    "unfolded (II = 1, baked), smallest (1x1 per layer), or per layer "
-                   "LANESxCHANNELS[:bram|logic|baked], comma-separated."),
+                   "LANESxCHANNELS[:bram|logic|baked], comma-separated (a CNN's max-pool "
+                   "layers take none)."),
              Param("weights", STR, "shipped",
                    "Weights manifest (.json); shipped = weights/rtn_digits.json."),
          ), _dataflow_arguments),
