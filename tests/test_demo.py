@@ -1,16 +1,21 @@
-"""`python -m rtn_hw.demo` on a subset of the digits test images: the engine agrees with the
-golden network, the JSON report holds what the issue asks for, a disagreement exits 1, and bad
-command lines exit 2 with one line. The shipped network's own accuracy figures are checked once,
-in test_weights.py."""
+"""`python -m rtn_hw.demo` on a subset of the digits test images, on both engines: the engine
+agrees with the golden network, its II and latency are as predicted, the JSON report holds what
+the issue asks for, a disagreement or a wrong II exits 1, and bad command lines exit 2 with one
+line. The shipped network's own accuracy figures are checked once, in test_weights.py."""
 
+import dataclasses
 import json
 
 import pytest
 
 from rtn_hw import demo, weights
+from rtn_hw.fold import fewest_lanes
+from rtn_hw.gateware.dataflow import latency, parse_foldings, predicted_ii
 from rtn_hw.gateware.engine import ENGINE_CONFIGS, cycles_per_image
 
 NETWORK = weights.load()
+# A folding that the Amaranth simulator runs quickly (few cycles per image, small design).
+FAST_FOLDING = "64x16:logic,128x16:logic,32x5:logic"
 
 
 def test_demo_subset_agrees_and_reports(tmp_path, capsys):
@@ -27,11 +32,16 @@ def test_demo_subset_agrees_and_reports(tmp_path, capsys):
         (classes == labels[:50]).mean())
     assert report["accuracy_float"] == NETWORK.manifest["training"]["accuracy"]["float"]
     assert (report["lanes"], report["channels"]) == (config["lanes"], config["channels"])
+    assert report["engine"] == "network" and report["foldings"] is None
     assert report["cycles_per_image"] == cycles_per_image(NETWORK, **config)
     assert report["cycles_measured"] == [report["cycles_per_image"]]
+    assert report["latency_cycles"] == report["cycles_per_image"]
+    # The next image is taken the cycle after a result is read.
+    assert report["ii_cycles_predicted"] == report["ii_cycles_measured"] == (
+        report["cycles_per_image"] + 1)
     mhz = report["clock"]["mhz"]
     assert report["images_per_second_at_fmax"] == pytest.approx(
-        mhz * 1e6 / report["cycles_per_image"])
+        mhz * 1e6 / report["ii_cycles_predicted"])
     assert report["clock"]["source"]
     assert report["seed"] == 7 and report["wall_seconds"] > 0
     assert set(report["tool_versions"]) >= {"python", "amaranth", "numpy"}
@@ -40,19 +50,64 @@ def test_demo_subset_agrees_and_reports(tmp_path, capsys):
     assert "agreement 1.0000" in text and "engine (simulated)" in text
 
 
-def test_demo_exits_1_on_disagreement(tmp_path, monkeypatch):
-    real = demo.run_demo
+def test_dataflow_demo_agrees_and_reports(tmp_path, capsys):
+    out = tmp_path / "demo.json"
+    assert demo.main(["--engine", "dataflow", "--folding", FAST_FOLDING, "--images", "12",
+                      "--simulator", "amaranth", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    foldings = parse_foldings(FAST_FOLDING, NETWORK)
+    ii = predicted_ii(NETWORK, foldings)
+    assert report["engine"] == "dataflow" and report["samples"] == 12
+    assert report["hw_golden_agreement"] == 1.0 and report["mismatches"] == []
+    assert report["foldings"] == [dataclasses.asdict(f) for f in foldings]
+    assert report["ii_cycles_predicted"] == report["ii_cycles_measured"] == ii == 8
+    assert report["latency_cycles"] == latency(NETWORK, foldings)
+    assert report["cycles_measured"] == [report["latency_cycles"]]
+    assert report["lanes"] is None and report["channels"] is None
+    assert report["images_per_second_at_fmax"] == pytest.approx(
+        report["clock"]["mhz"] * 1e6 / ii)
+    text = capsys.readouterr().out
+    assert "agreement 1.0000" in text and "DataflowEngine(64x16:logic," in text
 
-    def corrupt(*args, **kwargs):
-        dut, logits, classes, latencies, seconds = real(*args, **kwargs)
-        logits = logits.copy()
+
+def test_run_demo_dataflow_default_folding():
+    """The reusable entry point: the default folding is fewest_lanes(network, 32); one image
+    gives no spacing to measure."""
+    images, _ = weights.load_digits_test()
+    run = demo.run_demo(images[:1], NETWORK, engine="dataflow", simulator="amaranth")
+    assert run.dut.foldings == fewest_lanes(NETWORK, demo.DATAFLOW_II)
+    assert run.agreement == 1.0 and run.ii_predicted == 32 and run.ii_measured is None
+    assert run.latencies == [run.dut.latency] and run.timing_ok
+
+
+def _sabotaged(monkeypatch, change):
+    real = demo.run_demo
+    monkeypatch.setattr(demo, "run_demo", lambda *a, **k: change(real(*a, **k)))
+
+
+def test_demo_exits_1_on_disagreement(tmp_path, monkeypatch):
+    def corrupt(run):
+        logits = run.logits.copy()
         logits[1, 0] += 1
-        return dut, logits, classes, latencies, seconds
-    monkeypatch.setattr(demo, "run_demo", corrupt)
+        return dataclasses.replace(run, logits=logits)
+    _sabotaged(monkeypatch, corrupt)
     out = tmp_path / "demo.json"
     assert demo.main(["--images", "2", "--simulator", "amaranth", "--out", str(out)]) == 1
     report = json.loads(out.read_text())
     assert report["hw_golden_agreement"] == 0.5 and report["mismatches"] == [1]
+
+
+def test_demo_exits_1_when_ii_differs(tmp_path, monkeypatch, capsys):
+    """A result one cycle late: the measured II is not the predicted one."""
+    _sabotaged(monkeypatch, lambda run: dataclasses.replace(
+        run, out_cycles=run.out_cycles[:-1] + [run.out_cycles[-1] + 1]))
+    out = tmp_path / "demo.json"
+    assert demo.main(["--engine", "dataflow", "--folding", FAST_FOLDING, "--images", "3",
+                      "--simulator", "amaranth", "--out", str(out)]) == 1
+    report = json.loads(out.read_text())
+    assert report["hw_golden_agreement"] == 1.0
+    assert report["ii_cycles_measured"] == report["ii_cycles_predicted"] + 1
+    assert "TIMING differs from the prediction: II [8, 9]" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -62,6 +117,18 @@ def test_demo_exits_1_on_disagreement(tmp_path, monkeypatch):
     (["--frobnicate"], "unrecognized arguments: --frobnicate"),
     (["--simulator", "icarus"],
      "argument --simulator: invalid choice: 'icarus' (choose from 'amaranth', 'verilator')"),
+    (["--engine", "finn"],
+     "argument --engine: invalid choice: 'finn' (choose from 'network', 'dataflow')"),
+    (["--folding", "unfolded"], "argument --folding: applies to --engine dataflow only"),
+    (["--engine", "dataflow", "--lanes", "8"], "argument --lanes: applies to --engine network "
+     "only (the dataflow engine takes --folding)"),
+    (["--engine", "dataflow", "--folding", "64x4"], "argument --folding: '64x4': Foldings must "
+     "give one Folding per layer (3), not 1"),
+    (["--engine", "dataflow", "--folding", "64x4,128x4,8y5"], "argument --folding: "
+     "'64x4,128x4,8y5': expected unfolded, smallest or LANESxCHANNELS[:STORAGE] per layer, "
+     "not '8y5'"),
+    (["--engine", "dataflow", "--folding", "65x4,128x4,8x5"], "argument --folding: "
+     "'65x4,128x4,8x5': Layer 0 (fc1, 64→128): lanes must be at most 64, not 65"),
 ])
 def test_demo_usage_errors(argv, message, capsys):
     assert demo.main(argv) == 2
@@ -78,7 +145,22 @@ def test_demo_on_verilator(tmp_path):
     report = json.loads(out.read_text())
     assert report["hw_golden_agreement"] == 1.0 and report["samples"] == 40
     assert report["cycles_measured"] == [cycles_per_image(NETWORK, 32, 2)]
+    assert report["ii_cycles_measured"] == cycles_per_image(NETWORK, 32, 2) + 1
     assert report["simulator"].startswith("verilator")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("folding", ["64x4,128x4,8x5", "64x32:logic,128x32:logic,64x5:logic"])
+def test_dataflow_demo_on_verilator(folding, tmp_path):
+    """Every test image through the exported dataflow engine: II and latency as predicted."""
+    out = tmp_path / "demo.json"
+    assert demo.main(["--engine", "dataflow", "--folding", folding, "--simulator", "verilator",
+                      "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    foldings = parse_foldings(folding, NETWORK)
+    assert report["hw_golden_agreement"] == 1.0 and report["samples"] == 359
+    assert report["ii_cycles_measured"] == predicted_ii(NETWORK, foldings)
+    assert report["cycles_measured"] == [latency(NETWORK, foldings)]
 
 
 def test_fmax_clock_prefers_the_matching_engine_run(tmp_path):
@@ -111,3 +193,41 @@ def test_fmax_clock_prefers_the_matching_engine_run(tmp_path):
     mhz, source = demo.fmax_clock(32, 2, report, board)
     assert mhz == demo.BOARD_CLOCK_MHZ
 
+
+
+def test_dataflow_clock_takes_the_same_folding_only(tmp_path):
+    foldings = parse_foldings("64x4,128x4,8x5", NETWORK)
+    synth, pareto = tmp_path / "synth.json", tmp_path / "dataflow.json"
+    board = tmp_path / "ulx3s-dataflow" / "report.json"
+
+    def clock():
+        return demo.dataflow_clock(NETWORK, foldings, synth, pareto, board)
+    runs = [{"id": "x", "unit": "dataflow_engine", "target": "ecp5-85k", "fmax_mhz": 80.0,
+             "params": {"folding": "64x2,128x2,4x5", "weights": "shipped"}},
+            {"id": "y", "unit": "dataflow_engine", "target": "ice40-up5k", "fmax_mhz": 20.0,
+             "params": {"folding": "64x4,128x4,8x5", "weights": "shipped"}},
+            {"id": "w", "unit": "dataflow_engine", "target": "ecp5-85k", "fmax_mhz": 90.0,
+             "params": {"folding": "64x4,128x4,8x5", "weights": "other.json"}}]
+    synth.write_text(json.dumps({"runs": runs}))
+    mhz, source = clock()
+    assert mhz == demo.BOARD_CLOCK_MHZ and source.startswith("board clock")
+    # Next: the ULX3S board top with the same folding ...
+    board.parent.mkdir()
+    board.write_text(json.dumps({"engine": {"kind": "dataflow", "foldings": [
+        "64x4:bram", "128x4:bram", "8x5:bram"]}, "fmax": {"clk": {"achieved_mhz": 41.0}}}))
+    mhz, source = clock()
+    assert mhz == 41.0 and "ULX3S board top" in source
+    # ... before it the Pareto report, whose rows name their foldings per layer ...
+    rows = [{"foldings": [{"lanes": 64, "channels": 4, "storage": "bram"},
+                          {"lanes": 128, "channels": 4, "storage": "bram"},
+                          {"lanes": 8, "channels": 5, "storage": "bram"}], "fmax_mhz": 61.5},
+            {"foldings": "64x2,128x2,4x5", "fmax_mhz": 70.0}]
+    pareto.write_text(json.dumps({"rows": rows}))
+    mhz, source = clock()
+    assert mhz == 61.5 and source.startswith("dataflow.json")
+    # ... and first a synth run of the same folding and weights.
+    runs.append({"id": "z", "unit": "dataflow_engine", "target": "ecp5-85k", "fmax_mhz": 55.0,
+                 "params": {"folding": "64x4:bram,128x4,8x5:bram", "weights": "shipped"}})
+    synth.write_text(json.dumps({"runs": runs}))
+    mhz, source = clock()
+    assert mhz == 55.0 and "run z" in source
