@@ -7,8 +7,9 @@ shared: a TB that owns the clock, reset and stream components, and three tests:
 * `test_stream`: corner vectors, then seeded random ones, with idle gaps on `valid` and
   random backpressure on `ready`; every output checked in order by the scoreboard, then a
   drain period proving nothing extra arrives.
-* `test_throughput`: `ready` always high and no gaps: one vector per cycle in and out, and
-  every vector's latency equals the sidecar's.
+* `test_throughput`: `ready` always high and no gaps: one vector per cycle in and out (one per
+  II cycles for a unit whose bench names an initiation interval, `UnitBench.interval`, e.g.
+  the dataflow engine), and every vector's latency equals the sidecar's.
 * `test_reset`: a fresh run, then reset asserted mid-stream with vectors in flight, then the
   fresh run again; the outputs after reset equal the first run's (values and timing).
 
@@ -46,11 +47,11 @@ LABEL = os.environ.get("RTN_SIM_LABEL", SIDECAR.unit)
 STATS = os.environ.get("RTN_SIM_STATS")
 FAULT = os.environ.get("RTN_SIM_FAULT")
 PERIOD_NS = 10
-THROUGHPUT_VECTORS = 512
-RESET_VECTORS = 256
+# Cycles between vectors at full rate: 1, or the unit's initiation interval.
+II = units.interval(SIDECAR)
 
 # A safety net only: every wait below has its own cycle budget with a readable failure.
-TIMEOUT_US = (VECTORS * 40 + 200_000) * PERIOD_NS / 1000
+TIMEOUT_US = ((VECTORS * 40 + 2_000) * II + 200_000) * PERIOD_NS / 1000
 
 _stats = {}
 
@@ -60,7 +61,7 @@ def _record(test, **values):
     _stats[test] = values
     if not STATS:
         return
-    write_json(STATS, {"label": LABEL, "seed": SEED, "latency": SIDECAR.latency,
+    write_json(STATS, {"label": LABEL, "seed": SEED, "latency": SIDECAR.latency, "ii": II,
                        "tests": _stats}, indent=2)
 
 
@@ -80,7 +81,7 @@ class TB:
         # The C++ clock of the GPI: no Python coroutine per clock edge.
         Clock(self.clk, PERIOD_NS, unit="ns", impl="gpi").start()
         self.clocking = Clocking(self.clk, get_sim_steps(PERIOD_NS, "ns"))
-        self.bench = units.load(SIDECAR, _rng(tag, 0), SPARSITY)
+        self.bench = units.load(SIDECAR, _rng(tag, 0), SPARSITY, VECTORS)
         self.inputs = [s for s in SIDECAR.streams.values() if s.direction == "input"]
         self.out = SIDECAR.stream("o")
         for stream in self.inputs:
@@ -108,7 +109,7 @@ class TB:
 
     def budget(self, count, idle, stall):
         """Generous cycle budget for `count` vectors: 4× the expected cycles, plus slack."""
-        per_vector = (1 + idle / max(1e-9, 1 - idle)) / max(1e-9, 1 - stall)
+        per_vector = (II + idle / max(1e-9, 1 - idle)) / max(1e-9, 1 - stall)
         return int(4 * count * per_vector) + 4 * SIDECAR.latency + 1000
 
     async def run(self, stim, *, idle, stall, tag, fault=None):
@@ -179,28 +180,33 @@ async def test_stream(dut):
         f"{LABEL}: shortest latency {min(latencies)} cycles, sidecar says {SIDECAR.latency}")
 
 
+def _spacings(cycles):
+    return sorted(set(np.diff(cycles).tolist()))
+
+
 @cocotb.test(timeout_time=TIMEOUT_US, timeout_unit="us")
 async def test_throughput(dut):
-    """Ready always high, no gaps: one vector per cycle, each with the sidecar's latency."""
+    """Ready always high, no gaps: one vector per II cycles (1 for most units) in and out,
+    each with the sidecar's latency."""
     tb = TB(dut, 2)
     await tb.reset()
     await tb.load()
-    stim = tb.bench.random(THROUGHPUT_VECTORS)
+    stim = tb.bench.random(tb.bench.throughput_vectors)
     board, driver, monitor, cycles = await tb.run(stim, idle=0.0, stall=0.0, tag=1)
     latencies = _latencies(driver, monitor)
+    spacings = _spacings(monitor.cycles)
     _record("throughput", vectors=length(stim), outputs=board.received,
             mismatches=len(board.mismatches) + len(board.extra), cycles=cycles,
             latency_min=min(latencies, default=None), latency_max=max(latencies, default=None),
             in_span=driver.accepted[-1] - driver.accepted[0] + 1 if driver.accepted else None,
-            out_span=monitor.cycles[-1] - monitor.cycles[0] + 1 if monitor.cycles else None)
+            out_span=monitor.cycles[-1] - monitor.cycles[0] + 1 if monitor.cycles else None,
+            ii_measured=max(spacings, default=None))
     assert not board.failed, board.verdict()
-    n = length(stim)
-    assert driver.accepted[-1] - driver.accepted[0] == n - 1, (
-        f"{LABEL}: {n} inputs took {driver.accepted[-1] - driver.accepted[0] + 1} cycles, "
-        f"not one per cycle")
-    assert monitor.cycles[-1] - monitor.cycles[0] == n - 1, (
-        f"{LABEL}: {n} outputs took {monitor.cycles[-1] - monitor.cycles[0] + 1} cycles, "
-        f"not one per cycle")
+    n, every = length(stim), "every cycle" if II == 1 else f"every {II} cycles"
+    assert _spacings(driver.accepted) == [II], (
+        f"{LABEL}: {n} inputs taken {_spacings(driver.accepted)} cycles apart, not {every}")
+    assert spacings == [II], (
+        f"{LABEL}: {n} outputs {spacings} cycles apart, not {every}")
     assert set(latencies) == {SIDECAR.latency}, (
         f"{LABEL}: latencies {sorted(set(latencies))} cycles, sidecar says {SIDECAR.latency}")
 
@@ -211,21 +217,22 @@ async def test_reset(dut):
     tb = TB(dut, 3)
     await tb.reset()
     await tb.load()
-    fresh_stim = tb.bench.random(RESET_VECTORS)
+    vectors = tb.bench.reset_vectors
+    fresh_stim = tb.bench.random(vectors)
     fresh, f_driver, f_monitor, f_cycles = await tb.run(fresh_stim, idle=IDLE, stall=STALL,
                                                         tag=1)
     assert not fresh.failed, fresh.verdict()
 
     # Interrupt a second stream halfway, while the pipeline holds vectors.
-    stim = tb.bench.random(RESET_VECTORS)
+    stim = tb.bench.random(vectors)
     inputs, expected = tb.bench.inputs(stim), tb.bench.expected(stim)
     driver = StreamDriver(dut, SIDECAR.stream("i"), tb.clocking, rng=_rng(3, 2, 2), idle=IDLE)
     monitor = StreamMonitor(dut, tb.out, tb.clocking)
     pressure = Backpressure(dut, tb.out, tb.clocking, rng=_rng(3, 2, 3), stall=STALL)
     tasks = [cocotb.start_soon(monitor.run()), cocotb.start_soon(pressure.run()),
              cocotb.start_soon(driver.send(inputs))]
-    for _ in range(tb.budget(RESET_VECTORS, IDLE, STALL)):
-        if driver.count >= RESET_VECTORS // 2:
+    for _ in range(tb.budget(vectors, IDLE, STALL)):
+        if driver.count >= vectors // 2:
             break
         await tb.clocking.edge
     tasks[2].cancel()
@@ -247,7 +254,7 @@ async def test_reset(dut):
     await tb.load()
     again, a_driver, a_monitor, a_cycles = await tb.run(fresh_stim, idle=IDLE, stall=STALL,
                                                         tag=1)
-    _record("reset", vectors=2 * RESET_VECTORS + accepted, outputs=fresh.received
+    _record("reset", vectors=2 * vectors + accepted, outputs=fresh.received
             + len(before) + again.received, mismatches=len(again.mismatches)
             + len(again.extra), cycles=f_cycles + a_cycles, interrupted_after=accepted,
             drained_before_reset=len(before))

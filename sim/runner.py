@@ -68,7 +68,8 @@ def settings(vectors):
 def config_id(unit, params):
     """"ternary_dot-lanes64-pipeline2": the unit and its given parameters, file-name safe."""
     parts = [unit] + [f"{k}{v}" for k, v in params.items()]
-    return "-".join(parts).replace("/", "_").replace(".", "_")
+    # ":" and "," (dataflow foldings) would upset make in Verilator's build folder.
+    return "-".join(parts).translate(str.maketrans("/.:,", "____"))
 
 
 def export(unit, params, interface="native"):
@@ -223,6 +224,9 @@ def _row(unit, params, simulator, cfg, stats_path, build_s, run_s):
         "cycles": sum(t.get("cycles", 0) for t in tests.values()),
         "latency": stats.get("latency"),
         "measured_latency": throughput.get("latency_max", stream.get("latency_min")),
+        # Cycles between vectors at full rate: the bench's II and the widest output spacing.
+        "ii": stats.get("ii"),
+        "measured_ii": throughput.get("ii_measured"),
         "vectors_per_s": round(stream["vectors_per_s"], 1) if stream.get("vectors_per_s")
         else None,
         "build_s": round(build_s, 2),

@@ -54,6 +54,18 @@ FULL_SCALE = [
 ]
 
 
+# The dataflow engine (sim/units/dataflow_engine.py): one image per II cycles, so its runs count
+# images, not vectors: corners and the shipped digits test images first, then random images.
+# (parameters, images). Quick: a small folding (II 8) that Icarus runs fast; full scale: every
+# test image (359 + 8 corners) and random ones at II 32 (block RAM), 8 and 2 (weights in logic).
+DATAFLOW_QUICK = [({"folding": "64x16:logic,128x16:logic,32x5:logic"}, 24)]
+DATAFLOW_FULL = [
+    ({"folding": "64x4,128x4,8x5"}, 400),
+    ({"folding": "64x16:logic,128x16:logic,32x5:logic"}, 400),
+    ({"folding": "64x64:logic,128x64:logic,128x5:logic"}, 400),
+]
+
+
 def _cases(configs, simulators, marks):
     return [pytest.param(unit, params, sim, marks=marks,
                          id=f"{runner.config_id(unit, params)}-{sim}")
@@ -66,6 +78,7 @@ def _run(unit, params, simulator, vectors, record_property):
     print(json.dumps(row))
     assert row["mismatches"] == 0
     assert row["measured_latency"] == row["latency"]
+    assert row["measured_ii"] == row["ii"]
 
 
 @pytest.mark.cocotb
@@ -79,6 +92,26 @@ def test_bench_quick(unit, params, simulator, record_property):
                          _cases(FULL_SCALE, runner.SIMULATORS, [pytest.mark.slow]))
 def test_bench_full(unit, params, simulator, record_property):
     _run(unit, params, simulator, FULL, record_property)
+
+
+def _dataflow_cases(configs, simulators, marks):
+    return [pytest.param(params, vectors, sim, marks=marks,
+                         id=f"{runner.config_id('dataflow_engine', params)}-{sim}")
+            for params, vectors in configs for sim in simulators]
+
+
+@pytest.mark.cocotb
+@pytest.mark.parametrize("params, images, simulator",
+                         _dataflow_cases(DATAFLOW_QUICK, ["icarus"], []))
+def test_dataflow_quick(params, images, simulator, record_property):
+    _run("dataflow_engine", params, simulator, images, record_property)
+
+
+@pytest.mark.cocotb
+@pytest.mark.parametrize("params, images, simulator",
+                         _dataflow_cases(DATAFLOW_FULL, runner.SIMULATORS, [pytest.mark.slow]))
+def test_dataflow_full(params, images, simulator, record_property):
+    _run("dataflow_engine", params, simulator, images, record_property)
 
 
 @pytest.mark.cocotb
