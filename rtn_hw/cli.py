@@ -396,9 +396,9 @@ IMPORT_REPORT = "build/reports/import.json"
 def _add_import(subparsers):
     parser = subparsers.add_parser(
         "import", help="a QONNX model (Brevitas, FINN, ...) as rtn-hw weights",
-        description="Fold a QONNX MLP of 2-bit (ternary) Quant layers into the weights format "
-                    "(-o NAME.json and NAME.npz), check it against qonnx's execute_onnx on "
-                    f"the digits test images and write {IMPORT_REPORT} (docs/qonnx.md).")
+        description="Fold a QONNX MLP or CNN of 2-bit (ternary) Quant layers into the weights "
+                    "format (-o NAME.json and NAME.npz), check it against qonnx's execute_onnx "
+                    f"on the shipped test images and write {IMPORT_REPORT} (docs/qonnx.md).")
     parser.add_argument("model", metavar="MODEL.onnx", help="QONNX model to import")
     parser.add_argument("-o", "--output", metavar="NAME.json", help="weights manifest to write")
     parser.add_argument("--pixel-max", default="16", metavar="P",
@@ -437,9 +437,9 @@ def _simulated_engine(count):
         from .demo import FMAX_TARGET, run_demo
         from .gateware.engine import ENGINE_CONFIGS
         config = ENGINE_CONFIGS[FMAX_TARGET]
-        _, logits, classes, _, _ = run_demo(images[:count], None, network, seed=0,
-                                            lanes=config["lanes"], channels=config["channels"])
-        return logits, classes
+        run = run_demo(images[:count], network, seed=0, lanes=config["lanes"],
+                       channels=config["channels"])
+        return run.logits, run.classes
     engine.description = "NetworkEngine, make demo's lanes and channels, Amaranth simulator"
     return engine
 
@@ -486,16 +486,22 @@ def _output_file(text, suffix):
 
 def _print_check(entry, out):
     logits = entry["logits"]
-    print(f"execute_onnx vs golden on {entry['images']} digits test images: class agreement "
+    print(f"execute_onnx vs golden on {entry['images']} {entry.get('dataset', 'digits')} test "
+          f"images: class agreement "
           f"{100 * entry['class_agreement']:.2f} %, accuracy golden "
           f"{100 * entry['accuracy']['golden']:.2f} % / qonnx "
           f"{100 * entry['accuracy']['qonnx']:.2f} %", file=out)
     for layer in entry["layers"]:
         trits = (f", hidden trits agree {100 * layer['trit_agreement']:.3f} %"
                  if "trit_agreement" in layer else "")
+        if "k_fmt" not in layer:                                # max pooling
+            print(f"  {layer['name']}: max pool{trits}", file=out)
+            continue
         print(f"  {layer['name']}: K {layer['k_fmt']}, y {layer['out_fmt']}, fixed-point "
               f"bound {layer['error_bound']:.3g}{trits}", file=out)
-    if "engine" in entry:
+    if "status" in entry.get("engine", {}):                    # a CNN: not on the engine yet
+        print(f"  engine: {entry['engine']['status']}", file=out)
+    elif "engine" in entry:
         engine = entry["engine"]
         print(f"  engine (simulated, {engine['images']} images): golden agreement "
               f"{100 * engine['golden_agreement']:.2f} %, classes as the graph's "

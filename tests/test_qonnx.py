@@ -398,10 +398,10 @@ BAD = {
                                    "[ShapeInferenceError] (op_type:Mul, node name: chan_mul): "
                                    "Input 0 is out of bounds.)"),
     "unsupported_op": (_retype("chan_mul", "Relu"),
-                       "node chan_mul (Relu): not supported (the MLP importer maps Quant, "
-                       "IntQuant, BipolarQuant, MultiThreshold, MatMul, Gemm, "
-                       "BatchNormalization, Mul, Div, Add, Sub, Reshape, Flatten, Transpose, "
-                       "Identity, Constant)"),
+                       "node chan_mul (Relu): not supported (the importer maps Quant, "
+                       "IntQuant, BipolarQuant, MultiThreshold, MatMul, Gemm, Conv, MaxPool, "
+                       "Pad, BatchNormalization, Mul, Div, Add, Sub, Reshape, Flatten, "
+                       "Transpose, Identity, Constant)"),
     "bit_width": (lambda g: _set_init(g, "act_b", 4.0),
                   "node q_act (Quant): bit width [4.0]: the hardware runs 2-bit (ternary) "
                   "tensors only"),
@@ -618,3 +618,302 @@ def test_engine_disagreement_makes_the_report_inconsistent(shipped, digits):
         return logits + (np.arange(len(batch)) == 3)[:, None], classes
     report = qonnx_check.compare(wrapper, net, info, images, engine=engine)
     assert report["engine"]["golden_agreement"] == 7 / 8 and not report["consistent"]
+
+
+# --- CNNs (weights format v2) -----------------------------------------------------------------
+
+BREVITAS_CNN = {"const": DATA / "brevitas_cnn_const.onnx",
+                "zero_point": DATA / "brevitas_cnn_zero_point.onnx"}
+CNN_MANIFESTS = {"digits": weights.WEIGHTS_DIR / "rtn_digits_cnn.json",
+                 "mnist5k": weights.WEIGHTS_DIR / "rtn_mnist5k_cnn.json"}
+
+
+def kinds(net):
+    return [layer.kind for layer in net.layers]
+
+
+def random_cnn(rng, pixel_max=16):
+    """A valid golden CNN on 8x8 pixels with float32-valued parameters and non-zero offsets
+    (so trit-domain padding differs from zero padding): conv 3x3 padding 1 → pool 2x2 →
+    conv 3x3 stride 2 padding 1 → linear hidden → linear logits."""
+    specs, arrays = [], {}
+
+    def rtn(p, n, beta_a_scale):
+        alpha_w = _f32(rng.uniform(0.05, 1.0, p))
+        beta_w = _f32(np.where(rng.random(p) < 0.2, 0.0, rng.normal(0, 0.1, p)))
+        return (alpha_w, beta_w, float(_f32(rng.uniform(0.5, 2.0))),
+                float(_f32(rng.normal(0, beta_a_scale))))
+
+    def bn(p, n, alpha_w, alpha_a):
+        scale = np.sqrt(n) * alpha_w * alpha_a
+        return (_f32(rng.choice([-1, 1], p) * rng.uniform(0.5, 2, p)), _f32(rng.normal(0, 0.3, p)),
+                _f32(rng.normal(0, 0.3, p) * scale), _f32((rng.uniform(0.5, 1.5, p) * scale) ** 2),
+                1e-5)
+
+    shape = (1, 8, 8)
+    for name, p, stride in (("conv1", 6, 1), ("conv2", 8, 2)):
+        t_w = random_trits(rng, (p, shape[0], 3, 3))
+        n = shape[0] * 9
+        alpha_w, beta_w, alpha_a, beta_a = rtn(p, n, 0.1 if name == "conv1" else 0.3)
+        k_fmt, out_fmt = model.fixed.choose_formats(alpha_w, beta_w, alpha_a, beta_a,
+                                                    t_w.reshape(p, -1).sum(axis=1), n)
+        spec, a = weights.conv_record(name, shape, t_w, (stride, stride), (1, 1), alpha_w,
+                                      beta_w, alpha_a, beta_a, k_fmt, out_fmt,
+                                      bn(p, n, alpha_w, alpha_a))
+        specs.append(spec)
+        arrays.update(a)
+        shape = (p, (shape[1] + 2 - 3) // stride + 1, (shape[2] + 2 - 3) // stride + 1)
+        if name == "conv1":
+            specs.append(weights.pool_record("pool1", shape, (2, 2), (2, 2))[0])
+            shape = (p, shape[1] // 2, shape[2] // 2)
+    n = int(np.prod(shape))
+    for index, (name, p) in enumerate((("fc1", 12), ("fc2", 4))):
+        t_w = random_trits(rng, (p, n))
+        alpha_w, beta_w, alpha_a, beta_a = rtn(p, n, 0.3)
+        k_fmt, out_fmt = model.fixed.choose_formats(alpha_w, beta_w, alpha_a, beta_a,
+                                                    t_w.sum(axis=1), n)
+        spec, a = weights.layer_record(name, t_w, alpha_w, beta_w, alpha_a, beta_a, k_fmt,
+                                       out_fmt, bn(p, n, alpha_w, alpha_a) if index == 0 else None)
+        specs.append(spec)
+        arrays.update(a)
+        n = p
+    manifest = weights.new_manifest((8, 8), pixel_max, specs, "random_cnn.npz")
+    return weights.from_arrays(manifest, arrays), arrays
+
+
+@pytest.mark.parametrize("which", sorted(CNN_MANIFESTS))
+def test_shipped_cnns_round_trip_and_match_execute_onnx(which, digits):
+    net = weights.load(CNN_MANIFESTS[which])
+    back, info, wrapper, summary = round_trip(net, weights.read_raw(CNN_MANIFESTS[which])[1])
+    assert qonnx_check.integer_differences(net, back) == []
+    assert kinds(back) == kinds(net) and back.input == net.input
+    # 100 test images keep this fast; `rtn-hw export-qonnx` checks the whole split.
+    _, images, labels = qonnx_check.test_split(net)
+    report = qonnx_check.compare(wrapper, back, info, images[:100], labels[:100])
+    print(which, json.dumps(report["logits"]), summary)
+    assert report["consistent"] and report["classes_differing_beyond_a_tie"] == []
+    assert all(layer.get("differing_trits_near_threshold", True) for layer in report["layers"])
+    assert report["engine"]["status"] == "not yet for CNNs"
+    if which == "digits":
+        assert report["class_agreement"] == 1.0
+    else:
+        # MNIST-5k's fc1 sums 1,568 products with 13 fraction bits (bound 0.19): float32
+        # pre-activations near a threshold fall on the other side of it in a few hidden trits,
+        # and one of the 100 images changes class after such trits (explained, consistent).
+        assert report["class_agreement"] >= 0.98
+
+
+def test_random_cnn_round_trips_with_trit_domain_padding(rng):
+    net, arrays = random_cnn(rng)
+    assert all(layer.beta_a != 0 for layer in net.layers if layer.kind != "maxpool")
+    proto, _ = qonnx_export.to_qonnx(net, arrays)
+    pads = [n for n in proto.graph.node if n.op_type == "Pad"]
+    assert len(pads) == 2                          # both convolutions read through a Pad
+    back, info, wrapper, _ = round_trip(net, arrays)
+    assert qonnx_check.integer_differences(net, back) == []
+    report = qonnx_check.compare(wrapper, back, info, rng.integers(0, 17, (300, 64)))
+    assert report["logits"]["within_bound"] and report["classes_differing_beyond_a_tie"] == []
+    assert report["class_agreement"] >= 0.8
+    assert all(layer.get("differing_trits_near_threshold", True) for layer in report["layers"])
+    # Zero padding in place of the Pad's trit 0 changes what the graph computes.
+    zero = _edit(proto, lambda g: [_set_init(g, n.input[2], 0.0) for n in g.node
+                                   if n.op_type == "Pad"])
+    with pytest.raises(qonnx_import.QonnxError, match=r"node Pad_conv1_padded \(Pad\): pads "
+                                                      r"with 0, but trit 0 decodes to β_a"):
+        qonnx_import.import_model(zero)
+
+
+def test_export_cli_writes_a_cnn_graph_qonnx_accepts(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    status, text, err = run(["export-qonnx", str(CNN_MANIFESTS["digits"]), "-o", "cnn.onnx"],
+                            capsys)
+    print(text)
+    assert (status, err) == (0, "")
+    assert "class agreement 100.00 %" in text and "engine: not yet for CNNs" in text
+    proto = onnx.load(str(tmp_path / "cnn.onnx"))
+    onnx.checker.check_model(proto)
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.util.cleanup import cleanup_model
+    cleaned = cleanup_model(ModelWrapper(proto))
+    assert cleaned.check_all_tensor_shapes_specified()
+    ops = [n.op_type for n in cleaned.graph.node]
+    assert ops.count("Conv") == 2 and ops.count("MaxPool") == 2 and ops.count("Pad") == 2
+    entry = json.loads((tmp_path / "build/reports/import.json").read_text())["exports"]["cnn"]
+    assert entry["class_agreement"] == 1.0 and entry["consistent"] and entry["images"] == 359
+    assert entry["engine"]["status"] == "not yet for CNNs"
+
+
+def cnn_graph(rng):
+    """A hand-written CNN graph: Conv with a bias and zero padding on zero-offset trits, a
+    per-channel Mul on NCHW, BatchNorm, MaxPool before the Quant; an explicit Pad with the
+    value of trit 0 before a strided Conv; Flatten, MatMul, a scale on the logits."""
+    s1, z1 = np.float32(1.2), np.float32(-0.3)
+    inits = {"half": 8.0, "one": 1.0,
+             "cw1": rng.normal(0, 1, (4, 1, 3, 3)), "cb1": rng.normal(0, 0.3, 4),
+             "chan": rng.uniform(0.5, 2, (1, 4, 1, 1)),
+             "g1": rng.uniform(0.5, 2, 4), "b1": rng.normal(0, 0.5, 4),
+             "m1": rng.normal(0, 1, 4), "v1": rng.uniform(1, 4, 4),
+             "cw2": rng.normal(0, 1, (6, 4, 3, 3)),
+             "g2": rng.uniform(0.5, 2, 6) * rng.choice([-1, 1], 6), "b2": rng.normal(0, 0.5, 6),
+             "m2": rng.normal(0, 1, 6), "v2": rng.uniform(1, 4, 6),
+             "fw": rng.normal(0, 1, (24, 3)), "out_scale": 2.0,
+             "pad_value": (np.float32(0) - z1) * s1}
+    q0, i0 = _quant("centered", "in", "t0")
+    qc1, ic1 = _quant("cw1", "cw1q", "cw1t", scale=0.5 * np.ones((4, 1, 1, 1)))
+    qa1, ia1 = _quant("p1", "act1", "t1", scale=s1, zero=z1)
+    qc2, ic2 = _quant("cw2", "cw2q", "cw2t", scale=0.4 * np.ones((6, 1, 1, 1)),
+                      zero=0.1 * np.ones((6, 1, 1, 1)))
+    qa2, ia2 = _quant("h2", "act2", "t2", scale=0.9, zero=0.2)
+    qf, i_f = _quant("fw", "fwq", "fwt", scale=0.3)
+    nodes = [helper.make_node("Div", ["pixels", "half"], ["scaled"], name="div"),
+             helper.make_node("Sub", ["scaled", "one"], ["centered"], name="sub"), q0, qc1,
+             helper.make_node("Conv", ["t0", "cw1t", "cb1"], ["c1"], name="conv1",
+                              kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[1, 1]),
+             helper.make_node("Mul", ["c1", "chan"], ["c1s"], name="chan_mul"),
+             helper.make_node("BatchNormalization", ["c1s", "g1", "b1", "m1", "v1"], ["h1"],
+                              name="bn1", epsilon=1e-5),
+             helper.make_node("MaxPool", ["h1"], ["p1"], name="pool1", kernel_shape=[2, 2],
+                              strides=[2, 2]), qa1,
+             helper.make_node("Pad", ["t1", "pads2", "pad_value"], ["t1p"], name="pad2",
+                              mode="constant"), qc2,
+             helper.make_node("Conv", ["t1p", "cw2t"], ["c2"], name="conv2",
+                              kernel_shape=[3, 3], strides=[2, 2]),
+             helper.make_node("BatchNormalization", ["c2", "g2", "b2", "m2", "v2"], ["h2"],
+                              name="bn2", epsilon=1e-5), qa2,
+             helper.make_node("Flatten", ["t2"], ["f"], name="flat", axis=1), qf,
+             helper.make_node("MatMul", ["f", "fwt"], ["y"], name="mm"),
+             helper.make_node("Mul", ["y", "out_scale"], ["logits"], name="out_mul")]
+    proto = _graph(nodes, {**inits, **i0, **ic1, **ia1, **ic2, **ia2, **i_f},
+                   shape=(1, 1, 8, 8))
+    proto.graph.initializer.append(numpy_helper.from_array(
+        np.array([0, 0, 1, 1, 0, 0, 1, 1], dtype=np.int64), "pads2"))
+    return proto
+
+
+def test_hand_written_cnn_graph_imports_and_matches_execute_onnx(rng):
+    _, _, info, net, wrapper = qonnx_import.import_model(cnn_graph(rng))
+    assert kinds(net) == ["conv", "maxpool", "conv", "linear"]
+    assert net.input.shape == (8, 8)
+    assert [(layer.padding, layer.stride) for layer in net.layers if layer.kind == "conv"] \
+        == [((1, 1), (1, 1)), ((1, 1), (2, 2))]
+    assert net.layers[2].beta_a == pytest.approx(0.36)              # β = -s·z
+    # The MaxPool before the Quant: the activation is compared after the pooling.
+    assert info["layers"][0]["activation"] is None and info["layers"][1]["activation"]
+    report = qonnx_check.compare(wrapper, net, info, rng.integers(0, 17, (300, 64)))
+    assert report["classes_differing_beyond_a_tie"] == [] and report["logits"]["within_bound"]
+    assert report["class_agreement"] >= 0.8 and report["consistent"]
+    assert report["layers"][1]["trit_agreement"] == 1.0
+
+
+def _attr(node_name, **attrs):
+    def change(graph):
+        node = _node(graph, node_name)
+        for key, value in attrs.items():
+            kept = [a for a in node.attribute if a.name != key]
+            del node.attribute[:]
+            node.attribute.extend(kept + ([helper.make_attribute(key, value)]
+                                          if value is not None else []))
+    return change
+
+
+BAD_CNN = {
+    "group": (_attr("conv2", group=2),
+              "node conv2 (Conv): group 2: only group 1 (a full convolution) maps"),
+    "dilations": (_attr("conv1", dilations=[2, 2]),
+                  "node conv1 (Conv): dilations [2, 2]: only 1 maps"),
+    "auto_pad": (_attr("conv2", auto_pad="SAME_UPPER"),
+                 "node conv2 (Conv): auto_pad SAME_UPPER: only explicit pads map"),
+    "asymmetric_pads": (_attr("conv1", pads=[1, 1, 0, 0]),
+                        "node conv1 (Conv): pads [1, 1, 0, 0]: only the same padding (ph, pw) "
+                        "on both sides of each axis maps"),
+    "unknown_attribute": (_attr("pool1", foo=1),
+                          "node pool1 (MaxPool): attribute foo is not supported (maps: "
+                          "auto_pad, ceil_mode, dilations, kernel_shape, pads, storage_order, "
+                          "strides)"),
+    "pool_padding": (_attr("pool1", pads=[1, 1, 1, 1]),
+                     "node pool1 (MaxPool): pads [1, 1]: the weights format pools without "
+                     "padding"),
+    "ceil_mode": (_attr("pool1", ceil_mode=1),
+                  "node pool1 (MaxPool): ceil_mode 1: the weights format's windows end inside "
+                  "the map (floor)"),
+    "channels_do_not_chain": (lambda g: _set_init(g, "cw2", np.ones((6, 3, 3, 3))),
+                              "node conv2 (Conv): shapes do not chain: the input has 4 "
+                              "channels, the weights are [6, 3, 3, 3]"),
+    "kernel_larger_than_map": (lambda g: (_set_init(g, "cw2", np.ones((6, 4, 7, 7))),
+                                          _attr("conv2", kernel_shape=[7, 7])(g)),
+                               "node conv2 (Conv): kernel 7x7 does not fit the 6x6 padded "
+                               "input (4x4 map, padding [1, 1])"),
+    "pool_larger_than_map": (_attr("pool1", kernel_shape=[9, 9]),
+                             "node pool1 (MaxPool): kernel 9x9 does not fit the 8x8 input "
+                             "(8x8 map)"),
+    "nan_conv_scale": (lambda g: _set_init(g, "cw1q_s", np.full((4, 1, 1, 1), np.nan)),
+                       "node q_cw1q (Quant): scale has a NaN or infinite value"),
+    "zero_conv_scale": (lambda g: _set_init(g, "cw2q_s", np.zeros((6, 1, 1, 1))),
+                        "node q_cw2q (Quant): scale must be positive (a zero or negative scale "
+                        "has no ternary meaning)"),
+    "negative_act_scale": (lambda g: _set_init(g, "act1_s", -1.2),
+                           "node q_act1 (Quant): scale must be positive (a zero or negative "
+                           "scale has no ternary meaning)"),
+    "per_w_mul": (lambda g: _set_init(g, "chan", np.ones(8)),
+                  "node chan_mul (Mul): the scale of shape [8] does not broadcast per channel "
+                  "over 4 channels of a (B, C, H, W) map"),
+    "zero_padding_of_an_offset": (
+        lambda g: (_attr("conv2", pads=[1, 1, 1, 1])(g),
+                   _node(g, "conv2").input.__setitem__(0, "t1")),
+        "node conv2 (Conv): pads [1, 1] with real zeros, but the input's trit 0 decodes to "
+        "β_a = 0.36: the weights format pads in the trit domain (pad with a Pad of value "
+        "β_a, or give the Quant before it zero point 0)"),
+    "pad_value": (lambda g: _set_init(g, "pad_value", 0.5),
+                  "node pad2 (Pad): pads with 0.5, but trit 0 decodes to β_a = 0.36"),
+    "pool_before_quant_negative_slope": (lambda g: _set_init(g, "g1", -np.ones(4)),
+                                         "node pool1 (MaxPool): pools before the activation "
+                                         "Quant, which commutes only with an increasing map, "
+                                         "but channel 0's scale from the Conv to the Quant is "
+                                         "negative (pool after the Quant)"),
+    "conv_output": (lambda g: g.output[0].CopyFrom(helper.make_tensor_value_info(
+        "t2", onnx.TensorProto.FLOAT, [1, 6, 2, 2])),
+        "graph output 't2': must be the logits of a MatMul/Gemm (the last layer has no "
+        "activation)"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CNN))
+def test_bad_cnn_graph_is_one_line_exit_2_nothing_written(case, rng, tmp_path, capsys,
+                                                          monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    change, message = BAD_CNN[case]
+    model_path = tmp_path / "bad.onnx"
+    model_path.write_bytes(_edit(cnn_graph(rng), change).SerializeToString())
+    status, out, err = run(["import", str(model_path), "-o", "net.json"], capsys)
+    assert (status, out) == (2, "") and err.count("\n") == 1
+    assert err.startswith(f"rtn-hw: error: {model_path}: {message}"), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.onnx"]
+
+
+@pytest.mark.parametrize("variant", sorted(BREVITAS_CNN))
+def test_brevitas_cnns_import_or_are_refused_for_zero_padding(variant, tmp_path, capsys,
+                                                               monkeypatch):
+    """Brevitas' padded QuantConv2d pads with real zeros: right for zero point 0 (const), not
+    for a learned zero point, which is refused naming the Conv."""
+    monkeypatch.chdir(tmp_path)
+    proto = onnx.load(str(BREVITAS_CNN[variant]))
+    props = {p.key: p.value for p in proto.metadata_props}
+    assert [n.op_type for n in proto.graph.node].count("Conv") == 2
+    status, text, err = run(["import", str(BREVITAS_CNN[variant]), "-o", "cnn.json"], capsys)
+    print(text, err)
+    if variant == "zero_point":
+        assert (status, text) == (2, "") and err.count("\n") == 1
+        assert "(Conv): pads [1, 1] with real zeros, but the input's trit 0 decodes to β_a" \
+            in err
+        assert sorted(p.name for p in tmp_path.iterdir()) == []
+        return
+    assert (status, err) == (0, "")
+    net = weights.load(tmp_path / "cnn.json")
+    assert kinds(net) == ["conv", "maxpool", "conv", "maxpool", "linear"]
+    entry = json.loads((tmp_path / "build/reports/import.json").read_text())["imports"]["cnn"]
+    assert entry["class_agreement"] == 1.0 and entry["consistent"]
+    assert entry["logits"]["within_bound"] and entry["engine"]["status"] == "not yet for CNNs"
+    # The graph run by qonnx reproduces the accuracy torch measured when it was trained.
+    assert round(entry["accuracy"]["qonnx"], 4) == float(props["rtn_hw.torch_accuracy"])
+    back, _, _, _ = round_trip(net, weights.read_raw(tmp_path / "cnn.json")[1])
+    assert qonnx_check.integer_differences(net, back) == []

@@ -7,6 +7,16 @@ The graph computes exactly what the float RTN network computes (docs/qonnx.md):
     â ─MatMul(ŵ)─► logits                                                          (last)
     ŵ = Quant(initializer, scale α_w, zero point z_w), per output channel
 
+A CNN reads NCHW pixels (no Flatten) and has, in place of a hidden MatMul,
+
+    â ─[Pad(trit 0)]─Conv(ŵ)─► y ─BatchNormalization─...─Quant─► â ─[MaxPool]─►
+    â ─Flatten─MatMul(ŵ)─►                                    (the first linear layer)
+
+The weights format pads with trit 0, which decodes to β_a; ONNX's Conv pads with real zeros.
+So a padded convolution is an explicit Pad whose value is what trit 0 decodes to there (the
+Quant's own output for trit 0, computed by qonnx's quantizer), followed by a Conv without
+padding. MaxPool pools α·t + β with α > 0, which is pooling the trits.
+
 Every Quant is bitwidth 2, signed, narrow range (-1, 0, +1), rounding ROUND, so it is RTN's
 T with Δ = 0.5: t = round(clip(x/s + z, -1, 1)) and the output is s·(t - z) = α·t + β with
 α = s and the offset β = -s·z, RTN's β as a QONNX zero point (FINN accepts only zero).
@@ -130,43 +140,92 @@ def _bn(manifest, arrays, layer):
             float(spec["bn_eps"]))
 
 
+def _dense(layer):
+    """The fully connected form of a linear layer or convolution (t_w (P, n), n = C·kh·kw)."""
+    return layer.dense if layer.kind == "conv" else layer
+
+
+def _trit_zero(scale, zero_point):
+    """The float32 value a Quant(scale, zero point) outputs for trit 0, computed by qonnx's
+    own quantizer: a Pad with this value pads exactly with trit 0."""
+    from qonnx.custom_op.general.quant import quant
+    s, z = np.float32(scale), np.float32(zero_point)
+    x = np.asarray([-z * s], dtype=np.float32)              # x/s + z ≈ 0: trit 0
+    return np.float32(np.asarray(quant(x, np.asarray(s), np.asarray(z), np.asarray(
+        np.float32(2)), signed=True, narrow=True, rounding_mode="ROUND")).ravel()[0])
+
+
 def to_qonnx(network, arrays):
     """The QONNX ModelProto of a validated `network` (rtn_hw.weights.load) and its raw arrays
     (rtn_hw.weights.read_raw: BatchNorm is not part of the golden Network), plus a summary
-    {"zero_points": [...], "offsets_as_add": [...]} of how each offset was written."""
+    {"zero_points": [...], "offsets_as_add": [...]} of how each offset was written.
+
+    A CNN takes NCHW pixels (1, C, H, W); a padded convolution reads its input through a Pad
+    whose value is what trit 0 decodes to there (the weights format pads with trit 0, ONNX's
+    Conv would pad with real zeros), and max pooling pools α·t + β (α > 0), i.e. the trits."""
     onnx = _onnx()
     helper = onnx.helper
     g = _Graph(onnx)
     manifest = network.manifest
+    layers = network.layers
+    rtn = [layer for layer in layers if layer.kind != "maxpool"]
     shape = list(network.input.shape)
     pixels = "pixels"
     x = pixels
-    if len(shape) > 1:
-        x = g.node("Flatten", [x], "flat", axis=1)
+    if network.convolutional:
+        graph_shape = list(layers[0].in_shape)                     # (C, H, W)
+    else:
+        graph_shape = shape
+        if len(shape) > 1:
+            x = g.node("Flatten", [x], "flat", axis=1)
     # T(2p/pixel_max - 1): pixel_max/2 and the tie 1.5 are exact in float32.
     x = g.node("Div", [x, g.const("input_half_range", network.input.pixel_max / 2)], "scaled")
     x = g.node("Add", [x, g.const("input_offset", -1.0)], "centered")
-    first = network.layers[0]
+    first = rtn[0]
     x = g.quant(x, 1.0, 0.0, "input_trits")
-    x = g.node("Mul", [x, g.const("fc_in_alpha", first.alpha_a)], "input_scaled")
-    x = g.node("Add", [x, g.const("fc_in_beta", first.beta_a)], "input_act")
+    x = g.node("Mul", [x, g.const(f"{first.name}_in_alpha", first.alpha_a)], "input_scaled")
+    x = g.node("Add", [x, g.const(f"{first.name}_in_beta", first.beta_a)], "input_act")
     summary = {"zero_points": [], "offsets_as_add": []}
     beta_a = first.beta_a
-    for index, layer in enumerate(network.layers):
-        z_w, fallback = weight_zero_points(layer, beta_a)
-        alpha_w = _f32(layer.alpha_w)
-        dequant = alpha_w[:, None] * (layer.t_w - z_w[:, None].astype(np.float64))
-        w = g.const(f"{layer.name}_weight", dequant.T)
-        w = g.quant(w, alpha_w[None, :], z_w[None, :], f"{layer.name}_wq")
+    trit_zero = np.float32(first.beta_a)          # 0·α_a + β_a in float32
+    mapped = network.convolutional                # x is a (1, C, H, W) map
+    for index, layer in enumerate(layers):
+        if layer.kind == "maxpool":
+            x = g.node("MaxPool", [x], f"{layer.name}_out", kernel_shape=list(layer.kernel),
+                       strides=list(layer.stride))
+            continue
+        dense = _dense(layer)
+        conv = layer.kind == "conv"
+        z_w, fallback = weight_zero_points(dense, beta_a)
+        alpha_w = _f32(dense.alpha_w)
+        dequant = alpha_w[:, None] * (dense.t_w - z_w[:, None].astype(np.float64))   # (P, n)
+        # Conv weights (P, C, kh, kw), per channel on axis 0; MatMul weights (n, P), axis 1.
+        axes = (-1, 1, 1, 1) if conv else (1, -1)
+        w_init = dequant.reshape(layer.t_w.shape) if conv else dequant.T
+        w = g.const(f"{layer.name}_weight", w_init)
+        w = g.quant(w, alpha_w.reshape(axes), z_w.reshape(axes), f"{layer.name}_wq")
         if fallback.any():
-            w = g.node("Add", [w, g.const(f"{layer.name}_beta_w",
-                                          np.where(fallback, layer.beta_w, 0)[None, :])],
-                       f"{layer.name}_w")
+            w = g.node("Add", [w, g.const(f"{layer.name}_beta_w", np.where(
+                fallback, dense.beta_w, 0).reshape(axes))], f"{layer.name}_w")
             summary["offsets_as_add"].append(f"{layer.name} weights ({int(fallback.sum())} of "
-                                             f"{layer.out_features} channels)")
+                                             f"{dense.out_features} channels)")
         summary["zero_points"].append(f"{layer.name} weights")
-        y = g.node("MatMul", [x, w], f"{layer.name}_out" if index + 1 == len(network.layers)
-                   else f"{layer.name}_y")
+        stem = f"{layer.name}_out" if not layer.hidden else f"{layer.name}_y"
+        if conv:
+            ph, pw = layer.padding
+            if ph or pw:
+                pads = g.name(f"{layer.name}_pads")
+                g.inits.append(onnx.numpy_helper.from_array(
+                    np.asarray([0, 0, ph, pw, 0, 0, ph, pw], dtype=np.int64), pads))
+                x = g.node("Pad", [x, pads, g.const(f"{layer.name}_trit_zero", trit_zero)],
+                           f"{layer.name}_padded", mode="constant")
+            y = g.node("Conv", [x, w], stem, kernel_shape=list(layer.kernel),
+                       strides=list(layer.stride), pads=[0, 0, 0, 0])
+        else:
+            if mapped:
+                x = g.node("Flatten", [x], f"{layer.name}_flat", axis=1)
+                mapped = False
+            y = g.node("MatMul", [x, w], stem)
         if not layer.hidden:
             x = y
             break
@@ -176,25 +235,27 @@ def to_qonnx(network, arrays):
                     g.const(f"{layer.name}_bn_beta", bn_beta),
                     g.const(f"{layer.name}_bn_mean", mean),
                     g.const(f"{layer.name}_bn_var", var)], f"{layer.name}_bn", epsilon=eps)
-        nxt = network.layers[index + 1]
-        z_a = activation_zero_point(nxt)
+        nxt = next(r for r in rtn if layers.index(r) > index)
+        z_a = activation_zero_point(_dense(nxt))
         stem = f"{nxt.name}_in"
         if z_a is not None:
             u = g.node("Add", [v, g.const(f"{stem}_minus_zeropt", -z_a)], f"{stem}_shifted")
             u = g.node("Mul", [u, g.const(f"{stem}_alpha", nxt.alpha_a)], f"{stem}_scaled")
             x = g.quant(u, nxt.alpha_a, z_a, f"{stem}_act")
             beta_a = -float(np.float32(nxt.alpha_a)) * float(z_a)
+            trit_zero = _trit_zero(nxt.alpha_a, z_a)
             summary["zero_points"].append(f"{nxt.name} input")
         else:
             u = g.node("Mul", [v, g.const(f"{stem}_alpha", nxt.alpha_a)], f"{stem}_scaled")
             x = g.quant(u, nxt.alpha_a, 0.0, f"{stem}_trits")
             x = g.node("Add", [x, g.const(f"{stem}_beta", nxt.beta_a)], f"{stem}_act")
             beta_a = nxt.beta_a
+            trit_zero = np.float32(nxt.beta_a)
             summary["offsets_as_add"].append(f"{nxt.name} input")
-    classes = network.layers[-1].out_features
+    classes = layers[-1].out_features
     graph = helper.make_graph(
-        g.nodes, "rtn_hw_" + manifest["layers"][0]["name"] + "_mlp",
-        [helper.make_tensor_value_info(pixels, onnx.TensorProto.FLOAT, [1] + shape)],
+        g.nodes, f"rtn_hw_{layers[0].name}_{'cnn' if network.convolutional else 'mlp'}",
+        [helper.make_tensor_value_info(pixels, onnx.TensorProto.FLOAT, [1] + graph_shape)],
         [helper.make_tensor_value_info(x, onnx.TensorProto.FLOAT, [1, classes])], g.inits)
     proto = helper.make_model(
         graph, producer_name="rtn-hw", opset_imports=[helper.make_opsetid("", ONNX_OPSET),
@@ -235,9 +296,10 @@ def export_file(manifest_path, out_path, *, report=None):
                          f"parameters and the K formats of model.fixed.choose_formats")
     entry = {"weights": Path(manifest_path).name, "model": out_path.name, **summary,
              "round_trip": "identical integer network"}
-    if network.input.features == 64 and network.input.pixel_max == 16:
-        images, labels = weights.load_digits_test()
-        entry.update(qonnx_check.compare(wrapper, network, info, images, labels))
+    split = qonnx_check.test_split(network)
+    if split is not None:
+        entry["dataset"] = split[0]
+        entry.update(qonnx_check.compare(wrapper, network, info, *split[1:]))
     entry["versions"] = qonnx_check.versions()
     write_atomic(out_path, proto.SerializeToString())
     if report is not None:

@@ -1,9 +1,10 @@
 """A QONNX graph → the rtn-hw weights format: `rtn-hw import MODEL.onnx -o weights/NAME.json`.
 
-The graph must be an MLP of ternary layers (docs/qonnx.md lists what maps):
+The graph must be an MLP or a CNN of ternary layers (docs/qonnx.md lists what maps):
 
     pixels ─[Flatten/Reshape, Mul/Div/Add/Sub]─ Quant ─[Mul/Add]─► â0
-    â ─MatMul/Gemm(ŵ)─[Add/Mul, BatchNormalization]─ Quant ─[Mul/Add]─► â     (hidden layers)
+    â ─[Pad(β_a)]─Conv(ŵ)─[Add/Mul, BatchNormalization, MaxPool]─ Quant ─[Mul/Add, MaxPool]─► â
+    â ─[Flatten/Reshape]─MatMul/Gemm(ŵ)─[Add/Mul, BatchNormalization]─ Quant ─[Mul/Add]─► â
     â ─MatMul/Gemm(ŵ)─[Add/Mul: one positive scale and offset for every class]─► logits
     ŵ = Quant or BipolarQuant of an initializer, [Transpose, Mul/Add per output channel]
 
@@ -13,11 +14,18 @@ A hidden layer's Quant may instead be a MultiThreshold with two thresholds per c
 Every Quant/IntQuant must be bitwidth 2, signed, narrow range (-1, 0, +1) and round half to
 even (ROUND), so t = round(clip(x/s + z, -1, 1)) is RTN's T with Δ = 0.5, and its output
 s·(t - z) is α·t + β with α = s, β = -s·z: a non-zero zero point is RTN's offset β. Constant
-Mul/Add after a Quant scale and shift α and β; between a MatMul and the next Quant they
+Mul/Add after a Quant scale and shift α and β; between a MatMul/Conv and the next Quant they
 compose, with BatchNormalization, into the threshold of each channel, stored as an equivalent
 BatchNorm (γ, β, μ, var, ε) that `weights.load` folds again into the integer thresholds.
 Everything is composed in float64 from the graph's float32 constants; a graph made by
 `rtn-hw export-qonnx` composes exactly (x·α/α, -z·α/α + z), so the BatchNorm comes back as it was.
+
+Padding: ONNX's Conv pads its input with real zeros, the weights format pads with trit 0,
+which decodes to β_a (rtn_hw.model.conv). The two agree only where β_a = 0, so a padded Conv
+maps when its input's offset is 0; otherwise the graph must pad explicitly with a Pad node
+whose value is β_a (what `rtn-hw export-qonnx` writes). MaxPool of α·t + β (α > 0) is the
+pooling of the trits; a MaxPool between a Conv and its Quant maps when every channel's
+composed scale is positive (then max commutes with the quantizer).
 
 The input Quant must encode the pixels the way the weights format does, T(2p/pixel_max - 1):
 its decision is checked on every integer pixel 0..pixel_max. The K constants' formats come
@@ -34,6 +42,7 @@ import numpy as np
 
 from .. import model, weights
 from ..files import InputFileError, read_bounded
+from ..model.conv import conv_out_shape
 from ..model.fixed import choose_formats
 from . import QonnxError
 
@@ -41,9 +50,15 @@ MAX_MODEL_BYTES = 256 << 20
 QUANT_OPS = ("Quant", "IntQuant")
 # Half-even (and half-down) send ±0.5 to 0, as T does (|x| ≤ Δ → 0).
 ROUNDING_MODES = ("ROUND", "HALF_EVEN", "HALF_DOWN")
-SUPPORTED = ("Quant", "IntQuant", "BipolarQuant", "MultiThreshold", "MatMul", "Gemm",
-             "BatchNormalization", "Mul", "Div", "Add", "Sub", "Reshape", "Flatten",
-             "Transpose", "Identity", "Constant")
+SUPPORTED = ("Quant", "IntQuant", "BipolarQuant", "MultiThreshold", "MatMul", "Gemm", "Conv",
+             "MaxPool", "Pad", "BatchNormalization", "Mul", "Div", "Add", "Sub", "Reshape",
+             "Flatten", "Transpose", "Identity", "Constant")
+CONV_ATTRS = {"kernel_shape", "strides", "pads", "group", "dilations", "auto_pad"}
+POOL_ATTRS = {"kernel_shape", "strides", "pads", "dilations", "auto_pad", "ceil_mode",
+              "storage_order"}
+# A Pad's value is float32: it stands for trit 0 when within a few float32 ULPs of β_a.
+PAD_VALUE_ULPS = 4
+LAYER_PREFIX = {"linear": "fc", "conv": "conv", "maxpool": "pool"}   # the trainer's names
 
 
 def _libs():
@@ -171,21 +186,32 @@ class _Pixels:
 
 
 class _Trits:
-    """α·t + β of a ternary tensor (B, features), one α > 0 and β per tensor."""
+    """α·t + β of a ternary tensor, one α > 0 and β per tensor: (B, features) when `shape` is
+    None, else a feature map (B, *shape), shape = (C, H, W), to be padded by `pad` (ph, pw)
+    with trit 0 (a Pad node that must feed a Conv)."""
 
-    def __init__(self, features, alpha, beta):
+    def __init__(self, features, alpha, beta, shape=None, pad=(0, 0)):
         self.features, self.alpha, self.beta = features, alpha, beta
+        self.shape, self.pad = shape, tuple(pad)
+
+    def like(self, alpha, beta):
+        return _Trits(self.features, alpha, beta, self.shape, self.pad)
 
 
 class _Linear:
-    """The output of a MatMul/Gemm, per channel: post(BN(pre(y))) with y = ŵ·â exactly;
-    pre and post are (m, c) pairs of (P,) arrays, bn is None or (γ, β, μ, var, ε)."""
+    """The output of a MatMul/Gemm or Conv, per channel: post(BN(pre(y))) with y = ŵ·â
+    exactly; pre and post are (m, c) pairs of (P,) arrays, bn is None or (γ, β, μ, var, ε).
+    A Conv's output is a map (B, *shape), shape = (P, H, W), after the MaxPools in `pools`."""
 
-    def __init__(self, layer):
+    def __init__(self, layer, shape=None):
         p = layer["t_w"].shape[0]
-        self.layer, self.bn = layer, None
+        self.layer, self.bn, self.shape, self.pools = layer, None, shape, []
         self.pre = (np.ones(p), np.zeros(p))
         self.post = (np.ones(p), np.zeros(p))
+
+    @property
+    def channels(self):
+        return self.layer["t_w"].shape[0]
 
 
 def _fail(node, why):
@@ -221,13 +247,20 @@ def _scalar_of(array, node, what):
     return float(flat[0])
 
 
-def _per_channel(array, channels, node, what):
-    """A constant that broadcasts over (B, P) as a (P,) vector."""
+def _per_channel(array, channels, node, what, spatial=False):
+    """A constant that broadcasts over (B, P) as a (P,) vector, or with `spatial` over
+    (B, P, H, W) as (1, P, 1, 1): one value per channel (a (P,) vector would run along W)."""
     array = np.asarray(array)
-    if array.ndim > 2 or (array.ndim == 2 and array.shape[0] != 1) \
-            or array.size not in (1, channels):
+    if spatial:
+        dims = (1,) * (4 - array.ndim) + array.shape if array.ndim <= 4 else None
+        ok = dims is not None and dims[0] == 1 and dims[2:] == (1, 1) \
+            and dims[1] in (1, channels)
+    else:
+        ok = array.ndim <= 2 and not (array.ndim == 2 and array.shape[0] != 1) \
+            and array.size in (1, channels)
+    if not ok:
         _fail(node, f"{what} of shape {list(array.shape)} does not broadcast per channel over "
-                    f"{channels} channels")
+                    f"{channels} channels{' of a (B, C, H, W) map' if spatial else ''}")
     return np.broadcast_to(array.ravel(), (channels,)).astype(np.float64)
 
 
@@ -277,11 +310,35 @@ def _quant(node, values, state):
     z = _scalar_of(zero, node, "the activation zero point")
     if isinstance(x, _Pixels):
         state["input"] = _input_encoding(node, x, s, z, state)
-        return _Trits(int(np.prod(x.shape)), s, -s * z)
+        return _Trits(int(np.prod(x.shape)), s, -s * z,
+                      tuple(x.shape) if len(x.shape) == 3 else None)
     if isinstance(x, _Linear):
         _close_hidden(node, x, s, z, state)
-        return _Trits(x.layer["t_w"].shape[0], s, -s * z)
+        return _activation(x, s, -s * z)
     _fail(node, "a Quant of an already ternary tensor")
+
+
+def _activation(lin, alpha, beta):
+    """The ternary tensor a closed hidden layer (and its pools) outputs."""
+    if lin.shape is None:
+        return _Trits(lin.channels, alpha, beta)
+    return _Trits(int(np.prod(lin.shape)), alpha, beta, tuple(lin.shape))
+
+
+def _check_pools(lin, slope, state):
+    """A MaxPool between a Conv and its Quant commutes with the quantizer only where the map
+    from the Conv's output to the Quant's input is increasing in every channel. Then record
+    the conv layer, its pools after it, and the activation on the last pool's output."""
+    if lin.pools and (slope <= 0).any():
+        pool = lin.pools[0]
+        raise QonnxError(f"node {pool['node']} (MaxPool): pools before the activation Quant, "
+                         f"which commutes only with an increasing map, but channel "
+                         f"{int(np.flatnonzero(slope <= 0)[0])}'s scale from the Conv to the "
+                         f"Quant is negative (pool after the Quant)")
+    state["layers"].append(lin.layer)
+    if lin.pools:
+        lin.pools[-1]["activation"] = lin.layer.pop("activation")
+        state["layers"].extend(lin.pools)
 
 
 def _multithreshold(node, values, state):
@@ -302,14 +359,15 @@ def _multithreshold(node, values, state):
         _fail(node, f"out_scale {scale} must be positive and out_bias {bias} finite")
     alpha, beta = scale, bias + scale
     if isinstance(x, _Linear):
-        p = x.layer["t_w"].shape[0]
+        p = x.channels
         low = _per_channel(thresholds[:, 0], p, node, "the thresholds")
         high = _per_channel(thresholds[:, 1], p, node, "the thresholds")
-        _close_hidden_thresholds(node, x, low, high, state)
         x.layer["activation"] = {"tensor": node.output[0], "scale": alpha,
                                  "zero_point": -beta / alpha}
-        return _Trits(p, alpha, beta)
-    _fail(node, "MultiThreshold maps after a MatMul/Gemm (a hidden layer's pre-activation)")
+        _close_hidden_thresholds(node, x, low, high, state)
+        return _activation(x, alpha, beta)
+    _fail(node, "MultiThreshold maps after a MatMul/Gemm/Conv (a hidden layer's "
+                "pre-activation)")
 
 
 def _close_hidden_thresholds(node, lin, low, high, state):
@@ -329,7 +387,7 @@ def _close_hidden_thresholds(node, lin, low, high, state):
     u1, u2 = (low - offset) / slope, (high - offset) / slope
     ones = np.ones_like(u1)
     lin.layer["bn"] = (1.0 / (u2 - u1), np.zeros_like(u1), (u1 + u2) / 2, ones, 0.0)
-    state["layers"].append(lin.layer)
+    _check_pools(lin, slope, state)
 
 
 def _input_encoding(node, pixels, s, z, state):
@@ -363,7 +421,7 @@ def _close_hidden(node, lin, s, z, state):
         _fail(node, "a channel's pre-activation is scaled by 0 (its trit would be constant)")
     lin.layer["bn"] = (a * gamma * m, a * beta + b, (mean - c) / m, var, eps)
     lin.layer["activation"] = {"tensor": node.output[0], "scale": s, "zero_point": z}
-    state["layers"].append(lin.layer)
+    _check_pools(lin, a * gamma * m, state)
 
 
 def _affine(node, values, op):
@@ -410,10 +468,11 @@ def _affine(node, values, op):
         d = _scalar_of(d, node, "the offset of a ternary activation")
         if k <= 0:
             _fail(node, "scales a ternary activation by a non-positive factor (α_a must be > 0)")
-        return _Trits(x.features, x.alpha * k, x.beta * k + d)
+        return x.like(x.alpha * k, x.beta * k + d)     # a Pad's trit 0 moves with β
     if isinstance(x, _Linear):
-        p = x.layer["t_w"].shape[0]
-        k, d = _per_channel(k, p, node, "the scale"), _per_channel(d, p, node, "the offset")
+        p, spatial = x.channels, x.shape is not None
+        k = _per_channel(k, p, node, "the scale", spatial)
+        d = _per_channel(d, p, node, "the offset", spatial)
         if x.bn is None:
             x.pre = (x.pre[0] * k, x.pre[1] * k + d)
         else:
@@ -432,9 +491,9 @@ def _on_features(fn, shape):
 def _batchnorm(node, values):
     x = values[node.input[0]]
     if not isinstance(x, _Linear):
-        _fail(node, "BatchNormalization must follow a MatMul/Gemm (a hidden layer's "
+        _fail(node, "BatchNormalization must follow a MatMul/Gemm/Conv (a hidden layer's "
                     "pre-activation)")
-    p = x.layer["t_w"].shape[0]
+    p = x.channels
     gamma, beta, mean, var = (_per_channel(_finite(_const(values, node, i), node, what), p,
                                            node, what)
                               for i, what in ((1, "scale"), (2, "bias"), (3, "mean"),
@@ -465,23 +524,16 @@ def _matmul(node, values, state):
                     "ternary)")
     if not isinstance(x, _Trits):
         _fail(node, "its input must be a ternary activation (a Quant before every layer)")
+    _unpadded(node, x)
+    if x.shape is not None:
+        _fail(node, f"its input is a {tuple(x.shape)} feature map: Flatten or Reshape it to "
+                    f"(batch, features) first")
     if w.t.ndim != 2 or w.t.shape[0] != x.features:
         _fail(node, f"shapes do not chain: the input has {x.features} features, the weights "
                     f"are {list(w.t.shape)}")
-    scale, offset = w.scale, w.offset
-    if (scale != scale[:1]).any() or (offset != offset[:1]).any():
-        _fail(node, "the weight scale or offset varies along the input dimension (RTN's α_w, "
-                    "β_w are per output channel)")
-    alpha_w, beta_w = scale[0].copy(), offset[0].copy()
-    t_w = w.t.T.copy()                                     # (P, N)
-    negative = alpha_w < 0                                 # α·t = |α|·(-t)
-    t_w[negative] *= -1
-    alpha_w = np.abs(alpha_w)
-    if (alpha_w == 0).any():
-        _fail(node, "a weight channel has scale 0")
-    layer = {"name": f"fc{len(state['layers']) + 1}", "t_w": t_w.astype(np.int8),
-             "alpha_w": alpha_w, "beta_w": beta_w, "alpha_a": x.alpha, "beta_a": x.beta,
-             "node": _name(node)}
+    t_w, alpha_w, beta_w = _weight_channels(node, w.t.T, w.scale.T, w.offset.T)
+    layer = {"kind": "linear", "t_w": t_w, "alpha_w": alpha_w, "beta_w": beta_w,
+             "alpha_a": x.alpha, "beta_a": x.beta, "node": _name(node)}
     lin = _Linear(layer)
     if node.op_type == "Gemm":
         p = t_w.shape[0]
@@ -493,6 +545,156 @@ def _matmul(node, values, state):
                 if len(node.input) > 2 and node.input[2] else np.zeros(p))
         lin.pre = (np.full(p, alpha), _finite(bias, node, "the bias"))
     return lin
+
+
+def _weight_channels(node, t, scale, offset):
+    """(P, N) trits, scales and offsets of a weight tensor → (t_w int8, α_w, β_w) per output
+    channel; a negative scale flips that channel's trits (α·t = |α|·(-t))."""
+    if (scale != scale[:, :1]).any() or (offset != offset[:, :1]).any():
+        _fail(node, "the weight scale or offset varies along the input dimension (RTN's α_w, "
+                    "β_w are per output channel)")
+    alpha_w, beta_w = scale[:, 0].copy(), offset[:, 0].copy()
+    t_w = t.copy()
+    t_w[alpha_w < 0] *= -1
+    alpha_w = np.abs(alpha_w)
+    if (alpha_w == 0).any():
+        _fail(node, "a weight channel has scale 0")
+    return t_w.astype(np.int8), alpha_w, beta_w
+
+
+def _unpadded(node, x):
+    if isinstance(x, _Trits) and x.pad != (0, 0):
+        _fail(node, "its input is padded by a Pad node; a Pad must feed a Conv")
+
+
+def _window(node, allowed):
+    """(kernel, strides, pads) of a Conv or MaxPool over a (B, C, H, W) map: 2-D, symmetric
+    padding (ph, pw), no dilation, one group; other attributes refused."""
+    attrs = _attrs(node)
+    unknown = sorted(set(attrs) - allowed)
+    if unknown:
+        _fail(node, f"attribute {unknown[0]} is not supported (maps: "
+                    f"{', '.join(sorted(allowed))})")
+    auto_pad = attrs.get("auto_pad", b"NOTSET")
+    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else str(auto_pad)
+    if auto_pad not in ("NOTSET", "VALID"):
+        _fail(node, f"auto_pad {auto_pad}: only explicit pads map")
+    if attrs.get("group", 1) != 1:
+        _fail(node, f"group {attrs['group']}: only group 1 (a full convolution) maps")
+    if attrs.get("ceil_mode", 0) != 0:
+        _fail(node, "ceil_mode 1: the weights format's windows end inside the map (floor)")
+    pairs = {}
+    for key, default in (("kernel_shape", None), ("strides", [1, 1]), ("dilations", [1, 1])):
+        value = attrs.get(key, default)
+        if value is not None and (len(value) != 2 or any(int(v) < 1 for v in value)):
+            _fail(node, f"{key} {list(value)}: expected two positive integers (a 2-D window)")
+        pairs[key] = None if value is None else tuple(int(v) for v in value)
+    if pairs["dilations"] != (1, 1):
+        _fail(node, f"dilations {list(pairs['dilations'])}: only 1 maps")
+    pads = [int(v) for v in attrs.get("pads", [0, 0, 0, 0])]
+    if len(pads) != 4 or min(pads) < 0 or pads[:2] != pads[2:]:
+        _fail(node, f"pads {pads}: only the same padding (ph, pw) on both sides of each axis "
+                    f"maps")
+    return pairs["kernel_shape"], pairs["strides"], tuple(pads[:2])
+
+
+def _conv(node, values, state):
+    x = values[node.input[0]]
+    w = values[node.input[1]] if len(node.input) > 1 else None
+    if not isinstance(w, _Ternary):
+        _fail(node, "the weights must be a Quant/BipolarQuant of an initializer (2-bit "
+                    "ternary)")
+    if not isinstance(x, _Trits) or x.shape is None:
+        _fail(node, "its input must be a ternary feature map (B, C, H, W) (a Quant before "
+                    "every layer)")
+    kernel, stride, pads = _window(node, CONV_ATTRS)
+    if w.t.ndim != 4 or w.t.shape[1] != x.shape[0]:
+        _fail(node, f"shapes do not chain: the input has {x.shape[0]} channels, the weights "
+                    f"are {list(w.t.shape)}")
+    if kernel is not None and kernel != w.t.shape[2:]:
+        _fail(node, f"kernel_shape {list(kernel)} is not the weights' {list(w.t.shape[2:])}")
+    kernel = tuple(w.t.shape[2:])
+    if pads != (0, 0) and x.beta != 0:
+        _fail(node, f"pads {list(pads)} with real zeros, but the input's trit 0 decodes to "
+                    f"β_a = {x.beta:.6g}: the weights format pads in the trit domain (pad "
+                    f"with a Pad of value β_a, or give the Quant before it zero point 0)")
+    padding = (x.pad[0] + pads[0], x.pad[1] + pads[1])
+    if any(pad >= k for pad, k in zip(padding, kernel)):
+        _fail(node, f"padding {list(padding)} must be less than the kernel {kernel[0]}x"
+                    f"{kernel[1]} on each axis")
+    try:
+        out = conv_out_shape(x.shape, kernel, stride, padding)
+    except ValueError as error:
+        _fail(node, f"{error} ({x.shape[1]}x{x.shape[2]} map, padding {list(padding)})")
+    p = w.t.shape[0]
+    t_w, alpha_w, beta_w = _weight_channels(node, w.t.reshape(p, -1), w.scale.reshape(p, -1),
+                                            w.offset.reshape(p, -1))
+    layer = {"kind": "conv", "t_w": t_w, "alpha_w": alpha_w, "beta_w": beta_w,
+             "alpha_a": x.alpha, "beta_a": x.beta, "node": _name(node),
+             "in_shape": tuple(x.shape), "kernel": kernel, "stride": stride,
+             "padding": padding}
+    lin = _Linear(layer, (p,) + out)
+    if len(node.input) > 2 and node.input[2]:
+        lin.pre = (np.ones(p), _finite(_per_channel(_const(values, node, 2), p, node,
+                                                    "the bias"), node, "the bias"))
+    return lin
+
+
+def _maxpool(node, values, state):
+    x = values[node.input[0]]
+    kernel, stride, pads = _window(node, POOL_ATTRS)
+    if kernel is None:
+        _fail(node, "kernel_shape is missing")
+    if pads != (0, 0):
+        _fail(node, f"pads {list(pads)}: the weights format pools without padding")
+    _unpadded(node, x)
+    spatial = x.shape if isinstance(x, _Trits) else (
+        x.shape if isinstance(x, _Linear) else None)
+    if spatial is None:
+        _fail(node, "MaxPool maps on a ternary feature map (B, C, H, W) or a Conv's "
+                    "pre-activation")
+    try:
+        out = (spatial[0],) + conv_out_shape(spatial, kernel, stride, (0, 0))
+    except ValueError as error:
+        _fail(node, f"{error} ({spatial[1]}x{spatial[2]} map)")
+    pool = {"kind": "maxpool", "in_shape": tuple(spatial), "kernel": kernel,
+            "stride": stride, "node": _name(node)}
+    if isinstance(x, _Linear):                 # before the Quant: checked when it closes
+        x.pools.append(pool)
+        x.shape = out
+        return x
+    # max(α·t + β) = α·max(t) + β for α > 0: pooling the real values pools the trits.
+    state["layers"].append(pool)
+    return _Trits(int(np.prod(out)), x.alpha, x.beta, out)
+
+
+def _pad(node, values):
+    x = values[node.input[0]]
+    attrs = _attrs(node)
+    mode = attrs.get("mode", b"constant")
+    mode = mode.decode() if isinstance(mode, bytes) else str(mode)
+    if mode != "constant":
+        _fail(node, f"mode {mode}: only constant padding maps")
+    if len(node.input) > 3 and node.input[3]:
+        _fail(node, "the axes input is not supported (pad all four axes)")
+    pads = (_const(values, node, 1) if len(node.input) > 1 and node.input[1]
+            else np.asarray(attrs.get("pads", []), dtype=np.float64)).ravel()
+    value = (_const(values, node, 2).ravel() if len(node.input) > 2 and node.input[2]
+             else np.asarray([attrs.get("value", 0.0)], dtype=np.float64))
+    if not isinstance(x, _Trits) or x.shape is None:
+        _fail(node, "Pad maps only on a ternary feature map (B, C, H, W) that feeds a Conv")
+    if value.size != 1 or not np.isfinite(value).all():
+        _fail(node, f"the pad value must be one finite number, not {value.tolist()}")
+    if pads.size != 8 or (pads < 0).any() or (pads[:2] != 0).any() or (pads[4:6] != 0).any() \
+            or (pads[2:4] != pads[6:8]).any():
+        _fail(node, f"pads {pads.astype(np.int64).tolist()}: only the same padding of H and W "
+                    f"on both sides maps (N and C unpadded)")
+    v = float(value[0])
+    if abs(v - x.beta) > PAD_VALUE_ULPS * 2.0 ** -24 * abs(x.beta):
+        _fail(node, f"pads with {v:.9g}, but trit 0 decodes to β_a = {x.beta:.9g} here: the "
+                    f"weights format pads with trit 0 (docs/qonnx.md)")
+    return _Trits(x.features, x.alpha, x.beta, x.shape,
+                  (x.pad[0] + int(pads[2]), x.pad[1] + int(pads[3])))
 
 
 def _reshape(node, values):
@@ -512,15 +714,41 @@ def _reshape(node, values):
         _fail(node, "only constant (weight) tensors may be transposed")
     if node.op_type == "Flatten" and _attrs(node).get("axis", 1) != 1:
         _fail(node, "only Flatten with axis 1 (keep the batch dimension) maps")
+    if isinstance(x, _Linear) and x.shape is not None:
+        _fail(node, "reshapes a Conv's pre-activation; flatten after its activation Quant")
+    _unpadded(node, x)
+    if not isinstance(x, (_Pixels, _Trits, _Linear)):
+        _fail(node, "has nothing it can reshape")
+    features = x.features if isinstance(x, _Trits) else (
+        int(np.prod(x.shape)) if isinstance(x, _Pixels) else x.channels)
+    target = None                                     # (batch, features)
     if node.op_type == "Reshape":
         shape = _const(values, node, 1).astype(np.int64).tolist()
-        features = x.features if isinstance(x, _Trits) else (
-            int(np.prod(x.shape)) if isinstance(x, _Pixels) else x.layer["t_w"].shape[0])
-        if len(shape) != 2 or shape[1] not in (-1, features) or shape[0] not in (-1, 0, 1):
-            _fail(node, f"only a reshape to (batch, features) maps, not {shape}")
+        rest = _resolve(shape[1:], features)
+        # (batch, C, H, W): the pixels, or the input's trits, as a feature map (C order).
+        to_map = len(shape) == 4 and rest is not None and not isinstance(x, _Linear) \
+            and (isinstance(x, _Pixels) or x.shape in (None, rest))
+        if shape[:1] not in ([-1], [0], [1]) or not (
+                to_map or (len(shape) == 2 and shape[1] in (-1, features))):
+            _fail(node, f"only a reshape to (batch, features) or (batch, C, H, W) maps, not "
+                        f"{shape}")
+        target = tuple(rest) if to_map else None
     if isinstance(x, _Pixels):
-        return _Pixels(x.origin, (int(np.prod(x.shape)),), x.steps)
+        return _Pixels(x.origin, target or (features,), x.steps)
+    if isinstance(x, _Trits):
+        return _Trits(features, x.alpha, x.beta, target)
     return x
+
+
+def _resolve(dims, features):
+    """A Reshape's non-batch dims with one -1 resolved, or None if they do not hold
+    `features` values."""
+    known = int(np.prod([d for d in dims if d != -1]))
+    if dims.count(-1) > 1 or known < 1 or any(d < -1 or d == 0 for d in dims) \
+            or features % known:
+        return None
+    dims = tuple(features // known if d == -1 else d for d in dims)
+    return dims if int(np.prod(dims)) == features else None
 
 
 def _interpret(proto, pixel_max):
@@ -564,23 +792,29 @@ def _interpret_node(node, values, state):
         return _batchnorm(node, values)
     if op in ("MatMul", "Gemm"):
         return _matmul(node, values, state)
+    if op == "Conv":
+        return _conv(node, values, state)
+    if op == "MaxPool":
+        return _maxpool(node, values, state)
+    if op == "Pad":
+        return _pad(node, values)
     if op in ("Reshape", "Flatten", "Transpose"):
         return _reshape(node, values)
     if op == "Identity":
         return values[node.input[0]]
     if op == "Constant":
         return _Const(onnx.numpy_helper.to_array(_attrs(node)["value"]))
-    _fail(node, f"not supported (the MLP importer maps {', '.join(SUPPORTED)})")
+    _fail(node, f"not supported (the importer maps {', '.join(SUPPORTED)})")
 
 
 def _finish(graph, values, state):
     result = values[graph.output[0].name]
-    if not isinstance(result, _Linear):
+    if not isinstance(result, _Linear) or result.layer["kind"] != "linear":
         raise QonnxError(f"graph output {graph.output[0].name!r}: must be the logits of a "
                          f"MatMul/Gemm (the last layer has no activation)")
     scale, offset = _logits_transform(result, graph.output[0].name)
     state["layers"].append(result.layer)
-    if len(state["layers"]) < 2:
+    if sum(layer["kind"] != "maxpool" for layer in state["layers"]) < 2:
         raise QonnxError("the graph has one layer; the weights format needs at least one "
                          "hidden layer")
     return state, (scale, offset)
@@ -611,32 +845,53 @@ def build(proto, *, pixel_max=16):
                          "ternary)")
     specs, arrays, layers_info = [], {}, []
     last = len(state["layers"]) - 1
+    counts = {"linear": 0, "conv": 0, "maxpool": 0}
     for index, layer in enumerate(state["layers"]):
+        kind = layer["kind"]
+        counts[kind] += 1
+        layer["name"] = f"{LAYER_PREFIX[kind]}{counts[kind]}"
+        entry = {"name": layer["name"], "node": layer["node"], "kind": kind,
+                 "activation": layer.get("activation") if index < last else None}
+        if kind == "maxpool":
+            spec, layer_arrays = weights.pool_record(layer["name"], layer["in_shape"],
+                                                     layer["kernel"], layer["stride"])
+            specs.append(spec)
+            layers_info.append(entry)
+            continue
         t_w = layer["t_w"]
         n = t_w.shape[1]
+        where = f"node {layer['node']} (layer {layer['name']})"
         try:
             k_fmt, out_fmt = choose_formats(layer["alpha_w"], layer["beta_w"], layer["alpha_a"],
                                             layer["beta_a"], t_w.sum(axis=1, dtype=np.int64), n)
         except ValueError as error:
-            raise QonnxError(f"node {layer['node']} (layer {layer['name']}): {error}") from None
-        layer["name"] = f"fc{index + 1}"
+            raise QonnxError(f"{where}: {error}") from None
         bn = layer.get("bn") if index < last else None
         try:
-            spec, layer_arrays = weights.layer_record(
-                layer["name"], t_w, layer["alpha_w"], layer["beta_w"], layer["alpha_a"],
-                layer["beta_a"], k_fmt, out_fmt, bn)
+            if kind == "conv":
+                spec, layer_arrays = weights.conv_record(
+                    layer["name"], layer["in_shape"],
+                    t_w.reshape((t_w.shape[0], layer["in_shape"][0]) + layer["kernel"]),
+                    layer["stride"], layer["padding"], layer["alpha_w"], layer["beta_w"],
+                    layer["alpha_a"], layer["beta_a"], k_fmt, out_fmt, bn)
+            else:
+                spec, layer_arrays = weights.layer_record(
+                    layer["name"], t_w, layer["alpha_w"], layer["beta_w"], layer["alpha_a"],
+                    layer["beta_a"], k_fmt, out_fmt, bn)
         except ValueError as error:
-            raise QonnxError(f"node {layer['node']} (layer {layer['name']}): {error}") from None
+            raise QonnxError(f"{where}: {error}") from None
         specs.append(spec)
         arrays.update(layer_arrays)
-        layers_info.append({"name": layer["name"], "node": layer["node"],
-                            "activation": layer.get("activation") if index < last else None,
-                            "in_features": n,
-                            "out_features": int(t_w.shape[0]), "k_fmt": str(k_fmt),
-                            "out_fmt": str(out_fmt),
+        layers_info.append({**entry, "in_features": n, "out_features": int(t_w.shape[0]),
+                            "k_fmt": str(k_fmt), "out_fmt": str(out_fmt),
                             "error_bound": model.error_bound(n, k_fmt, out_fmt)})
     encoding = state["input"]
-    manifest = weights.new_manifest(encoding.shape, encoding.pixel_max, specs, "memory.npz")
+    shape = encoding.shape
+    first = state["layers"][0]
+    if first["kind"] != "linear":
+        # A CNN's pixels as the map its first layer reads; one channel is stored as (H, W).
+        shape = first["in_shape"][1:] if first["in_shape"][0] == 1 else first["in_shape"]
+    manifest = weights.new_manifest(shape, encoding.pixel_max, specs, "memory.npz")
     return manifest, arrays, {"layers": layers_info,
                               "logits_transform": {"scale": transform[0],
                                                    "offset": transform[1]}}
@@ -666,7 +921,8 @@ def source_record(path, proto):
 
 def import_file(model_path, out_json, *, pixel_max=16, report=None, engine=None):
     """MODEL.onnx → weights OUT.json + OUT.npz (atomic), checked against execute_onnx on the
-    digits test split; returns (network, comparison). The comparison is also merged into the
+    shipped test split of its input size (digits or MNIST-5k, `qonnx_check.test_split`);
+    returns (network, comparison). The comparison is also merged into the
     JSON report `report` (rtn_hw.files.update_json) under "imports", keyed by OUT's name.
     `engine(network, images)` → (logits, classes), when given, simulates the hardware for the
     comparison (the CLI passes the engine simulation of `make demo`; this module never imports
@@ -677,11 +933,12 @@ def import_file(model_path, out_json, *, pixel_max=16, report=None, engine=None)
     proto = read_model(model_path)
     manifest, arrays, info, network, wrapper = import_model(proto, pixel_max=pixel_max,
                                                             where=str(model_path))
-    if network.input.features != 64 or network.input.pixel_max != 16:
-        raise QonnxError(f"{model_path}: the check runs on the digits test split (64 pixels "
-                         f"0..16); this graph takes {network.input.features} pixels "
-                         f"0..{network.input.pixel_max}")
-    images, labels = weights.load_digits_test()
+    split = qonnx_check.test_split(network)
+    if split is None:
+        raise QonnxError(f"{model_path}: the check runs on a shipped test split (the digits: "
+                         f"64 pixels 0..16, MNIST-5k: 784 pixels 0..255); this graph takes "
+                         f"{network.input.features} pixels 0..{network.input.pixel_max}")
+    dataset, images, labels = split
     def simulate(batch):
         return engine(network, batch)
     simulate.description = getattr(engine, "description", None)
@@ -695,20 +952,26 @@ def import_file(model_path, out_json, *, pixel_max=16, report=None, engine=None)
         "seed": int(seed) if seed.isdigit() else 0,
         "variant": "imported",
         "source": source_record(model_path, proto),
-        "sizes": [network.input.features] + [layer.out_features for layer in network.layers],
-        "dataset": {"name": "digits", "test_size": comparison["images"]},
+        "sizes": [network.input.features] + [layer.out_features for layer in network.layers
+                                             if layer.kind == "linear"],
+        "dataset": {"name": dataset, "test_size": comparison["images"]},
         "accuracy": {"float": accuracy["qonnx"], "torch": accuracy["qonnx"],
                      "golden": accuracy["golden_correct"] / comparison["images"],
                      "golden_correct": accuracy["golden_correct"],
                      "test_size": comparison["images"]},
         "accuracy_note": "float and torch: the QONNX graph run by qonnx execute_onnx "
                          "(float32); an imported model has no separate full-precision one",
-        "error_bounds": [layer.error_bound() for layer in network.layers],
+        "error_bounds": [layer.error_bound() for layer in network.layers
+                         if layer.kind != "maxpool"],
     }
+    if network.convolutional:
+        manifest["training"]["channels"] = [layer.out_channels for layer in network.layers
+                                            if layer.kind == "conv"]
     weights.save(out_json, manifest, arrays)
     loaded = weights.load(out_json)
     entry = {"model": source_record(model_path, proto), "weights": out_json.name,
-             "pixel_max": pixel_max, **comparison, "versions": qonnx_check.versions()}
+             "pixel_max": pixel_max, "dataset": dataset, **comparison,
+             "versions": qonnx_check.versions()}
     if report is not None:
         update_json(report, lambda doc: {**doc, "format": 1,
                                          "imports": {**doc.get("imports", {}),

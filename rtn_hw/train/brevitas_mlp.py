@@ -57,12 +57,18 @@ class ZeroPointTernaryAct(SignedTernaryActPerTensorConst):
     quantize_zero_point = False
 
 
+def quantizers(variant):
+    """(weight quantizer, activation quantizer) of a variant: Brevitas' constant-scale ternary
+    ones, or those with a learned zero point."""
+    if variant == "const":
+        return SignedTernaryWeightPerTensorConst, SignedTernaryActPerTensorConst
+    return ZeroPointTernaryWeight, ZeroPointTernaryAct
+
+
 class BrevitasMLP(nn.Module):
     def __init__(self, sizes, variant, pixel_max):
         super().__init__()
-        weight_quant, act_quant = ((SignedTernaryWeightPerTensorConst,
-                                    SignedTernaryActPerTensorConst) if variant == "const"
-                                   else (ZeroPointTernaryWeight, ZeroPointTernaryAct))
+        weight_quant, act_quant = quantizers(variant)
         self.half_range = pixel_max / 2
         # The pixels' quantizer keeps a zero point of 0: the weights format's input encoding
         # is T(2p/pixel_max - 1) exactly.
@@ -79,13 +85,19 @@ class BrevitasMLP(nn.Module):
         return self.fcs[-1](x)
 
 
-def train(dataset, variant, seed, epochs, hidden, batch=32, lr=1e-2):
+def train(dataset, make, seed, epochs, batch=32, lr=1e-2, input_shape=None):
+    """`make()` → the model, built after seeding; trained with Adam on the training split,
+    deterministic (one CPU thread); returns (model, torch test accuracy). The images enter as
+    (B, features) pixels, or (B, *input_shape)."""
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(1)
     torch.manual_seed(seed)
-    sizes = (int(np.prod(dataset.shape)),) + tuple(hidden) + (dataset.classes,)
-    net = BrevitasMLP(sizes, variant, dataset.pixel_max)
-    x = torch.as_tensor(dataset.train_images.astype(np.float32))
+    net = make()
+    def images(split):
+        split = split.astype(np.float32)
+        return torch.as_tensor(split if input_shape is None
+                               else split.reshape((len(split),) + tuple(input_shape)))
+    x = images(dataset.train_images)
     y = torch.as_tensor(dataset.train_labels.astype(np.int64))
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     order = torch.Generator().manual_seed(seed + 1)
@@ -101,17 +113,18 @@ def train(dataset, variant, seed, epochs, hidden, batch=32, lr=1e-2):
             opt.step()
     net.eval()
     with torch.no_grad():
-        test = torch.as_tensor(dataset.test_images.astype(np.float32))
+        test = images(dataset.test_images)
         accuracy = float((net(test).argmax(1).numpy() == dataset.test_labels).mean())
     return net, accuracy
 
 
-def export(net, out, features, metadata):
-    """QONNX through Brevitas' exporter, then the metadata added; written atomically."""
+def export(net, out, input_shape, metadata):
+    """QONNX through Brevitas' exporter for inputs (1, *input_shape), then the metadata added;
+    written atomically."""
     import onnx
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "model.onnx"
-        export_qonnx(net, torch.zeros(1, features), str(path))
+        export_qonnx(net, torch.zeros((1,) + tuple(input_shape)), str(path))
         proto = onnx.load(str(path))
     _strip_provenance(proto)
     onnx.helper.set_model_props(proto, metadata)
@@ -143,11 +156,13 @@ def main(argv=None):
     args = parser.parse_args(argv)
     dataset = data.load_digits()
     start = time.perf_counter()
-    net, accuracy = train(dataset, args.variant, args.seed, args.epochs, args.hidden)
+    sizes = (int(np.prod(dataset.shape)),) + tuple(args.hidden) + (dataset.classes,)
+    net, accuracy = train(dataset, lambda: BrevitasMLP(sizes, args.variant, dataset.pixel_max),
+                          args.seed, args.epochs)
     command = (f"python -m rtn_hw.train.brevitas_mlp --variant {args.variant} --seed "
                f"{args.seed} --epochs {args.epochs} --hidden "
                f"{' '.join(map(str, args.hidden))} -o {args.output}")
-    export(net, args.output, int(np.prod(dataset.shape)),
+    export(net, args.output, (int(np.prod(dataset.shape)),),
            {"rtn_hw.seed": str(args.seed), "rtn_hw.command": command,
             "rtn_hw.torch_accuracy": f"{accuracy:.4f}"})
     print(f"{args.variant}: torch test accuracy {100 * accuracy:.2f} % after {args.epochs} "
