@@ -932,3 +932,30 @@ def test_brevitas_cnns_import_or_are_refused_for_zero_padding(variant, tmp_path,
     assert round(entry["accuracy"]["qonnx"], 4) == float(props["rtn_hw.torch_accuracy"])
     back, _, _, _ = round_trip(net, weights.read_raw(tmp_path / "cnn.json")[1])
     assert qonnx_check.integer_differences(net, back) == []
+
+
+def test_import_of_a_cnn_with_engine_says_not_yet(tmp_path, capsys, monkeypatch):
+    """--engine on a CNN: the engine has no convolution stage yet, and the report says so
+    (no simulated figures)."""
+    monkeypatch.chdir(tmp_path)
+    status, text, err = run(["import", str(BREVITAS_CNN["const"]), "-o", "c.json", "--engine",
+                             "2"], capsys)
+    assert (status, err) == (0, "") and "  engine: not yet for CNNs\n" in text
+    entry = json.loads((tmp_path / "build/reports/import.json").read_text())["imports"]["c"]
+    assert entry["engine"]["status"] == "not yet for CNNs" and "images" not in entry["engine"]
+
+
+@pytest.mark.slow
+def test_mnist5k_cnn_exports_and_imports_back_on_its_test_split(tmp_path, capsys, monkeypatch):
+    """The whole MNIST-5k split (1,000 images, pixels 0..255) both ways through the CLI."""
+    monkeypatch.chdir(tmp_path)
+    status, text, err = run(["export-qonnx", str(CNN_MANIFESTS["mnist5k"]), "-o", "m.onnx"],
+                            capsys)
+    assert (status, err) == (0, "") and "on 1000 mnist5k test images" in text
+    status, text, err = run(["import", "m.onnx", "-o", "m.json", "--pixel-max", "255"], capsys)
+    assert (status, err) == (0, "")
+    net, back = weights.load(CNN_MANIFESTS["mnist5k"]), weights.load(tmp_path / "m.json")
+    assert qonnx_check.integer_differences(net, back) == []
+    entry = json.loads((tmp_path / "build/reports/import.json").read_text())["imports"]["m"]
+    assert entry["dataset"] == "mnist5k" and entry["images"] == 1000 and entry["consistent"]
+    assert back.manifest["training"]["dataset"]["name"] == "mnist5k"
