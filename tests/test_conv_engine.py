@@ -12,6 +12,8 @@ import time
 import numpy as np
 import pytest
 from helpers import assert_rejects
+from test_cnn import SHAPES as CNN_SHAPES
+from test_cnn import random_cnn
 
 from rtn_hw import weights
 from rtn_hw.gateware.conv import PoolStage, WindowGenerator, generator_steps
@@ -119,43 +121,68 @@ def run_cnn(network, foldings, images, *, seed, steady, idle=0.3, stall=0.3):
     return dut, logits, labels, run
 
 
-def check_cnn(network, foldings, images, seed, steady, exact_latency):
+def check_cnn(network, foldings, images, seed, steady):
     dut, logits, labels, run = run_cnn(network, foldings, images, seed=seed, steady=steady)
     want_logits, want_labels = network.forward(images)
     assert np.array_equal(logits, want_logits)
     assert np.array_equal(labels, want_labels)
     # Back to back with the output always ready: one result every II cycles.
     assert np.diff(run.out_cycles[:steady]).tolist() == [dut.ii] * (steady - 1)
-    # From the first image's last pixel to its result, the engine empty.
-    area = network.input.features // network.layers[0].in_shape[0]
-    first = run.out_cycles[0] - run.in_cycles[area - 1]
-    assert first == dut.latency if exact_latency else first >= dut.latency
+    # From the first image's first pixel to its result, the engine empty.
+    first = run.out_cycles[0] - run.in_cycles[0]
+    print(f"latency: measured {first}, predicted {dut.latency}")
+    assert first == dut.latency
     return dut, run
 
 
-# (foldings, images in `make test`, of which back to back, latency exact)
+# (foldings, images in `make test`, of which back to back)
 DIGITS_CONFIGS = {
     # II 81: the first window generator's (8 + 1)² steps (right and bottom padding).
-    "unfolded-baked": ("unfolded", 12, 6, True),
+    "unfolded-baked": ("unfolded", 12, 6),
     # II 256: conv1 at 4 groups of 4 channels, 64 windows each.
-    "folded-bram-logic": ("9x4,48x8,32x5:logic", 6, 3, False),
+    "folded-bram-logic": ("9x4,48x8,32x5:logic", 6, 3),
+    # II 576: conv2 (16·9·4 cycles), fed by a pool that emits on every other row.
+    "conv2-bound": ("9x16:baked,16x8,128x10:baked", 4, 3),
+    # II 160: the linear layer (32·5 cycles), after the flatten.
+    "linear-bound": ("9x16:baked,48x16,4x2", 5, 3),
 }
 
 
-@pytest.mark.parametrize("text, count, steady, exact", DIGITS_CONFIGS.values(),
+@pytest.mark.parametrize("text, count, steady", DIGITS_CONFIGS.values(),
                          ids=DIGITS_CONFIGS.keys())
-def test_digits_cnn_matches_golden(text, count, steady, exact, rng):
+def test_digits_cnn_matches_golden(text, count, steady, rng):
     images = DIGITS[np.sort(rng.choice(len(DIGITS), count, replace=False))]
     check_cnn(DIGITS_CNN, parse_foldings(text, DIGITS_CNN), images,
-              int(rng.integers(1 << 31)), steady, exact)
+              int(rng.integers(1 << 31)), steady)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("text, count, steady, exact", DIGITS_CONFIGS.values(),
-                         ids=DIGITS_CONFIGS.keys())
-def test_digits_cnn_all_images_match_golden(text, count, steady, exact, rng):
-    check_cnn(DIGITS_CNN, parse_foldings(text, DIGITS_CNN), DIGITS, int(rng.integers(1 << 31)),
-              12, exact)
+def test_digits_cnn_all_images_match_golden(rng):
+    """Every test image, unfolded (the simulator runs about 100 cycles a second here: 359
+    images × 81 cycles take minutes; the folded designs' II of 160 to 576 would take hours)."""
+    check_cnn(DIGITS_CNN, unfolded(DIGITS_CNN), DIGITS, int(rng.integers(1 << 31)), 12)
+
+
+def ragged(network):
+    """Lanes and channels that divide nothing, weights in block RAM and logic by turns."""
+    return tuple(None if layer.kind == "maxpool" else
+                 Folding(max(1, (layer.in_features + 1) // 3),
+                         max(1, (layer.out_features + 1) // 2), ("bram", "logic")[k % 2])
+                 for k, layer in enumerate(network.layers))
+
+
+@pytest.mark.parametrize("shape", ["odd", "multichannel"])
+@pytest.mark.parametrize("make", [unfolded, ragged], ids=["unfolded", "ragged"])
+def test_synthetic_cnns_match_golden(shape, make, rng):
+    """Random CNNs of tests/test_cnn.py: stride 2 with padding, 2×2 without, an overlapping
+    pool, a hidden linear layer after the flatten (odd, 7×9); three input channels (three
+    pixels per handshake), a 1×1 and a 5×5 convolution with padding 2, a 3×3 pool
+    (multichannel); random BatchNorm signs (negative γ)."""
+    input_shape, convs, hidden = CNN_SHAPES[shape]
+    network, _, _ = random_cnn(rng, input_shape, convs, hidden)
+    images = rng.integers(0, network.input.pixel_max + 1, (5,) + network.input.shape)
+    images = images.reshape(5, -1)
+    check_cnn(network, make(network), images, int(rng.integers(1 << 31)), 3)
 
 
 MNIST_FOLDING = "9x16:baked,144x8,64x4,128x10:baked"
@@ -167,7 +194,7 @@ def test_mnist_cnn_matches_golden(rng):
     images, _ = weights.load_mnist5k_test()
     images = images[np.sort(rng.choice(len(images), 4, replace=False))]
     check_cnn(network, parse_foldings(MNIST_FOLDING, network), images,
-              int(rng.integers(1 << 31)), 3, False)
+              int(rng.integers(1 << 31)), 3)
 
 
 # --- schedule and parameters ------------------------------------------------------------------

@@ -25,7 +25,9 @@ convolution's fully connected `dense` layer: the same MacCore of L lanes × C ch
 K = ⌈N/L⌉ chunks × G = ⌈P/C⌉ groups per window (N = C_in·kh·kw, P = out-channels), the same
 ChunkAccumulator and PostProcess with one set of K constants for the whole map (padding is
 trit 0, so n and S_w do not change across positions, docs/rtn.md §3), and its output FIFO;
-its output is the P trits of each output position, in raster order.
+its output is the P trits of each output position, in raster order. With K·G > 1 a small
+window FIFO between the two lets the generator run ahead over an image's window-less steps
+(`window_fifo_depth`).
 
 `PoolStage` is a `WindowGenerator` (no padding) and a per-channel maximum of the window's
 trits (`rtn_hw.model.conv.pool_trits`: pooling trits is exact). `Flatten` collects the
@@ -458,35 +460,58 @@ def build(m, engine, pixels):
     return previous
 
 
-def _tail(layer):
-    """Steps from a generator's last input (its last real step) to its last window."""
+def _generator_times(layer, arrivals):
+    """Cycles at which a generator's windows are in its output register, from the cycles at
+    which its inputs are offered (raster order), the output never held: a step a cycle at
+    most, a real step not before its input."""
     padding = layer.padding if layer.kind == "conv" else (0, 0)
     (h, w), (ph, pw) = layer.in_shape[1:], padding
     rows, cols = window_grid((h, w), layer.kernel, layer.stride, padding)
-    last_real = (ph + h - 1 - rows.start) * len(cols) + pw + w - 1 - cols.start
-    ho, wo = layer.out_shape[1:]
-    last_row = (ho - 1) * layer.stride[0] + layer.kernel[0] - 1
-    last_col = (wo - 1) * layer.stride[1] + layer.kernel[1] - 1
-    return (last_row - rows.start) * len(cols) + last_col - cols.start - last_real
+    emits = set(emission_steps((h, w), layer.kernel, layer.stride, padding))
+    inputs, at, out = iter(arrivals), None, []
+    for k, (u, v) in enumerate((u, v) for u in rows for v in cols):
+        at = -1 if at is None else at + 1
+        if ph <= u < ph + h and pw <= v < pw + w:
+            at = max(at, next(inputs))
+        if k in emits:
+            out.append(at + 2)
+    return out
+
+
+def _stage_times(layer, folding, arrivals, latency):
+    """Cycles at which a LayerStage's results are at its output, from the cycles at which its
+    inputs are offered: it takes one every K·G cycles at most."""
+    period = -(-layer.in_features // folding.lanes) * -(-layer.out_features // folding.channels)
+    taken, out = None, []
+    for at in arrivals:
+        taken = at if taken is None else max(at, taken + period)
+        out.append(taken + latency)
+    return out
 
 
 def latency(network, foldings):
-    """Cycles from an image's last pixel handshake to its o.valid, the engine empty, the pixels
-    back to back and o.ready high: per generator its tail steps after the last input + 2 (its
-    two registers), per conv stage its LayerStage's `stage_latency`, 1 for the flatten's count,
-    per linear layer its `stage_latency`. Exact when no conv stage queues windows (every
-    K·G = 1); a convolution with K·G > 1 takes one window per K·G cycles and holds its
-    generator and the input back, so the windows left after the last pixel add their K·G
-    cycles, and this is a lower bound."""
+    """Cycles from an image's first pixel handshake to its o.valid, the engine empty, the
+    pixels offered back to back and o.ready high: the first image's items (positions,
+    windows, vectors) followed through the stages in order, each stage taking an item when it
+    is offered and the stage is free (a generator a step a cycle, a window two cycles after
+    its step; a LayerStage one every K·G cycles, its `stage_latency` later at its output, two
+    cycles more through a window FIFO; a flatten's vector a cycle after its last position).
+    Output FIFOs are taken to be never full: true for the first image as `fifo_depths` sizes
+    them, so the figure is exact where that holds (the tests check it)."""
     from .dataflow import stage_latency
-    layers, total, spatial = network.layers, 0, False
+    layers = network.layers
+    c, h, w = layers[0].in_shape
+    times = [0] * (h * w)     # every pixel offered from the start
     for k, (layer, f) in enumerate(zip(layers, foldings)):
-        if layer.kind == "linear":
-            total += stage_latency(layer, f, k == len(layers) - 1) + spatial
-            spatial = False
+        if layer.kind == "maxpool":
+            times = _generator_times(layer, times)
+        elif layer.kind == "conv":
+            windows = _generator_times(layer, times)
+            if window_fifo_depth(layer, f):
+                windows = [t + 2 for t in windows]
+            times = _stage_times(layer.dense, f, windows, stage_latency(layer.dense, f, False))
         else:
-            total += _tail(layer) + 2
-            if layer.kind == "conv":
-                total += stage_latency(layer.dense, f, False)
-            spatial = True
-    return total
+            if len(times) > 1:          # the flatten
+                times = [max(times) + 1]
+            times = _stage_times(layer, f, times, stage_latency(layer, f, k == len(layers) - 1))
+    return times[-1]
