@@ -26,6 +26,7 @@ from . import QonnxError
 
 FLOAT32_STEPS = 8          # float32 roundings allowed beyond the n of a dot product
 UNIT_ROUNDOFF = 2.0 ** -24
+NEAR_CHUNK = 100           # images per chunk of the near-threshold test
 ENGINE_NOT_YET = {"status": "not yet for CNNs",
                   "reason": "the network engine has no convolution or pooling stage yet; the "
                             "golden network and execute_onnx are compared"}
@@ -177,17 +178,22 @@ def _near_threshold(step, layer):
     """The golden pre-activation is within the layer's error bound, one threshold LSB and a
     float32 allowance of its lo or hi threshold: (B, P), or (B, P, Ho, Wo) for a
     convolution (thresholds per channel)."""
-    y = step["y"].astype(np.float64)
     lsb = layer.out_fmt.lsb
     steps = layer.in_features + FLOAT32_STEPS
     gamma = steps * UNIT_ROUNDOFF / (1 - steps * UNIT_ROUNDOFF)
-    slack = (layer.error_bound() + lsb + gamma * _abs_products(layer, step["inputs"])
-             + 4 * UNIT_ROUNDOFF * np.abs(y * lsb))
     lo, hi = layer.lo, layer.hi
-    if y.ndim == 4:
+    if step["y"].ndim == 4:
         lo, hi = lo[:, None, None], hi[:, None, None]
-    distance = np.minimum(np.abs(y - lo), np.abs(y - hi)) * lsb
-    return distance <= slack
+    near = np.empty(step["y"].shape, dtype=bool)
+    # In chunks of images: a convolution's patches in float64 are large (MNIST-5k conv2:
+    # 1.8 KB per position).
+    for start in range(0, len(near), NEAR_CHUNK):
+        part = slice(start, start + NEAR_CHUNK)
+        y = step["y"][part].astype(np.float64)
+        slack = (layer.error_bound() + lsb + gamma * _abs_products(layer, step["inputs"][part])
+                 + 4 * UNIT_ROUNDOFF * np.abs(y * lsb))
+        near[part] = np.minimum(np.abs(y - lo), np.abs(y - hi)) * lsb <= slack
+    return near
 
 
 def integer_differences(a, b):
