@@ -434,7 +434,7 @@ BAD = {
                "are [7, 3]"),
     "per_class_bias": (lambda g: _set_init(g, "out_bias", [0.5, 0.1, 0.2]),
                        "graph output 'logits': a per-class scale or bias on the logits cannot "
-                       "be folded (weights format v1 has no per-class bias)"),
+                       "be folded (the weights format has no per-class bias)"),
     "sign_activation": (_retype("q_act", "BipolarQuant"),
                         "node q_act (BipolarQuant): a sign (BipolarQuant) activation has no "
                         "zero trit; the encoder's thresholds come from Δ = 0.5 (weights format "

@@ -824,12 +824,12 @@ def _logits_transform(lin, name):
     """The logits are A·y + B; argmax is unchanged only with one A > 0 and one B."""
     if lin.bn is not None:
         raise QonnxError(f"graph output {name!r}: a BatchNormalization on the logits cannot be "
-                         f"folded (weights format v1 has no per-class bias)")
+                         f"folded (the weights format has no per-class bias)")
     a = lin.pre[0] * lin.post[0]
     b = lin.post[0] * lin.pre[1] + lin.post[1]
     if (a != a[0]).any() or (b != b[0]).any() or a[0] <= 0:
         raise QonnxError(f"graph output {name!r}: a per-class scale or bias on the logits "
-                         f"cannot be folded (weights format v1 has no per-class bias)")
+                         f"cannot be folded (the weights format has no per-class bias)")
     return float(a[0]), float(b[0])
 
 
