@@ -959,3 +959,24 @@ def test_mnist5k_cnn_exports_and_imports_back_on_its_test_split(tmp_path, capsys
     entry = json.loads((tmp_path / "build/reports/import.json").read_text())["imports"]["m"]
     assert entry["dataset"] == "mnist5k" and entry["images"] == 1000 and entry["consistent"]
     assert back.manifest["training"]["dataset"]["name"] == "mnist5k"
+
+
+def test_multithreshold_on_a_conv_map_imports_and_matches_execute_onnx(rng):
+    """FINN's streamlined form on a (B, C, H, W) map: conv2's BatchNorm and Quant as one
+    MultiThreshold, thresholds per channel (axis 1)."""
+    def change(graph):
+        thresholds = np.sort(rng.normal(0, 2, (6, 2)), axis=1)
+        graph.initializer.append(numpy_helper.from_array(thresholds.astype(np.float32), "thr"))
+        mt = helper.make_node("MultiThreshold", ["c2", "thr"], ["t2"], name="mt",
+                              domain=qonnx_export.QONNX_DOMAIN, out_dtype="INT2",
+                              out_scale=0.5, out_bias=-0.6)
+        index = list(graph.node).index(_node(graph, "bn2"))
+        graph.node.remove(_node(graph, "bn2"))
+        graph.node.remove(_node(graph, "q_act2"))
+        graph.node.insert(index, mt)
+    _, _, info, net, wrapper = qonnx_import.import_model(_edit(cnn_graph(rng), change))
+    assert kinds(net) == ["conv", "maxpool", "conv", "linear"]
+    assert (net.layers[3].alpha_a, net.layers[3].beta_a) == (0.5, pytest.approx(-0.1))
+    report = qonnx_check.compare(wrapper, net, info, rng.integers(0, 17, (200, 64)))
+    assert report["classes_differing_beyond_a_tie"] == [] and report["logits"]["within_bound"]
+    assert report["layers"][2]["trit_agreement"] == 1.0 and report["consistent"]
