@@ -935,7 +935,7 @@ def test_brevitas_cnns_import_or_are_refused_for_zero_padding(variant, tmp_path,
 
 
 def test_import_of_a_cnn_with_engine_says_not_yet(tmp_path, capsys, monkeypatch):
-    """--engine on a CNN: the engine has no convolution stage yet, and the report says so
+    """--engine on a CNN: make demo's simulation does not run CNNs yet, and the report says so
     (no simulated figures)."""
     monkeypatch.chdir(tmp_path)
     status, text, err = run(["import", str(BREVITAS_CNN["const"]), "-o", "c.json", "--engine",

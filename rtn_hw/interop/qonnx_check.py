@@ -28,8 +28,9 @@ FLOAT32_STEPS = 8          # float32 roundings allowed beyond the n of a dot pro
 UNIT_ROUNDOFF = 2.0 ** -24
 NEAR_CHUNK = 100           # images per chunk of the near-threshold test
 ENGINE_NOT_YET = {"status": "not yet for CNNs",
-                  "reason": "the network engine has no convolution or pooling stage yet; the "
-                            "golden network and execute_onnx are compared"}
+                  "reason": "make demo's engine simulation (rtn_hw.demo.run_demo) does not run "
+                            "CNNs yet (the dataflow engine's convolution stages are being "
+                            "built); the golden network and execute_onnx are compared"}
 
 
 def test_split(network):
