@@ -980,3 +980,20 @@ def test_multithreshold_on_a_conv_map_imports_and_matches_execute_onnx(rng):
     report = qonnx_check.compare(wrapper, net, info, rng.integers(0, 17, (200, 64)))
     assert report["classes_differing_beyond_a_tie"] == [] and report["logits"]["within_bound"]
     assert report["layers"][2]["trit_agreement"] == 1.0 and report["consistent"]
+
+
+def test_an_engine_that_runs_cnns_is_compared(digits):
+    """The hook for when make demo simulates CNNs: an engine marked `convolutional` is run and
+    compared like an MLP's (here the golden network with one logit changed stands in)."""
+    net = weights.load(CNN_MANIFESTS["digits"])
+    _, info, wrapper, _ = round_trip(net, weights.read_raw(CNN_MANIFESTS["digits"])[1])
+    images = digits[0][:6]
+
+    def engine(batch):
+        logits, classes = net.forward(batch)
+        return logits + (np.arange(len(batch)) == 2)[:, None], classes
+    assert qonnx_check.compare(wrapper, net, info, images, engine=engine)["engine"][
+        "status"] == "not yet for CNNs"
+    engine.convolutional = True
+    report = qonnx_check.compare(wrapper, net, info, images, engine=engine)
+    assert report["engine"]["golden_agreement"] == 5 / 6 and not report["consistent"]

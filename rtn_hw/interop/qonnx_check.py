@@ -68,7 +68,8 @@ def compare(wrapper, network, info, images, labels=None, engine=None):
     `info` is the importer's (its per-layer activation tensors and the logits' transform).
     `engine(images)`, when given, simulates the hardware on `images` (the first of them, if it
     runs fewer) and returns (integer logits, classes): they are compared too, under
-    "engine". A CNN's report says the engine does not run it yet (ENGINE_NOT_YET)."""
+    "engine". For a CNN only an engine that says it runs CNNs (`engine.convolutional`) is
+    simulated; otherwise the report says the engine does not run it yet (ENGINE_NOT_YET)."""
     images = np.asarray(images)
     context, output = run_graph(wrapper, images)
     trace = network.trace(images)
@@ -143,7 +144,7 @@ def compare(wrapper, network, info, images, labels=None, engine=None):
     report["consistent"] = bool(
         within and not unexplained.any()
         and all(layer.get("differing_trits_near_threshold", True) for layer in layers))
-    if network.convolutional:
+    if network.convolutional and not getattr(engine, "convolutional", False):
         report["engine"] = dict(ENGINE_NOT_YET)
     elif engine is not None:
         hw_logits, hw_classes = (np.asarray(v) for v in engine(images))

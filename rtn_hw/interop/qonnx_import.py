@@ -942,6 +942,7 @@ def import_file(model_path, out_json, *, pixel_max=16, report=None, engine=None)
     def simulate(batch):
         return engine(network, batch)
     simulate.description = getattr(engine, "description", None)
+    simulate.convolutional = getattr(engine, "convolutional", False)
     comparison = qonnx_check.compare(wrapper, network, info, images, labels,
                                      engine=None if engine is None else simulate)
     props = {p.key: p.value for p in proto.metadata_props}
