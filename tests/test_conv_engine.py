@@ -1,10 +1,12 @@
 """The dataflow engine's convolution stages (rtn_hw.gateware.conv) against the golden CNN: the
 window generator against `ConvLayer.patches` (im2col of `pad_trits`) on small random shapes
 (padding, stride 2, no padding, kernel = map, one column), the pool stage against
-`pool_trits`, and the shipped digits CNN end to end at two foldings (every logit and label
-equals `Network.forward`; the first images back to back give the measured II, which must
-equal `predicted_ii`; the rest go with random input gaps and output backpressure). One
-simulator per configuration; the MNIST CNN behind `slow`."""
+`pool_trits`, the shipped digits CNN end to end at four foldings and random CNNs (stride 2,
+three input channels, negative γ) unfolded and ragged: every logit and label equals
+`Network.forward`; the first images go back to back with the output always ready, so the
+measured II and first latency must equal `predicted_ii` and `latency`; the rest go with
+random input gaps and output backpressure. One simulator per configuration; every digits test
+image and the MNIST CNN behind `slow`."""
 
 import dataclasses
 import time
