@@ -203,10 +203,19 @@ class MacCore(wiring.Component):
         m = Module()
         pipe = Pipeline(m, self.i, self.o, self.latency, name="core")
         depth = len(self._cuts)
+        ds = []
         for name, (singles, terms) in self._rows(m).items():
-            count = self._count(m, pipe, name, singles, terms, depth)
-            field = self.o.payload.s if name == "s" else self.o.payload.d[int(name[1:])]
-            m.d.comb += field.eq(self._out(pipe, count, f"{name}_out"))
+            count = self._out(pipe, self._count(m, pipe, name, singles, terms, depth),
+                              f"{name}_out")
+            if name == "s":
+                m.d.comb += self.o.payload.s.eq(count)
+            else:
+                d = Signal(self.o.payload.d.shape().elem_shape, name=f"{name}_count")
+                m.d.comb += d.eq(count)
+                ds.append(d)
+        # The counts as one word, not one assignment per channel: Icarus re-evaluates a wire
+        # driven in parts as a whole on every part's change (docs/sim.md, as in codec.py).
+        m.d.comb += self.o.payload.d.eq(Cat(ds))
         if "side" in self.i.payload.shape().members:
             side = self.i.payload.side
             for k in range(depth):

@@ -23,7 +23,7 @@ wiring and one comparison. Latency: 2.
 import dataclasses
 
 import numpy as np
-from amaranth.hdl import Const, Module, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -181,6 +181,7 @@ class PostProcess(wiring.Component):
         acc_shape = signed(self._acc_width)
         y = Signal(data.ArrayLayout(signed(self._out_width or 1), self._channels), name="y")
         t = Signal(trit_planes(self._channels), name="t")
+        ys, nzs, sgs = [], [], []
         for p in range(self._channels):
             d = Signal(signed(self._d_width + 1), name=f"d{p}")
             m.d.comb += d.eq(payload.d[p])
@@ -204,10 +205,19 @@ class PostProcess(wiring.Component):
             m.d.comb += acc.eq(prod1 + prod2 + k0_r)
             acc = pipe.stage(acc, f"acc{p}_r")
             if self._out_width is not None:
-                m.d.comb += y[p].eq(acc >> self._shift)
+                y_p = Signal(signed(self._out_width), name=f"y{p}")
+                m.d.comb += y_p.eq(acc >> self._shift)
+                ys.append(y_p)
             if self._trits:
                 nz, sg = threshold_trit(acc, lo, hi)
-                m.d.comb += [t.nz[p].eq(nz), t.sg[p].eq(sg)]
+                nzs.append(nz)
+                sgs.append(sg)
+        # Whole words, not one assignment per channel: Icarus re-evaluates a wire driven in
+        # parts as a whole on every part's change (docs/sim.md, as in codec.py).
+        if self._out_width is not None:
+            m.d.comb += y.eq(Cat(ys))
+        if self._trits:
+            m.d.comb += t.as_value().eq(Cat(*nzs, *sgs))
         if "side" in payload.shape().members:
             side = pipe.stage(pipe.stage(payload.side, "side_1"), "side_2")
             m.d.comb += self.o.payload.side.eq(side)
