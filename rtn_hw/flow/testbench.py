@@ -46,11 +46,10 @@ def edge_ps(cycle):
     return FIRST_EDGE_PS + cycle * PERIOD_PS
 
 
-def testbench(ports, *, module, count, drain=4, timeout_cycles=100_000, trace=None):
+def testbench(ports, *, module, count, drain=4, timeout_cycles=100_000, trace=False):
     """The testbench's Verilog text (module `tb`) for `count` payloads into `module`.
 
-    `trace`: None (no waveform), "all" (every net in the dut's own scope) or a list of the
-    dut's net names, dumped to trace.vcd."""
+    `trace`: whether every net in the dut's own scope is dumped to trace.vcd."""
     by_name = {p["name"]: p for p in ports}
     for name in ("clk", "rst", "i__valid", "i__ready", "o__valid", "o__ready"):
         if name not in by_name:
@@ -69,13 +68,7 @@ def testbench(ports, *, module, count, drain=4, timeout_cycles=100_000, trace=No
         output = '$fwrite(f, "o %0d %h\\n", cycle, o__payload);'
     else:
         output = '$fwrite(f, "o %0d 0\\n", cycle);'
-    if trace is None:
-        dump = []
-    elif trace == "all":
-        dump = ['    $dumpfile("trace.vcd");', "    $dumpvars(1, dut);"]
-    else:
-        dump = ['    $dumpfile("trace.vcd");',
-                "    $dumpvars(0,\n" + ",\n".join(f"      dut.{n}" for n in trace) + ");"]
+    dump = ['    $dumpfile("trace.vcd");', "    $dumpvars(1, dut);"] if trace else []
     # The next inputs are chosen at the edge and applied at the falling edge, so a trace window
     # can end half way between an edge and the testbench's own changes.
     present = "begin next_valid = 1; next_payload = mem[k]; end" if w_in else "next_valid = 1;"

@@ -24,12 +24,13 @@ class VcdToggles:
 UNITS_PS = {"s": 1e12, "ms": 1e9, "us": 1e6, "ns": 1e3, "ps": 1.0, "fs": 1e-3}
 
 
-def parse_vcd(path, *, scope=None, start=None, end=None):
+def parse_vcd(path, *, scope=None, start=None, end=None, keep=None):
     """Count 0↔1 changes per bit of every signal in a VCD, streaming.
 
     Only changes at times t with start < t <= end (in the file's time units; None = open)
     count; a change from or to x/z is not a toggle. `scope` (e.g. "tb.dut") keeps only the
-    signals declared directly in that scope, named without it. Bus names drop their range."""
+    signals declared directly in that scope, named without it. Bus names drop their range.
+    `keep`, a predicate on those names, drops the others before any change is counted."""
     ids = {}            # id code → list of signal paths
     widths = {}
     stack = []
@@ -60,6 +61,8 @@ def parse_vcd(path, *, scope=None, start=None, end=None):
                     path_ = name
                 else:
                     path_ = f"{where}.{name}" if where else name
+                if keep is not None and not keep(path_):
+                    continue
                 widths[path_] = width
                 ids.setdefault(code, []).append(path_)
         counts = {code: [0] * widths[names[0]] for code, names in ids.items()}
