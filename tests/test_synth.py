@@ -71,13 +71,16 @@ def test_selection_errors(env, message):
 def test_plan_default_sweep():
     runs = plan.plan()
     ids = {r.id for r in runs}
-    # RTN at 16/64/256; int baselines with DSPs at 16/64, fp32 at 16, all-LUT at 16 only;
-    # 3 targets; the network engine in its two board configurations.
-    assert len(runs) == 3 * (2 * 3 + 2 * (2 + 1) + 2) + 2
+    # RTN at 16/64/256; int8 with DSPs at 16/64, fp32 at 16, all-LUT at 16 on the ECP5
+    # only; no int16; 3 targets; the network engine in its two board configurations.
+    assert len(runs) == 3 * (2 * 3 + 3) + 2 + 2
     assert "ecp5-85k/ternary_dot/256/dsp" in ids
-    assert "ice40-up5k/fp32_dot/16/lut" in ids
+    assert "ecp5-85k/fp32_dot/16/lut" in ids and "ecp5-85k/int8_dot/16/lut" in ids
+    assert not {"ice40-up5k/fp32_dot/16/lut", "xilinx-lut6/fp32_dot/16/lut"} & ids
     assert "ecp5-85k/fp32_dot/64/dsp" not in ids and "ecp5-85k/int8_dot/64/dsp" in ids
-    assert "xilinx-lut6/fp32_dot/64/lut" not in ids
+    assert not any(r.unit == "int16_dot" for r in runs)
+    assert [r.id for r in plan.plan(["ecp5-85k"], ["int16_dot"], [16])] == [
+        "ecp5-85k/int16_dot/16/dsp", "ecp5-85k/int16_dot/16/lut"]
     assert {r.id for r in runs if r.unit == "network_engine"} == {
         "ecp5-85k/network_engine/64/dsp", "ice40-up5k/network_engine/32/dsp"}
     assert not any(r.mapping == "lut" for r in runs if plan.UNITS[r.unit].kind == "rtn")
@@ -94,10 +97,12 @@ def test_plan_default_sweep():
 
 
 def test_plan_full_sweep():
-    """The full sweep (make synth-full): fp32 also at 64 lanes, three nextpnr seeds on the
-    ECP5 RTN rows (median Fmax), one elsewhere."""
+    """The full sweep (make synth-full): fp32 also at 64 lanes, int16, the all-LUT baselines
+    on every target, three nextpnr seeds on the ECP5 RTN rows (median Fmax), one elsewhere."""
     runs = plan.plan(full=True)
-    assert len(runs) == len(plan.plan()) + 3
+    # + fp32 at 64 lanes (3), int16 (3 × 3), all-LUT fp32 and int8 on two more targets (4).
+    assert len(runs) == len(plan.plan()) + 3 + 9 + 4
+    assert "ice40-up5k/fp32_dot/16/lut" in {r.id for r in runs}
     seeds = {r.id: r.seeds for r in runs}
     assert seeds["ecp5-85k/network_engine/64/dsp"] == (1, 2, 3)
     assert seeds["ecp5-85k/ternary_dot/64/dsp"] == (1, 2, 3)

@@ -4,11 +4,14 @@ A run is one (unit, lanes) on one target with one mapping ("dsp", or "lut" for t
 baselines at small lane counts) and the nextpnr seeds it is routed with.
 
 Two sweeps. The default one (`make synth`) is sized to finish cold within 20 minutes on two
-cores: every unit at its lane counts on every target, one nextpnr seed a row, and the fp32
-baseline at 16 lanes. The full one (`make synth-full`, `--full`) is what the README's tables
-are made from: it adds the fp32 baseline at 64 lanes (it does not fit the ECP5-85k's DSPs, and
-counting it costs yosys about 600 CPU-seconds a target) and routes the RTN rows on the
-ECP5-85k with three seeds, reporting the median Fmax (one seed moves Fmax by up to 10 %).
+cores: every unit at its lane counts on every target, one nextpnr seed a row, the fp32
+baseline at 16 lanes, the all-LUT baselines on the ECP5-85k only and no int16 baseline unless
+named (yosys spends minutes on every all-LUT multiplier array: docs/synth.md). The full one
+(`make synth-full`, `--full`) is what the README's tables are made from: it adds the int16
+baseline, the all-LUT baselines on every target, the fp32 baseline at 64 lanes (it does not
+fit the ECP5-85k's DSPs, and counting it costs yosys about 600 CPU-seconds a target) and routes
+the RTN rows on the ECP5-85k with three seeds, reporting the median Fmax (one seed moves Fmax
+by up to 10 %).
 `SEEDS=` overrides the seeds of every row in either.
 
 The network engine is measured in the configurations its boards ship
@@ -23,10 +26,11 @@ reaches it (`rtn_hw.fold.fewest_lanes`); an exploration's `folding` parameter re
 import dataclasses
 
 __all__ = ["SweepUnit", "UNITS", "Run", "plan", "default_seeds", "CHANNELS", "NODSP_MAX_LANES",
-           "MAX_LANES", "SEEDS", "MULTI_SEEDS"]
+           "MAX_LANES", "SEEDS", "MULTI_SEEDS", "DEFAULT_LUT_TARGETS"]
 
 CHANNELS = 16             # P, output channels of the RTN MAC array in the sweep
 NODSP_MAX_LANES = 16      # all-LUT baselines only up to this many lanes (slow to synthesize)
+DEFAULT_LUT_TARGETS = ("ecp5-85k",)  # the default sweep's all-LUT baselines (full: every target)
 MAX_LANES = 1024
 SEEDS = (1,)              # nextpnr seeds of a row (its Fmax is their median)
 MULTI_SEEDS = (1, 2, 3)   # the ECP5 RTN rows
@@ -49,6 +53,7 @@ class SweepUnit:
     stimulus: str = ""          # payload kind for the power model
     lanes_param: str = "lanes"  # the registry parameter a row's lane count sets, or None
     on_request: bool = False    # only in sweeps that name it
+    full_only: bool = False     # in the default sweep only when named
 
     @property
     def lut_mapping(self):
@@ -123,7 +128,7 @@ UNITS = {u.name: u for u in (
               stimulus="fp32"),
     SweepUnit("int8_dot", "baseline", "int_dot", (("width", "8"),), (16, 64), stimulus="int8"),
     SweepUnit("int16_dot", "baseline", "int_dot", (("width", "16"),), (16, 64),
-              stimulus="int16"),
+              stimulus="int16", full_only=True),
 )}
 
 
@@ -158,7 +163,8 @@ def plan(targets=None, units=None, lanes=None, seeds=None, full=False):
     only those lane counts; `seeds` (a tuple) replaces every row's default seeds."""
     from .devices import TARGETS
     targets = list(TARGETS) if targets is None else targets
-    units = [u for u in UNITS if not UNITS[u].on_request] if units is None else units
+    if units is None:
+        units = [u for u in UNITS if not UNITS[u].on_request and (full or not UNITS[u].full_only)]
     runs = []
     for target in targets:
         for name in units:
@@ -170,6 +176,7 @@ def plan(targets=None, units=None, lanes=None, seeds=None, full=False):
             for n in mine:
                 chosen = tuple(seeds) if seeds else default_seeds(target, name, full)
                 runs.append(Run(name, n, target, "dsp", chosen))
-                if unit.lut_mapping and n <= NODSP_MAX_LANES:
+                if unit.lut_mapping and n <= NODSP_MAX_LANES and (
+                        full or target in DEFAULT_LUT_TARGETS):
                     runs.append(Run(name, n, target, "lut", chosen))
     return runs
