@@ -10,8 +10,8 @@ folding's text, beside the model's estimate, so the model's error is one command
     .venv/bin/python bench/dataflow_area.py --fit
 
 `--fit` synthesizes nothing: it prints the report's counts as `CALIBRATION` entries, the
-coefficients fitted to them, and the model's error per folding, in-sample and
-leave-one-out (fitted to the other foldings).
+coefficients fitted to `fold.CALIBRATION` with the report's counts, and the model's error per
+folding, in-sample and leave-one-out (fitted to the other foldings).
 
 Work files go to build/dataflow_area/.
 """
@@ -57,26 +57,38 @@ def measure(network, text):
 
 
 def show_fit(network):
+    """The model fitted to `fold.CALIBRATION` and the counts in REPORT (if any; they win), and
+    its error per folding, in-sample and leave-one-out."""
     import json
     import pathlib
-    report = json.loads(pathlib.Path(REPORT).read_text())
-    calibration = {key: (r["counts"]["lut"] + 2 * r["counts"]["carry"], r["counts"]["ff"])
-                   for key, r in report.items()}
+    try:
+        report = json.loads(pathlib.Path(REPORT).read_text())
+    except (OSError, ValueError):
+        report = {}
+    calibration = {**fold.CALIBRATION,
+                   **{key: (r["counts"]["lut"] + 2 * r["counts"]["carry"], r["counts"]["ff"])
+                      for key, r in report.items()}}
     for key, r in report.items():
         c = r["counts"]
         print(f'    "{key}": ({c["lut"]} + 2 * {c["carry"]}, {c["ff"]}),')
     print(fold.fit(network, calibration))
-    for key, (lut4, ff) in calibration.items():
+    saved = fold.CALIBRATION
+    try:
+        for key, (lut4, ff) in calibration.items():
+            fold._model.cache_clear()
+            fold.CALIBRATION = calibration
+            inside = fold.estimate(network, parse_foldings(key, network))
+            fold._model.cache_clear()
+            fold.CALIBRATION = {k: v for k, v in calibration.items() if k != key}
+            outside = fold.estimate(network, parse_foldings(key, network))
+            print(f"{key}: LUT4 {lut4} model {inside.lut4} "
+                  f"({100 * (inside.lut4 / lut4 - 1):+.1f} %), leave-one-out {outside.lut4} "
+                  f"({100 * (outside.lut4 / lut4 - 1):+.1f} %); FF {ff} model {inside.ff} "
+                  f"({100 * (inside.ff / ff - 1):+.1f} %), leave-one-out {outside.ff} "
+                  f"({100 * (outside.ff / ff - 1):+.1f} %)")
+    finally:
+        fold.CALIBRATION = saved
         fold._model.cache_clear()
-        fold.CALIBRATION = calibration
-        inside = fold.estimate(network, parse_foldings(key, network))
-        fold._model.cache_clear()
-        fold.CALIBRATION = {k: v for k, v in calibration.items() if k != key}
-        outside = fold.estimate(network, parse_foldings(key, network))
-        print(f"{key}: LUT4 {lut4} model {inside.lut4} ({100 * (inside.lut4 / lut4 - 1):+.1f} %),"
-              f" leave-one-out {outside.lut4} ({100 * (outside.lut4 / lut4 - 1):+.1f} %); "
-              f"FF {ff} model {inside.ff} ({100 * (inside.ff / ff - 1):+.1f} %), leave-one-out "
-              f"{outside.ff} ({100 * (outside.ff / ff - 1):+.1f} %)")
 
 
 def main():

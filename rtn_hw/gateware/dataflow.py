@@ -266,10 +266,18 @@ class LayerStage(wiring.Component):
         waddr = Signal(range(max(chunks * groups, 2)), name="waddr")
         reserved = Signal(range(depth + 1), name="reserved")
         last_chunk, last_group = chunk == chunks - 1, grp == groups - 1
-        last_issue, can_take, take = (Signal(name=n) for n in ("last_issue", "can_take", "take"))
-        m.d.comb += [last_issue.eq(busy & last_chunk & last_group),
-                     can_take.eq((~busy | last_issue) & (reserved < depth)),
+        can_take, take = Signal(name="can_take"), Signal(name="take")
+        # `last_issue` (busy at the image's last (group, chunk)) and `room` (reserved < depth)
+        # are registers set a cycle ahead, so that `i.ready` is one LUT of three registers: it
+        # drives the previous stage's FIFO read, and with the counters' comparators in it this
+        # path between stages was the critical one (80 MHz at 1 x 1 on ECP5).
+        last_issue = Signal(name="last_issue")
+        room = Signal(name="room", init=1)
+        words = chunks * groups
+        m.d.comb += [can_take.eq((~busy | last_issue) & room),
                      self.i.ready.eq(can_take), take.eq(self.i.valid & can_take)]
+        second_last = (waddr == words - 2) if words > 1 else 0
+        m.d.sync += last_issue.eq(Mux(take, words == 1, busy & ~last_issue & second_last))
         with m.If(take):
             m.d.sync += [a.nz.eq(self.i.payload.nz), a.sg.eq(self.i.payload.sg)]
         m.d.sync += busy.eq(take | (busy & ~last_issue))
@@ -280,9 +288,9 @@ class LayerStage(wiring.Component):
                 m.d.sync += grp.eq(Mux(last_group, 0, grp + 1))
         read = self.o.valid & self.o.ready
         with m.If(take & ~read):
-            m.d.sync += reserved.eq(reserved + 1)
+            m.d.sync += [reserved.eq(reserved + 1), room.eq(reserved + 1 < depth)]
         with m.Elif(read & ~take):
-            m.d.sync += reserved.eq(reserved - 1)
+            m.d.sync += [reserved.eq(reserved - 1), room.eq(1)]
 
         # Issue: the chunk of `a` and its control, registered (the weight word is read beside).
         s1 = Signal(data.StructLayout({"valid": 1, "a": trit_planes(lanes), "control": control}),

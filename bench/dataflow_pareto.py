@@ -1,0 +1,288 @@
+"""The dataflow engine's Pareto sweep (issue 13): the shipped digits MLP at foldings from the
+smallest to the fully unfolded design on the ECP5-85k, plus the fastest folding that fits the
+iCE40 UP5K, each synthesized, placed and routed and simulated on every digits test image.
+
+    .venv/bin/python bench/dataflow_pareto.py [--ecp5 FOLDING ...] [--ice40 FOLDING ...]
+                                              [--seeds 1] [--sim-images N]
+
+Per folding (text as `rtn_hw.gateware.dataflow.parse_foldings` reads it):
+
+* yosys counts and the routed Fmax come from the synthesis flow itself (`rtn_hw.flow.synth.
+  execute`: one sweep row of unit dataflow_engine with the folding as its `folding`
+  parameter, the sweep's scripts, nextpnr options, 20-minute route limit and cache), so a row
+  already routed costs nothing; a folding that does not fit gets its yosys counts only;
+* `ii_cycles`, `latency_cycles` and `hw_golden_agreement`: the test images go through the
+  engine back to back with the output always ready (Verilator through `rtn_hw.demo.run_demo`
+  when it has the dataflow engine, else the Amaranth simulator, `run_stream`); every result is
+  compared with `Network.forward`, the cycles between results must all equal the predicted
+  II and the first image's latency the predicted latency;
+* images/s = routed Fmax / II.
+
+The iCE40 foldings are tried in the order given (fastest first); the first that fits and
+routes is reported. Written atomically: build/reports/dataflow.json, dataflow.md and
+dataflow.png, with the tool versions, seeds and the load average before and after each row.
+"""
+
+import argparse
+import datetime
+import io
+import json
+import os
+import pathlib
+import time
+
+import numpy as np
+
+from rtn_hw import weights
+from rtn_hw.files import update_json, write_atomic, write_json
+from rtn_hw.flow import cache, synth
+from rtn_hw.flow.devices import DEVICES
+from rtn_hw.flow.plan import Run
+from rtn_hw.gateware.dataflow import latency, parse_foldings, predicted_ii
+
+REPORT = "build/reports/dataflow.json"
+SIM_CACHE = "build/dataflow_pareto/simulated.json"
+# The gateware's hash as this process imported it (a key of SIM_CACHE).
+SOURCE = cache.source_hash()
+# Smallest to unfolded: the II of each is in the comment.
+ECP5_FOLDINGS = (
+    "smallest",                                     # 16,384
+    "64x1,128x1,2x5",                               # 128, fold.fewest_lanes(network, 128)
+    "16x4,32x4,8x5",                                # 128, narrower words
+    "64x4:logic,128x4:logic,8x5:logic",             # 32, weights in LUTs
+    "64x16:logic,128x16:logic,32x5:logic",          # 8
+    "unfolded",                                     # 1, does not fit
+)
+ICE40_FOLDINGS = ("64x1,128x1,2x5", "16x1,32x1,2x5", "smallest")
+NETWORK_ENGINE = {"images_per_second": 613_000, "fmax_mhz": 49.6, "lut4": 3241,
+                  "source": "docs/units/network_engine.md (64 lanes x 8 channels, ECP5-85k)"}
+
+
+def canonical(network, text):
+    return ",".join(map(str, parse_foldings(text, network)))
+
+
+def synthesize(network, target, text, seeds):
+    """The flow's record of one dataflow_engine row at folding `text`."""
+    foldings = parse_foldings(text, network)
+    run = Run("dataflow_engine", predicted_ii(network, foldings), target, "dsp", tuple(seeds),
+              (("folding", canonical(network, text)),))
+    records, _ = synth.execute([run], jobs=1, power=False, progress=print)
+    return records[0]
+
+
+def _dataflow_demo():
+    """`rtn_hw.demo.run_demo` if it can run the dataflow engine (issue 13's demo), else None."""
+    import inspect
+    from rtn_hw import demo
+    run_demo = getattr(demo, "run_demo", None)
+    if run_demo is None or "engine" not in inspect.signature(run_demo).parameters:
+        return None
+    return run_demo
+
+
+def simulate(network, foldings, images, seed):
+    """(simulator, logits, classes, input cycles, output cycles) of `images` back to back:
+    Verilator through `rtn_hw.demo.run_demo` when it has the dataflow engine, else Amaranth."""
+    run_demo = _dataflow_demo()
+    if run_demo is not None:
+        from rtn_hw.demo import SimulationError
+        try:
+            run = run_demo(images, network, engine="dataflow", foldings=foldings, seed=seed,
+                           simulator="verilator")
+            return ("verilator", np.asarray(run.logits), np.asarray(run.classes),
+                    list(run.in_cycles), list(run.out_cycles))
+        except SimulationError as error:
+            print(f"Verilator: {error}; the Amaranth simulator instead", flush=True)
+    from rtn_hw.gateware.dataflow import DataflowEngine
+    from rtn_hw.gateware.simulate import run_stream
+    dut = DataflowEngine(network, foldings)
+    run = run_stream(dut, [[int(p) for p in image] for image in images], seed=seed,
+                     steady=len(images), timeout=4 * (dut.latency + 4 * dut.ii) + 200)
+    logits = np.array([out["logits"] for out in run.outputs], dtype=np.int64)
+    classes = np.array([out["label"] for out in run.outputs], dtype=np.int64)
+    return "amaranth", logits, classes, run.in_cycles, run.out_cycles
+
+
+def check(network, text, images, seed, sim_images):
+    """Simulated II, latency and agreement with the golden network of one folding, from
+    SIM_CACHE when the same sources simulated the same images."""
+    foldings = parse_foldings(text, network)
+    ii, want_latency = predicted_ii(network, foldings), latency(network, foldings)
+    count = len(images)
+    if sim_images is not None and ii * count > sim_images:
+        count = max(4, sim_images // ii)
+    key = f"{canonical(network, text)}|{count}|{seed}|{SOURCE}"
+    try:
+        return json.loads(pathlib.Path(SIM_CACHE).read_text())[key]
+    except (OSError, ValueError, KeyError):
+        pass
+    started = time.monotonic()
+    simulator, logits, classes, ins, outs = simulate(network, foldings, images[:count], seed)
+    want_logits, want_classes = network.forward(images[:count])
+    agree = int(sum(np.array_equal(a, b) and c == d for a, b, c, d
+                    in zip(logits, want_logits, classes, want_classes)))
+    gaps = sorted(set(np.diff(outs).tolist()))
+    result = {"simulator": simulator, "images": count, "seed": seed,
+              "ii_cycles": gaps[0] if len(gaps) == 1 else gaps,
+              "ii_predicted": ii, "ii_matches": gaps == [ii],
+              "latency_cycles": outs[0] - ins[0], "latency_predicted": want_latency,
+              "hw_golden_agreement": agree / count, "agreeing_images": agree,
+              "seconds": round(time.monotonic() - started, 1)}
+    update_json(SIM_CACHE, lambda cached: {**cached, key: result})
+    return result
+
+
+def row(network, target, text, seeds, images, seed, sim_images, simulate_it=True,
+        phase="all"):
+    load_before = os.getloadavg()
+    record = synthesize(network, target, text, seeds) if phase != "sim" else {}
+    foldings = parse_foldings(text, network)
+    fmax = record.get("fmax_mhz")
+    out = {"target": target, "folding": canonical(network, text),
+           "foldings": [{"layer": layer.name, "lanes": f.lanes, "channels": f.channels,
+                         "storage": f.storage} for layer, f in zip(network.layers, foldings)],
+           "ii_predicted": predicted_ii(network, foldings),
+           "fmax_mhz": fmax, "fmax_by_seed": record.get("fmax_by_seed"),
+           **{k: record.get(k) for k in ("lut", "ff", "carry", "dsp", "bram", "lutram",
+                                         "fits", "notes", "seconds", "cached")}}
+    out["lut4"] = out.pop("lut")
+    if out["lut4"] is not None and out["carry"] is not None:
+        out["lut4_places"] = out["lut4"] + 2 * out["carry"] if target == "ecp5-85k" \
+            else out["lut4"]
+    if simulate_it and phase != "synth":
+        out.update(check(network, text, images, seed, sim_images))
+    else:
+        out.update({"ii_cycles": None, "latency_cycles": None, "hw_golden_agreement": None})
+    out["images_per_second"] = round(fmax * 1e6 / out["ii_predicted"]) if fmax else None
+    if out["images_per_second"] and out["lut4"]:
+        out["images_per_second_per_lut4"] = round(out["images_per_second"] / out["lut4"], 1)
+    out["load_average"] = {"before": [round(v, 2) for v in load_before],
+                           "after": [round(v, 2) for v in os.getloadavg()]}
+    print(f"{target} {out['folding']}: II {out['ii_cycles']} (predicted {out['ii_predicted']}) "
+          f"LUT4 {out['lut4']} CCU2C {out['carry']} FF {out['ff']} DSP {out['dsp']} BRAM "
+          f"{out['bram']} fits {out['fits']} Fmax {fmax} MHz, {out['images_per_second']} "
+          f"images/s, agreement {out['hw_golden_agreement']}", flush=True)
+    return out
+
+
+def markdown(report):
+    lines = [f"# Dataflow engine Pareto sweep ({report['generated']})", "",
+             f"`{report['command']}`; tools: " + ", ".join(
+                 f"{k} {v}" for k, v in report["tool_versions"].items()), "",
+             "| target | folding | II sim / pred. | latency | Fmax MHz | images/s | LUT4 | "
+             "CCU2C | FF | DSP | BRAM | fits | agreement | load (1 min) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in report["rows"]:
+        def num(v):
+            return "–" if v is None else f"{v:,}" if isinstance(v, int) else str(v)
+        agreement = r.get("hw_golden_agreement")
+        agreement = "–" if agreement is None else f"{r['agreeing_images']} / {r['images']}"
+        lines.append(
+            f"| {r['target']} | `{r['folding']}` | {num(r.get('ii_cycles'))} / "
+            f"{num(r['ii_predicted'])} | {num(r.get('latency_cycles'))} | {num(r['fmax_mhz'])} | "
+            f"{num(r['images_per_second'])} | {num(r['lut4'])} | {num(r['carry'])} | "
+            f"{num(r['ff'])} | {num(r['dsp'])} | {num(r['bram'])} | {r['fits']} | "
+            f"{agreement} | "
+            f"{r['load_average']['before'][0]} |")
+    notes = [f"* {r['target']} `{r['folding']}`: {'; '.join(r['notes'])}"
+             for r in report["rows"] if r.get("notes")]
+    return "\n".join(lines + [""] + notes) + "\n"
+
+
+def plot(report):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for r in report["rows"]:
+        if r["target"] != "ecp5-85k" or not r.get("lut4"):
+            continue
+        rate = r["images_per_second"]
+        if rate is None:
+            # Not routed: at an assumed 100 MHz, hollow.
+            rate = 100e6 / r["ii_predicted"]
+        ax.plot(r["lut4_places"], rate, "o", color="#000000" if r["fmax_mhz"] else "#999999",
+                fillstyle="full" if r["fmax_mhz"] else "none")
+        ax.annotate(f"II {r['ii_predicted']}", (r["lut4_places"], rate),
+                    textcoords="offset points", xytext=(4, 4), fontsize=7)
+    ne = report["network_engine"]
+    ax.plot(ne["lut4"], ne["images_per_second"], "s", color="#0072B2", label="NetworkEngine")
+    ax.axvline(DEVICES["ecp5-85k"]["lut4"], color="#D55E00", linestyle=":",
+               label="ECP5-85k LUT4")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("LUT4 places (LUT4 + 2 CCU2C)")
+    ax.set_ylabel("images/s at the routed Fmax (hollow: not routed, at 100 MHz)")
+    ax.set_title("Dataflow engine, digits MLP, ECP5-85k")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return str(write_atomic(REPORT.replace(".json", ".png"), buffer.getvalue()))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--ecp5", nargs="*", default=ECP5_FOLDINGS)
+    parser.add_argument("--ice40", nargs="*", default=ICE40_FOLDINGS)
+    parser.add_argument("--phase", choices=("all", "synth", "sim"), default="all",
+                        help="synth: synthesize and route only; sim: simulate only (both "
+                             "cached; a later full run reuses them); all (default): both, then "
+                             "the report")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1])
+    parser.add_argument("--seed", type=int, default=1, help="simulation seed")
+    parser.add_argument("--sim-images", type=int, default=None,
+                        help="simulate at most this many image-IIs of cycles per folding "
+                             "(default: every test image)")
+    args = parser.parse_args()
+    network = weights.load()
+    images, _ = weights.load_digits_test()
+    started = datetime.datetime.now(datetime.timezone.utc)
+    rows = [row(network, "ecp5-85k", text, args.seeds, images, args.seed, args.sim_images,
+                phase=args.phase) for text in args.ecp5]
+    if args.phase == "sim":
+        return
+    for text in args.ice40:
+        r = row(network, "ice40-up5k", text, args.seeds, images, args.seed, args.sim_images,
+                simulate_it=False, phase=args.phase)
+        rows.append(r)
+        if r["fits"] and r["fmax_mhz"]:
+            # The same netlist as on the ECP5 when both have it; simulated there if not.
+            same = [e for e in rows if e["target"] == "ecp5-85k" and e["folding"] ==
+                    r["folding"]]
+            if args.phase == "all":
+                r.update({k: same[0][k] for k in ("ii_cycles", "latency_cycles",
+                                                  "hw_golden_agreement", "agreeing_images",
+                                                  "images")} if same
+                         else check(network, text, images, args.seed, args.sim_images))
+            if r["ii_cycles"] is not None:
+                r["images_per_second"] = round(r["fmax_mhz"] * 1e6 / r["ii_predicted"])
+            break
+    report = {"format": 1, "generated": started.isoformat(timespec="seconds"),
+              "command": "python bench/dataflow_pareto.py " + " ".join(
+                  f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
+                  if v not in (None, False) and k in ("seeds", "sim_images")),
+              "network": "weights/rtn_digits.json", "test_images": len(images),
+              "macs_per_image": sum(l.in_features * l.out_features for l in network.layers),
+              "tool_versions": synth.tool_versions(),
+              "seeds": {"nextpnr": args.seeds, "simulation": args.seed},
+              "nextpnr": {t: {"args": list(synth.TARGETS[t].pnr_args),
+                              "constraint_mhz": synth.TARGETS[t].freq_mhz,
+                              "timeout_seconds": synth.NEXTPNR_TIMEOUT}
+                          for t in ("ecp5-85k", "ice40-up5k")},
+              "network_engine": NETWORK_ENGINE, "rows": rows}
+    if args.phase != "all":
+        return
+    write_json(REPORT, report)
+    write_atomic(REPORT.replace(".json", ".md"), markdown(report))
+    plot(report)
+    print(f"wrote {REPORT} (+ .md, .png)")
+
+
+if __name__ == "__main__":
+    main()
