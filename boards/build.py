@@ -1,10 +1,12 @@
 """Build a board's bitstream with the open flow (YoWASP yosys, nextpnr, icepack / ecppack).
 
-    python -m boards.build BOARD [--baud B] [--timeout-ms T]
+    python -m boards.build BOARD [--baud B] [--timeout-ms T] [--engine network|dataflow]
+                                 [--folding TEXT]
 
 Leaves the bitstream (top.bin for iCE40, top.bit for ECP5), the tools' logs and reports, and
 report.json (utilisation, routed Fmax against the board clock, build seconds, tool versions)
-under build/boards/BOARD/. nextpnr fails the build when the board clock is not met.
+under build/boards/BOARD/ (build/boards/BOARD-dataflow/ for `--engine dataflow`, so the
+default bitstream stays). nextpnr fails the build when the board clock is not met.
 Bad input exits 2 with one line; a failed tool run exits 1 naming its log.
 """
 
@@ -73,17 +75,33 @@ def summarize(build_dir):
     return report.utilization, fmax
 
 
-def build(board, *, baud, timeout_ms, out=None):
+def _engine_report(engine):
+    """The engine's configuration for report.json (and the demo's clock look-up)."""
+    if hasattr(engine, "ii"):
+        return {"kind": "dataflow", "foldings": [str(f) for f in engine.foldings],
+                "ii": engine.ii, "latency": engine.latency}
+    return {"kind": "network", "lanes": engine.lanes, "channels": engine.channels,
+            "cycles_per_image": engine.cycles_per_image}
+
+
+def _engine_text(engine):
+    if hasattr(engine, "ii"):
+        return f"dataflow engine {','.join(map(str, engine.foldings))} (II {engine.ii})"
+    return f"engine lanes={engine.lanes} channels={engine.channels}"
+
+
+def build(board, *, baud, timeout_ms, engine="network", folding=None, out=None):
     from .top import BoardTop
     out = sys.stdout if out is None else out
     _tool_env()
-    top = BoardTop(board, baud=baud, timeout_ms=timeout_ms)
-    build_dir = ROOT / "build" / "boards" / board.name
+    top = BoardTop(board, baud=baud, timeout_ms=timeout_ms, engine=engine, folding=folding)
+    build_dir = ROOT / "build" / "boards" / (board.name if engine == "network"
+                                             else f"{board.name}-{engine}")
     build_dir.mkdir(parents=True, exist_ok=True)
     family = board.platform.device.startswith("iCE40") and "ice40" or "ecp5"
     bitstream = "top.bin" if family == "ice40" else "top.bit"
-    print(f"{board.name}: {board.platform.device}, {board.clock_hz / 1e6:g} MHz, engine "
-          f"lanes={top.engine.lanes} channels={top.engine.channels}, {baud} baud "
+    print(f"{board.name}: {board.platform.device}, {board.clock_hz / 1e6:g} MHz, "
+          f"{_engine_text(top.engine)}, {baud} baud "
           f"(divisor {top.divisor}); building in {build_dir.relative_to(ROOT)}/", file=out,
           flush=True)
     start = time.monotonic()
@@ -107,8 +125,7 @@ def build(board, *, baud, timeout_ms, out=None):
         "board": board.name, "device": board.platform.device,
         "package": board.platform.package, "clock_mhz": board.clock_hz / 1e6,
         "baud": baud, "divisor": top.divisor, "timeout_ms": timeout_ms,
-        "engine": {"lanes": top.engine.lanes, "channels": top.engine.channels,
-                   "cycles_per_image": top.engine.cycles_per_image},
+        "engine": _engine_report(top.engine),
         "utilisation": utilisation, "fmax": fmax,
         "build_seconds": round(seconds, 1),
         "bitstream": str((build_dir / bitstream).relative_to(ROOT)),
@@ -134,6 +151,13 @@ def main(argv=None):
                         help=f"one of {', '.join(BOARD_NAMES)}")
     parser.add_argument("--baud", default="115200", help="UART baud rate (default 115200)")
     parser.add_argument("--timeout-ms", default="50", help="inter-byte timeout (default 50)")
+    parser.add_argument("--engine", choices=("network", "dataflow"), default="network",
+                        help="network (default: the board's NetworkEngine configuration) or "
+                             "dataflow")
+    parser.add_argument("--folding", default="", metavar="TEXT",
+                        help="dataflow engine: unfolded, smallest or LANESxCHANNELS[:STORAGE] "
+                             "per layer (default: rtn_hw.fold.fewest_lanes(network, II) with "
+                             "II 32 on the ECP5-85k, 256 on the iCE40UP5K)")
     try:
         args = parser.parse_args(argv)
         board = load_board(args.board)
@@ -150,12 +174,23 @@ def main(argv=None):
                              f"milliseconds above 0 and below 10000")
         from .top import divisor_for
         divisor_for(board.clock_hz, baud)
+        folding = args.folding.strip() or None
+        if folding is not None:
+            if args.engine != "dataflow":
+                raise ValueError("--folding: applies to --engine dataflow only")
+            from rtn_hw import weights
+            from rtn_hw.gateware.dataflow import parse_foldings
+            try:
+                parse_foldings(folding, weights.load())
+            except (ValueError, TypeError) as error:
+                raise ValueError(f"--folding {folding!r}: {error}") from None
     except (UsageError, ValueError) as error:
         return print_usage_error(PROG, error)
     try:
-        build(board, baud=baud, timeout_ms=timeout_ms)
+        build(board, baud=baud, timeout_ms=timeout_ms, engine=args.engine, folding=folding)
     except subprocess.CalledProcessError:
-        print(f"{PROG}: error: the {board.name} build failed; see build/boards/{board.name}/"
+        folder = board.name if args.engine == "network" else f"{board.name}-{args.engine}"
+        print(f"{PROG}: error: the {board.name} build failed; see build/boards/{folder}/"
               f"top.rpt, top.tim and the log above", file=sys.stderr)
         return 1
     return 0

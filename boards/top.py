@@ -1,5 +1,7 @@
 """The platform top shared by the boards: the SerialClassifier on the board's USB UART pins,
-with its busy and error signals stretched so they are visible on LEDs."""
+with its busy and error signals stretched so they are visible on LEDs. The engine behind it is
+the board's NetworkEngine configuration (the default) or a DataflowEngine of a given folding
+(`make bitstream ENGINE=dataflow FOLDING=...`)."""
 
 import dataclasses
 
@@ -7,16 +9,21 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 
 from rtn_hw import weights
+from rtn_hw.gateware.dataflow import DataflowEngine, parse_foldings
 from rtn_hw.gateware.engine import ENGINE_CONFIGS, NetworkEngine
 from rtn_hw.gateware.link import SerialClassifier
 from rtn_hw.gateware.uart import MIN_DIVISOR
 
-__all__ = ["Board", "BoardTop", "divisor_for", "DEFAULT_BAUD", "DEFAULT_TIMEOUT_MS"]
+__all__ = ["Board", "BoardTop", "divisor_for", "DEFAULT_BAUD", "DEFAULT_TIMEOUT_MS", "ENGINES",
+           "DATAFLOW_II"]
 
 DEFAULT_BAUD = 115_200
 DEFAULT_TIMEOUT_MS = 50      # inter-byte timeout: far above USB-serial gaps, short for a human
 BAUD_TOLERANCE = 0.02        # 8N1 tolerates about ±4.5% between both ends; keep half for the host
 LED_HOLD_S = {"busy": 0.05, "error": 0.5}
+ENGINES = ("network", "dataflow")
+# ENGINE=dataflow without FOLDING: `fold.fewest_lanes(network, DATAFLOW_II[target])`.
+DATAFLOW_II = {"ecp5-85k": 32, "ice40-up5k": 256}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,12 +78,25 @@ class BoardTop(wiring.Component):
     """The top a platform builds: no ports of its own, it requests the board's pins."""
 
     def __init__(self, board, *, baud=DEFAULT_BAUD, timeout_ms=DEFAULT_TIMEOUT_MS,
-                 network=None):
+                 network=None, engine="network", folding=None):
         self._board = board
         self._divisor = divisor_for(board.clock_hz, baud)
         self._baud = baud
         self._network = weights.load() if network is None else network
-        self._engine = NetworkEngine(self._network, **board.engine_config)
+        if engine == "network":
+            if folding is not None:
+                raise ValueError("A folding applies to the dataflow engine only")
+            self._engine = NetworkEngine(self._network, **board.engine_config)
+        elif engine == "dataflow":
+            if folding is None:
+                from rtn_hw.fold import fewest_lanes
+                foldings = fewest_lanes(self._network, DATAFLOW_II[board.target])
+            else:
+                foldings = parse_foldings(folding, self._network)
+            self._engine = DataflowEngine(self._network, foldings)
+        else:
+            raise ValueError(f"Engine must be one of {', '.join(map(repr, ENGINES))}, not "
+                             f"{engine!r}")
         self._logic = SerialClassifier(self._engine, divisor=self._divisor,
                                        timeout=int(board.clock_hz * timeout_ms / 1000))
         super().__init__({})

@@ -78,6 +78,11 @@ def _boards():
      "allowed"),
     (["ulx3s", "--timeout-ms", "0"],
      "--timeout-ms 0: expected a number of milliseconds above 0 and below 10000"),
+    (["ulx3s", "--engine", "finn"],
+     "argument --engine: invalid choice: 'finn' (choose from 'network', 'dataflow')"),
+    (["ulx3s", "--folding", "64x4,128x4,8x5"], "--folding: applies to --engine dataflow only"),
+    (["ulx3s", "--engine", "dataflow", "--folding", "64x4"],
+     "--folding '64x4': Foldings must give one Folding per layer (3), not 1"),
 ])
 def test_bitstream_rejects(argv, message, capsys):
     build, _ = _boards()
@@ -112,3 +117,19 @@ def test_board_definitions():
     assert (ulx3s.platform.device, ulx3s.clock_hz) == ("LFE5U-85F", 25e6)
     assert icebreaker.engine_config == ENGINE_CONFIGS["ice40-up5k"]
     assert ulx3s.engine_config == ENGINE_CONFIGS["ecp5-85k"]
+
+
+def test_board_top_takes_the_dataflow_engine():
+    """ENGINE=dataflow: the default folding per device, or the given one; the link's INFO
+    reply names no lanes or channels (per-layer foldings)."""
+    build, top = _boards()
+    from rtn_hw.fold import fewest_lanes
+    ulx3s = build.load_board("ulx3s")
+    board_top = top.BoardTop(ulx3s, engine="dataflow")
+    assert board_top.engine.foldings == fewest_lanes(board_top.engine.network, 32)
+    assert (board_top.logic.link.lanes, board_top.logic.link.channels) == (0, 0)
+    board_top = top.BoardTop(ulx3s, engine="dataflow", folding="64x16,128x16,32x5")
+    assert board_top.engine.ii == 8
+    assert build._engine_report(board_top.engine) == {
+        "kind": "dataflow", "foldings": ["64x16:bram", "128x16:bram", "32x5:bram"], "ii": 8,
+        "latency": board_top.engine.latency}

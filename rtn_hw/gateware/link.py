@@ -89,7 +89,8 @@ class Link(wiring.Component):
     def for_engine(cls, engine, *, timeout):
         return cls(features=engine.features, classes=engine.classes,
                    pixel_max=engine.network.input.pixel_max, logit_width=engine.logit_width,
-                   timeout=timeout, lanes=engine.lanes, channels=engine.channels)
+                   timeout=timeout, lanes=getattr(engine, "lanes", 0),
+                   channels=getattr(engine, "channels", 0))    # 0: per-layer (dataflow)
 
     features = property(lambda self: self._features)
     classes = property(lambda self: self._classes)
