@@ -254,3 +254,25 @@ def _with_layer(network, index, **changes):
 ], ids=lambda v: v if isinstance(v, str) and len(v) < 30 else None)
 def test_parameter_errors(build, error, message):
     assert_rejects(error, message, build)
+
+
+def test_cli_exports_the_cnn_engine(tmp_path, capsys):
+    """`rtn-hw verilog dataflow_engine` builds a CNN from its manifest: one pixel a handshake,
+    the sidecar's latency the CNN's; a folding that does not fit is one line and exit 2."""
+    import json
+
+    from rtn_hw import cli
+    manifest = str(weights.WEIGHTS_DIR / "rtn_digits_cnn.json")
+    out = tmp_path / "cnn.v"
+    assert cli.main(["verilog", "dataflow_engine", "-p", f"weights={manifest}", "-p",
+                     "folding=9x4,48x8,32x5:logic", "-o", str(out)]) == 0
+    sidecar = json.loads(out.with_suffix(".json").read_text())
+    assert sidecar["latency"] == 403
+    assert {p["name"]: p["width"] for p in sidecar["ports"]}["i__payload"] == 5
+    assert "module dataflow_engine" in out.read_text()
+    capsys.readouterr()
+    assert cli.main(["verilog", "dataflow_engine", "-p", f"weights={manifest}", "-p",
+                     "folding=9x4,48x8", "-o", str(out)]) == 2
+    assert capsys.readouterr().err == (
+        f"rtn-hw: error: dataflow_engine: weights={manifest} folding=9x4,48x8: Foldings must "
+        f"give one Folding per conv or linear layer (3; max-pool layers take none), not 2\n")
