@@ -151,14 +151,16 @@ def features(network, foldings):
 
 # yosys counts of the dataflow engine with the shipped digits network on the ECP5-85k
 # (`bench/dataflow_area.py`, yosys 0.70, `synth_ecp5` with DSPs): folding → (LUT4 + 2·CCU2C,
-# FF). The model's LUT4 and FF coefficients are fitted to these (`fit`).
+# FF). The model's LUT4 and FF coefficients are fitted to these (`fit`). The first two and the
+# logic row at II 32 are `bench/dataflow_pareto.py`'s counts (the same script; i.ready from
+# registers), the rest from before that change (a few LUTs and FFs per stage apart).
 CALIBRATION = {
-    "1x1:bram,1x1:bram,1x1:bram": (2280 + 2 * 157, 3793),
-    "64x1:bram,128x1:bram,2x5:bram": (3073 + 2 * 923, 6462),
+    "1x1:bram,1x1:bram,1x1:bram": (2368 + 2 * 157, 3799),
+    "64x1:bram,128x1:bram,2x5:bram": (3077 + 2 * 922, 6468),
     "64x4:bram,128x4:bram,8x5:bram": (4595 + 2 * 2220, 9974),
     "16x4:bram,32x4:bram,8x5:bram": (3482 + 2 * 997, 7577),
     "4x16:bram,8x16:bram,8x5:bram": (5434 + 2 * 1684, 13948),
-    "64x4:logic,128x4:logic,8x5:logic": (10139 + 2 * 2217, 12074),
+    "64x4:logic,128x4:logic,8x5:logic": (10121 + 2 * 2218, 12080),
     "64x4:bram,128x4:bram,128x10:baked": (7487 + 2 * 3347, 11004),
     "64x128:baked,128x128:baked,128x10:baked": (57581 + 2 * 25587, 35378),
 }
@@ -224,10 +226,11 @@ def estimate(network, foldings):
 
 # --- the solver ------------------------------------------------------------------------------
 
-# Clock assumed for images/s when none is given, per target. Not measured for this engine
-# yet (no dataflow folding has routed: docs/units/dataflow_engine.md); below NetworkEngine's
-# routed 71 MHz on the ECP5-85k and 26 MHz on the UP5K.
-FMAX_MHZ = {"ecp5-85k": 50.0, "ice40-up5k": 20.0}
+# Clock for images/s when none is given, per target: the lowest routed Fmax of the dataflow
+# foldings measured (`bench/dataflow_pareto.py`, build/reports/dataflow.json; router2, seed 1,
+# docs/units/dataflow_engine.md): on the ECP5-85k 62.2 MHz at 64x4:logic,128x4:logic,8x5:logic
+# (71.6 at 64x1,128x1,2x5, 82.7 at 1x1). The UP5K's is still an assumption.
+FMAX_MHZ = {"ecp5-85k": 62.2, "ice40-up5k": 20.0}
 
 _RESOURCES = (("lut4", "LUT4", "lut4"), ("dsp", "DSP", "dsp"), ("bram", "BRAM", "bram"))
 
