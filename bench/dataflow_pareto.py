@@ -3,7 +3,8 @@ smallest to the fully unfolded design on the ECP5-85k, plus the fastest folding 
 iCE40 UP5K, each synthesized, placed and routed and simulated on every digits test image.
 
     .venv/bin/python bench/dataflow_pareto.py [--ecp5 FOLDING ...] [--ice40 FOLDING ...]
-                                              [--seeds 1] [--sim-images N]
+                                              [--sim-only FOLDING ...] [--seeds 1]
+                                              [--sim-images N] [--phase all|synth|sim]
 
 Per folding (text as `rtn_hw.gateware.dataflow.parse_foldings` reads it):
 
@@ -29,6 +30,7 @@ import io
 import json
 import os
 import pathlib
+import sys
 import time
 
 import numpy as np
@@ -234,6 +236,8 @@ def main():
                         help="synth: synthesize and route only; sim: simulate only (both "
                              "cached; a later full run reuses them); all (default): both, then "
                              "the report")
+    parser.add_argument("--sim-only", nargs="*", default=[], metavar="FOLDING",
+                        help="ECP5 foldings only simulated, not synthesized (reported as such)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1])
     parser.add_argument("--seed", type=int, default=1, help="simulation seed")
     parser.add_argument("--sim-images", type=int, default=None,
@@ -245,6 +249,10 @@ def main():
     started = datetime.datetime.now(datetime.timezone.utc)
     rows = [row(network, "ecp5-85k", text, args.seeds, images, args.seed, args.sim_images,
                 phase=args.phase) for text in args.ecp5]
+    for text in args.sim_only:
+        rows.append(row(network, "ecp5-85k", text, args.seeds, images, args.seed,
+                        args.sim_images, phase="sim"))
+        rows[-1]["notes"] = ["simulated only: not synthesized in this run (--sim-only)"]
     if args.phase == "sim":
         return
     for text in args.ice40:
@@ -264,9 +272,7 @@ def main():
                 r["images_per_second"] = round(r["fmax_mhz"] * 1e6 / r["ii_predicted"])
             break
     report = {"format": 1, "generated": started.isoformat(timespec="seconds"),
-              "command": "python bench/dataflow_pareto.py " + " ".join(
-                  f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
-                  if v not in (None, False) and k in ("seeds", "sim_images")),
+              "command": " ".join(["python bench/dataflow_pareto.py", *sys.argv[1:]]),
               "network": "weights/rtn_digits.json", "test_images": len(images),
               "macs_per_image": sum(l.in_features * l.out_features for l in network.layers),
               "tool_versions": synth.tool_versions(),
