@@ -24,6 +24,7 @@ import time
 
 import numpy as np
 
+from rtn_hw import tools
 from rtn_hw.files import write_if_changed
 from rtn_hw.flow import testbench as plain
 
@@ -130,7 +131,8 @@ def run(unit, params, *, vectors, seed, simulator="verilator", sparsity=0.5, fau
         timeout_cycles=2 * size + 100 * (latency + 10)))
 
     began = time.perf_counter()
-    command, env = plain.build(folder, ["tb.v", "dut.v"], simulator=simulator)
+    flags = tools.VERILATOR_SPLIT if simulator == "verilator" else ()
+    command, env = plain.build(folder, ["tb.v", "dut.v"], simulator=simulator, flags=flags)
     build_s = time.perf_counter() - began
     times = {"generate": 0.0, "simulate": 0.0, "check": 0.0}
     problems, wrong, total, cycles = [], 0, 0, 0
