@@ -28,9 +28,7 @@ JOBS_VALID = f"integers from 1 to {cluster.local_cores()} (this machine's cores)
 def test_selection_defaults():
     assert selection.selection_from_env({}) == {
         "targets": ["ecp5-85k", "ice40-up5k", "xilinx-lut6"],
-        "units": ["ternary_dot", "rtn_mac_array", "network_engine", "fp32_dot", "int8_dot",
-                  "int16_dot"],
-        "lanes": None, "seeds": None, "jobs": cluster.local_cores()}
+        "units": None, "lanes": None, "seeds": None, "jobs": cluster.local_cores()}
     assert selection.parse_targets(" xilinx-lut6, ecp5-85k ecp5-85k") == [
         "xilinx-lut6", "ecp5-85k"]
     assert selection.parse_units("fp32_dot") == ["fp32_dot"]

@@ -34,10 +34,11 @@ def parse_targets(text):
 
 
 def parse_units(text):
-    """"ternary_dot fp32_dot" → list of unit names; None or "" → all but the units swept only
-    when named (the dataflow engine)."""
+    """"ternary_dot fp32_dot" → list of unit names; None or "" → None: the sweep's own choice
+    (`rtn_hw.flow.plan.plan`: not the units swept only when named, nor, in the default sweep,
+    the full sweep's extras)."""
     if text is None or not text.strip():
-        return [name for name, unit in UNITS.items() if not unit.on_request]
+        return None
     return _choose(text, UNITS, "units")
 
 
