@@ -445,14 +445,21 @@ BAD = {
 @pytest.mark.parametrize("case", sorted(BAD))
 def test_bad_graph_is_one_line_exit_2_nothing_written(case, rng, tmp_path, capsys,
                                                       monkeypatch):
-    monkeypatch.chdir(tmp_path)
     change, message = BAD[case]
+    err = _import_refused(_edit(exotic_graph(rng), change), tmp_path, capsys, monkeypatch)
+    assert err == f"rtn-hw: error: {tmp_path / 'bad.onnx'}: {message}\n"
+
+
+def _import_refused(graph, tmp_path, capsys, monkeypatch):
+    """`rtn-hw import` of `graph` as tmp_path/bad.onnx: exit 2, no stdout, one line on stderr
+    (returned), nothing written beside the model."""
+    monkeypatch.chdir(tmp_path)
     model_path = tmp_path / "bad.onnx"
-    model_path.write_bytes(_edit(exotic_graph(rng), change).SerializeToString())
+    model_path.write_bytes(graph.SerializeToString())
     status, out, err = run(["import", str(model_path), "-o", "net.json"], capsys)
-    assert (status, out) == (2, "")
-    assert err == f"rtn-hw: error: {model_path}: {message}\n"
+    assert (status, out) == (2, "") and err.count("\n") == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.onnx"]
+    return err
 
 
 def test_pixel_encoding_must_match_pixel_max(rng, tmp_path, capsys):
@@ -895,14 +902,9 @@ BAD_CNN = {
 @pytest.mark.parametrize("case", sorted(BAD_CNN))
 def test_bad_cnn_graph_is_one_line_exit_2_nothing_written(case, rng, tmp_path, capsys,
                                                           monkeypatch):
-    monkeypatch.chdir(tmp_path)
     change, message = BAD_CNN[case]
-    model_path = tmp_path / "bad.onnx"
-    model_path.write_bytes(_edit(cnn_graph(rng), change).SerializeToString())
-    status, out, err = run(["import", str(model_path), "-o", "net.json"], capsys)
-    assert (status, out) == (2, "") and err.count("\n") == 1
-    assert err.startswith(f"rtn-hw: error: {model_path}: {message}"), err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.onnx"]
+    err = _import_refused(_edit(cnn_graph(rng), change), tmp_path, capsys, monkeypatch)
+    assert err.startswith(f"rtn-hw: error: {tmp_path / 'bad.onnx'}: {message}"), err
 
 
 @pytest.mark.parametrize("variant", sorted(BREVITAS_CNN))
