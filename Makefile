@@ -2,7 +2,8 @@
 #   make test    the whole pytest suite (model, Amaranth simulation, formal, CLI, lint)
 #   make synth   area / timing / power reports (yosys + nextpnr); make synth-full for the docs
 #   make explore design-space exploration: Pareto fronts over parameters and seeds (SPEC=)
-#   make sim     long simulation sweeps and cocotb benches (Icarus + Verilator) [VECTORS=]
+#   make sim     every cocotb bench at full scale (Icarus + Verilator) [VECTORS=]
+#   make slow    the other long checks: golden sweeps over every test image, retraining, fuzz
 #   make train   retrain the shipped RTN model (installs the torch extra)
 #   make bitstream BOARD=icebreaker|ulx3s [BAUD=115200] [ENGINE=dataflow FOLDING=...]
 #                                                         a board bitstream (docs/boards.md)
@@ -14,7 +15,7 @@ PY     := $(VENV)/bin/python
 JOBS   ?= 2
 PYTEST := PYTHONWARNINGS=error $(PY) -m pytest -n $(JOBS)
 
-.PHONY: test sim synth synth-full explore synth-docs train bitstream bench demo clean icarus venv yowasp
+.PHONY: test sim slow synth synth-full explore synth-docs train bitstream bench demo clean icarus venv yowasp
 
 # --- bootstrap --------------------------------------------------------------------------------
 
@@ -35,6 +36,12 @@ icarus:
 	    echo "make: Icarus Verilog is missing; install it with: sudo apt-get install -y iverilog" >&2; \
 	    exit 1; \
 	  fi; }
+	@command -v ccache >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    (apt-get install -y ccache || (apt-get update && apt-get install -y ccache)) >/dev/null; \
+	  else \
+	    echo "make: optional: sudo apt-get install -y ccache (Verilator builds ~3x faster)" >&2; \
+	  fi; }
 
 # The first YoWASP run compiles the WebAssembly module (~1 min); do it once, up front.
 $(VENV)/.yowasp-warm: $(VENV)/.installed
@@ -54,10 +61,17 @@ $(VENV)/.onnx-installed: $(VENV)/.installed
 test: venv icarus yowasp $(VENV)/.onnx-installed
 	RTN_HW_REQUIRE=onnx $(PYTEST) -m "not slow"
 
-# make sim VECTORS=1000000 adds the high-volume mode: that many vectors per configuration on
+# make sim: every cocotb bench, quick and full-scale, on Icarus and Verilator. make sim
+# VECTORS=1000000 adds the high-volume mode: that many vectors per configuration on
 # Verilator through a $readmemh testbench, checked in bulk (docs/sim.md).
 sim: venv icarus yowasp
-	VECTORS='$(VECTORS)' $(PYTEST) -m "slow or cocotb"
+	VECTORS='$(VECTORS)' $(PYTEST) -m cocotb
+
+# make slow: the other long checks (marker slow, no cocotb): golden sweeps in Amaranth's
+# simulator over every test image, the demo on Verilator, retraining the committed Brevitas
+# models, the million-frame protocol fuzz, the power model's calibration.
+slow: venv icarus yowasp $(VENV)/.onnx-installed $(VENV)/.train-installed
+	RTN_HW_REQUIRE=onnx $(PYTEST) -m "slow and not cocotb"
 
 # make synth TARGETS=ecp5-85k UNITS=ternary_dot,fp32_dot LANES=16,64 SEEDS=1,2,3 JOBS=2
 # (empty = all; SEEDS empty = one seed a row). make synth-full: the sweep the README's tables

