@@ -404,8 +404,9 @@ def _add_import(subparsers):
     parser.add_argument("--pixel-max", default="16", metavar="P",
                         help="largest input pixel value (default 16, the 8x8 digits)")
     parser.add_argument("--engine", default="0", metavar="N",
-                        help="also run the first N test images through the simulated network "
-                             "engine (Amaranth simulator; default 0: none; make demo runs all)")
+                        help="also run the first N test images through make demo's simulated "
+                             "engine (an MLP's network engine, a CNN's dataflow engine; Amaranth "
+                             "simulator; default 0: none; make demo runs all)")
     parser.set_defaults(run=_run_import)
 
 
@@ -431,16 +432,23 @@ def _run_import(args, out):
 
 
 def _simulated_engine(count):
-    """engine(network, images) → (logits, classes) of `make demo`'s NetworkEngine (its default
-    lanes and channels) on the first `count` images, in the Amaranth simulator."""
+    """engine(network, images) → (logits, classes) of `make demo`'s default engine on the
+    first `count` images, in the Amaranth simulator: an MLP's NetworkEngine (its default lanes
+    and channels), a CNN's DataflowEngine (its default folding, one pixel position per
+    handshake). `engine.description` names the one run."""
     def engine(network, images):
-        from .demo import FMAX_TARGET, run_demo
-        from .gateware.engine import ENGINE_CONFIGS
-        config = ENGINE_CONFIGS[FMAX_TARGET]
-        run = run_demo(images[:count], network, seed=0, lanes=config["lanes"],
-                       channels=config["channels"])
+        from .demo import run_demo
+        run = run_demo(images[:count], network, seed=0)
+        if run.engine == "dataflow":
+            folding = ",".join(str(f) for f in run.dut.foldings if f is not None)
+            engine.description = (f"DataflowEngine({folding}), make demo's default folding, "
+                                  f"Amaranth simulator")
+        else:
+            engine.description = (f"NetworkEngine(lanes={run.dut.lanes}, channels="
+                                  f"{run.dut.channels}), make demo's lanes and channels, "
+                                  f"Amaranth simulator")
         return run.logits, run.classes
-    engine.description = "NetworkEngine, make demo's lanes and channels, Amaranth simulator"
+    engine.description = "make demo's default engine, Amaranth simulator"
     return engine
 
 
@@ -499,9 +507,7 @@ def _print_check(entry, out):
             continue
         print(f"  {layer['name']}: K {layer['k_fmt']}, y {layer['out_fmt']}, fixed-point "
               f"bound {layer['error_bound']:.3g}{trits}", file=out)
-    if "status" in entry.get("engine", {}):                    # a CNN: not on the engine yet
-        print(f"  engine: {entry['engine']['status']}", file=out)
-    elif "engine" in entry:
+    if "engine" in entry:
         engine = entry["engine"]
         print(f"  engine (simulated, {engine['images']} images): golden agreement "
               f"{100 * engine['golden_agreement']:.2f} %, classes as the graph's "

@@ -705,7 +705,7 @@ def test_shipped_cnns_round_trip_and_match_execute_onnx(which, digits):
     print(which, json.dumps(report["logits"]), summary)
     assert report["consistent"] and report["classes_differing_beyond_a_tie"] == []
     assert all(layer.get("differing_trits_near_threshold", True) for layer in report["layers"])
-    assert report["engine"]["status"] == "not yet for CNNs"
+    assert "engine" not in report                  # no engine asked for, as for an MLP
     if which == "digits":
         assert report["class_agreement"] == 1.0
     else:
@@ -741,7 +741,7 @@ def test_export_cli_writes_a_cnn_graph_qonnx_accepts(tmp_path, capsys, monkeypat
                             capsys)
     print(text)
     assert (status, err) == (0, "")
-    assert "class agreement 100.00 %" in text and "engine: not yet for CNNs" in text
+    assert "class agreement 100.00 %" in text and "engine (simulated" not in text
     proto = onnx.load(str(tmp_path / "cnn.onnx"))
     onnx.checker.check_model(proto)
     from qonnx.core.modelwrapper import ModelWrapper
@@ -752,7 +752,7 @@ def test_export_cli_writes_a_cnn_graph_qonnx_accepts(tmp_path, capsys, monkeypat
     assert ops.count("Conv") == 2 and ops.count("MaxPool") == 2 and ops.count("Pad") == 2
     entry = json.loads((tmp_path / "build/reports/import.json").read_text())["exports"]["cnn"]
     assert entry["class_agreement"] == 1.0 and entry["consistent"] and entry["images"] == 359
-    assert entry["engine"]["status"] == "not yet for CNNs"
+    assert "engine" not in entry
 
 
 def cnn_graph(rng):
@@ -929,22 +929,32 @@ def test_brevitas_cnns_import_or_are_refused_for_zero_padding(variant, tmp_path,
     assert kinds(net) == ["conv", "maxpool", "conv", "maxpool", "linear"]
     entry = json.loads((tmp_path / "build/reports/import.json").read_text())["imports"]["cnn"]
     assert entry["class_agreement"] == 1.0 and entry["consistent"]
-    assert entry["logits"]["within_bound"] and entry["engine"]["status"] == "not yet for CNNs"
+    assert entry["logits"]["within_bound"] and "engine" not in entry
     # The graph run by qonnx reproduces the accuracy torch measured when it was trained.
     assert round(entry["accuracy"]["qonnx"], 4) == float(props["rtn_hw.torch_accuracy"])
     back, _, _, _ = round_trip(net, weights.read_raw(tmp_path / "cnn.json")[1])
     assert qonnx_check.integer_differences(net, back) == []
 
 
-def test_import_of_a_cnn_with_engine_says_not_yet(tmp_path, capsys, monkeypatch):
-    """--engine on a CNN: make demo's simulation does not run CNNs yet, and the report says so
-    (no simulated figures)."""
+def test_import_of_a_cnn_runs_the_dataflow_engine(tmp_path, capsys, monkeypatch):
+    """--engine N on a CNN: make demo's dataflow engine (its default folding, one pixel
+    position per handshake, Amaranth simulator) on the first N test images, compared with the
+    golden network and with execute_onnx's classes."""
+    from rtn_hw import demo
     monkeypatch.chdir(tmp_path)
     status, text, err = run(["import", str(BREVITAS_CNN["const"]), "-o", "c.json", "--engine",
-                             "2"], capsys)
-    assert (status, err) == (0, "") and "  engine: not yet for CNNs\n" in text
+                             "3"], capsys)
+    print(text)
+    assert (status, err) == (0, "")
+    assert "engine (simulated, 3 images): golden agreement 100.00 %" in text
     entry = json.loads((tmp_path / "build/reports/import.json").read_text())["imports"]["c"]
-    assert entry["engine"]["status"] == "not yet for CNNs" and "images" not in entry["engine"]
+    engine = entry["engine"]
+    assert engine["images"] == 3 and engine["golden_agreement"] == 1.0 and entry["consistent"]
+    assert engine["class_agreement_with_graph"] == 1.0
+    net = weights.load(tmp_path / "c.json")
+    folding = ",".join(str(f) for f in demo.default_foldings(net) if f is not None)
+    assert engine["simulator"] == (f"DataflowEngine({folding}), make demo's default folding, "
+                                   f"Amaranth simulator")
 
 
 @pytest.mark.slow
@@ -984,9 +994,9 @@ def test_multithreshold_on_a_conv_map_imports_and_matches_execute_onnx(rng):
     assert report["layers"][2]["trit_agreement"] == 1.0 and report["consistent"]
 
 
-def test_an_engine_that_runs_cnns_is_compared(digits):
-    """The hook for when make demo simulates CNNs: an engine marked `convolutional` is run and
-    compared like an MLP's (here the golden network with one logit changed stands in)."""
+def test_an_engine_that_disagrees_on_a_cnn_makes_the_report_inconsistent(digits):
+    """An engine given for a CNN is run and compared like an MLP's (here the golden network
+    with one logit changed stands in)."""
     net = weights.load(CNN_MANIFESTS["digits"])
     _, info, wrapper, _ = round_trip(net, weights.read_raw(CNN_MANIFESTS["digits"])[1])
     images = digits[0][:6]
@@ -994,8 +1004,5 @@ def test_an_engine_that_runs_cnns_is_compared(digits):
     def engine(batch):
         logits, classes = net.forward(batch)
         return logits + (np.arange(len(batch)) == 2)[:, None], classes
-    assert qonnx_check.compare(wrapper, net, info, images, engine=engine)["engine"][
-        "status"] == "not yet for CNNs"
-    engine.convolutional = True
     report = qonnx_check.compare(wrapper, net, info, images, engine=engine)
     assert report["engine"]["golden_agreement"] == 5 / 6 and not report["consistent"]

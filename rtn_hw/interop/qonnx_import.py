@@ -940,9 +940,10 @@ def import_file(model_path, out_json, *, pixel_max=16, report=None, engine=None)
                          f"{network.input.features} pixels 0..{network.input.pixel_max}")
     dataset, images, labels = split
     def simulate(batch):
-        return engine(network, batch)
-    simulate.description = getattr(engine, "description", None)
-    simulate.convolutional = getattr(engine, "convolutional", False)
+        result = engine(network, batch)
+        # The engine may name itself only once it knows the network (MLP or CNN).
+        simulate.description = getattr(engine, "description", None)
+        return result
     comparison = qonnx_check.compare(wrapper, network, info, images, labels,
                                      engine=None if engine is None else simulate)
     props = {p.key: p.value for p in proto.metadata_props}
