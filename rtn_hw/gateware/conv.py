@@ -40,8 +40,8 @@ layer K·G. The engine's II is the largest (`stage_iis`).
 """
 
 import numpy as np
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
-from amaranth.lib import stream, wiring
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -50,8 +50,8 @@ from ..model import _check
 from ..model.conv import conv_out_shape
 from .layouts import trit_planes
 
-__all__ = ["WindowGenerator", "ConvStage", "PoolStage", "Flatten", "window_grid",
-           "generator_steps", "emission_steps", "window_fifo_depth", "trit_max"]
+__all__ = ["RegisterSlice", "WindowGenerator", "ConvStage", "PoolStage", "Flatten",
+           "window_grid", "generator_steps", "emission_steps", "window_fifo_depth", "trit_max"]
 
 
 def window_grid(size, kernel, stride, padding, name="window"):
@@ -117,8 +117,34 @@ def trit_max(nz, sg):
     return plus | nz.all(), plus
 
 
+class RegisterSlice(wiring.Component):
+    """A stream register of two places whose `i.ready`, `o.valid` and `o.payload` are all
+    register outputs, at one transfer a cycle and one cycle of latency. Before a generator it
+    cuts the combinational ready path that would otherwise run from a stage's output through
+    every generator (`advance`, fanning out to its registers) back into the previous stage's
+    FIFO."""
+
+    def __init__(self, shape):
+        super().__init__({"i": In(stream.Signature(shape)), "o": Out(stream.Signature(shape))})
+
+    def elaborate(self, platform):
+        m = Module()
+        spare = Signal.like(self.o.payload, name="spare")
+        spare_valid = Signal(name="spare_valid")
+        m.d.comb += self.i.ready.eq(~spare_valid)
+        with m.If(~self.o.valid | self.o.ready):
+            m.d.sync += [self.o.valid.eq(spare_valid | self.i.valid), spare_valid.eq(0)]
+            with m.If(spare_valid):
+                m.d.sync += self.o.payload.eq(spare)
+            with m.Else():
+                m.d.sync += self.o.payload.eq(self.i.payload)
+        with m.Elif(self.i.valid & ~spare_valid):
+            m.d.sync += [spare.eq(self.i.payload), spare_valid.eq(1)]
+        return m
+
+
 class WindowGenerator(wiring.Component):
-    """Positions (C trits) in raster order → windows (C·kh·kw trits, `ConvLayer.patches`
+    """Positions (C elements) in raster order → windows (C·kh·kw elements, `ConvLayer.patches`
     order), one per output position in raster order. See the module docstring.
 
     Parameters
@@ -127,22 +153,48 @@ class WindowGenerator(wiring.Component):
     size, kernel, stride, padding : pairs (H, W), (kh, kw), (sh, sw), (ph, pw)
     name : str
         Named in errors (the layer's name).
+    element : None or int
+        None: trits, `trit_planes(n)`; an int W: W-bit elements, `ArrayLayout(unsigned(W), n)`
+        (the fp32 and int8 baselines' convolutions). All-zero bits are the padding in both:
+        trit 0, +0.0 and integer 0.
 
-    Ports: `i` stream of trit_planes(channels); `o` stream of trit_planes(channels·kh·kw).
-    A step's window is in the output register two cycles after its input handshake.
+    Ports: `i` stream of the layout of `channels` elements; `o` of `channels·kh·kw`.
+    `i` enters through a `RegisterSlice` (its ready is a register); a step's window is in the
+    output register three cycles after its input handshake.
     """
 
     def __init__(self, channels, size, kernel, stride=(1, 1), padding=(0, 0), *,
-                 name="window"):
+                 name="window", element=None):
         _check.positive_int(channels, f"{name}: channel count")
+        if element is not None:
+            _check.positive_int(element, f"{name}: element width")
         self._rows, self._cols = window_grid(size, kernel, stride, padding, name)
         self._channels, self._size, self._kernel = channels, tuple(size), tuple(kernel)
         self._stride, self._padding = tuple(stride), tuple(padding)
         self._out_size = conv_out_shape(size, kernel, stride, padding)
+        self._element = element
         super().__init__({
-            "i": In(stream.Signature(trit_planes(channels))),
-            "o": Out(stream.Signature(trit_planes(channels * kernel[0] * kernel[1]))),
+            "i": In(stream.Signature(self.layout(channels))),
+            "o": Out(stream.Signature(self.layout(channels * kernel[0] * kernel[1]))),
         })
+
+    def layout(self, n):
+        """The layout of `n` elements."""
+        if self._element is None:
+            return trit_planes(n)
+        return data.ArrayLayout(unsigned(self._element), n)
+
+    def _planes(self, view):
+        """A view's bit planes, each element `bits` wide: (nz, sg) of trits, the whole word of
+        W-bit elements; `_assign` writes them back."""
+        if self._element is None:
+            return [view.nz, view.sg]
+        return [view.as_value()]
+
+    def _assign(self, view, planes):
+        if self._element is None:
+            return [view.nz.eq(planes[0]), view.sg.eq(planes[1])]
+        return [view.eq(planes[0])]
 
     @property
     def out_size(self):
@@ -153,9 +205,20 @@ class WindowGenerator(wiring.Component):
         """Steps per image (cycles per image when neither input nor output waits)."""
         return len(self._rows) * len(self._cols)
 
+    @property
+    def latency(self):
+        """Cycles from a step's input handshake to its window in the output register: the
+        input slice, stage A, stage B."""
+        return 3
+
     def elaborate(self, platform):
         m = Module()
         c = self._channels
+        m.submodules.slice = inp = RegisterSlice(self.layout(c))
+        wiring.connect(m, wiring.flipped(self.i), inp.i)
+        inp = inp.o
+        bits = self._element or 1           # bits of an element in each plane
+        planes = self._planes
         (h, w), (kh, kw), (sh, sw), (ph, pw) = (self._size, self._kernel, self._stride,
                                                 self._padding)
         (ho, wo), rows, cols = self._out_size, self._rows, self._cols
@@ -185,8 +248,8 @@ class WindowGenerator(wiring.Component):
         step = Signal(name="step")
         advance = Signal(name="advance")
         m.d.comb += [real.eq(row_real & col_real),
-                     self.i.ready.eq(advance & real),
-                     step.eq(advance & (~real | self.i.valid))]
+                     inp.ready.eq(advance & real),
+                     step.eq(advance & (~real | inp.valid))]
         with m.If(step):
             m.d.sync += v.eq(Mux(v == cols.stop - 1, cols.start, v + 1))
             with m.If(v == cols.stop - 1):
@@ -195,38 +258,39 @@ class WindowGenerator(wiring.Component):
         # Stage B registers, loaded whenever the generator advances.
         b_valid, b_emit, b_first, b_col_real = (Signal(name=n) for n in (
             "b_valid", "b_emit", "b_first", "b_col_real"))
-        b_new = Signal(trit_planes(c), name="b_new")
+        b_new = Signal(self.layout(c), name="b_new")
         b_slot = Signal(max(kh - 1, 1), name="b_slot")
         b_addr = Signal(range(max(w, 2)), name="b_addr")
         with m.If(advance):
             m.d.sync += [b_valid.eq(step), b_emit.eq(emit_row & emit_col),
                          b_first.eq(v == cols.start), b_col_real.eq(col_real),
-                         b_new.eq(Mux(real, self.i.payload, 0)),
+                         b_new.eq(Mux(real, inp.payload, 0)),
                          b_addr.eq(v - pw), b_slot.eq(Cat(*slot_real) if kh > 1 else 0)]
 
         # The column of kh positions ending at the step's row (all 0 off the map's columns).
-        column = [Signal(trit_planes(c), name=f"col{k}") for k in range(kh)]
+        column = [Signal(self.layout(c), name=f"col{k}") for k in range(kh)]
         m.d.comb += column[kh - 1].eq(b_new)
         if kh > 1:
             m.submodules.lines = lines = Memory(
-                shape=trit_planes(c * (kh - 1)), depth=max(w, 2), init=[])
+                shape=self.layout(c * (kh - 1)), depth=max(w, 2), init=[])
             wport = lines.write_port()
             rport = lines.read_port(transparent_for=(wport,))
             m.d.comb += [rport.addr.eq(v - pw), rport.en.eq(advance)]
             for k in range(kh - 1):
                 with m.If(b_col_real & b_slot[k]):
-                    m.d.comb += [column[k].nz.eq(rport.data.nz.word_select(k, c)),
-                                 column[k].sg.eq(rport.data.sg.word_select(k, c))]
+                    m.d.comb += self._assign(column[k], [p.word_select(k, c * bits)
+                                                         for p in planes(rport.data)])
             # Written back one row on: slot k takes the column's position k + 1.
             m.d.comb += [wport.addr.eq(b_addr),
                          wport.en.eq(advance & b_valid & b_col_real),
-                         wport.data.nz.eq(Cat(*(column[k].nz for k in range(1, kh)))),
-                         wport.data.sg.eq(Cat(*(column[k].sg for k in range(1, kh))))]
+                         *self._assign(wport.data, [
+                             Cat(*(planes(column[k])[p] for k in range(1, kh)))
+                             for p in range(len(planes(b_new)))])]
 
         # The previous kw - 1 columns, 0 at a row's start (the left padding).
-        held = [[Signal(trit_planes(c), name=f"held{j}_{k}") for k in range(kh)]
+        held = [[Signal(self.layout(c), name=f"held{j}_{k}") for k in range(kh)]
                 for j in range(kw - 1)]
-        window = [[Signal(trit_planes(c), name=f"win{j}_{k}") for k in range(kh)]
+        window = [[Signal(self.layout(c), name=f"win{j}_{k}") for k in range(kh)]
                   for j in range(kw - 1)] + [column]
         for j in range(kw - 1):
             for k in range(kh):
@@ -244,11 +308,10 @@ class WindowGenerator(wiring.Component):
             m.d.sync += self.o.valid.eq(b_valid & b_emit)
             with m.If(b_valid & b_emit):
                 order = [(k, j) for k in range(kh) for j in range(kw)]
-                m.d.sync += [
-                    self.o.payload.nz.eq(Cat(*(window[j][k].nz[ch] for ch in range(c)
-                                               for k, j in order))),
-                    self.o.payload.sg.eq(Cat(*(window[j][k].sg[ch] for ch in range(c)
-                                               for k, j in order)))]
+                m.d.sync += self._assign(self.o.payload, [
+                    Cat(*(planes(window[j][k])[p].word_select(ch, bits) for ch in range(c)
+                          for k, j in order))
+                    for p in range(len(planes(b_new)))])
         return m
 
 
@@ -305,8 +368,10 @@ class Flatten(wiring.Component):
         planes = [(Signal(area, name=f"nz{ch}"), Signal(area, name=f"sg{ch}"))
                   for ch in range(c)]
         count = Signal(range(area + 1), name="count")
+        # `full` is a register (count == area), so `take`, which enables every bit of the
+        # planes, is one LUT after registers and the next stage's ready.
         full, read, take = Signal(name="full"), Signal(name="read"), Signal(name="take")
-        m.d.comb += [full.eq(count == area), self.o.valid.eq(full),
+        m.d.comb += [self.o.valid.eq(full),
                      read.eq(full & self.o.ready),
                      self.i.ready.eq(~full | self.o.ready),
                      take.eq(self.i.valid & self.i.ready),
@@ -318,7 +383,8 @@ class Flatten(wiring.Component):
                                    else self.i.payload.nz[ch]),
                              sg.eq(Cat(sg[1:], self.i.payload.sg[ch]) if area > 1
                                    else self.i.payload.sg[ch])]
-        m.d.sync += count.eq(Mux(read, 0, count) + take)
+        count_next = Mux(read, 0, count) + take
+        m.d.sync += [count.eq(count_next), full.eq(count_next == area)]
         return m
 
 
@@ -342,6 +408,14 @@ class ConvStage(wiring.Component):
     @property
     def steps(self):
         return self._generator.steps
+
+    @property
+    def latency(self):
+        """Cycles from the input handshake that completes a window to its result at o.valid,
+        the stage empty: the generator's, the window FIFO's 2 (if any), the LayerStage's."""
+        from .dataflow import stage_latency
+        return self._generator.latency + 2 * bool(self._queue) + stage_latency(
+            self._layer.dense, self._stage._folding, False)
 
     def elaborate(self, platform):
         m = Module()
@@ -463,7 +537,8 @@ def build(m, engine, pixels):
 def _generator_times(layer, arrivals):
     """Cycles at which a generator's windows are in its output register, from the cycles at
     which its inputs are offered (raster order), the output never held: a step a cycle at
-    most, a real step not before its input."""
+    most, a real step not before its input is out of the input `RegisterSlice` (a cycle after
+    it is offered)."""
     padding = layer.padding if layer.kind == "conv" else (0, 0)
     (h, w), (ph, pw) = layer.in_shape[1:], padding
     rows, cols = window_grid((h, w), layer.kernel, layer.stride, padding)
@@ -472,7 +547,7 @@ def _generator_times(layer, arrivals):
     for k, (u, v) in enumerate((u, v) for u in rows for v in cols):
         at = -1 if at is None else at + 1
         if ph <= u < ph + h and pw <= v < pw + w:
-            at = max(at, next(inputs))
+            at = max(at, next(inputs) + 1)
         if k in emits:
             out.append(at + 2)
     return out
@@ -493,9 +568,10 @@ def latency(network, foldings):
     """Cycles from an image's first pixel handshake to its o.valid, the engine empty, the
     pixels offered back to back and o.ready high: the first image's items (positions,
     windows, vectors) followed through the stages in order, each stage taking an item when it
-    is offered and the stage is free (a generator a step a cycle, a window two cycles after
-    its step; a LayerStage one every K·G cycles, its `stage_latency` later at its output, two
-    cycles more through a window FIFO; a flatten's vector a cycle after its last position).
+    is offered and the stage is free (a generator a step a cycle, a real step a cycle after
+    its input is offered (the input slice), a window two cycles after its step; a LayerStage
+    one every K·G cycles, its `stage_latency` later at its output, two cycles more through a
+    window FIFO; a flatten's vector a cycle after its last position).
     Output FIFOs are taken to be never full: true for the first image as `fifo_depths` sizes
     them, so the figure is exact where that holds (the tests check it)."""
     from .dataflow import stage_latency
