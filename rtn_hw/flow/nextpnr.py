@@ -3,7 +3,11 @@
 Like yosys, the YoWASP nextpnr cannot open absolute paths under /tmp: it runs in its work
 directory (under build/) with relative file names. Runs use a fixed `--seed` so a result can
 be reproduced, and `--timing-allow-fail` so a design slower than the constraint still reports
-its Fmax instead of failing.
+its Fmax instead of failing. nextpnr sometimes fails to route at one seed a design that routes
+at another (seen: `Failed to route arc 0.0 of net 'clk$TRELLIS_IO_IN'` on the fp32 ECP5 row at
+seed 1, routed at seed 2), so `route_retrying` tries such a failure once more at seed +
+`RETRY_SEED_OFFSET` and says which seed routed; a design that does not fit, or a timeout, is
+not retried (another seed would not change the first, and would double the second).
 """
 
 import dataclasses
@@ -17,7 +21,9 @@ import time
 from .. import tools
 
 __all__ = ["NextpnrResult", "Report", "nextpnr_version", "parse_report", "run_nextpnr",
-           "CAPACITY_PATTERNS", "over_capacity"]
+           "route_retrying", "RETRY_SEED_OFFSET", "CAPACITY_PATTERNS", "over_capacity"]
+
+RETRY_SEED_OFFSET = 100     # a failed route is tried once more at seed + this
 
 # Log lines nextpnr prints when a design does not fit the device or package.
 CAPACITY_PATTERNS = (
@@ -51,6 +57,9 @@ class NextpnrResult:
     seconds: float
     error: str | None               # one line when not ok
     capacity: bool = False          # the failure was the design not fitting
+    timed_out: bool = False
+    seed: int | None = None         # the seed of the run that gave this result
+    retried: str | None = None      # the first seed's error, when this is the retry
 
 
 @functools.cache
@@ -106,7 +115,7 @@ def run_nextpnr(family, workdir, device_args, *, seed, freq_mhz, netlist="top.js
                               text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return NextpnrResult(False, None, {}, None, {}, time.monotonic() - start,
-                             f"nextpnr timed out after {timeout} s")
+                             f"nextpnr timed out after {timeout} s", timed_out=True, seed=seed)
     seconds = time.monotonic() - start
     logtext = (workdir / log).read_text(errors="replace") if (workdir / log).exists() else ""
     if proc.returncode != 0 or not (workdir / report).exists():
@@ -119,8 +128,26 @@ def run_nextpnr(family, workdir, device_args, *, seed, freq_mhz, netlist="top.js
         overfull = over_capacity(logtext)
         if overfull:
             capacity, error = True, f"{error} ({', '.join(overfull)} used)"
-        return NextpnrResult(False, None, {}, None, {}, seconds, error, capacity)
+        return NextpnrResult(False, None, {}, None, {}, seconds, error, capacity, seed=seed)
     parsed = parse_report((workdir / report).read_text())
     clocks = {name: c["achieved"] for name, c in parsed.clocks.items()}
     return NextpnrResult(True, parsed.fmax_mhz, clocks, parsed.constraint_mhz,
-                         parsed.utilization, seconds, None)
+                         parsed.utilization, seconds, None, seed=seed)
+
+
+def route_retrying(family, workdir, device_args, *, seed, freq_mhz, report="report.json",
+                   log="nextpnr.log", timeout=None):
+    """`run_nextpnr` at `seed`, and once more at seed + RETRY_SEED_OFFSET if that failed for
+    a reason other than capacity or the timeout. The result's `seed` is the seed it came
+    from, `retried` the first error when it is the retry's; `seconds` counts both runs."""
+    first = run_nextpnr(family, workdir, device_args, seed=seed, freq_mhz=freq_mhz,
+                        report=report, log=log, timeout=timeout)
+    if first.ok or first.capacity or first.timed_out:
+        return first
+    again = seed + RETRY_SEED_OFFSET
+    stem, dot, ext = log.rpartition(".")
+    second = run_nextpnr(family, workdir, device_args, seed=again, freq_mhz=freq_mhz,
+                         report=report, log=f"{stem}-retry{dot}{ext}" if dot else f"{log}-retry",
+                         timeout=timeout)
+    return dataclasses.replace(second, seconds=first.seconds + second.seconds,
+                               retried=first.error)

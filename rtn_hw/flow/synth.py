@@ -106,7 +106,7 @@ def _synth_key(run, netlist_hash, versions):
                          "target": run.target, "mapping": run.mapping, "script": _script(run),
                          # A timed-out route is cached too; a longer timeout retries it.
                          "pnr": [target.pnr_args, target.freq_mhz, list(run.seeds),
-                                 NEXTPNR_TIMEOUT],
+                                 NEXTPNR_TIMEOUT, nextpnr.RETRY_SEED_OFFSET],
                          "tools": tools})
 
 
@@ -287,10 +287,12 @@ def _synth_body(run, files, workdir, route, defer_routes=False):
 def _route_one(run, target, workdir, seed):
     """nextpnr with one seed on the run's top.json: a JSON-able outcome."""
     start = _cpu()
-    pnr = nextpnr.run_nextpnr(target.family, workdir, target.pnr_args, seed=seed,
-                              freq_mhz=target.freq_mhz, timeout=NEXTPNR_TIMEOUT,
-                              report=f"report-{seed}.json", log=f"nextpnr-{seed}.log")
-    return {"seed": seed, "ok": pnr.ok, "fmax_mhz": pnr.fmax_mhz,
+    # A route that fails at this seed is tried once more at another (nextpnr.route_retrying).
+    pnr = nextpnr.route_retrying(target.family, workdir, target.pnr_args, seed=seed,
+                                 freq_mhz=target.freq_mhz, timeout=NEXTPNR_TIMEOUT,
+                                 report=f"report-{seed}.json", log=f"nextpnr-{seed}.log")
+    return {"seed": seed, "routed_seed": pnr.seed, "retried": pnr.retried,
+            "ok": pnr.ok, "fmax_mhz": pnr.fmax_mhz,
             "constraint_mhz": pnr.constraint_mhz, "utilization": pnr.utilization,
             "error": pnr.error, "capacity": pnr.capacity, "seconds": pnr.seconds,
             "cpu_seconds": round(_cpu() - start, 2)}
@@ -312,16 +314,21 @@ def _route_seed(run_fields, files, seed, *, limit=(None, None)):
 
 def _merge_routes(result, outcomes):
     """The seeds' outcomes (in the row's seed order) into the synthesis result: Fmax per seed
-    and their median; the first failing seed makes the row yosys counts only."""
+    and their median, keyed by the seed that routed (a retried seed's replacement, with a
+    note); the first failing seed makes the row yosys counts only."""
     result["fmax_by_seed"] = {}
     for o in outcomes:
+        used = o.get("routed_seed") or o["seed"]
+        if o.get("retried"):
+            result["notes"].append(f"seed {o['seed']} failed to route ({o['retried']}); "
+                                   f"retried at seed {used}")
         if not o["ok"]:
             result["fits"] = False if o["capacity"] else result["fits"]
             what = "does not fit" if o["capacity"] else "place and route failed"
-            result["notes"].append(f"{what} (seed {o['seed']}: {o['error']}); yosys counts only")
+            result["notes"].append(f"{what} (seed {used}: {o['error']}); yosys counts only")
             result["fmax_by_seed"] = {}
             break
-        result["fmax_by_seed"][str(o["seed"])] = o["fmax_mhz"]
+        result["fmax_by_seed"][str(used)] = o["fmax_mhz"]
         result["fmax_constraint_mhz"] = o["constraint_mhz"]
         result["utilization"] = o["utilization"]
     result["seconds"]["nextpnr"] = round(sum(o["seconds"] for o in outcomes), 2)
