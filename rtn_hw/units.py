@@ -293,6 +293,91 @@ def _dataflow_arguments(values):
     return {"network": network, "foldings": parse_foldings(values["folding"], network)}
 
 
+def _conv_layer(values, rng):
+    """A random RTN convolution for conv_stage: trits uniform on {-1, 0, +1}, α_w, β_w, α_a,
+    β_a as `_mac_arguments` draws them, random thresholds; 'same' padding, stride 1."""
+    import numpy as np
+    from .model import Q, fold_constants
+    from .model.conv import ConvLayer
+    from .model.network import Layer
+    cin, p, size, k = (values[n] for n in ("in_channels", "out_channels", "size", "kernel"))
+    n = cin * k * k
+    t_w = rng.integers(-1, 2, (p, n)).astype(np.int8)
+    alpha_w, beta_w = rng.uniform(0.5, 1.5, p), rng.uniform(-0.25, 0.25, p)
+    k_fmt, out_fmt = Q.parse("Q12.8"), Q.parse("Q24.8")
+    consts = fold_constants(alpha_w, beta_w, _MAC_ALPHA_A, _MAC_BETA_A,
+                            t_w.sum(axis=1, dtype=np.int64), n, k_fmt)
+    lo, hi = _threshold_codes({"thresholds": "random", "seed": [values["seed"], 1]}, out_fmt, p)
+    dense = Layer("conv", t_w, alpha_w, beta_w, _MAC_ALPHA_A, _MAC_BETA_A, consts, out_fmt,
+                  np.ones(p, np.int64), lo, hi)
+    return ConvLayer("conv", (cin, size, size), (k, k), (1, 1), (k // 2, k // 2), dense)
+
+
+def _check_conv(values):
+    """A one-line ValueError for a convolution shape the units cannot build."""
+    for name in ("lanes", "channels", "in_channels", "out_channels", "size", "kernel"):
+        if values[name] < 1:
+            raise ValueError(f"{name} must be a positive integer, not {values[name]}")
+    if values["kernel"] % 2 == 0 or values["kernel"] > values["size"]:
+        raise ValueError(f"kernel must be odd ('same' padding) and at most size "
+                         f"{values['size']}, not {values['kernel']}")
+    n = values["in_channels"] * values["kernel"] ** 2
+    if values["lanes"] > n:
+        raise ValueError(f"lanes must be at most in_channels·kernel² = {n}, not "
+                         f"{values['lanes']}")
+    if values["channels"] > values["out_channels"]:
+        raise ValueError(f"channels must be at most out_channels = {values['out_channels']}, "
+                         f"not {values['channels']}")
+
+
+def _conv_arguments(values):
+    """conv_stage: the RTN ConvStage of a random layer (`_conv_layer`), weights in block RAM;
+    its output FIFO holds 2 results (the engine sizes it for the next stage's waits)."""
+    from .gateware.dataflow import Folding
+    import numpy as np
+    _check_conv(values)
+    layer = _conv_layer(values, np.random.default_rng(values["seed"]))
+    return {"layer": layer, "folding": Folding(values["lanes"], values["channels"], "bram"),
+            "fifo_depth": 2}
+
+
+def _baseline_conv_arguments(kind):
+    """fp32_conv / int_conv: the same shape with seeded N(0, 1) weights, as binary32 or
+    quantized to the integer width (`rtn_hw.flow.stimulus.quantize`, as the power stimulus)."""
+    def arguments(values):
+        import numpy as np
+        _check_conv(values)
+        cin, p, size, k = (values[n] for n in ("in_channels", "out_channels", "size", "kernel"))
+        width = values.get("width", 32)
+        if width not in (8, 16, 32):
+            raise ValueError(f"Integer width must be 8 or 16, not {width!r}")
+        out = {"kind": kind if kind == "fp32" else f"int{width}", "lanes": values["lanes"],
+               "channels": values["channels"], "size": (size, size),
+               "padding": (k // 2, k // 2)}
+        w = np.random.default_rng(values["seed"]).standard_normal((p, cin, k, k))
+        if kind == "fp32":
+            out["add_stages"] = values["add_stages"]
+            out["weights"] = w.astype(np.float32).view(np.uint32)
+        else:
+            from .flow.stimulus import quantize
+            out["weights"] = quantize(w, width)[0]
+        return out
+    return arguments
+
+
+def _conv_params(lanes, channels):
+    """Shape parameters of the convolution units: 'same' padding, stride 1."""
+    return (Param("lanes", SIZE, lanes, "Lanes L of each dot product (input elements per "
+                  "cycle)."),
+            Param("channels", SIZE, channels, "Output channels C computed per cycle."),
+            Param("in_channels", SIZE, "16", "Input channels C_in."),
+            Param("out_channels", SIZE, "16", "Output channels P."),
+            Param("size", SIZE, "28", "Input map height and width (square)."),
+            Param("kernel", SIZE, "3", "Kernel height and width (square, odd for 'same' "
+                  "padding)."),
+            Param("seed", INT, "0", "Seed of numpy.random.default_rng for the weights."))
+
+
 def _lanes(default, help="Vector lanes (elements per input vector)."):
     return Param("lanes", SIZE, default, help)
 
@@ -395,4 +480,20 @@ UNITS = {u.name: u for u in (
              Param("weights", STR, "shipped",
                    "Weights manifest (.json); shipped = weights/rtn_digits.json."),
          ), _dataflow_arguments),
+    Unit("conv_stage", "conv:ConvStage",
+         "An RTN convolution stage ('same' padding) of random weights: line-buffer window "
+         "generator, LANES x CHANNELS MAC core; one input position per handshake.",
+         _conv_params("8", "1"), _conv_arguments),
+    Unit("fp32_conv", "baseconv:BaselineConv",
+         "The fp32 convolution stage of conv_stage's shape and throughput (Fp32Dot units, "
+         "IEEE accumulators).", (
+             *_conv_params("8", "1"),
+             Param("add_stages", INT, "3", "Cycles per binary32 add: 1, 2 or 3."),
+         ), _baseline_conv_arguments("fp32")),
+    Unit("int_conv", "baseconv:BaselineConv",
+         "The int8/int16 convolution stage of conv_stage's shape and throughput (IntDot "
+         "units, exact accumulators).", (
+             *_conv_params("8", "1"),
+             Param("width", INT, "8", "Operand width in bits: 8 or 16."),
+         ), _baseline_conv_arguments("int")),
 )}

@@ -253,7 +253,7 @@ def test_structure_errors(capsys, argv, message):
     (["synth", "--units", "conv"], "UNITS: unknown unit 'conv'; valid units: "),
     (["synth", "--lanes", "0"], "LANES: '0' is not a lane count; valid lanes: integers from 1 "
      "to 1024 (default: 16,64,256 for RTN units, 16,64 for baselines (fp32: 16, and 64 in the "
-     "full sweep), the board configurations for network_engine)"),
+     "full sweep), the board configurations for network_engine, 8 for the conv stages)"),
     (["synth", "--seeds", "1,x"], "SEEDS: 'x' is not a nextpnr seed; valid seeds: integers "
      "from 1 to 65535 (default: 1; the full sweep: 1,2,3 for the ECP5 RTN rows)"),
     (["synth", "--jobs", "x"], "JOBS: 'x' is not a job count; valid jobs: "),

@@ -42,19 +42,20 @@ def test_selection_defaults():
      "TARGETS: unknown target 'ecp5'; valid targets: ecp5-85k, ice40-up5k, xilinx-lut6"),
     ({"UNITS": "ternary_dot,fp64_dot"},
      "UNITS: unknown unit 'fp64_dot'; valid units: ternary_dot, rtn_mac_array, "
-     "network_engine, dataflow_engine, fp32_dot, int8_dot, int16_dot"),
+     "network_engine, dataflow_engine, fp32_dot, int8_dot, int16_dot, rtn_conv, fp32_conv, "
+     "int8_conv"),
     ({"LANES": "16,x"},
      "LANES: 'x' is not a lane count; valid lanes: integers from 1 to 1024 (default: "
      "16,64,256 for RTN units, 16,64 for baselines (fp32: 16, and 64 in the full sweep), "
-     "the board configurations for network_engine)"),
+     "the board configurations for network_engine, 8 for the conv stages)"),
     ({"LANES": "0"},
      "LANES: '0' is not a lane count; valid lanes: integers from 1 to 1024 (default: "
      "16,64,256 for RTN units, 16,64 for baselines (fp32: 16, and 64 in the full sweep), "
-     "the board configurations for network_engine)"),
+     "the board configurations for network_engine, 8 for the conv stages)"),
     ({"LANES": "2048"},
      "LANES: '2048' is not a lane count; valid lanes: integers from 1 to 1024 (default: "
      "16,64,256 for RTN units, 16,64 for baselines (fp32: 16, and 64 in the full sweep), "
-     "the board configurations for network_engine)"),
+     "the board configurations for network_engine, 8 for the conv stages)"),
     ({"JOBS": "two"}, f"JOBS: 'two' is not a job count; valid jobs: {JOBS_VALID}"),
     ({"JOBS": "1,2"}, f"JOBS: '1,2' is not a job count; valid jobs: {JOBS_VALID}"),
     ({"JOBS": "100000"}, f"JOBS: '100000' is not a job count; valid jobs: {JOBS_VALID}"),
@@ -70,8 +71,9 @@ def test_plan_default_sweep():
     runs = plan.plan()
     ids = {r.id for r in runs}
     # RTN at 16/64/256; int8 with DSPs at 16/64, fp32 at 16, all-LUT at 16 on the ECP5
-    # only; no int16; 3 targets; the network engine in its two board configurations.
-    assert len(runs) == 3 * (2 * 3 + 3) + 2 + 2
+    # only; no int16; 3 targets; the network engine in its two board configurations; the
+    # three conv stages at 8 lanes on the ECP5 and the LUT6 model, with DSPs only.
+    assert len(runs) == 3 * (2 * 3 + 3) + 2 + 2 + 3 * 2
     assert "ecp5-85k/ternary_dot/256/dsp" in ids
     assert "ecp5-85k/fp32_dot/16/lut" in ids and "ecp5-85k/int8_dot/16/lut" in ids
     assert not {"ice40-up5k/fp32_dot/16/lut", "xilinx-lut6/fp32_dot/16/lut"} & ids
@@ -92,6 +94,26 @@ def test_plan_default_sweep():
         "ecp5-85k/dataflow_engine/1/dsp"]
     # One nextpnr seed a row.
     assert {r.seeds for r in runs} == {(1,)}
+    conv = sorted(r.id for r in runs if plan.UNITS[r.unit].group == "conv")
+    assert conv == sorted(f"{t}/{u}/8/dsp" for t in ("ecp5-85k", "xilinx-lut6")
+                          for u in ("rtn_conv", "fp32_conv", "int8_conv"))
+    assert plan.UNITS["fp32_conv"].params(8) == {"lanes": "8", "channels": "1"}
+    # LANES= picks the conv stages' L, still on their targets only.
+    assert [r.id for r in plan.plan(["ice40-up5k", "ecp5-85k"], ["int8_conv"], [16])] == [
+        "ecp5-85k/int8_conv/16/dsp"]
+
+
+def test_conv_throughput_and_power_window():
+    """8 lanes x 1 channel on 3x3, 16 -> 16, 28x28: 144 x 16 MACs per position in 18 x 16
+    cycles (8 MACs per cycle); the power stimulus is the burst up to the first window (row 0
+    and two positions of row 1, step 30) with a margin, and three windows; the warm-up ends
+    after the burst, long before the first window period ends."""
+    params = {"lanes": 8, "channels": 1, "in_channels": 16, "out_channels": 16, "size": 28,
+              "kernel": 3}
+    assert plan.conv_throughput(params) == (2304, 288)
+    count, warmup = plan.conv_power_inputs(params)
+    assert count == 30 + plan.CONV_AHEAD + 1 + plan.CONV_POWER_WINDOWS
+    assert warmup == 30 + plan.CONV_BURST < 288
 
 
 def test_plan_full_sweep():
@@ -241,6 +263,19 @@ def test_compare_at_equal_throughput():
     assert mac_lut["power_ratio"] is None
     assert dot["paper_area_ratio"] == 89.17 and dot["paper_power_ratio"] == 46.46
     assert dot["baseline_energy_from_lanes"] == 16
+
+
+def test_compare_keeps_the_conv_stages_apart():
+    """The convolution stages are compared with each other only, not with dot products of the
+    same lane count, and the other way round."""
+    runs = [dict(_run("rtn_conv", "rtn", 8, 800, 1.0), group="conv"),
+            dict(_run("fp32_conv", "baseline", 8, 40000, 30.0), group="conv"),
+            _run("ternary_dot", "rtn", 8, 80, 0.5),
+            _run("int8_dot", "baseline", 8, 400, 5.0)]
+    out = report.compare(runs)
+    assert [(c["group"], c["rtn_unit"], c["baseline_unit"]) for c in out] == [
+        ("conv", "rtn_conv", "fp32_conv"), ("dot", "ternary_dot", "int8_dot")]
+    assert out[0]["area_ratio"] == 50.0 and out[0]["power_ratio"] == 30.0
 
 
 def test_compare_borrows_energy_per_mac_from_a_measured_lane_count():

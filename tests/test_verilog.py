@@ -20,7 +20,8 @@ from rtn_hw.units import UNITS
 ROOT = Path(__file__).resolve().parent.parent
 
 EXPECTED_UNITS = {"popcount", "ternary_dot", "ternary_encoder", "ternary_decoder", "int_dot",
-                  "fp32_dot", "rtn_mac_array", "network_engine", "dataflow_engine"}
+                  "fp32_dot", "rtn_mac_array", "network_engine", "dataflow_engine",
+                  "conv_stage", "fp32_conv", "int_conv"}
 
 # (small, medium) parameters per unit; the two sizes cover each unit's modes between them.
 SIZES = {
@@ -41,6 +42,17 @@ SIZES = {
     # Block RAM, logic and baked layers between the two sizes.
     "dataflow_engine": ({"folding": "smallest"},
                         {"folding": "64x16:logic,32x16,128x10:baked"}),
+    # Convolution stages: folded (window FIFO, several groups) and one window per cycle.
+    "conv_stage": ({"lanes": "4", "channels": "2", "in_channels": "2", "out_channels": "4",
+                    "size": "5"},
+                   {"lanes": "18", "channels": "4", "in_channels": "2", "out_channels": "4",
+                    "size": "6"}),
+    "fp32_conv": ({"lanes": "2", "in_channels": "1", "out_channels": "3", "size": "4",
+                   "add_stages": "1"},
+                  {"lanes": "4", "in_channels": "2", "out_channels": "3", "size": "5"}),
+    "int_conv": ({"lanes": "3", "in_channels": "1", "out_channels": "2", "size": "4"},
+                 {"lanes": "9", "channels": "2", "in_channels": "2", "out_channels": "4",
+                  "size": "6", "width": "16"}),
 }
 
 CASES = [pytest.param(unit, params, id=f"{unit}-{size}")

@@ -248,7 +248,10 @@ def _flatten(work, family):
     extra = "read_verilog -overwrite mult18x18d_sim.v lut4_sim.v" if family == "ecp5" else ""
     defines = "-DNO_ICE40_DEFAULT_ASSIGNMENTS " if family == "ice40" else ""
     script = "\n".join([f"read_verilog {defines}-overwrite +/{family}/cells_sim.v", extra,
-                        "read_verilog unit.v", f"hierarchy -top {yosys.UNIT_MODULE}", "proc",
+                        "read_verilog unit.v", f"hierarchy -top {yosys.UNIT_MODULE}",
+                        # Unused LUT-RAM words (a FIFO's) have an undefined INITVAL; the
+                        # device loads 0, while x would spread through the one-line LUT4.
+                        "setundef -zero -params", "proc",
                         # Private cell names give the flattened nets short private names.
                         f"rename -hide {yosys.UNIT_MODULE}/c:*", "flatten", "opt_clean",
                         "write_verilog -noattr flat.v"])
@@ -261,10 +264,12 @@ def _flatten(work, family):
         stamp.write_text(digest)
 
 
-def simulate_netlist(netlist, payload_ints, *, warmup, drain, simulator=None):
+def simulate_netlist(netlist, payload_ints, *, warmup, drain, simulator=None, outputs=None):
     """Run the mapped netlist over `payload_ints` (each offered until taken) and count toggles.
 
-    `simulator`: see the module docstring; default DEFAULT_SIMULATOR[family]. The counted
+    `simulator`: see the module docstring; default DEFAULT_SIMULATOR[family]. `outputs`: the
+    outputs to wait for (default one per payload; 0 for a convolution stage, whose windows
+    are fewer than its inputs: it then runs `drain` cycles past the last input). The counted
     window starts at the first input offered at or after cycle `warmup` and ends with the
     edge that takes the last input. Returns a `GateSim`."""
     family = netlist.family
@@ -316,7 +321,7 @@ def simulate_netlist(netlist, payload_ints, *, warmup, drain, simulator=None):
         counted = None
     (work / "tb.v").write_text(testbench.testbench(
         netlist.port_list(), module=yosys.UNIT_MODULE, count=count, drain=drain, trace=True,
-        timeout_cycles=100 * count + 10_000))
+        timeout_cycles=100 * count + 10_000, outputs=outputs))
     testbench.simulate(work, sources, simulator=simulator.split("-")[0], flags=flags)
     seconds["run"] = time.monotonic() - start
     taken, outs = testbench.read_events(work / testbench.EVENTS)

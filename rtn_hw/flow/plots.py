@@ -24,6 +24,10 @@ STYLE = {
     "fp32_dot": ("#D55E00", "^", "--"),
     "int8_dot": ("#E69F00", "v", "--"),
     "int16_dot": ("#56B4E9", "D", "--"),
+    # The convolution stages (Paul Tol's colour-blind safe teal, wine, olive), dash-dotted.
+    "rtn_conv": ("#44AA99", "h", "-."),
+    "fp32_conv": ("#882255", "p", "-."),
+    "int8_conv": ("#999933", "X", "-."),
 }
 _OTHER = ("#555555", "x", ":")
 METRICS = (("area_per_mac", "area per MAC/cycle (logic cells)", "area"),

@@ -97,14 +97,14 @@ def _positive(value, what):
 
 
 def netlist_power(netlist, payload_ints, *, target, clock_mhz, macs_per_input, warmup, drain,
-                  expected=None, coefficients=None, simulator=None, seed=None):
+                  expected=None, coefficients=None, simulator=None, seed=None, outputs=None):
     """Estimate the power of a mapped unit (`map_netlist`, or a sweep run's `unit.json`).
 
     `payload_ints` are flat `i__payload` values, each offered until taken; `macs_per_input`
     the useful multiply-accumulates per input (lanes × channels, or a whole network per
     image); `warmup` cycles are not counted, `drain` cycles run after the last output;
     `expected`, if given, lists the flat `o__payload` values the netlist must produce, else
-    ValueError. Energy per MAC is the energy of the counted window over its MACs, so a unit
+    ValueError; `outputs`: the outputs the simulation waits for (`simulate_netlist`). Energy per MAC is the energy of the counted window over its MACs, so a unit
     that is busy between inputs is charged for its busy cycles. Returns a flat dict (see
     docs/power.md)."""
     _, device = _target(target)
@@ -112,7 +112,7 @@ def netlist_power(netlist, payload_ints, *, target, clock_mhz, macs_per_input, w
     _positive(macs_per_input, "MACs per input")
     table = load_coefficients(coefficients)
     sim = simulate_netlist(netlist, payload_ints, warmup=warmup, drain=drain,
-                           simulator=simulator)
+                           simulator=simulator, outputs=outputs)
     if expected is not None and sim.outputs != list(expected):
         bad = next((k for k, (x, y) in enumerate(zip(sim.outputs, expected)) if x != y),
                    min(len(sim.outputs), len(expected)))

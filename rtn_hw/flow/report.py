@@ -1,7 +1,7 @@
 """Reports of the synthesis sweep: build/reports/synth.json, synth.md and PNG plots.
 
-`compare` pairs every RTN run with every baseline run on the same target and lane count, at
-equal throughput. Every file is written atomically (`rtn_hw.files`), so a reader, or a run that
+`compare` pairs every RTN run with every baseline run of the same group (the dot-product
+units; the convolution stages) on the same target and lane count, at equal throughput. Every file is written atomically (`rtn_hw.files`), so a reader, or a run that
 fails half way, only ever sees the previous report or the new one. The plots are
 `rtn_hw.flow.plots`. Nothing here prints or exits.
 """
@@ -37,7 +37,8 @@ def _stimulus_text(settings):
 # --- comparisons ------------------------------------------------------------------------------
 
 def compare(runs):
-    """RTN run × baseline run pairs on the same target and lane count.
+    """RTN run × baseline run pairs of the same group ("dot" or "conv") on the same target and
+    lane count.
 
     Ratios are at equal throughput: area per MAC/cycle, and energy per MAC (= power at the
     same MACs per cycle and the same clock). `area_ratio` and `power_ratio` are baseline/RTN,
@@ -46,7 +47,8 @@ def compare(runs):
     ok = [r for r in runs if r.get("available")]
     for rtn in (r for r in ok if r["kind"] == "rtn"):
         for base in (r for r in ok if r["kind"] == "baseline"):
-            if base["target"] != rtn["target"] or base["lanes"] != rtn["lanes"]:
+            if base["target"] != rtn["target"] or base["lanes"] != rtn["lanes"] \
+                    or base.get("group", "dot") != rtn.get("group", "dot"):
                 continue
             base_energy, energy_lanes = base["energy_pj_per_mac"], base["lanes"]
             if base_energy is None:
@@ -59,6 +61,7 @@ def compare(runs):
                     donor = max(measured, key=lambda r: r["lanes"])
                     base_energy, energy_lanes = donor["energy_pj_per_mac"], donor["lanes"]
             entry = {
+                "group": rtn.get("group", "dot"),
                 "rtn_unit": rtn["unit"], "baseline_unit": base["unit"],
                 "baseline_mapping": base["mapping"], "target": rtn["target"],
                 "lanes": rtn["lanes"], "rtn_macs_per_cycle": rtn["macs_per_cycle"],
@@ -182,19 +185,38 @@ def render_markdown(report, plots=()):
                        f"harness {lut}/FF", "fit / notes"], rows)
         out.append("")
 
+    header = ["target", "lanes", "RTN", "baseline", "area ratio", "RTN/base area", "LUT ratio",
+              "paper area", "power ratio", "RTN/base power", "paper power", "notes"]
+
+    def comparison_rows(group):
+        return [[c["target"], c["lanes"], c["rtn_unit"],
+                 f"{c['baseline_unit']} ({c['baseline_mapping']})",
+                 _ratio(c["area_ratio"]), _ratio(c["area_ratio_rtn_over_baseline"]),
+                 _ratio(c["lut_ratio"]), f"{c['paper_area_ratio']}×",
+                 _ratio(c["power_ratio"]), _ratio(c["power_ratio_rtn_over_baseline"]),
+                 f"{c['paper_power_ratio']}×", _comparison_notes(c)]
+                for c in report["comparisons"] if c.get("group", "dot") == group]
+
     out += ["## RTN against the baselines (baseline ÷ RTN, at equal throughput)", ""]
-    rows = []
-    for c in report["comparisons"]:
-        rows.append([c["target"], c["lanes"], c["rtn_unit"],
-                     f"{c['baseline_unit']} ({c['baseline_mapping']})",
-                     _ratio(c["area_ratio"]), _ratio(c["area_ratio_rtn_over_baseline"]),
-                     _ratio(c["lut_ratio"]), f"{c['paper_area_ratio']}×",
-                     _ratio(c["power_ratio"]), _ratio(c["power_ratio_rtn_over_baseline"]),
-                     f"{c['paper_power_ratio']}×", _comparison_notes(c)])
-    out += _table(["target", "lanes", "RTN", "baseline", "area ratio", "RTN/base area",
-                   "LUT ratio", "paper area", "power ratio", "RTN/base power", "paper power",
-                   "notes"], rows)
+    out += _table(header, comparison_rows("dot"))
     out.append("")
+    conv = comparison_rows("conv")
+    if conv:
+        shape = next((r["params"] for r in runs if r.get("group") == "conv"
+                      and r.get("available")), None)
+        shape = (f"{shape['kernel']}×{shape['kernel']}, {shape['in_channels']} → "
+                 f"{shape['out_channels']} convolution on a {shape['size']}×{shape['size']} map"
+                 if shape else "convolution")
+        out += ["## The paper's comparison as a convolution (baseline ÷ RTN, same shape and "
+                "throughput)", "",
+                f"One {shape} ('same' padding), built as the RTN "
+                "`ConvStage` and as fp32 and int8 stages with the same window generator, the "
+                "same L lanes × C channels (MACs per cycle) and the same cycles per image; "
+                "area per MAC/cycle and energy per MAC of whole stages (line buffers, weight "
+                "memories, accumulators included). The paper's figures are against a "
+                "full-precision convolution too.", ""]
+        out += _table(header, conv)
+        out.append("")
     if plots:
         out += ["## Plots", ""]
         out += [f"![{pathlib.Path(p).stem}]({pathlib.Path(p).name})" for p in plots]

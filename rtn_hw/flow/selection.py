@@ -59,7 +59,7 @@ def parse_lanes(text):
     return _integers(text, "LANES", "a lane count",
                      f"integers from 1 to {MAX_LANES} (default: 16,64,256 for RTN units, "
                      f"16,64 for baselines (fp32: 16, and 64 in the full sweep), the board "
-                     f"configurations for network_engine)",
+                     f"configurations for network_engine, 8 for the conv stages)",
                      1, MAX_LANES)
 
 

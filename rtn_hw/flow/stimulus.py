@@ -36,7 +36,7 @@ from ..model._check import positive_int
 
 __all__ = ["Operands", "gaussian_source", "layer_source", "network_source", "operands", "ACT_ZERO_FRACTION",
            "TWN_FACTOR", "DELTA", "ternary_payloads", "fp32_payloads", "int_payloads",
-           "flat_payloads", "golden", "for_unit", "KINDS"]
+           "flat_payloads", "golden", "for_unit", "conv_payloads", "KINDS"]
 
 KINDS = ("ternary", "fp32", "int8", "int16")
 
@@ -230,6 +230,24 @@ def for_unit(kind, lanes, count, *, seed, source=gaussian_source):
     else:
         payloads = int_payloads(ops, int(kind[3:]))
     return payloads, golden(ops, kind), ops
+
+
+def conv_payloads(kind, channels, count, *, seed, source=gaussian_source):
+    """`count` input positions of a convolution stage, `channels` activations each, drawn from
+    `source` (its activations `a`) with `seed`: `kind` "ternary" → {"nz", "sg"} planes,
+    "fp32" → binary32 bit patterns, "int8" / "int16" → two's complement codes (the stage's
+    unsigned elements), each as `ternary_payloads` / `fp32_payloads` / `int_payloads` make
+    them."""
+    if kind not in KINDS:
+        raise ValueError(f"Stimulus kind must be one of {', '.join(map(repr, KINDS))}, "
+                         f"not {kind!r}")
+    ops = operands(channels, count, seed=seed, source=source)
+    if kind == "ternary":
+        return [p["a"] for p in ternary_payloads(ops)]
+    if kind == "fp32":
+        return [p["a"] for p in fp32_payloads(ops)]
+    mask = (1 << int(kind[3:])) - 1
+    return [[x & mask for x in p["a"]] for p in int_payloads(ops, int(kind[3:]))]
 
 
 def flat_payloads(layout, payloads):

@@ -38,6 +38,7 @@ from . import cache, cluster, estimate, limits, nextpnr, report as report_mod, y
 from .report import PAPER
 from .devices import (AREA_DEFINITION, BRAM_LC_PER_KBIT, DEVICES, DSP_LC, LUT_NAME, TARGETS,
                       area_lc, check_fit, classify, parse_stat)
+from . import plan as plan_mod
 from .plan import CHANNELS, NODSP_MAX_LANES, UNITS, Run, plan
 from .selection import parse_targets, parse_units
 
@@ -120,8 +121,8 @@ def _power_key(run, mapped_hash):
 @functools.cache
 def _payload_hash(unit_name, lanes, overrides=()):
     """Hash of the power stimulus itself: a run reruns exactly when its data changes."""
-    component = _build(unit_name, lanes, overrides)[0]
-    payloads, expected = _payloads(unit_name, lanes, component)
+    component, shown = _build(unit_name, lanes, overrides)
+    payloads, expected = _payloads(unit_name, lanes, component, shown)
     return cache.digest({"payloads": [hex(p) for p in payloads],
                          "expected": None if expected is None else [hex(e) for e in expected]})
 
@@ -164,6 +165,8 @@ def _throughput(unit_name, lanes, component, shown):
         # One image per cycles_per_image (the engine) or per initiation interval (dataflow).
         cycles = component.cycles_per_image if unit_name == "network_engine" else component.ii
         return macs, cycles
+    if UNITS[unit_name].group == "conv":
+        return plan_mod.conv_throughput(shown)
     return lanes * int(shown.get("channels", UNITS[unit_name].channels)), 1
 
 
@@ -354,15 +357,20 @@ def synthesize_run(unit, lanes, target, mapping="dsp", *, workdir, route=False):
     return _record(run, elab, synth, None, cached=False, power_note=None)
 
 
-def _payloads(unit_name, lanes, component):
+def _payloads(unit_name, lanes, component, shown):
     """(flat i__payload values, flat expected o__payload values or None) of the power
-    stimulus."""
+    stimulus; `shown` are the unit's parameters (`_build`)."""
     from . import stimulus
     from .. import weights
     unit = UNITS[unit_name]
     network = weights.load()
     images, _ = weights.load_digits_test()
     layout = component.i.payload.shape()
+    if unit.stimulus.startswith("conv-"):
+        # Positions of random activations (the conv stages: plan.conv_power_inputs).
+        count, _ = plan_mod.conv_power_inputs(shown)
+        return stimulus.flat_payloads(layout, stimulus.conv_payloads(
+            unit.stimulus[5:], int(shown["in_channels"]), count, seed=STIMULUS_SEED)), None
     if unit.stimulus == "images":
         images = images[:ENGINE_IMAGES]
         logits, classes = network.forward(images)
@@ -409,13 +417,17 @@ def _power_body(run, elab, mapped_hash, files):
                          timeout=YOSYS_TIMEOUT)
         if hashlib.sha256((workdir / "unit.v").read_bytes()).hexdigest() != mapped_hash:
             raise RuntimeError("yosys mapped the unit differently on a second run")
-    component, _ = _build(run.unit, run.lanes, run.params)
-    payloads, expected = _payloads(run.unit, run.lanes, component)
+    component, shown = _build(run.unit, run.lanes, run.params)
+    payloads, expected = _payloads(run.unit, run.lanes, component, shown)
     latency = elab["latency"]
+    conv = UNITS[run.unit].group == "conv"
+    # A conv stage gives fewer outputs (windows) than inputs (positions): wait for none.
+    warmup = plan_mod.conv_power_inputs(shown)[1] if conv else latency + 2
     result = power.netlist_power(read_netlist(workdir, target.family), payloads,
                                  target=target.power_target, clock_mhz=CLOCK_MHZ,
-                                 macs_per_input=elab["macs_per_input"], warmup=latency + 2,
-                                 drain=latency + 4, expected=expected, seed=STIMULUS_SEED)
+                                 macs_per_input=elab["macs_per_input"], warmup=warmup,
+                                 drain=4 if conv else latency + 4, expected=expected,
+                                 seed=STIMULUS_SEED, outputs=0 if conv else None)
     keep = ("static_mw", "dynamic_mw", "total_mw", "energy_pj_per_mac", "dynamic_pj_per_mac",
             "energy_pj_per_input", "total_mw_at_12_5pct", "trace_coverage",
             "coefficients_version", "cycles", "inputs", "macs_per_cycle")
@@ -432,7 +444,8 @@ def _record(run, elab, synth, power_result, *, cached, power_note):
     unit = UNITS[run.unit]
     family = TARGETS[run.target].family
     record = {
-        "id": run.id, "unit": run.unit, "kind": unit.kind, "target": run.target,
+        "id": run.id, "unit": run.unit, "kind": unit.kind, "group": unit.group,
+        "target": run.target,
         "mapping": run.mapping, "lanes": run.lanes, "lut_type": LUT_NAME[family],
         "seeds": list(run.seeds),
     }
@@ -528,7 +541,8 @@ def _skipped_synth(target, reasons):
 def _cost(run):
     """Rough relative run time, to start the slowest runs first."""
     unit = UNITS[run.unit]
-    width = {"fp32_dot": 24, "int16_dot": 16, "int8_dot": 8, "network_engine": 64}.get(run.unit, 2)
+    width = {"fp32_dot": 24, "int16_dot": 16, "int8_dot": 8, "network_engine": 64,
+             "fp32_conv": 24, "int8_conv": 8}.get(run.unit, 2)
     cost = run.lanes * unit.channels * (width * width if run.mapping == "lut" else width)
     return cost * (1 + len(run.seeds) if TARGETS[run.target].pnr_args else 1)
 

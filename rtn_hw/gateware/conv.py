@@ -205,11 +205,9 @@ class WindowGenerator(wiring.Component):
         """Steps per image (cycles per image when neither input nor output waits)."""
         return len(self._rows) * len(self._cols)
 
-    @property
-    def latency(self):
-        """Cycles from a step's input handshake to its window in the output register: the
-        input slice, stage A, stage B."""
-        return 3
+    # Cycles from a step's input handshake to its window in the output register: the input
+    # slice, stage A, stage B (a class attribute: known before a generator is made).
+    latency = 3
 
     def elaborate(self, platform):
         m = Module()
