@@ -49,6 +49,9 @@ FAULT = os.environ.get("RTN_SIM_FAULT")
 PERIOD_NS = 10
 # Cycles between vectors at full rate: 1, or the unit's initiation interval.
 II = units.interval(SIDECAR)
+# Input handshakes per vector: 1, or a CNN engine's pixel positions per image; latency and
+# input spacing count from a vector's first handshake.
+PER = units.handshakes(SIDECAR)
 
 # A safety net only: every wait below has its own cycle budget with a readable failure.
 TIMEOUT_US = ((VECTORS * 40 + 2_000) * II + 200_000) * PERIOD_NS / 1000
@@ -109,7 +112,7 @@ class TB:
 
     def budget(self, count, idle, stall):
         """Generous cycle budget for `count` vectors: 4× the expected cycles, plus slack."""
-        per_vector = (II + idle / max(1e-9, 1 - idle)) / max(1e-9, 1 - stall)
+        per_vector = (II + PER * idle / max(1e-9, 1 - idle)) / max(1e-9, 1 - stall)
         return int(4 * count * per_vector) + 4 * SIDECAR.latency + 1000
 
     async def run(self, stim, *, idle, stall, tag, fault=None):
@@ -129,7 +132,7 @@ class TB:
         tasks = [cocotb.start_soon(monitor.run()), cocotb.start_soon(pressure.run()),
                  cocotb.start_soon(driver.send(inputs))]
         await First(board.finished.wait(),
-                    ClockCycles(self.clk, self.budget(len(inputs), idle, stall)))
+                    ClockCycles(self.clk, self.budget(-(-len(inputs) // PER), idle, stall)))
         # The scoreboard finishes in a ReadOnly phase; writes wait for the next edge.
         await self.clocking.edge
         if not board.failed:
@@ -155,7 +158,7 @@ def _sabotage(inputs, fault, width):
 
 
 def _latencies(driver, monitor):
-    return [o - i for i, o in zip(driver.accepted, monitor.cycles)]
+    return [o - i for i, o in zip(driver.accepted[::PER], monitor.cycles)]
 
 
 @cocotb.test(timeout_time=TIMEOUT_US, timeout_unit="us")
@@ -176,7 +179,8 @@ async def test_stream(dut):
             latency_min=min(latencies, default=None), wall_s=wall,
             vectors_per_s=length(stim) / wall if wall else None)
     assert not board.failed, board.verdict()
-    assert min(latencies) == SIDECAR.latency, (
+    # A vector of several handshakes meets the idle gaps between them: never shorter.
+    assert min(latencies) == SIDECAR.latency or PER > 1 and min(latencies) > SIDECAR.latency, (
         f"{LABEL}: shortest latency {min(latencies)} cycles, sidecar says {SIDECAR.latency}")
 
 
@@ -198,16 +202,23 @@ async def test_throughput(dut):
     _record("throughput", vectors=length(stim), outputs=board.received,
             mismatches=len(board.mismatches) + len(board.extra), cycles=cycles,
             latency_min=min(latencies, default=None), latency_max=max(latencies, default=None),
+            latency_first=latencies[0] if latencies else None,
             in_span=driver.accepted[-1] - driver.accepted[0] + 1 if driver.accepted else None,
+            in_spacings=_spacings(driver.accepted[::PER]),
             out_span=monitor.cycles[-1] - monitor.cycles[0] + 1 if monitor.cycles else None,
             ii_measured=max(spacings, default=None))
     assert not board.failed, board.verdict()
     n, every = length(stim), "every cycle" if II == 1 else f"every {II} cycles"
-    assert _spacings(driver.accepted) == [II], (
-        f"{LABEL}: {n} inputs taken {_spacings(driver.accepted)} cycles apart, not {every}")
+    # A vector of several handshakes (a CNN's image) may start early while the engine's FIFOs
+    # fill, and then wait longer: its first vector's latency is the sidecar's, the others'
+    # never shorter, and the inputs settle at II.
+    firsts = _spacings(driver.accepted[::PER])
+    assert firsts == [II] or PER > 1 and max(firsts) == II, (
+        f"{LABEL}: {n} inputs taken {firsts} cycles apart, not {every}")
     assert spacings == [II], (
         f"{LABEL}: {n} outputs {spacings} cycles apart, not {every}")
-    assert set(latencies) == {SIDECAR.latency}, (
+    assert set(latencies) == {SIDECAR.latency} or PER > 1 and latencies[0] == min(
+        latencies) == SIDECAR.latency, (
         f"{LABEL}: latencies {sorted(set(latencies))} cycles, sidecar says {SIDECAR.latency}")
 
 
@@ -232,7 +243,7 @@ async def test_reset(dut):
     tasks = [cocotb.start_soon(monitor.run()), cocotb.start_soon(pressure.run()),
              cocotb.start_soon(driver.send(inputs))]
     for _ in range(tb.budget(vectors, IDLE, STALL)):
-        if driver.count >= vectors // 2:
+        if driver.count >= vectors * PER // 2:
             break
         await tb.clocking.edge
     tasks[2].cancel()
@@ -244,7 +255,7 @@ async def test_reset(dut):
     await tb.cycles(SIDECAR.latency + 16)
     tasks[0].cancel()
     before = monitor.values
-    assert len(before) <= accepted, (
+    assert len(before) <= -(-accepted // PER), (
         f"{LABEL}: {len(before)} outputs around a reset after only {accepted} inputs")
     assert before == expected[:len(before)], (
         f"{LABEL}: outputs before the reset differ from the golden model")
@@ -254,7 +265,7 @@ async def test_reset(dut):
     await tb.load()
     again, a_driver, a_monitor, a_cycles = await tb.run(fresh_stim, idle=IDLE, stall=STALL,
                                                         tag=1)
-    _record("reset", vectors=2 * vectors + accepted, outputs=fresh.received
+    _record("reset", vectors=2 * vectors + -(-accepted // PER), outputs=fresh.received
             + len(before) + again.received, mismatches=len(again.mismatches)
             + len(again.extra), cycles=f_cycles + a_cycles, interrupted_after=accepted,
             drained_before_reset=len(before))

@@ -68,6 +68,17 @@ DATAFLOW_FULL = [
 ]
 
 
+# The dataflow engine on a CNN, the digits CNN: one pixel position per input handshake, so an
+# image is 64 handshakes and at least II = 81 cycles. Quick: Icarus on three corner images
+# (the bench's throughput and reset tests take 3 and 2; Icarus runs this design at about 15
+# cycles a second under load); full scale: Verilator on every test image. (The weights
+# parameter is a path; the case ids name its file.)
+DIGITS_CNN = str(Path(__file__).resolve().parents[1] / "weights" / "rtn_digits_cnn.json")
+CNN_QUICK = [({"folding": "9x16:baked,29x32,16x1", "weights": DIGITS_CNN}, {"icarus": 3})]
+CNN_FULL = [({"folding": "9x16:baked,29x32,16x1", "weights": DIGITS_CNN}, {"verilator": 370}),
+            ({"folding": "9x4,48x8,32x5:logic", "weights": DIGITS_CNN}, {"verilator": 370})]
+
+
 def _cases(configs, simulators, marks):
     return [pytest.param(unit, params, sim, marks=marks,
                          id=f"{runner.config_id(unit, params)}-{sim}")
@@ -97,8 +108,10 @@ def test_bench_full(unit, params, simulator, record_property):
 
 
 def _dataflow_cases(configs, marks):
+    def named(params):
+        return {k: Path(v).stem if k == "weights" else v for k, v in params.items()}
     return [pytest.param(params, images, sim, marks=marks,
-                         id=f"{runner.config_id('dataflow_engine', params)}-{sim}")
+                         id=f"{runner.config_id('dataflow_engine', named(params))}-{sim}")
             for params, per_simulator in configs for sim, images in per_simulator.items()]
 
 
@@ -113,6 +126,19 @@ def test_dataflow_quick(params, images, simulator, record_property):
 @pytest.mark.parametrize("params, images, simulator",
                          _dataflow_cases(DATAFLOW_FULL, [pytest.mark.slow]))
 def test_dataflow_full(params, images, simulator, record_property):
+    _run("dataflow_engine", params, simulator, images, record_property)
+
+
+@pytest.mark.cocotb
+@pytest.mark.parametrize("params, images, simulator", _dataflow_cases(CNN_QUICK, []))
+def test_dataflow_cnn_quick(params, images, simulator, record_property):
+    _run("dataflow_engine", params, simulator, images, record_property)
+
+
+@pytest.mark.cocotb
+@pytest.mark.parametrize("params, images, simulator",
+                         _dataflow_cases(CNN_FULL, [pytest.mark.slow]))
+def test_dataflow_cnn_full(params, images, simulator, record_property):
     _run("dataflow_engine", params, simulator, images, record_property)
 
 

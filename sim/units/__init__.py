@@ -6,12 +6,13 @@ computes expectations with `rtn_hw.model` only (never the gateware), and packs p
 the sidecar's field map. Stimulus is a dict of arrays (see `trits.concat`): corner vectors
 first, then seeded random ones. A unit that takes one vector every II cycles says so in
 `interval` (bench.py then expects that spacing) and may run fewer vectors in the throughput
-and reset tests.
+and reset tests; one that takes a vector in several input handshakes says how many in
+`handshakes` (bench.py then times each vector from its first).
 """
 
 import importlib
 
-__all__ = ["UnitBench", "load", "interval"]
+__all__ = ["UnitBench", "load", "interval", "handshakes"]
 
 
 class UnitBench:
@@ -33,6 +34,12 @@ class UnitBench:
     def interval(cls, sidecar):
         """Cycles between vectors at full rate (the initiation interval): 1, unless a unit
         takes one vector per several cycles."""
+        return 1
+
+    @classmethod
+    def handshakes(cls, sidecar):
+        """Input handshakes per output vector: 1, unless a unit takes a vector in several
+        (a CNN engine: one pixel position per handshake)."""
         return 1
 
     def loads(self):
@@ -80,3 +87,8 @@ def load(sidecar, rng, sparsity, vectors=None):
 def interval(sidecar):
     """The unit's initiation interval in cycles (`UnitBench.interval`)."""
     return _bench_class(sidecar).interval(sidecar)
+
+
+def handshakes(sidecar):
+    """Input handshakes per output vector (`UnitBench.handshakes`)."""
+    return _bench_class(sidecar).handshakes(sidecar)

@@ -1,11 +1,17 @@
 """DataflowEngine: one image in, {logits, label} out, against `Network.forward`.
 
-The network is the sidecar's `weights` parameter (shipped = weights/rtn_digits.json). Stimulus:
-constant and patterned images at the pixel encoder's thresholds, then the shipped digits test
-images (weights/digits_test.npz) in order, as many as the run's vector count leaves room for
-(`corners`); random images after them: uniform pixels, pixels at the thresholds, and sparse
-ones. The engine takes one image every II = max_l ⌈N_l / L_l⌉ · ⌈P_l / C_l⌉ cycles;
-`interval` computes II from the sidecar's `folding` text itself, so the bench checks the
+The network is the sidecar's `weights` parameter (shipped = weights/rtn_digits.json): an MLP
+takes a whole image per input handshake, a CNN one pixel position (its C input pixels) per
+handshake in raster order (`rtn_hw.demo.stimulus`), so a CNN's image is H·W handshakes
+(`handshakes`) and bench.py checks latency and II from each image's first one. A "vector" is
+an image. Stimulus: constant and patterned images at the pixel encoder's thresholds, then the
+network's shipped test split (the digits or MNIST-5k) in order, as many as the run's vector
+count leaves room for (`corners`); random images after them: uniform pixels, pixels at the
+thresholds, and sparse ones. The engine takes one image every II cycles: for an MLP II =
+max_l ⌈N_l / L_l⌉ · ⌈P_l / C_l⌉, for a CNN the largest of its stages' cycles per image (a conv
+max(steps, H_out·W_out·K·G), a pool its steps, a linear layer K·G; steps = the rows × columns
+of the padded map its window generator walks, docs/units/conv_stage.md). `interval` computes
+II from the sidecar's `folding` text and the layer shapes itself, so the bench checks the
 gateware's claim instead of repeating it.
 """
 
@@ -16,6 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from rtn_hw import weights
+from rtn_hw.demo import stimulus
+from rtn_hw.interop.qonnx_check import test_split
 from trits import concat
 
 from . import UnitBench
@@ -28,18 +36,53 @@ def _network(manifest):
     return weights.load(weights.DEFAULT_MANIFEST if manifest == "shipped" else Path(manifest))
 
 
+def _steps(layer):
+    """Steps per image of a conv or pool layer's window generator: the padded map's rows and
+    columns from the first real one to the last that a window or a real position needs."""
+    padding = layer.padding if layer.kind == "conv" else (0, 0)
+    walked = 1
+    for size, kernel, stride, pad in zip(layer.in_shape[1:], layer.kernel, layer.stride,
+                                         padding):
+        out = (size + 2 * pad - kernel) // stride + 1
+        walked *= max((out - 1) * stride + kernel, pad + size) - pad
+    return walked
+
+
 def _interval(network, text):
-    """II of folding `text` ("unfolded", "smallest" or LxC[:storage] per layer)."""
-    sizes = [(layer.in_features, layer.out_features) for layer in network.layers]
+    """II of folding `text` ("unfolded", "smallest" or LxC[:storage] per conv or linear
+    layer; a CNN's pools take none)."""
+    computing = [layer for layer in network.layers if layer.kind != "maxpool"]
+    sizes = [(layer.in_features, layer.out_features) for layer in computing]
     text = text.strip()
     if text == "unfolded":
+        folds = [(1, 1)] * len(sizes)
+    elif text == "smallest":
+        folds = [(n, p) for n, p in sizes]
+    else:
+        parts = [_PART.fullmatch(part.strip()) for part in text.split(",")]
+        if len(parts) != len(sizes) or not all(parts):
+            raise ValueError(f"folding {text!r}: expected LANESxCHANNELS per conv or linear "
+                             f"layer")
+        folds = [(-(-n // int(m[1])), -(-p // int(m[2]))) for (n, p), m in zip(sizes, parts)]
+    cycles = {id(layer): chunks * groups for layer, (chunks, groups) in zip(computing, folds)}
+    stages = []
+    for layer in network.layers:
+        if layer.kind == "maxpool":
+            stages.append(_steps(layer))
+        elif layer.kind == "conv":
+            positions = layer.out_shape[1] * layer.out_shape[2]
+            stages.append(max(_steps(layer), positions * cycles[id(layer)]))
+        else:
+            stages.append(cycles[id(layer)])
+    return max(stages)
+
+
+def _handshakes(network):
+    """Input handshakes per image: a CNN's pixel positions, else 1."""
+    if not network.convolutional:
         return 1
-    if text == "smallest":
-        return max(n * p for n, p in sizes)
-    parts = [_PART.fullmatch(part.strip()) for part in text.split(",")]
-    if len(parts) != len(sizes) or not all(parts):
-        raise ValueError(f"folding {text!r}: expected LANESxCHANNELS per layer")
-    return max(-(-n // int(m[1])) * -(-p // int(m[2])) for (n, p), m in zip(sizes, parts))
+    _, h, w = network.layers[0].in_shape
+    return h * w
 
 
 class Bench(UnitBench):
@@ -55,10 +98,20 @@ class Bench(UnitBench):
         encoding = self.network.input
         self.features, self.pixel_max = encoding.features, encoding.pixel_max
         self.lo, self.hi = encoding.lo, encoding.hi
+        if self.network.convolutional:
+            # A CNN image is H·W handshakes and II cycles (81 and more for the digits CNN),
+            # and Icarus runs the digits CNN at about 15 cycles a second on the loaded
+            # machine: the fewest images that still show II (three results, two spacings)
+            # and a reset with images in flight.
+            self.throughput_vectors, self.reset_vectors = 3, 2
 
     @classmethod
     def interval(cls, sidecar):
         return _interval(_network(sidecar.params["weights"]), sidecar.params["folding"])
+
+    @classmethod
+    def handshakes(cls, sidecar):
+        return _handshakes(_network(sidecar.params["weights"]))
 
     def _stim(self, pixels, what):
         pixels = np.asarray(pixels, dtype=np.int64).reshape(-1, self.features)
@@ -72,7 +125,10 @@ class Bench(UnitBench):
         names = [f"every pixel {v}" for v in levels]
         rows += [np.where(k % 2, top, 0), np.where(k % 2, lo, hi)]
         names += [f"alternating 0/{top}", f"alternating {hi}/{lo}"]
-        images, labels = weights.load_digits_test()
+        if self.vectors is not None:        # a short run (a CNN on Icarus): its first ones
+            rows, names = rows[:self.vectors], names[:self.vectors]
+        split = test_split(self.network)
+        _, images, labels = split if split else ("", np.zeros((0, self.features)), [])
         room = len(images) if self.vectors is None else max(0, self.vectors - len(rows))
         images, labels = images[:room], labels[:room]
         return concat(self._stim(rows, names),
@@ -93,7 +149,9 @@ class Bench(UnitBench):
         return self._stim(pixels, names[kind])
 
     def inputs(self, stim):
-        return self.i.pack({"": stim["pixels"]}, len(stim["pixels"]))
+        handshakes, _ = stimulus(self.network, stim["pixels"])
+        return self.i.pack({"": np.array(handshakes, dtype=np.int64).reshape(
+            len(handshakes), -1)}, len(handshakes))
 
     def expected(self, stim):
         logits, classes = self.network.forward(stim["pixels"])
