@@ -7,7 +7,7 @@
 #   make train   retrain the shipped RTN model (installs the torch extra)
 #   make bitstream BOARD=icebreaker|ulx3s [BAUD=115200] [ENGINE=dataflow FOLDING=...]
 #                                                         a board bitstream (docs/boards.md)
-#   make demo    every digits test image through the simulated network (or dataflow) engine
+#   make demo    every test image through a simulated engine [NETWORK=NAME, DEMO_ARGS=]
 
 PYTHON ?= python3
 VENV   := .venv
@@ -122,9 +122,11 @@ $(VENV)/.train-installed: $(VENV)/.installed
 
 # Every digits test image through the simulated network engine, against the golden network;
 # writes build/reports/demo.json. make demo DEMO_ARGS="--images 50 --lanes 32 --channels 2"
-# or DEMO_ARGS="--engine dataflow --folding 64x16:logic,128x16:logic,32x5:logic"
+# or DEMO_ARGS="--engine dataflow --folding 64x16:logic,128x16:logic,32x5:logic".
+# make demo NETWORK=rtn_mnist5k_cnn: that network's test split (a CNN on the dataflow
+# engine), report build/reports/demo_rtn_mnist5k_cnn.json.
 demo: venv icarus yowasp
-	$(PY) -m rtn_hw.demo $(DEMO_ARGS)
+	$(PY) -m rtn_hw.demo $(if $(NETWORK),--network $(NETWORK)) $(DEMO_ARGS)
 
 bench: venv
 	$(PY) bench/model_speed.py
