@@ -33,7 +33,8 @@ The clock for `images_per_second_at_fmax` (= clock / II): for the network engine
 ECP5 Fmax of unit "network_engine" in build/reports/synth.json when `make synth` recorded one,
 else the routed Fmax of the ULX3S board top in build/boards/ulx3s/report.json (`make bitstream
 BOARD=ulx3s`, same lanes and channels); for the dataflow engine the routed ECP5 Fmax of the
-same folding in build/reports/synth.json or build/reports/dataflow.json; else, for an MLP, the
+same folding in build/reports/synth.json, build/reports/dataflow.json or (a CNN)
+build/reports/dataflow_cnn_area.json; else, for an MLP, the
 ULX3S board clock (25 MHz), for a CNN the folding model's clock (`rtn_hw.fold.FMAX_MHZ`). The
 JSON says which (`clock.source`, `clock.kind`).
 
@@ -65,6 +66,7 @@ PROG = "python -m rtn_hw.demo"
 REPORT = Path(__file__).resolve().parent.parent / "build" / "reports" / "demo.json"
 SYNTH_REPORT = REPORT.parent / "synth.json"
 DATAFLOW_REPORT = REPORT.parent / "dataflow.json"
+CNN_AREA_REPORT = REPORT.parent / "dataflow_cnn_area.json"     # bench/dataflow_cnn_area.py
 BOARD_REPORT = REPORT.parents[1] / "boards" / "ulx3s" / "report.json"
 DATAFLOW_BOARD_REPORT = REPORT.parents[1] / "boards" / "ulx3s-dataflow" / "report.json"
 VERILATOR_DIR = REPORT.parent.parent / "demo_verilator"
@@ -205,12 +207,14 @@ def _texts(foldings):
 
 
 def dataflow_clock(network, foldings, synth_report=SYNTH_REPORT,
-                   dataflow_report=DATAFLOW_REPORT, board_report=DATAFLOW_BOARD_REPORT):
+                   dataflow_report=DATAFLOW_REPORT, board_report=DATAFLOW_BOARD_REPORT,
+                   cnn_report=CNN_AREA_REPORT):
     """(MHz, source description) for the dataflow engine's throughput figure: the routed ECP5
     Fmax of the same folding in `synth_report` (unit dataflow_engine), in the Pareto report
-    `dataflow_report`, or of the ULX3S board top (`make bitstream BOARD=ulx3s ENGINE=dataflow`),
-    else the board clock (`clock_kind` tells them apart). A different folding's Fmax is not
-    used."""
+    `dataflow_report`, in the CNN report of bench/dataflow_cnn_area.py `cnn_report` (keyed by
+    the folding, "pool" at the pools), or of the ULX3S board top (`make bitstream BOARD=ulx3s
+    ENGINE=dataflow`), else the board clock (`clock_kind` tells them apart). A different
+    folding's Fmax is not used."""
     from .gateware.dataflow import parse_foldings
     want = _texts(foldings)
     for run in _synth_runs(synth_report, "dataflow_engine"):
@@ -236,6 +240,17 @@ def dataflow_clock(network, foldings, synth_report=SYNTH_REPORT,
                 and _folding_texts(row.get("foldings")) == want):
             return float(row["fmax_mhz"]), (f"{Path(dataflow_report).name}: routed Fmax of the "
                                             f"same folding")
+    try:
+        record = json.loads(Path(cnn_report).read_text())[
+            ",".join("pool" if f is None else str(f) for f in foldings)]
+        route = record["route"]
+        if (route.get("ok") and route.get("fmax_mhz")
+                and record.get("target", FMAX_TARGET) == FMAX_TARGET
+                and f"({Path(network.source).name}," in str(record.get("network"))):
+            return float(route["fmax_mhz"]), (f"{Path(cnn_report).name}: routed Fmax of the "
+                                              f"same folding (seed {route.get('seed', '?')})")
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        pass
     try:
         board = json.loads(Path(board_report).read_text())
         if _folding_texts(board["engine"]["foldings"]) == want:

@@ -371,3 +371,27 @@ def test_cnn_demo_on_verilator_every_digits_image(tmp_path):
     assert report["ii_cycles_measured"] == predicted_ii(DIGITS_CNN, foldings)
     assert min(report["cycles_measured"]) == latency(DIGITS_CNN, foldings)
     assert report["simulator"].startswith("verilator")
+
+
+def test_dataflow_clock_reads_a_routed_cnn_row(tmp_path):
+    """bench/dataflow_cnn_area.py's report (keyed by the folding, "pool" at the pools): its
+    routed Fmax for the same network and folding, nothing for another one or a failed route."""
+    foldings = demo.default_foldings(DIGITS_CNN)
+    key = "9x16:baked,pool,29x32:bram,pool,16x1:bram"
+    report = tmp_path / "dataflow_cnn_area.json"
+
+    def clock(value):
+        report.write_text(json.dumps(value))
+        return demo.dataflow_clock(DIGITS_CNN, foldings, tmp_path / "no_synth.json",
+                                   tmp_path / "no_pareto.json", tmp_path / "no_board.json",
+                                   report)
+    row = {"target": "ecp5-85k", "network": "Network(rtn_digits_cnn.json, 64-conv16-...)",
+           "route": {"ok": True, "fmax_mhz": 57.5, "seed": 1}}
+    mhz, source = clock({key: row})
+    assert mhz == 57.5 and source.startswith("dataflow_cnn_area.json: routed Fmax")
+    assert demo.clock_kind(source) == "routed"
+    for other in ({key.replace("16x1", "8x2"): row},
+                  {key: {**row, "route": {"ok": False, "error": "no route"}}},
+                  {key: {**row, "network": "Network(rtn_mnist5k_cnn.json, ...)"}}):
+        mhz, source = clock(other)
+        assert mhz == demo.BOARD_CLOCK_MHZ and demo.clock_kind(source) == "board"
