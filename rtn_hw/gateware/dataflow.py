@@ -24,9 +24,9 @@ II with its output always ready, and nothing is lost or duplicated when it is no
 
 Latency of stage l, from its input handshake to its o.valid (empty pipeline):
 
-    G_l·K_l + 1 (chunk register) + [1: weight word register, memories] + core latency
+    G_l·K_l + 1 (chunk register) + [1: weight word register, block RAM] + core latency
     + 1 (accumulator) + [1: constants' word register, G_l > 1] + 2 (PostProcess)
-    + [max(1, A) + 1: argmax, last layer] + 2 (FIFO)
+    + [1: result register, hidden layers] + [max(1, A) + 1: argmax, last layer] + 1 (FIFO)
 
 and the engine's latency is the stages' sum (`latency`).
 """
@@ -37,7 +37,7 @@ import re
 import numpy as np
 from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -198,9 +198,10 @@ def stage_latency(layer, folding, last):
     docstring)."""
     chunks, groups = _shape(layer, folding)
     core = len(core_cuts(folding.lanes, _baked_weights(layer, folding))) + 1
-    argmax = max(1, argmax_levels(folding.channels)) + 1 if last else 0
-    return (chunks * groups + 1 + (folding.storage != "baked") + core + 1 + (groups > 1) + 2
-            + argmax + 2)
+    # The last layer's result register is the argmax's label register.
+    result = max(1, argmax_levels(folding.channels)) + 1 if last else 1
+    return (chunks * groups + 1 + (folding.storage == "bram") + core + 1 + (groups > 1) + 2
+            + result + 1)
 
 
 def latency(network, foldings):
@@ -308,17 +309,35 @@ class LayerStage(wiring.Component):
             m.d.comb += [core.i.valid.eq(s1.valid), core.i.payload.a.eq(s1.a),
                          core.i.payload.side.eq(s1.control)]
         else:
-            # The word is registered in the fabric: a block RAM's clock-to-output would
-            # otherwise start the core's trees.
             layout = data.ArrayLayout(trit_planes(lanes), channels)
-            m.submodules.weights = wmem = Memory(
-                shape=layout, depth=chunks * groups,
-                init=weight_words(layer.t_w, lanes, channels),
-                attrs=_MEMORY_ATTRS[folding.storage])
-            wport = wmem.read_port()
-            m.d.comb += wport.addr.eq(waddr)
-            s1a, w_word = Signal.like(s1, name="s1a"), Signal(layout, name="w_word")
-            m.d.sync += [s1a.eq(s1), w_word.eq(wport.data)]
+            w_word = Signal(layout, name="w_word")
+            init = weight_words(layer.t_w, lanes, channels)
+            if folding.storage == "bram":
+                # The word is registered again in the fabric (the chunk with it, `s1a`): a
+                # block RAM's clock-to-output would otherwise start the core's trees.
+                s1a = Signal.like(s1, name="s1a")
+                m.submodules.weights = wmem = Memory(shape=layout, depth=words, init=init,
+                                                     attrs=_MEMORY_ATTRS["bram"])
+                wport = wmem.read_port()
+                m.d.comb += wport.addr.eq(waddr)
+                m.d.sync += [s1a.eq(s1), w_word.eq(wport.data)]
+            else:
+                # In logic: one ROM per channel, read combinationally into the word register
+                # beside the chunk's, each addressed by its own copy of the word counter (its
+                # own feedback, so yosys keeps the copies apart). One address register
+                # feeding the whole 1,024-bit ROM of fc2 at II 32 was the critical path (1.6 ns
+                # of logic, 14.5 ns of routing).
+                s1a = s1
+                for c in range(channels):
+                    caddr = Signal.like(waddr, name=f"waddr{c}")
+                    with m.If(busy):
+                        m.d.sync += caddr.eq(Mux(last_issue, 0, caddr + 1))
+                    m.submodules[f"weights{c}"] = cmem = Memory(
+                        shape=trit_planes(lanes), depth=words, init=[w[c] for w in init],
+                        attrs=_MEMORY_ATTRS["logic"])
+                    cport = cmem.read_port(domain="comb")
+                    m.d.comb += cport.addr.eq(caddr)
+                    m.d.sync += w_word[c].eq(cport.data)
             m.d.comb += [core.i.valid.eq(s1a.valid), core.i.payload.a.eq(s1a.a),
                          core.i.payload.w.eq(w_word), core.i.payload.side.eq(s1a.control)]
 
@@ -364,13 +383,14 @@ class LayerStage(wiring.Component):
                          post.i.payload.side.eq(acc.o.payload.side),
                          post.i.payload.params.eq(pport.data)]
 
-        # Results into the FIFO: the groups are collected in order; the final group's values
-        # are merged combinationally so the whole vector is written in its cycle.
+        # Results into the FIFO: the groups are collected in order into a register, `held`,
+        # which is written the cycle after the final group: the threshold compare -> merge ->
+        # FIFO write path in one cycle was the critical one at 1 x 1 and II 128.
         out = post.o.payload
-        # One entry more than the places reserved: while SyncFIFOBuffered moves an entry into
-        # its output register, its write side sees the inner memory as it was (full).
-        m.submodules.fifo = fifo = SyncFIFOBuffered(width=self.o.payload.shape().size,
-                                                    depth=depth + 1)
+        # A FIFO of exactly the places reserved (first word through, write to read one
+        # cycle): a write always has room, since the image written holds a place of its own.
+        # Its memory has a combinational read: LUT RAM on the ECP5.
+        m.submodules.fifo = fifo = SyncFIFO(width=self.o.payload.shape().size, depth=depth)
         m.d.comb += [self.o.valid.eq(fifo.r_rdy), self.o.payload.eq(fifo.r_data),
                      fifo.r_en.eq(self.o.ready)]
         if self._last:
@@ -381,8 +401,9 @@ class LayerStage(wiring.Component):
             m.submodules.argmax = argmax = Argmax(channels, layer.out_features, width)
             m.d.comb += [argmax.valid.eq(post.o.valid), argmax.final.eq(out.side.final),
                          argmax.grp.eq(out.side.grp), argmax.y.eq(out.y)]
-            # The label is in its register the cycle after `done`; the logits wait for it.
-            for k in range(max(1, argmax_levels(channels)) + 1):
+            # The label is in its register the cycle after `done`; the logits (`held`: the
+            # merge a cycle ago) wait for it.
+            for k in range(max(1, argmax_levels(channels))):
                 delayed = Signal.like(logits, name=f"logits_delay{k}")
                 m.d.sync += delayed.eq(logits)
                 logits = delayed
@@ -395,27 +416,28 @@ class LayerStage(wiring.Component):
             trits = self._collect(m, post, trit_planes(layer.out_features),
                                   lambda merged, lo, hi: [merged.nz[lo:hi].eq(out.t.nz[:hi - lo]),
                                                           merged.sg[lo:hi].eq(out.t.sg[:hi - lo])])
-            m.d.comb += [fifo.w_data.eq(trits),
-                         fifo.w_en.eq(post.o.valid & out.side.final)]
+            write = Signal(name="write")
+            m.d.sync += write.eq(post.o.valid & out.side.final)
+            m.d.comb += [fifo.w_data.eq(trits), fifo.w_en.eq(write)]
         return m
 
     def _collect(self, m, post, shape, place):
-        """A `shape` value holding the groups so far with the current one merged in: `place(
-        merged, lo, hi)` gives the statements that put the group's outputs at lo..hi."""
+        """A `shape` register, `held`, holding the groups so far, the current one merged in a
+        cycle later (so `held` is always the merge of the cycle before): `place(merged, lo,
+        hi)` gives the statements that put the group's outputs at lo..hi."""
         channels, size = self._folding.channels, self._layer.out_features
-        merged = Signal(shape, name="merged")
+        merged, held = Signal(shape, name="merged"), Signal(shape, name="held")
+        m.d.sync += held.eq(merged)
         if self._groups == 1:
             m.d.comb += place(merged, 0, size)
-            return merged
-        held = Signal(shape, name="held")
+            return held
         m.d.comb += merged.eq(held)
         with m.If(post.o.valid):
             with m.Switch(post.o.payload.side.grp):
                 for g in range(self._groups):
                     with m.Case(g):
                         m.d.comb += place(merged, g * channels, min((g + 1) * channels, size))
-            m.d.sync += held.eq(merged)
-        return merged
+        return held
 
 
 class DataflowEngine(wiring.Component):
