@@ -43,8 +43,12 @@ def candidates(layer):
 
 
 # Weight memories of at most this many words go to logic: a block RAM word is at most 36
-# bits wide (ECP5 DP16KD), so a wide, shallow memory would take a block RAM per 36 bits.
-LOGIC_MAX_WORDS = 16
+# bits wide (ECP5 DP16KD), so a wide, shallow memory would take a block RAM per 36 bits, and
+# on the ECP5-85k the II-32 folding's 32-word memories in 72 DP16KD did not route (router2
+# overuse rising again after 40 iterations) where the same folding in logic did.
+LOGIC_MAX_WORDS = 32
+# Targets whose solver keeps shallow weight memories (<= LOGIC_MAX_WORDS) out of block RAM.
+SHALLOW_IN_LOGIC = ("ecp5-85k",)
 
 
 def _storage(layer, lanes, channels, weights):
@@ -119,7 +123,7 @@ def _stage_features(layer, folding, ii, last):
     f = dict.fromkeys(_FEATURES, 0)
     f.update(stages=1, channels=channels, a_bits=2 * chunks * lanes,
              mux_lanes=lanes * (chunks - 1),
-             sum_bits=channels * _bits_for(2 * lanes * chunks), fifo_bits=(depth + 1) * width)
+             sum_bits=channels * _bits_for(2 * lanes * chunks), fifo_bits=depth * width)
     if folding.storage == "baked":
         f["baked_terms"] = _baked_terms(layer)
         return f
@@ -253,18 +257,21 @@ class Plan:
                 "limits": self.limits}
 
 
-def _layer_choices(layer, ii, last):
-    """Foldings of one layer with layer II ≤ ii, each storage that applies."""
+def _layer_choices(layer, ii, last, shallow_logic=False):
+    """Foldings of one layer with layer II ≤ ii, each storage that applies (`shallow_logic`:
+    weight memories of at most LOGIC_MAX_WORDS words in logic only)."""
     out = []
     for lanes, channels, layer_ii in candidates(layer):
         if layer_ii > ii:
             continue
-        storages = ("baked",) if layer_ii == 1 else ("bram", "logic")
+        storages = (("baked",) if layer_ii == 1 else
+                    ("logic",) if shallow_logic and layer_ii <= LOGIC_MAX_WORDS else
+                    ("bram", "logic"))
         out += [Folding(lanes, channels, s) for s in storages]
     return out
 
 
-def _cheapest(network, ii, limits):
+def _cheapest(network, ii, limits, shallow_logic=False):
     """(foldings, estimate): per layer the folding of layer II ≤ ii whose stage uses the least
     of the device (the sum of its shares of LUT4, FF, DSP and BRAM). The model is a sum over
     stages, so the whole is cheapest when every stage is."""
@@ -278,7 +285,7 @@ def _cheapest(network, ii, limits):
                       else math.inf if getattr(e, name) else 0.0
                       for name in ("lut4", "ff", "dsp", "bram") if limits.get(name) is not None]
             return sum(shares)
-        chosen.append(min(_layer_choices(layer, ii, last), key=cost))
+        chosen.append(min(_layer_choices(layer, ii, last, shallow_logic), key=cost))
     # The engine's II may be below `ii`, and its FIFOs sized for it: estimate the whole.
     return tuple(chosen), estimate(network, chosen)
 
@@ -310,36 +317,37 @@ def solve(network, target, *, images_per_second=None, clock_mhz=None, lut4=None,
     for name, value in (("lut4", lut4), ("dsp", dsp), ("bram", bram)):
         if value is not None:
             limits[name] = value if limits[name] is None else min(value, limits[name])
+    shallow = target in SHALLOW_IN_LOGIC
     if images_per_second is not None:
         ii = math.floor(clock * 1e6 / images_per_second)
         if ii < 1:
             raise FoldError(f"{images_per_second:,.0f} images/s at {clock:g} MHz needs II < 1; "
                             f"the most is {clock * 1e6:,.0f} images/s (II = 1)")
-        foldings, e = _cheapest(network, ii, limits)
+        foldings, e = _cheapest(network, ii, limits, shallow)
         if not _fits(e, limits):
-            best = _fastest_fitting(network, limits)
+            best = _fastest_fitting(network, limits, shallow)
             over = _over(e, limits)
             reach = (f"the fastest that fits reaches {clock * 1e6 / best[1].ii:,.0f} images/s "
                      f"(II = {best[1].ii})" if best else "no folding fits")
             raise FoldError(f"{images_per_second:,.0f} images/s at {clock:g} MHz needs {over} "
                             f"on {target}; {reach}")
         return Plan(foldings, e, clock, limits)
-    best = _fastest_fitting(network, limits)
+    best = _fastest_fitting(network, limits, shallow)
     if best is None:
-        _, smallest = _cheapest(network, _reachable_iis(network)[-1], limits)
+        _, smallest = _cheapest(network, _reachable_iis(network)[-1], limits, shallow)
         raise FoldError(f"no folding fits {target} within {_budget(limits)}: the smallest "
                         f"needs {_over(smallest, limits)}")
     return Plan(*best, clock, limits)
 
 
-def _fastest_fitting(network, limits):
+def _fastest_fitting(network, limits, shallow_logic=False):
     """(foldings, estimate) of the smallest reachable II whose cheapest folding fits, or None.
     Bisection: the cheapest folding's resources fall as II grows."""
     iis = _reachable_iis(network)
     found, lo, hi = None, 0, len(iis) - 1
     while lo <= hi:
         mid = (lo + hi) // 2
-        foldings, e = _cheapest(network, iis[mid], limits)
+        foldings, e = _cheapest(network, iis[mid], limits, shallow_logic)
         if _fits(e, limits):
             found, hi = (foldings, e), mid - 1
         else:
