@@ -8,6 +8,7 @@
 #   make bitstream BOARD=icebreaker|ulx3s [BAUD=115200] [ENGINE=dataflow FOLDING=...]
 #                                                         a board bitstream (docs/boards.md)
 #   make demo    every test image through a simulated engine [NETWORK=NAME, DEMO_ARGS=]
+#   make dataflow-report  the dataflow engine's Pareto sweep (build/reports/dataflow.json)
 
 PYTHON ?= python3
 VENV   := .venv
@@ -15,7 +16,7 @@ PY     := $(VENV)/bin/python
 JOBS   ?= 2
 PYTEST := PYTHONWARNINGS=error $(PY) -m pytest -n $(JOBS)
 
-.PHONY: test sim slow synth synth-full explore synth-docs train bitstream bench demo clean icarus venv yowasp
+.PHONY: test sim slow synth synth-full explore synth-docs train bitstream bench demo dataflow-report clean icarus venv yowasp
 
 # --- bootstrap --------------------------------------------------------------------------------
 
@@ -130,6 +131,12 @@ demo: venv icarus yowasp
 
 bench: venv
 	$(PY) bench/model_speed.py
+
+# The dataflow engine's Pareto sweep (bench/dataflow_pareto.py): foldings of the digits MLP
+# synthesized, routed and simulated on every test image, the UP5K row; about an hour of CPU
+# cold, cached. build/reports/dataflow.{json,md,png}. DATAFLOW_ARGS="--network ... --ecp5 ..."
+dataflow-report: venv yowasp $(VENV)/.nextpnr-warm
+	$(PY) bench/dataflow_pareto.py $(DATAFLOW_ARGS)
 
 clean:
 	rm -rf build sim_build* .pytest_cache

@@ -2,9 +2,16 @@
 smallest to the fully unfolded design on the ECP5-85k, plus the fastest folding that fits the
 iCE40 UP5K, each synthesized, placed and routed and simulated on every digits test image.
 
-    .venv/bin/python bench/dataflow_pareto.py [--ecp5 FOLDING ...] [--ice40 FOLDING ...]
+    .venv/bin/python bench/dataflow_pareto.py [--network weights/X.json]
+                                              [--ecp5 FOLDING ...] [--ice40 FOLDING ...]
                                               [--sim-only FOLDING ...] [--seeds 1]
                                               [--sim-images N] [--phase all|synth|sim]
+    make dataflow-report                      (the defaults below)
+
+`--network` (default the shipped digits MLP) puts another network's rows into the same
+report: the rows of the other networks already in build/reports/dataflow.json are kept. A
+CNN's rows are synthesized and routed only (its test images are not simulated here: the
+demo's simulation is MLP-only), and have no default foldings.
 
 Per folding (text as `rtn_hw.gateware.dataflow.parse_foldings` reads it):
 
@@ -20,8 +27,11 @@ Per folding (text as `rtn_hw.gateware.dataflow.parse_foldings` reads it):
 * images/s = routed Fmax / II.
 
 The iCE40 foldings are tried in the order given (fastest first); the first that fits and
-routes is reported. Written atomically: build/reports/dataflow.json, dataflow.md and
-dataflow.png, with the tool versions, seeds and the load average before and after each row.
+routes is reported, and `ice40_up5k` says which (or that none fits, with the attempts).
+Written atomically after every row (`complete` false until the last): build/reports/
+dataflow.json, dataflow.md and dataflow.png, with the tool versions, seeds and the load
+average before and after each row. A row whose synthesis or route fails is reported with
+the error in its `notes`, and the sweep goes on.
 """
 
 import argparse
@@ -32,11 +42,12 @@ import os
 import pathlib
 import sys
 import time
+import traceback
 
 import numpy as np
 
 from rtn_hw import weights
-from rtn_hw.files import update_json, write_atomic, write_json
+from rtn_hw.files import update_json, write_atomic
 from rtn_hw.flow import cache, synth
 from rtn_hw.flow.devices import DEVICES
 from rtn_hw.flow.plan import Run
@@ -50,13 +61,18 @@ SOURCE = cache.source_hash()
 ECP5_FOLDINGS = (
     "smallest",                                     # 16,384
     "64x1,128x1,2x5",                               # 128, fold.fewest_lanes(network, 128)
-    "16x4,32x4,8x5",                                # 128, narrower words
     "64x4:logic,128x4:logic,8x5:logic",             # 32, weights in LUTs
     "64x16:logic,128x16:logic,32x5:logic",          # 8
+    "16x128:logic,32x128:logic,32x10:logic",        # 4
     "unfolded",                                     # 1, does not fit
 )
-ICE40_FOLDINGS = ("64x1,128x1,2x5", "16x1,32x1,2x5", "smallest")
-NETWORK_ENGINE = {"images_per_second": 613_000, "fmax_mhz": 49.6, "lut4": 3241,
+# UP5K, fastest first: one channel per layer keeps the multipliers at 2 a layer (of 8 SB_MAC16;
+# 64x1,128x1,2x5 needs 14); the lanes only widen the chunk.
+ICE40_FOLDINGS = ("8x1,16x1,2x1", "4x1,8x1,2x1", "smallest")         # II 1,024, 2,048, 16,384
+# The issue's baseline: NetworkEngine 64 x 8 at 49.6 MHz, 81 cycles per image and the next
+# image a cycle after the result (82 cycles, as rtn_hw.demo measures it).
+NETWORK_ENGINE = {"images_per_second": round(49.6e6 / 82), "fmax_mhz": 49.6, "lut4": 3241,
+                  "cycles_per_image": 82,
                   "source": "docs/units/network_engine.md (64 lanes x 8 channels, ECP5-85k)"}
 
 
@@ -64,13 +80,21 @@ def canonical(network, text):
     return ",".join(map(str, parse_foldings(text, network)))
 
 
-def synthesize(network, target, text, seeds):
-    """The flow's record of one dataflow_engine row at folding `text`."""
+def synthesize(network, target, text, seeds, manifest):
+    """The flow's record of one dataflow_engine row at folding `text` (a failure: a record
+    with the error in its notes)."""
     foldings = parse_foldings(text, network)
+    params = (("folding", canonical(network, text)),
+              *((("weights", manifest),) if manifest != "shipped" else ()))
     run = Run("dataflow_engine", predicted_ii(network, foldings), target, "dsp", tuple(seeds),
-              (("folding", canonical(network, text)),))
-    records, _ = synth.execute([run], jobs=1, power=False, progress=print)
-    return records[0]
+              params)
+    try:
+        records, _ = synth.execute([run], jobs=1, power=False, progress=print)
+        return records[0]
+    except Exception as error:  # the report must still be written: the row says why
+        traceback.print_exc()
+        return {"fits": None, "notes": [f"synthesis failed: {type(error).__name__}: "
+                                        f"{str(error).splitlines()[0] if str(error) else ''}"]}
 
 
 def _dataflow_demo():
@@ -135,24 +159,26 @@ def check(network, text, images, seed, sim_images):
     return result
 
 
-def row(network, target, text, seeds, images, seed, sim_images, simulate_it=True,
+def row(network, manifest, target, text, seeds, images, seed, sim_images, simulate_it=True,
         phase="all"):
     load_before = os.getloadavg()
-    record = synthesize(network, target, text, seeds) if phase != "sim" else {}
+    record = synthesize(network, target, text, seeds, manifest) if phase != "sim" else {}
     foldings = parse_foldings(text, network)
     fmax = record.get("fmax_mhz")
-    out = {"target": target, "folding": canonical(network, text),
+    out = {"network": manifest, "target": target, "folding": canonical(network, text),
            "foldings": [{"layer": layer.name, "lanes": f.lanes, "channels": f.channels,
-                         "storage": f.storage} for layer, f in zip(network.layers, foldings)],
+                         "storage": f.storage} for layer, f in zip(network.layers, foldings)
+                        if f is not None],
            "ii_predicted": predicted_ii(network, foldings),
            "fmax_mhz": fmax, "fmax_by_seed": record.get("fmax_by_seed"),
            **{k: record.get(k) for k in ("lut", "ff", "carry", "dsp", "bram", "lutram",
                                          "fits", "notes", "seconds", "cached")}}
+    out["notes"] = list(out["notes"] or [])
     out["lut4"] = out.pop("lut")
     if out["lut4"] is not None and out["carry"] is not None:
         out["lut4_places"] = out["lut4"] + 2 * out["carry"] if target == "ecp5-85k" \
             else out["lut4"]
-    if simulate_it and phase != "synth":
+    if simulate_it and phase != "synth" and images is not None:
         out.update(check(network, text, images, seed, sim_images))
     else:
         out.update({"ii_cycles": None, "latency_cycles": None, "hw_golden_agreement": None})
@@ -169,19 +195,23 @@ def row(network, target, text, seeds, images, seed, sim_images, simulate_it=True
 
 
 def markdown(report):
+    up5k = report.get("ice40_up5k") or {}
     lines = [f"# Dataflow engine Pareto sweep ({report['generated']})", "",
-             f"`{report['command']}`; tools: " + ", ".join(
-                 f"{k} {v}" for k, v in report["tool_versions"].items()), "",
-             "| target | folding | II sim / pred. | latency | Fmax MHz | images/s | LUT4 | "
-             "CCU2C | FF | DSP | BRAM | fits | agreement | load (1 min) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             f"`{report['command']}`" + ("" if report.get("complete") else
+                                         " (**incomplete**: cut off before its last row)")
+             + "; tools: " + ", ".join(f"{k} {v}" for k, v in report["tool_versions"].items()),
+             "", f"iCE40 UP5K: {up5k.get('summary', 'not tried')}", "",
+             "| network | target | folding | II sim / pred. | latency | Fmax MHz | images/s | "
+             "LUT4 | carry | FF | DSP | BRAM | fits | agreement | load (1 min) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in report["rows"]:
         def num(v):
             return "–" if v is None else f"{v:,}" if isinstance(v, int) else str(v)
         agreement = r.get("hw_golden_agreement")
         agreement = "–" if agreement is None else f"{r['agreeing_images']} / {r['images']}"
         lines.append(
-            f"| {r['target']} | `{r['folding']}` | {num(r.get('ii_cycles'))} / "
+            f"| {r.get('network', 'shipped')} | {r['target']} | `{r['folding']}` | "
+            f"{num(r.get('ii_cycles'))} / "
             f"{num(r['ii_predicted'])} | {num(r.get('latency_cycles'))} | {num(r['fmax_mhz'])} | "
             f"{num(r['images_per_second'])} | {num(r['lut4'])} | {num(r['carry'])} | "
             f"{num(r['ff'])} | {num(r['dsp'])} | {num(r['bram'])} | {r['fits']} | "
@@ -201,7 +231,8 @@ def plot(report):
         return None
     fig, ax = plt.subplots(figsize=(7, 5))
     for r in report["rows"]:
-        if r["target"] != "ecp5-85k" or not r.get("lut4"):
+        if (r["target"] != "ecp5-85k" or not r.get("lut4")
+                or r.get("network", "shipped") != "shipped"):
             continue
         rate = r["images_per_second"]
         if rate is None:
@@ -228,10 +259,74 @@ def plot(report):
     return str(write_atomic(REPORT.replace(".json", ".png"), buffer.getvalue()))
 
 
+def commit():
+    """The checked-out commit (with "+changes" when the tree differs), or None."""
+    import subprocess
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no",
+                                "rtn_hw"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+changes" if dirty.strip() else "")
+
+
+def macs_per_image(network):
+    """MACs per image: N·P per linear layer, N·P per output position of a conv layer."""
+    total = 0
+    for layer in network.layers:
+        if layer.kind == "maxpool":
+            continue
+        positions = int(np.prod(layer.out_shape[1:])) if layer.kind == "conv" else 1
+        total += layer.in_features * layer.out_features * positions
+    return total
+
+
+def up5k_summary(rows):
+    """Which iCE40 UP5K folding is reported, or that none fits, with the attempts."""
+    tried = [r for r in rows if r["target"] == "ice40-up5k"]
+    if not tried:
+        return None
+    chosen = [r for r in tried if r["fits"] and r["fmax_mhz"]]
+    attempts = [f"{r['folding']}: " + ("fits" if r["fits"] else "does not fit" if r["fits"]
+                                        is False else "failed") +
+                (f", {r['fmax_mhz']} MHz" if r["fmax_mhz"] else "") +
+                (f" ({'; '.join(r['notes'])})" if r["notes"] else "") for r in tried]
+    if chosen:
+        r = chosen[0]
+        summary = (f"fastest folding that fits and routes: {r['folding']} (II "
+                   f"{r['ii_predicted']:,}, {r['fmax_mhz']} MHz, "
+                   f"{r['images_per_second']:,} images/s)")
+    else:
+        summary = "no folding tried fits and routes: " + "; ".join(attempts)
+    return {"folding": chosen[0]["folding"] if chosen else None, "summary": summary,
+            "attempts": attempts}
+
+
+def write_report(report, new_rows, manifest, complete):
+    """Merge `new_rows` into REPORT (other networks' rows kept) and write it, .md and .png."""
+    def merge(old):
+        kept = [r for r in old.get("rows", []) if isinstance(r, dict)
+                and r.get("network", "shipped") != manifest]
+        networks = {**old.get("networks", {}), **report["networks"]}
+        # ECP5 rows first (the UP5K's are tried first: they are quick, and cheap to lose).
+        ordered = sorted(new_rows, key=lambda r: r["target"] != "ecp5-85k")
+        merged = {**report, "networks": networks, "rows": kept + ordered, "complete": complete}
+        if manifest != "shipped" and old.get("ice40_up5k"):
+            merged["ice40_up5k"] = old["ice40_up5k"]
+        return merged
+    merged = update_json(REPORT, merge)
+    write_atomic(REPORT.replace(".json", ".md"), markdown(merged))
+    plot(merged)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--ecp5", nargs="*", default=ECP5_FOLDINGS)
-    parser.add_argument("--ice40", nargs="*", default=ICE40_FOLDINGS)
+    parser.add_argument("--network", default="shipped", metavar="MANIFEST",
+                        help="weights manifest (default: shipped = weights/rtn_digits.json)")
+    parser.add_argument("--ecp5", nargs="*", default=None, metavar="FOLDING")
+    parser.add_argument("--ice40", nargs="*", default=None, metavar="FOLDING")
     parser.add_argument("--phase", choices=("all", "synth", "sim"), default="all",
                         help="synth: synthesize and route only; sim: simulate only (both "
                              "cached; a later full run reuses them); all (default): both, then "
@@ -244,50 +339,66 @@ def main():
                         help="simulate at most this many image-IIs of cycles per folding "
                              "(default: every test image)")
     args = parser.parse_args()
-    network = weights.load()
-    images, _ = weights.load_digits_test()
+    shipped = args.network == "shipped"
+    try:
+        network = weights.load() if shipped else weights.load(args.network)
+        ecp5 = args.ecp5 if args.ecp5 is not None else ECP5_FOLDINGS if shipped else ()
+        ice40 = args.ice40 if args.ice40 is not None else ICE40_FOLDINGS if shipped else ()
+        for text in (*ecp5, *ice40, *args.sim_only):
+            parse_foldings(text, network)
+    except (ValueError, TypeError) as error:
+        parser.error(str(error).splitlines()[0])
+    # The test images the demo simulates: the digits split, for an MLP of 64 inputs only.
+    images = None
+    if not network.convolutional and network.input.features == 64:
+        images, _ = weights.load_digits_test()
     started = datetime.datetime.now(datetime.timezone.utc)
-    rows = [row(network, "ecp5-85k", text, args.seeds, images, args.seed, args.sim_images,
-                phase=args.phase) for text in args.ecp5]
-    for text in args.sim_only:
-        rows.append(row(network, "ecp5-85k", text, args.seeds, images, args.seed,
-                        args.sim_images, phase="sim"))
-        rows[-1]["notes"] = ["simulated only: not synthesized in this run (--sim-only)"]
-    if args.phase == "sim":
-        return
-    for text in args.ice40:
-        r = row(network, "ice40-up5k", text, args.seeds, images, args.seed, args.sim_images,
-                simulate_it=False, phase=args.phase)
-        rows.append(r)
-        if r["fits"] and r["fmax_mhz"]:
-            # The same netlist as on the ECP5 when both have it; simulated there if not.
-            same = [e for e in rows if e["target"] == "ecp5-85k" and e["folding"] ==
-                    r["folding"]]
-            if args.phase == "all":
-                r.update({k: same[0][k] for k in ("ii_cycles", "latency_cycles",
-                                                  "hw_golden_agreement", "agreeing_images",
-                                                  "images")} if same
-                         else check(network, text, images, args.seed, args.sim_images))
-            if r["ii_cycles"] is not None:
-                r["images_per_second"] = round(r["fmax_mhz"] * 1e6 / r["ii_predicted"])
-            break
-    report = {"format": 1, "generated": started.isoformat(timespec="seconds"),
+    report = {"format": 2, "generated": started.isoformat(timespec="seconds"),
               "command": " ".join(["python bench/dataflow_pareto.py", *sys.argv[1:]]),
-              "network": "weights/rtn_digits.json", "test_images": len(images),
-              "macs_per_image": sum(l.in_features * l.out_features for l in network.layers),
+              "networks": {args.network: {
+                  "manifest": "weights/rtn_digits.json" if shipped else args.network,
+                  "test_images": None if images is None else len(images),
+                  "macs_per_image": macs_per_image(network)}},
               "tool_versions": synth.tool_versions(),
+              "commit": commit(), "source_hash": SOURCE,
               "seeds": {"nextpnr": args.seeds, "simulation": args.seed},
               "nextpnr": {t: {"args": list(synth.TARGETS[t].pnr_args),
                               "constraint_mhz": synth.TARGETS[t].freq_mhz,
                               "timeout_seconds": synth.NEXTPNR_TIMEOUT}
                           for t in ("ecp5-85k", "ice40-up5k")},
-              "network_engine": NETWORK_ENGINE, "rows": rows}
-    if args.phase != "all":
-        return
-    write_json(REPORT, report)
-    write_atomic(REPORT.replace(".json", ".md"), markdown(report))
-    plot(report)
-    print(f"wrote {REPORT} (+ .md, .png)")
+              "network_engine": NETWORK_ENGINE}
+    rows = []
+
+    def done_row(r, complete=False):
+        rows.append(r)
+        if args.phase == "all":
+            if shipped:
+                report["ice40_up5k"] = up5k_summary(rows)
+            write_report(report, rows, args.network, complete)
+
+    # The UP5K first (quick, and it needs its own attempts); then the ECP5 foldings.
+    if args.phase != "sim":
+        for text in ice40:
+            r = row(network, args.network, "ice40-up5k", text, args.seeds, images, args.seed,
+                    args.sim_images, simulate_it=False, phase=args.phase)
+            if r["fits"] and r["fmax_mhz"]:
+                # Simulated as on the ECP5 (SIM_CACHE: the same netlist's run is reused).
+                if args.phase == "all" and images is not None:
+                    r.update(check(network, text, images, args.seed, args.sim_images))
+                done_row(r)
+                break
+            done_row(r)
+    for text in ecp5:
+        done_row(row(network, args.network, "ecp5-85k", text, args.seeds, images, args.seed,
+                     args.sim_images, phase=args.phase))
+    for text in args.sim_only:
+        r = row(network, args.network, "ecp5-85k", text, args.seeds, images, args.seed,
+                args.sim_images, phase="sim")
+        r["notes"] = ["simulated only: not synthesized in this run (--sim-only)"]
+        done_row(r)
+    if args.phase == "all":
+        write_report(report, rows, args.network, True)
+        print(f"wrote {REPORT} (+ .md, .png)")
 
 
 if __name__ == "__main__":
