@@ -13,7 +13,11 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from test_cnn import random_cnn
+
+from rtn_hw import weights
 
 # The launcher and the benches live in sim/ (the cocotb test directory), not in a package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "sim"))
@@ -68,13 +72,18 @@ DATAFLOW_FULL = [
 ]
 
 
-# The dataflow engine on a CNN, the digits CNN: one pixel position per input handshake, so an
-# image is 64 handshakes and at least II = 81 cycles. Quick: Icarus on three corner images
-# (the bench's throughput and reset tests take 3 and 2; Icarus runs this design at about 15
-# cycles a second under load); full scale: Verilator on every test image. (The weights
-# parameter is a path; the case ids name its file.)
+# The dataflow engine on a CNN: one pixel position per input handshake, so an image is H·W
+# handshakes. Quick: a small seeded random CNN (QUICK_CNN_SHAPE: a 4x4 map, a 3x3 padding-1
+# convolution to 3 channels, a 2x2 pool, the flatten, a hidden linear layer of 5, 4 classes;
+# tests/test_cnn.py's `random_cnn`) written under build/sim by the test; weights baked, in
+# logic and in block RAM, the hidden layer's 5 channels ragged (II 25, generator-bound): its 10
+# corner images and 14 random ones with gaps and backpressure take about 10 s on Icarus, where
+# the digits CNN's 3 (II 81, 2,585 cycles in all) took 60–150 s. Full scale: Verilator on the
+# digits CNN, every test image. (The weights parameter is a path; the case ids name its file.)
 DIGITS_CNN = str(Path(__file__).resolve().parents[1] / "weights" / "rtn_digits_cnn.json")
-CNN_QUICK = [({"folding": "9x16:baked,29x32,16x1", "weights": DIGITS_CNN}, {"icarus": 3})]
+QUICK_CNN = str(runner.BUILD / "weights" / "quick_cnn.json")
+QUICK_CNN_SHAPE = ((4, 4), [(3, 3, 1, 1, (2, 2))], (5,))
+CNN_QUICK = [({"folding": "9x3:baked,6x2:logic,5x2", "weights": QUICK_CNN}, {"icarus": 24})]
 CNN_FULL = [({"folding": "9x16:baked,29x32,16x1", "weights": DIGITS_CNN}, {"verilator": 370}),
             ({"folding": "9x4,48x8,32x5:logic", "weights": DIGITS_CNN}, {"verilator": 370})]
 
@@ -131,7 +140,17 @@ def test_dataflow_full(params, images, simulator, record_property):
 
 @pytest.mark.cocotb
 @pytest.mark.parametrize("params, images, simulator", _dataflow_cases(CNN_QUICK, []))
-def test_dataflow_cnn_quick(params, images, simulator, record_property):
+def test_dataflow_cnn_quick(params, images, simulator, seed, record_property):
+    _, manifest, arrays = random_cnn(np.random.default_rng(seed), *QUICK_CNN_SHAPE,
+                                     classes=4)
+    path = Path(params["weights"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    manifest["arrays"]["file"] = path.with_suffix(".npz").name
+    # Untrained: the record only carries the seed the loader requires.
+    manifest["training"] = {"seed": seed, "accuracy": {
+        "float": 0.0, "torch": 0.0, "golden": 0.0, "golden_correct": 0, "test_size": 1}}
+    weights.save(path, manifest, arrays)
+    record_property("network_seed", seed)
     _run("dataflow_engine", params, simulator, images, record_property)
 
 
