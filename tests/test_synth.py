@@ -92,8 +92,10 @@ def test_plan_default_sweep():
     assert plan.UNITS["dataflow_engine"].params(32) == {"folding": "64x4:bram,128x4:bram,8x5:bram"}
     assert [r.id for r in plan.plan(["ecp5-85k"], ["dataflow_engine"], [1])] == [
         "ecp5-85k/dataflow_engine/1/dsp"]
-    # One nextpnr seed a row.
-    assert {r.seeds for r in runs} == {(1,)}
+    # One nextpnr seed a row; the fp32 conv stage is routed in the full sweep only.
+    assert {r.seeds for r in runs if r.unit != "fp32_conv"} == {(1,)}
+    assert {r.seeds for r in runs if r.unit == "fp32_conv"} == {()}
+    assert {r.seeds for r in plan.plan(full=True) if r.unit == "fp32_conv"} == {(1,)}
     conv = sorted(r.id for r in runs if plan.UNITS[r.unit].group == "conv")
     assert conv == sorted(f"{t}/{u}/8/dsp" for t in ("ecp5-85k", "xilinx-lut6")
                           for u in ("rtn_conv", "fp32_conv", "int8_conv"))

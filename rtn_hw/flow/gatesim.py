@@ -251,7 +251,7 @@ def _flatten(work, family):
                         "read_verilog unit.v", f"hierarchy -top {yosys.UNIT_MODULE}",
                         # Unused LUT-RAM words (a FIFO's) have an undefined INITVAL; the
                         # device loads 0, while x would spread through the one-line LUT4.
-                        "setundef -zero -params", "proc",
+                        f"setundef -zero -params {yosys.UNIT_MODULE}", "proc",
                         # Private cell names give the flattened nets short private names.
                         f"rename -hide {yosys.UNIT_MODULE}/c:*", "flatten", "opt_clean",
                         "write_verilog -noattr flat.v"])

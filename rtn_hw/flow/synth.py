@@ -268,6 +268,8 @@ def _synth_body(run, files, workdir, route, defer_routes=False):
         result["notes"].append("yosys counts only (no place and route for this target)")
     elif not route:
         result["notes"].append("yosys counts only (place and route not requested)")
+    elif not run.seeds:
+        result["notes"].append("not routed in the default sweep (make synth-full routes it)")
     elif run.mapping == "lut":
         # All-LUT baselines are there for their area; routing ~50k LUT4 costs more than the
         # rest of the sweep, and the DSP mapping gives the baseline's routed Fmax.
