@@ -248,10 +248,12 @@ def _flatten(work, family):
     extra = "read_verilog -overwrite mult18x18d_sim.v lut4_sim.v" if family == "ecp5" else ""
     defines = "-DNO_ICE40_DEFAULT_ASSIGNMENTS " if family == "ice40" else ""
     script = "\n".join([f"read_verilog {defines}-overwrite +/{family}/cells_sim.v", extra,
-                        "read_verilog unit.v", f"hierarchy -top {yosys.UNIT_MODULE}",
+                        "read_verilog unit.v",
                         # Unused LUT-RAM words (a FIFO's) have an undefined INITVAL; the
                         # device loads 0, while x would spread through the one-line LUT4.
-                        f"setundef -zero -params {yosys.UNIT_MODULE}", "proc",
+                        # (Before `hierarchy`, which bakes parameters into the models.)
+                        f"setundef -zero -params {yosys.UNIT_MODULE}",
+                        f"hierarchy -top {yosys.UNIT_MODULE}", "proc",
                         # Private cell names give the flattened nets short private names.
                         f"rename -hide {yosys.UNIT_MODULE}/c:*", "flatten", "opt_clean",
                         "write_verilog -noattr flat.v"])
