@@ -72,8 +72,8 @@ def test_plan_default_sweep():
     ids = {r.id for r in runs}
     # RTN at 16/64/256; int8 with DSPs at 16/64, fp32 at 16, all-LUT at 16 on the ECP5
     # only; no int16; 3 targets; the network engine in its two board configurations; the
-    # three conv stages at 8 lanes on the ECP5 and the LUT6 model, with DSPs only.
-    assert len(runs) == 3 * (2 * 3 + 3) + 2 + 2 + 3 * 2
+    # RTN and int8 conv stages at 8 lanes on the ECP5 and the LUT6 model, with DSPs only.
+    assert len(runs) == 3 * (2 * 3 + 3) + 2 + 2 + 2 * 2
     assert "ecp5-85k/ternary_dot/256/dsp" in ids
     assert "ecp5-85k/fp32_dot/16/lut" in ids and "ecp5-85k/int8_dot/16/lut" in ids
     assert not {"ice40-up5k/fp32_dot/16/lut", "xilinx-lut6/fp32_dot/16/lut"} & ids
@@ -89,16 +89,18 @@ def test_plan_default_sweep():
     assert plan.UNITS["network_engine"].params(64) == {"lanes": "64", "channels": "8"}
     assert plan.UNITS["network_engine"].params(32) == {"lanes": "32", "channels": "2"}
     # The dataflow engine only when named; its lane counts are II targets.
-    assert plan.UNITS["dataflow_engine"].params(32) == {"folding": "64x4:bram,128x4:bram,8x5:bram"}
+    # (weight memories of <= 32 words go to logic on the ECP5: fold.LOGIC_MAX_WORDS)
+    assert plan.UNITS["dataflow_engine"].params(32) == {
+        "folding": "64x4:logic,128x4:logic,8x5:logic"}
     assert [r.id for r in plan.plan(["ecp5-85k"], ["dataflow_engine"], [1])] == [
         "ecp5-85k/dataflow_engine/1/dsp"]
-    # One nextpnr seed a row; the fp32 conv stage is routed in the full sweep only.
-    assert {r.seeds for r in runs if r.unit != "fp32_conv"} == {(1,)}
-    assert {r.seeds for r in runs if r.unit == "fp32_conv"} == {()}
-    assert {r.seeds for r in plan.plan(full=True) if r.unit == "fp32_conv"} == {(1,)}
+    # One nextpnr seed a row; the fp32 conv stage in the full sweep only.
+    assert {r.seeds for r in runs} == {(1,)}
     conv = sorted(r.id for r in runs if plan.UNITS[r.unit].group == "conv")
     assert conv == sorted(f"{t}/{u}/8/dsp" for t in ("ecp5-85k", "xilinx-lut6")
-                          for u in ("rtn_conv", "fp32_conv", "int8_conv"))
+                          for u in ("rtn_conv", "int8_conv"))
+    full_conv = sorted(r.id for r in plan.plan(full=True) if r.unit == "fp32_conv")
+    assert full_conv == ["ecp5-85k/fp32_conv/8/dsp", "xilinx-lut6/fp32_conv/8/dsp"]
     assert plan.UNITS["fp32_conv"].params(8) == {"lanes": "8", "channels": "1"}
     # LANES= picks the conv stages' L, still on their targets only.
     assert [r.id for r in plan.plan(["ice40-up5k", "ecp5-85k"], ["int8_conv"], [16])] == [
@@ -122,8 +124,9 @@ def test_plan_full_sweep():
     """The full sweep (make synth-full): fp32 also at 64 lanes, int16, the all-LUT baselines
     on every target, three nextpnr seeds on the ECP5 RTN rows (median Fmax), one elsewhere."""
     runs = plan.plan(full=True)
-    # + fp32 at 64 lanes (3), int16 (3 × 3), all-LUT fp32 and int8 on two more targets (4).
-    assert len(runs) == len(plan.plan()) + 3 + 9 + 4
+    # + fp32 at 64 lanes (3), int16 (3 × 3), all-LUT fp32 and int8 on two more targets (4),
+    # the fp32 conv stage (2).
+    assert len(runs) == len(plan.plan()) + 3 + 9 + 4 + 2
     assert "ice40-up5k/fp32_dot/16/lut" in {r.id for r in runs}
     seeds = {r.id: r.seeds for r in runs}
     assert seeds["ecp5-85k/network_engine/64/dsp"] == (1, 2, 3)
