@@ -136,6 +136,17 @@ def test_demo_exits_1_when_ii_differs(tmp_path, monkeypatch, capsys):
      "not '8y5'"),
     (["--engine", "dataflow", "--folding", "65x4,128x4,8x5"], "argument --folding: "
      "'65x4,128x4,8x5': Layer 0 (fc1, 64→128): lanes must be at most 64, not 65"),
+    # CNNs
+    (["--network", "rtn_digits_cnn", "--engine", "network"], "argument --engine: network runs "
+     "MLPs only; rtn_digits_cnn.json is a CNN (--engine dataflow, the default for a CNN, runs "
+     "it)"),
+    (["--network", "rtn_digits_cnn", "--weights", "w.json"], "argument --network: not allowed "
+     "with argument --weights (both name the network)"),
+    (["--network", "rtn_digits_cnn", "--folding", "9x4,48x8"], "argument --folding: "
+     "'9x4,48x8': Foldings must give one Folding per conv or linear layer (3; max-pool layers "
+     "take none), not 2"),
+    (["--network", "rtn_digits_cnn", "--lanes", "4"], "argument --lanes: applies to --engine "
+     "network only (the dataflow engine takes --folding)"),
 ])
 def test_demo_usage_errors(argv, message, capsys):
     assert demo.main(argv) == 2
@@ -326,23 +337,6 @@ def test_network_name_sets_the_report_path(tmp_path, monkeypatch, capsys):
                                               "demo_rtn_mnist5k_cnn.json")
     args = demo.parser().parse_args(["--network", "x/y.json", "--out", "z.json"])
     assert demo._network_and_report(args) == (Path("x/y.json"), "--network", Path("z.json"))
-
-
-@pytest.mark.parametrize("argv, message", [
-    (["--network", "rtn_digits_cnn", "--engine", "network"], "argument --engine: network runs "
-     "MLPs only; rtn_digits_cnn.json is a CNN (--engine dataflow, the default for a CNN, runs "
-     "it)"),
-    (["--network", "rtn_digits_cnn", "--weights", "w.json"], "argument --network: not allowed "
-     "with argument --weights (both name the network)"),
-    (["--network", "rtn_digits_cnn", "--folding", "9x4,48x8"], "argument --folding: "
-     "'9x4,48x8': Foldings must give one Folding per conv or linear layer (3; max-pool layers "
-     "take none), not 2"),
-    (["--network", "rtn_digits_cnn", "--lanes", "4"], "argument --lanes: applies to --engine "
-     "network only (the dataflow engine takes --folding)"),
-])
-def test_cnn_demo_usage_errors(argv, message, capsys):
-    assert demo.main(argv) == 2
-    assert capsys.readouterr().err == f"python -m rtn_hw.demo: error: {message}\n"
 
 
 def test_missing_network_is_one_line(capsys):
