@@ -133,7 +133,7 @@ def test_dataflow_quick(params, images, simulator, record_property):
 
 @pytest.mark.cocotb
 @pytest.mark.parametrize("params, images, simulator",
-                         _dataflow_cases(DATAFLOW_FULL, [pytest.mark.slow]))
+                         _dataflow_cases(DATAFLOW_FULL + CNN_FULL, [pytest.mark.slow]))
 def test_dataflow_full(params, images, simulator, record_property):
     _run("dataflow_engine", params, simulator, images, record_property)
 
@@ -151,13 +151,6 @@ def test_dataflow_cnn_quick(params, images, simulator, seed, record_property):
         "float": 0.0, "torch": 0.0, "golden": 0.0, "golden_correct": 0, "test_size": 1}}
     weights.save(path, manifest, arrays)
     record_property("network_seed", seed)
-    _run("dataflow_engine", params, simulator, images, record_property)
-
-
-@pytest.mark.cocotb
-@pytest.mark.parametrize("params, images, simulator",
-                         _dataflow_cases(CNN_FULL, [pytest.mark.slow]))
-def test_dataflow_cnn_full(params, images, simulator, record_property):
     _run("dataflow_engine", params, simulator, images, record_property)
 
 
