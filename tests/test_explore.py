@@ -80,7 +80,8 @@ def test_shipped_spec_and_engine_foldings():
     ({"units": []}, "s: expected units = a list of unit tables ([[units]])"),
     ({"units": [{"unit": "fp64_dot"}]},
      "s: units[0]: unknown unit 'fp64_dot'; valid units: ternary_dot, rtn_mac_array, "
-     "network_engine, dataflow_engine, fp32_dot, int8_dot, int16_dot"),
+     "network_engine, dataflow_engine, fp32_dot, int8_dot, int16_dot, rtn_conv, fp32_conv, "
+     "int8_conv"),
     ({"targets": ["ecp5"], "units": [{"unit": "ternary_dot"}]}, "s: targets: 'ecp5' is not valid"),
     ({"units": [{"unit": "ternary_dot", "lanes": [0]}]},
      "s: units[0] (ternary_dot): lanes: 0 is not valid"),
