@@ -440,28 +440,15 @@ def default_engine(network):
 
 
 def default_foldings(network):
-    """The dataflow engine's default folding: for an MLP `fold.fewest_lanes(network,
-    DATAFLOW_II)`; for a CNN, per conv or linear layer the fewest lanes × channels (then the
-    fewest channels; `fold.candidates`) whose stage keeps up with the input, i.e. whose
-    `layer_ii` is at most the unfolded engine's II (the first window generator's steps), and
-    None at the pools; weights baked when one word, else in block RAM. (The digits CNN:
+    """The dataflow engine's default folding: `fold.fewest_lanes` at DATAFLOW_II for an MLP;
+    for a CNN at the unfolded engine's II (the first window generator's steps, so every stage
+    keeps up with the input), weights baked when one word, else in block RAM. (The digits CNN:
     9x16:baked,29x32,16x1, II 81; the MNIST CNN: 9x16:baked,144x8,15x16,2x1, II 841.)"""
-    from .fold import candidates, fewest_lanes
-    from .gateware.dataflow import Folding, layer_ii, predicted_ii, unfolded
+    from .fold import fewest_lanes
+    from .gateware.dataflow import predicted_ii, unfolded
     if not network.convolutional:
         return fewest_lanes(network, DATAFLOW_II)
-    ii = predicted_ii(network, unfolded(network))
-    foldings = []
-    for layer in network.layers:
-        if layer.kind == "maxpool":
-            foldings.append(None)
-            continue
-        _, channels, lanes = min((lanes * channels, channels, lanes)
-                                 for lanes, channels, _ in candidates(layer)
-                                 if layer_ii(layer, Folding(lanes, channels)) <= ii)
-        one_word = (lanes, channels) == (layer.in_features, layer.out_features)
-        foldings.append(Folding(lanes, channels, "baked" if one_word else "bram"))
-    return tuple(foldings)
+    return fewest_lanes(network, predicted_ii(network, unfolded(network)), weights="bram")
 
 
 def build_engine(network, *, engine=None, lanes=None, channels=None, foldings=None):

@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from .gateware.dataflow import (Folding, check_foldings, parse_foldings, predicted_ii,
+from .gateware.dataflow import (Folding, check_foldings, layer_ii, parse_foldings, predicted_ii,
                                 stage_latency)
 
 __all__ = ["candidates", "fewest_lanes", "features", "Estimate", "estimate",
@@ -64,11 +64,15 @@ def _storage(layer, lanes, channels, weights):
 
 def fewest_lanes(network, ii, weights=None):
     """The folding of II ≤ `ii` with the fewest lanes × channels per layer (then the fewest
-    channels): structure only, no resource model (the synthesis sweep's foldings)."""
+    channels): structure only, no resource model (the synthesis sweep's foldings). A CNN's
+    conv stages are timed by their window walk (`layer_ii`); its pools take no folding (None)."""
     foldings = []
     for layer in network.layers:
-        fits = [(lanes * channels, channels, lanes) for lanes, channels, layer_ii
-                in candidates(layer) if layer_ii <= ii]
+        if layer.kind == "maxpool":
+            foldings.append(None)
+            continue
+        fits = [(lanes * channels, channels, lanes) for lanes, channels, _ in candidates(layer)
+                if layer_ii(layer, Folding(lanes, channels)) <= ii]
         if not fits:
             raise FoldError(f"II must be at least 1, not {ii}")
         _, channels, lanes = min(fits)
