@@ -107,6 +107,24 @@ def test_times_const(k):
     assert seen == [v * k for v in (-256, -1, 0, 1, 77, 255)]
 
 
+@pytest.mark.parametrize("k1", [0x15555, -0x15555, 0x1FFFF, 3])
+def test_baked_tree_wraps(k1, seed, rng):
+    # Products far wider than acc' (17-bit K, 9 NAF digits) whose sum fits: K2 = 3 - K1 and
+    # s = d give acc' = 3·d + K0'. The tree's partial sums wrap modulo 2^acc_width and the
+    # digits above it are dropped; acc' must still be exact (y with shift 0 is acc').
+    channels, width, acc_width = 3, 6, 10
+    k0 = (-5, 0, 17)
+    dut = PostProcess(channels, d_width=width, s_width=width, acc_width=acc_width, shift=0,
+                      out_width=acc_width, params=Baked((k1,) * channels, (3 - k1,) * channels,
+                                                        k0))
+    d = rng.integers(0, 1 << width, 60)
+    d[:2] = 0, (1 << width) - 1
+    inputs = [{"d": [int(v)] * channels, "s": int(v)} for v in d]
+    run = run_stream(dut, inputs, seed=seed, idle=0.2, stall=0.2)
+    assert [o["y"] for o in run.outputs] == [[3 * int(v) + c for c in k0] for v in d]
+    assert min(run.latencies) == dut.latency == 2
+
+
 def _baked(channels=2):
     return Baked((1,) * channels, (1,) * channels, (0,) * channels)
 
