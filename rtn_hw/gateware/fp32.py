@@ -56,18 +56,29 @@ def _no_stage(value, name):
     return value
 
 
+def _exp(m, x, name):
+    """The effective exponent of operand `x` (see `_Fields`) as a named signal."""
+    field = x[FRAC:31]
+    return _comb(m, Mux(field == 0, 1, field), f"{name}_exp")
+
+
 class _Fields:
     """Fields of a binary32 operand. A subnormal has exponent field 0 but scales like field 1,
     so `exp` is the effective exponent (>= 1) and `sig` carries the hidden bit explicitly."""
 
-    def __init__(self, x):
+    def __init__(self, m, x, name):
+        # Each derived value is one named signal: an inline expression is written out again
+        # in the Verilog at every use, and Icarus evaluates every copy.
         field = x[FRAC:31]
         frac = x[:FRAC]
         self.sign = x[31]
-        self.is_nan = (field == 0xFF) & (frac != 0)
-        self.is_inf = (field == 0xFF) & (frac == 0)
-        self.sig = Cat(frac, field != 0)
-        self.exp = Mux(field == 0, 1, field)
+        tests = _comb(m, Cat(field == 0, field == 0xFF, frac == 0), f"{name}_cls")
+        field_zero, field_max, frac_zero = tests[0], tests[1], tests[2]
+        self.is_nan = field_max & ~frac_zero
+        self.is_inf = field_max & frac_zero
+        self.zero = field_zero & frac_zero
+        self.sig = Cat(frac, ~field_zero)
+        self.exp = _comb(m, Mux(field_zero, 1, field), f"{name}_exp")
 
 
 def _normalize(m, x, name):
@@ -109,14 +120,15 @@ def _scale(m, exp, name):
     it, it would lengthen the shift stage, the longest one (measured on ECP5)."""
     m.submodules[name] = m = Module()
     exp = _comb(m, exp, f"{name}_exp")
-    normal = exp >= 1
+    normal = _comb(m, exp >= 1, f"{name}_normal")
     base = Mux(normal, exp - 1, 0)[:8]
     shift = Mux(normal, 0, Mux(exp < 1 - _MAX_SHIFT, _MAX_SHIFT, 1 - exp))[:5]
     return _comb(m, Cat(base, shift, exp >= 0xFF), f"{name}_scale")
 
 
-def _round_pack(m, sign, scale, sig, name):
-    """Round a normalized significand to binary32 (RNE) and pack it.
+def _round_pack(m, scale, sig, name):
+    """Round a normalized significand to binary32 (RNE) and pack it: (over, packed), the
+    31-bit magnitude and whether it overflows to infinity (`_select` attaches the sign).
 
     `sig` has its leading one at the top bit (any width > 25); `scale` comes from `_scale`.
     Adding the rounding increment to the packed exponent-and-fraction lets a carry out of the
@@ -135,15 +147,19 @@ def _round_pack(m, sign, scale, sig, name):
     sticky = (sig[:width - SIG - 1] != 0) | (wide[:_MAX_SHIFT] != 0)
     up = guard & (sticky | mant[0])
     packed = (Cat(Const(0, FRAC), base) + mant + up)[:31]
-    return Mux(over, Cat(Const(POS_INF, 31), sign), Cat(packed, sign))
+    return over, packed
 
 
 def _select(special, sign, rounded, zero):
-    """The result after IEEE special cases: NaN, then infinity, then an exact zero."""
+    """The result after IEEE special cases: NaN, then infinity, then an exact zero, then the
+    rounded value (`_round_pack`: infinity on overflow). The 31 magnitude bits are one
+    multiplexer chain and the sign is attached once (a `Cat` per case costs simulators a
+    concatenation each)."""
     nan, inf = special[0], special[1]
-    return Mux(nan, CANONICAL_NAN,
-               Mux(inf, Cat(Const(POS_INF, 31), sign),
-                   Mux(zero, Cat(Const(0, 31), sign), rounded)))
+    over, packed = rounded
+    magnitude = Mux(nan, CANONICAL_NAN & 0x7FFFFFFF,
+                    Mux(inf, POS_INF, Mux(zero, 0, Mux(over, POS_INF, packed))))
+    return Cat(magnitude[:31], sign & ~nan)
 
 
 def _points(stage, registers):
@@ -160,8 +176,8 @@ def fp32_mul(m, a, b, *, stage=_no_stage, registers=0, name="mul"):
     product and after the normalizing shift; the caller registers the result."""
     after_product, after_shift = _points(stage, registers)
     front, back = _halves(m, name)
-    fa, fb = _Fields(a), _Fields(b)
-    zero_a, zero_b = fa.sig == 0, fb.sig == 0
+    fa, fb = _Fields(front, a, f"{name}_a"), _Fields(front, b, f"{name}_b")
+    zero_a, zero_b = fa.zero, fb.zero
     product = _comb(front, fa.sig * fb.sig, f"{name}_p", unsigned(2 * SIG))
     # Biased exponent of product bit 47: (ea - 127) + (eb - 127) + 1 + 127.
     exp = _comb(front, fa.exp + fb.exp - 126, f"{name}_e", signed(11))
@@ -180,7 +196,7 @@ def fp32_mul(m, a, b, *, stage=_no_stage, registers=0, name="mul"):
     scale = _scale(back, exp, f"{name}_scale")
     special, sign = after_shift(special, f"{name}_special_n"), after_shift(sign, f"{name}_sign_n")
 
-    rounded = _round_pack(back, sign, scale, norm, f"{name}_rnd")
+    rounded = _round_pack(back, scale, norm, f"{name}_rnd")
     return _comb(back, _select(special, sign, rounded, special[2]), f"{name}_result",
                  unsigned(32))
 
@@ -196,16 +212,17 @@ def fp32_add(m, a, b, *, stage=_no_stage, registers=0, name="add"):
     front, back = _halves(m, name)
     extra = 3
     width = SIG + extra
-    swap = b[:31] > a[:31]
+    swap = _comb(front, b[:31] > a[:31], f"{name}_swap")
     big = _comb(front, Mux(swap, b, a), f"{name}_big", unsigned(32))
     small = _comb(front, Mux(swap, a, b), f"{name}_small", unsigned(32))
-    fb, fs = _Fields(big), _Fields(small)
-    subtract = fb.sign ^ fs.sign
+    fb, fs = _Fields(front, big, f"{name}_big"), _Fields(front, small, f"{name}_small")
+    subtract = _comb(front, fb.sign ^ fs.sign, f"{name}_subtract")
 
     # Both alignment distances are computed beside the magnitude compare, which then only
     # picks one, instead of subtracting after the operands are ordered (a shorter path).
-    ea, eb = _Fields(a).exp, _Fields(b).exp
-    dist_a, dist_b = (ea - eb)[:8], (eb - ea)[:8]
+    ea, eb = _exp(front, a, f"{name}_a"), _exp(front, b, f"{name}_b")
+    dist_a = _comb(front, (ea - eb)[:8], f"{name}_dist_a")
+    dist_b = _comb(front, (eb - ea)[:8], f"{name}_dist_b")
     shift = _comb(front, Mux(swap, Mux(dist_b > width, width, dist_b),
                              Mux(dist_a > width, width, dist_a)), f"{name}_ashift",
                   range(width + 1))
@@ -233,7 +250,7 @@ def fp32_add(m, a, b, *, stage=_no_stage, registers=0, name="add"):
     # operands are -0; x + (-x) is +0 under RNE.
     zero = ~norm[-1]
     sign = sign & ~(special[2] & zero)
-    rounded = _round_pack(back, sign, scale, norm, f"{name}_rnd")
+    rounded = _round_pack(back, scale, norm, f"{name}_rnd")
     return _comb(back, _select(special, sign, rounded, zero), f"{name}_result", unsigned(32))
 
 
