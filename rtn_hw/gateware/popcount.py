@@ -171,7 +171,7 @@ def _chain_adder(m, name):
         # emitted once per use, and the copies would multiply level by level.
         total = Signal(positions, name=f"{name}_chain{count}")
         count += 1
-        m.d.comb += total.eq(a + b)
+        m.d.comb += total.eq(~~a + ~~b)
         return total
     return add
 
