@@ -47,6 +47,7 @@ import traceback
 import numpy as np
 
 from rtn_hw import weights
+from rtn_hw.fold import buffers_for
 from rtn_hw.files import update_json, write_atomic
 from rtn_hw.flow import cache, synth
 from rtn_hw.flow.devices import DEVICES
@@ -85,7 +86,9 @@ def synthesize(network, target, text, seeds, manifest):
     with the error in its notes)."""
     foldings = parse_foldings(text, network)
     params = (("folding", canonical(network, text)),
-              *((("weights", manifest),) if manifest != "shipped" else ()))
+              *((("weights", manifest),) if manifest != "shipped" else ()),
+              *((("buffers", buffers_for(target)),) if buffers_for(target) != "fifo"
+                else ()))
     run = Run("dataflow_engine", predicted_ii(network, foldings), target, "dsp", tuple(seeds),
               params)
     try:
@@ -107,10 +110,11 @@ def _dataflow_demo():
     return run_demo
 
 
-def simulate(network, foldings, images, seed):
+def simulate(network, foldings, images, seed, buffers="fifo"):
     """(simulator, logits, classes, input cycles, output cycles) of `images` back to back:
-    Verilator through `rtn_hw.demo.run_demo` when it has the dataflow engine, else Amaranth."""
-    run_demo = _dataflow_demo()
+    Verilator through `rtn_hw.demo.run_demo` when it has the dataflow engine (FIFO buffers),
+    else Amaranth."""
+    run_demo = _dataflow_demo() if buffers == "fifo" else None
     if run_demo is not None:
         from rtn_hw.demo import SimulationError
         try:
@@ -122,7 +126,7 @@ def simulate(network, foldings, images, seed):
             print(f"Verilator: {error}; the Amaranth simulator instead", flush=True)
     from rtn_hw.gateware.dataflow import DataflowEngine
     from rtn_hw.gateware.simulate import run_stream
-    dut = DataflowEngine(network, foldings)
+    dut = DataflowEngine(network, foldings, buffers)
     run = run_stream(dut, [[int(p) for p in image] for image in images], seed=seed,
                      steady=len(images), timeout=4 * (dut.latency + 4 * dut.ii) + 200)
     logits = np.array([out["logits"] for out in run.outputs], dtype=np.int64)
@@ -130,21 +134,22 @@ def simulate(network, foldings, images, seed):
     return "amaranth", logits, classes, run.in_cycles, run.out_cycles
 
 
-def check(network, text, images, seed, sim_images):
+def check(network, text, images, seed, sim_images, buffers="fifo"):
     """Simulated II, latency and agreement with the golden network of one folding, from
     SIM_CACHE when the same sources simulated the same images."""
     foldings = parse_foldings(text, network)
-    ii, want_latency = predicted_ii(network, foldings), latency(network, foldings)
+    ii, want_latency = predicted_ii(network, foldings), latency(network, foldings, buffers)
     count = len(images)
     if sim_images is not None and ii * count > sim_images:
         count = max(4, sim_images // ii)
-    key = f"{canonical(network, text)}|{count}|{seed}|{SOURCE}"
+    key = f"{canonical(network, text)}|{buffers}|{count}|{seed}|{SOURCE}"
     try:
         return json.loads(pathlib.Path(SIM_CACHE).read_text())[key]
     except (OSError, ValueError, KeyError):
         pass
     started = time.monotonic()
-    simulator, logits, classes, ins, outs = simulate(network, foldings, images[:count], seed)
+    simulator, logits, classes, ins, outs = simulate(network, foldings, images[:count], seed,
+                                                     buffers)
     want_logits, want_classes = network.forward(images[:count])
     agree = int(sum(np.array_equal(a, b) and c == d for a, b, c, d
                     in zip(logits, want_logits, classes, want_classes)))
@@ -166,6 +171,7 @@ def row(network, manifest, target, text, seeds, images, seed, sim_images, simula
     foldings = parse_foldings(text, network)
     fmax = record.get("fmax_mhz")
     out = {"network": manifest, "target": target, "folding": canonical(network, text),
+           "buffers": buffers_for(target),
            "foldings": [{"layer": layer.name, "lanes": f.lanes, "channels": f.channels,
                          "storage": f.storage} for layer, f in zip(network.layers, foldings)
                         if f is not None],
@@ -384,7 +390,8 @@ def main():
             if r["fits"] and r["fmax_mhz"]:
                 # Simulated as on the ECP5 (SIM_CACHE: the same netlist's run is reused).
                 if args.phase == "all" and images is not None:
-                    r.update(check(network, text, images, args.seed, args.sim_images))
+                    r.update(check(network, text, images, args.seed, args.sim_images,
+                                   buffers_for("ice40-up5k")))
                 done_row(r)
                 break
             done_row(r)

@@ -79,14 +79,15 @@ def _engine_report(engine):
     """The engine's configuration for report.json (and the demo's clock look-up)."""
     if hasattr(engine, "ii"):
         return {"kind": "dataflow", "foldings": [str(f) for f in engine.foldings],
-                "ii": engine.ii, "latency": engine.latency}
+                "buffers": engine.buffers, "ii": engine.ii, "latency": engine.latency}
     return {"kind": "network", "lanes": engine.lanes, "channels": engine.channels,
             "cycles_per_image": engine.cycles_per_image}
 
 
 def _engine_text(engine):
     if hasattr(engine, "ii"):
-        return f"dataflow engine {','.join(map(str, engine.foldings))} (II {engine.ii})"
+        return (f"dataflow engine {','.join(map(str, engine.foldings))} (II {engine.ii}, "
+                f"{engine.buffers} buffers)")
     return f"engine lanes={engine.lanes} channels={engine.channels}"
 
 

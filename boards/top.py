@@ -22,8 +22,9 @@ DEFAULT_TIMEOUT_MS = 50      # inter-byte timeout: far above USB-serial gaps, sh
 BAUD_TOLERANCE = 0.02        # 8N1 tolerates about ±4.5% between both ends; keep half for the host
 LED_HOLD_S = {"busy": 0.05, "error": 0.5}
 ENGINES = ("network", "dataflow")
-# ENGINE=dataflow without FOLDING: `fold.fewest_lanes(network, DATAFLOW_II[target])`.
-DATAFLOW_II = {"ecp5-85k": 32, "ice40-up5k": 256}
+# ENGINE=dataflow without FOLDING: `fold.fewest_lanes(network, DATAFLOW_II[target])`; on the
+# UP5K that is 8x1,16x1,2x1, the fastest that fits (II 512 needs 31 of its 30 block RAMs).
+DATAFLOW_II = {"ecp5-85k": 32, "ice40-up5k": 1024}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,7 +94,8 @@ class BoardTop(wiring.Component):
                 foldings = fewest_lanes(self._network, DATAFLOW_II[board.target])
             else:
                 foldings = parse_foldings(folding, self._network)
-            self._engine = DataflowEngine(self._network, foldings)
+            from rtn_hw.fold import buffers_for
+            self._engine = DataflowEngine(self._network, foldings, buffers_for(board.target))
         else:
             raise ValueError(f"Engine must be one of {', '.join(map(repr, ENGINES))}, not "
                              f"{engine!r}")

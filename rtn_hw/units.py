@@ -290,7 +290,8 @@ def _dataflow_arguments(values):
     """The network as for network_engine; `folding` through `dataflow.parse_foldings`."""
     from .gateware.dataflow import parse_foldings
     network = _engine_arguments(dict(values, lanes=None, channels=None))["network"]
-    return {"network": network, "foldings": parse_foldings(values["folding"], network)}
+    return {"network": network, "foldings": parse_foldings(values["folding"], network),
+            "buffers": values["buffers"]}
 
 
 def _conv_layer(values, rng):
@@ -479,6 +480,9 @@ UNITS = {u.name: u for u in (
                    "layers take none)."),
              Param("weights", STR, "shipped",
                    "Weights manifest (.json); shipped = weights/rtn_digits.json."),
+             Param("buffers", choice("fifo", "bram"), "fifo",
+                   "Hidden results between stages: fifo (whole images) or bram (block RAM "
+                   "read a chunk at a time: the iCE40 UP5K)."),
          ), _dataflow_arguments),
     Unit("conv_stage", "conv:ConvStage",
          "An RTN convolution stage ('same' padding) of random weights: line-buffer window "

@@ -131,5 +131,9 @@ def test_board_top_takes_the_dataflow_engine():
     board_top = top.BoardTop(ulx3s, engine="dataflow", folding="64x16,128x16,32x5")
     assert board_top.engine.ii == 8
     assert build._engine_report(board_top.engine) == {
-        "kind": "dataflow", "foldings": ["64x16:bram", "128x16:bram", "32x5:bram"], "ii": 8,
-        "latency": board_top.engine.latency}
+        "kind": "dataflow", "foldings": ["64x16:bram", "128x16:bram", "32x5:bram"],
+        "buffers": "fifo", "ii": 8, "latency": board_top.engine.latency}
+    # The iCEBreaker: the fastest folding that fits the UP5K, hidden results in block RAM.
+    board_top = top.BoardTop(build.load_board("icebreaker"), engine="dataflow")
+    assert [str(f) for f in board_top.engine.foldings] == ["8x1:bram", "16x1:bram", "2x1:bram"]
+    assert (board_top.engine.ii, board_top.engine.buffers) == (1024, "bram")

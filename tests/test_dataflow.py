@@ -14,7 +14,7 @@ from helpers import assert_rejects
 from test_engine import synthetic_network
 
 from rtn_hw import weights
-from rtn_hw.gateware.dataflow import (DataflowEngine, Folding, fifo_depths, latency,
+from rtn_hw.gateware.dataflow import (DataflowEngine, Folding, buffered, fifo_depths, latency,
                                       parse_foldings, predicted_ii, smallest, stage_latency,
                                       unfolded)
 from rtn_hw.gateware.simulate import run_stream
@@ -35,14 +35,14 @@ def run_dataflow(dut, images, *, seed, steady, idle=0.3, stall=0.3):
     return logits, labels, run
 
 
-def check_against_golden(network, foldings, images, seed, steady):
-    dut = DataflowEngine(network, foldings)
+def check_against_golden(network, foldings, images, seed, steady, buffers="fifo"):
+    dut = DataflowEngine(network, foldings, buffers)
     logits, labels, run = run_dataflow(dut, images, seed=seed, steady=steady)
     want_logits, want_labels = network.forward(images)
     assert np.array_equal(logits, want_logits)
     assert np.array_equal(labels, want_labels)
     # The first image crosses an empty engine; later ones may wait in FIFOs, never less.
-    assert run.latencies[0] == dut.latency == latency(network, foldings)
+    assert run.latencies[0] == dut.latency == latency(network, foldings, buffers)
     assert min(run.latencies) >= dut.latency
     # Back to back with the output always ready: one result every II cycles from the first.
     assert np.diff(run.out_cycles[:steady]).tolist() == [dut.ii] * (steady - 1)
@@ -51,39 +51,44 @@ def check_against_golden(network, foldings, images, seed, steady):
 
 # --- the shipped network ----------------------------------------------------------------------
 
-# (foldings, images in `make test`, of which back to back). The simulator runs a few hundred
-# cycles per second here, so the folded designs see fewer images in `make test`.
+# (foldings, images in `make test`, of which back to back, buffers). The simulator runs a few
+# thousand cycles per second here, so the folded designs see fewer images in `make test`.
 CONFIGS = {
-    "unfolded-baked": ("unfolded", 200, 60),                          # II = 1
-    "middle-bram": ("64x16,32x16,128x2", 48, 16),                     # II = 32 (layer 1)
-    "mixed-logic-baked": ("64x8:logic,128x8:logic,128x10:baked", 48, 16),   # 16, 16, 1
-    "ragged-bram-logic": ("24x5,40x3:logic,13x4", 12, 4),           # 3·26, 4·43, 10·3 → 172
-    "smallest-bram": ("smallest", 2, 2),                              # II = 128·128 = 16,384
+    "unfolded-baked": ("unfolded", 200, 60, "fifo"),                  # II = 1
+    "middle-bram": ("64x16,32x16,128x2", 48, 16, "fifo"),             # II = 32 (layer 1)
+    "mixed-logic-baked": ("64x8:logic,128x8:logic,128x10:baked", 48, 16, "fifo"),  # 16, 16, 1
+    "ragged-bram-logic": ("24x5,40x3:logic,13x4", 12, 4, "fifo"),   # 3·26, 4·43, 10·3 → 172
+    "smallest-bram": ("smallest", 2, 2, "fifo"),                      # II = 128·128 = 16,384
+    # Hidden results in block RAM (the UP5K's): the UP5K folding (II 1,024), words of 128
+    # trits at II 1, and a ragged folding where only fc1's channels (5) divide fc2's lanes (40).
+    "up5k-buffers": ("8x1,16x1,2x1", 6, 3, "bram"),
+    "unfolded-buffers": ("unfolded", 60, 30, "bram"),
+    "ragged-buffers": ("24x5,40x3:logic,13x4", 12, 4, "bram"),
 }
 
 
 def _config_params(slow):
     params = []
-    for name, (text, count, steady) in CONFIGS.items():
+    for name, (text, count, steady, buffers) in CONFIGS.items():
         if slow:
             # Every test image; the smallest folding's 16,384 cycles per image allow 12.
             count, steady = (12, 4) if text == "smallest" else (len(IMAGES), 100)
-        params.append(pytest.param(text, count, steady, id=name,
+        params.append(pytest.param(text, count, steady, buffers, id=name,
                                    marks=[pytest.mark.slow] if slow else []))
     return params
 
 
-@pytest.mark.parametrize("text, count, steady", _config_params(slow=False))
-def test_digits_match_golden(text, count, steady, rng):
+@pytest.mark.parametrize("text, count, steady, buffers", _config_params(slow=False))
+def test_digits_match_golden(text, count, steady, buffers, rng):
     images = IMAGES[np.sort(rng.choice(len(IMAGES), count, replace=False))]
     check_against_golden(NETWORK, parse_foldings(text, NETWORK), images,
-                         int(rng.integers(1 << 31)), steady)
+                         int(rng.integers(1 << 31)), steady, buffers)
 
 
-@pytest.mark.parametrize("text, count, steady", _config_params(slow=True))
-def test_digits_all_images_match_golden(text, count, steady, rng):
+@pytest.mark.parametrize("text, count, steady, buffers", _config_params(slow=True))
+def test_digits_all_images_match_golden(text, count, steady, buffers, rng):
     check_against_golden(NETWORK, parse_foldings(text, NETWORK), IMAGES[:count],
-                         int(rng.integers(1 << 31)), steady)
+                         int(rng.integers(1 << 31)), steady, buffers)
 
 
 def test_ii_and_latency_formulas():
@@ -97,15 +102,31 @@ def test_ii_and_latency_formulas():
     assert stage_latency(fc1, middle[0], False) == 8 + 1 + 1 + 3 + 1 + 1 + 2 + 1 + 1 == 19
     assert stage_latency(fc2, middle[1], False) == 32 + 1 + 1 + 3 + 1 + 1 + 2 + 1 + 1 == 43
     assert stage_latency(fc3, middle[2], True) == 5 + 1 + 1 + 4 + 1 + 1 + 2 + 2 + 1 == 18
-    assert latency(NETWORK, middle) == 80
+    # The engine's stages hold their input (no chunk register: one cycle fewer from the first
+    # issue), and the input handshake is at stage 0's last issue, K·G - 1 cycles after it.
+    held = [stage_latency(layer, f, k == 2, hold=True)
+            for k, (layer, f) in enumerate(zip(NETWORK.layers, middle))]
+    assert held == [18, 42, 17]
+    assert latency(NETWORK, middle) == 18 + 42 + 17 - (8 - 1) == 70
     assert predicted_ii(NETWORK, unfolded(NETWORK)) == 1
     assert predicted_ii(NETWORK, smallest(NETWORK)) == 128 * 128
-    # 2 = max(2, ⌈(latency + 1) / II⌉ + 1) places where II is long; II = 1 needs latency + 2.
-    assert fifo_depths(NETWORK, middle) == (2, 3, 2)
+    # A result holds its place from the take to the next stage's last issue: max(2, ⌈(latency
+    # + next stage's II) / II⌉) places (the last stage's next II is 1: its output is read at
+    # once); 2 where II is long, latency + 1 at II = 1.
+    assert fifo_depths(NETWORK, middle) == (2, 2, 2)
+    assert fifo_depths(NETWORK, parse_foldings("8x1,16x1,2x1", NETWORK)) == (
+        -(-(1033 + 1024) // 1024), -(-(1034 + 640) // 1024), 2) == (3, 2, 2)
+    # Block-RAM buffers: a hidden stage writes each group as it comes (no result register),
+    # one cycle fewer; fc2's 16 channels divide fc3's 128 lanes, fc1's 16 fc2's 32.
+    assert buffered(NETWORK, middle, "bram") == (True, True, False)
+    assert stage_latency(fc1, middle[0], False, hold=True, buffered=True) == 17
+    assert latency(NETWORK, middle, "bram") == 17 + 41 + 17 - (8 - 1) == 68
+    assert buffered(NETWORK, parse_foldings("24x5,40x3,13x4", NETWORK), "bram") == (
+        True, False, False)
     full = unfolded(NETWORK)
     assert fifo_depths(NETWORK, full) == tuple(
-        stage_latency(layer, f, k == 2) + 2 for k, (layer, f) in enumerate(zip(NETWORK.layers,
-                                                                                full)))
+        stage_latency(layer, f, k == 2, hold=True) + 1
+        for k, (layer, f) in enumerate(zip(NETWORK.layers, full)))
 
 
 def test_properties():
@@ -113,7 +134,7 @@ def test_properties():
     assert dut.network is NETWORK
     assert dut.foldings == (Folding(64, 16), Folding(32, 16), Folding(128, 2))
     assert (dut.features, dut.pixel_bits, dut.classes, dut.logit_width) == (64, 5, 10, 24)
-    assert (dut.ii, dut.stage_iis, dut.latency) == (32, (8, 32, 5), 80)
+    assert (dut.ii, dut.stage_iis, dut.latency) == (32, (8, 32, 5), 70)
     assert dut.i.payload.shape().size == 64 * 5
     assert dut.o.payload.shape().size == 10 * 24 + 4
     assert str(dut.foldings[0]) == "64x16:bram"
@@ -121,12 +142,15 @@ def test_properties():
 
 # --- a synthetic network for the corners ------------------------------------------------------
 
-@pytest.mark.parametrize("foldings", [
-    (Folding(5, 2), Folding(4, 3, "logic"), Folding(7, 5, "baked")),
-    (Folding(13, 9, "baked"), Folding(2, 7), Folding(3, 1, "logic")),
-    (Folding(1, 1), Folding(1, 1), Folding(1, 1)),
-], ids=["ragged-mixed", "baked-first", "smallest"])
-def test_synthetic_corners_match_golden(foldings, rng):
+@pytest.mark.parametrize("foldings, buffers", [
+    ((Folding(5, 2), Folding(4, 3, "logic"), Folding(7, 5, "baked")), "fifo"),
+    ((Folding(13, 9, "baked"), Folding(2, 7), Folding(3, 1, "logic")), "fifo"),
+    ((Folding(1, 1), Folding(1, 1), Folding(1, 1)), "fifo"),
+    # fc1's 2 channels divide fc2's 4 lanes (block RAM), fc2's 3 do not divide 7 (a FIFO).
+    ((Folding(5, 2), Folding(4, 3, "logic"), Folding(7, 5, "baked")), "bram"),
+    ((Folding(1, 1), Folding(1, 1), Folding(1, 1)), "bram"),
+], ids=["ragged-mixed", "baked-first", "smallest", "ragged-buffers", "smallest-buffers"])
+def test_synthetic_corners_match_golden(foldings, buffers, rng):
     net = synthetic_network(rng)
     features, pixel_max = net.input.features, net.input.pixel_max
     corners = np.array([np.zeros(features), np.full(features, pixel_max),
@@ -138,7 +162,8 @@ def test_synthetic_corners_match_golden(foldings, rng):
     # The corners are reached: saturated counts, and tied logits decided by the first maximum.
     assert np.abs(net.trace(images)[0]["d"]).max() == features
     assert (want_logits[:, 2] == want_logits[:, 3]).all() and (want_labels != 3).all()
-    check_against_golden(net, foldings, images, int(rng.integers(1 << 31)), steady=10)
+    check_against_golden(net, foldings, images, int(rng.integers(1 << 31)), steady=10,
+                         buffers=buffers)
 
 
 # --- parameters -------------------------------------------------------------------------------
@@ -170,6 +195,8 @@ def test_synthetic_corners_match_golden(foldings, rng):
      "expected unfolded, smallest or LANESxCHANNELS[:STORAGE] per layer, not '64x'"),
     (lambda: parse_foldings("64x8:rom,64x8,10x10", NETWORK), ValueError,
      "Storage must be one of 'bram', 'logic', 'baked', not 'rom'"),
+    (lambda: DataflowEngine(NETWORK, smallest(NETWORK), "spram"), ValueError,
+     "Buffers must be one of 'fifo', 'bram', not 'spram'"),
 ], ids=lambda v: v if isinstance(v, str) and len(v) < 30 else None)
 def test_parameter_errors(build, error, message):
     assert_rejects(error, message, build)

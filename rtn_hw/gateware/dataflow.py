@@ -18,24 +18,39 @@ per group beside the weights (multipliers).
 
 Backpressure never stalls a stage's pipeline: a stage starts an image only when a place in
 its output FIFO is reserved for the result (`reserved` counts images taken and not yet read
-out of the FIFO). The FIFO depth comes from the schedule: enough places to cover a result's
-trip from the take to its read by the next stage at one image per II, so the engine sustains
-II with its output always ready, and nothing is lost or duplicated when it is not.
+out of the FIFO). The engine's stages hold their input (`hold`): they read the chunks straight
+from the input's payload (the previous stage's FIFO head, or the engine's input through the
+combinational PixelEncoder) and complete the handshake at the image's last issue, so no stage
+copies its input into a register of its own. The FIFO depth comes from the schedule: a result
+holds its place from its take until the next stage's last issue of it, and a new image comes
+every II, so the engine sustains II with its output always ready, and nothing is lost or
+duplicated when it is not.
 
-Latency of stage l, from its input handshake to its o.valid (empty pipeline):
+Latency of stage l, from its take (the input handshake; a `hold` stage: its first issue, the
+cycle its input is valid) to its o.valid (empty pipeline):
 
-    G_l·K_l + 1 (chunk register) + [1: weight word register, block RAM] + core latency
-    + 1 (accumulator) + [1: constants' word register, G_l > 1] + 2 (PostProcess)
-    + [1: result register, hidden layers] + [max(1, A) + 1: argmax, last layer] + 1 (FIFO)
+    G_l·K_l + [1: chunk register, not hold] + [1: weight word register, block RAM]
+    + core latency + 1 (accumulator) + [1: constants' word register, G_l > 1]
+    + 2 (PostProcess) + [1: result register, hidden layers with a FIFO]
+    + [max(1, A) + 1: argmax, last layer] + 1 (FIFO, or block RAM buffer)
 
-and the engine's latency is the stages' sum (`latency`).
+and the engine's latency is the stages' sum less G_0·K_0 − 1, the input handshake being at
+stage 0's last issue (`latency`). (A CNN's stages, rtn_hw.gateware.conv, take their input
+into a register: `hold` False.)
+
+Buffers (`buffers`): a hidden layer's results wait for the next stage in a FIFO of whole
+images ("fifo": LUT RAM on the ECP5, flip-flops on the iCE40), or ("bram", the iCE40 UP5K's
+choice) in block RAM, written a group at a time under a write mask and read a chunk of the
+next stage's lanes at a time, the block RAM's read register standing in for the chunk
+register; "bram" applies where a layer's channels divide the next layer's lanes (else that
+boundary keeps its FIFO) and puts constants' memories of at most 16 words in LUTs.
 """
 
 import dataclasses
 import re
 
 import numpy as np
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
@@ -50,11 +65,16 @@ from .engine import (TREE, Argmax, ChunkAccumulator, PixelEncoder, argmax_levels
 from .layouts import trit_planes
 from .post import Baked, PostProcess, signed_width
 
-__all__ = ["DataflowEngine", "LayerStage", "Folding", "STORAGES", "check_foldings",
+__all__ = ["DataflowEngine", "LayerStage", "Folding", "STORAGES", "BUFFERS", "buffered",
+           "chunk_signature", "check_foldings",
            "parse_foldings", "unfolded", "smallest", "layer_ii", "predicted_ii",
            "stage_latency", "latency", "fifo_depths"]
 
 STORAGES = ("bram", "logic", "baked")
+# Where a hidden layer's results wait for the next stage: a FIFO of whole images (LUT RAM on
+# the ECP5, flip-flops on the iCE40), or block RAM read a chunk at a time (the iCE40 UP5K,
+# whose flip-flops a FIFO of 256-bit images would use up).
+BUFFERS = ("fifo", "bram")
 
 # Memory attributes per weight storage: block RAM even when shallow (left to itself yosys
 # turns a small ROM into LUT multiplexers), or a ROM of logic (yosys has no ECP5 LUT RAM
@@ -193,39 +213,67 @@ def _baked_weights(layer, folding):
     return weights
 
 
-def stage_latency(layer, folding, last):
-    """Cycles from a stage's input handshake to its o.valid, its pipeline empty (module
-    docstring)."""
+def stage_latency(layer, folding, last, hold=False, buffered=False):
+    """Cycles from a stage's take to its o.valid, its pipeline empty (module docstring): the
+    take is the input handshake, or with a `hold` stage (input held until the image's last
+    issue) the cycle of its first issue, one cycle sooner in the pipeline (no input register).
+    A `buffered` stage writes its results into block RAM as they come (no result register)."""
     chunks, groups = _shape(layer, folding)
     core = len(core_cuts(folding.lanes, _baked_weights(layer, folding))) + 1
     # The last layer's result register is the argmax's label register.
-    result = max(1, argmax_levels(folding.channels)) + 1 if last else 1
-    return (chunks * groups + 1 + (folding.storage == "bram") + core + 1 + (groups > 1) + 2
-            + result + 1)
+    result = max(1, argmax_levels(folding.channels)) + 1 if last else (not buffered)
+    return (chunks * groups + (not hold) + (folding.storage == "bram") + core + 1
+            + (groups > 1) + 2 + result + 1)
 
 
-def latency(network, foldings):
-    """Cycles from an image's input handshake to its o.valid, the engine empty."""
-    foldings = check_foldings(network, foldings)
+def _check_buffers(buffers):
+    if buffers not in BUFFERS:
+        raise ValueError(f"Buffers must be one of {', '.join(map(repr, BUFFERS))}, not "
+                         f"{buffers!r}")
+    return buffers
+
+
+def buffered(network, foldings, buffers="fifo"):
+    """Per stage: whether its output goes into block RAM (`buffers` "bram", a hidden layer
+    whose channels divide the next layer's lanes, so that a group's trits fall in one word)."""
     layers = network.layers
+    return tuple(_check_buffers(buffers) == "bram" and k < len(layers) - 1
+                 and foldings[k + 1].lanes % foldings[k].channels == 0
+                 for k in range(len(layers)))
+
+
+def _mlp_latencies(network, foldings, buffers):
+    layers = network.layers
+    return [stage_latency(layer, f, k == len(layers) - 1, hold=True, buffered=b)
+            for k, (layer, f, b) in enumerate(zip(layers, foldings,
+                                                  buffered(network, foldings, buffers)))]
+
+
+def latency(network, foldings, buffers="fifo"):
+    """Cycles from an image's input handshake to its o.valid, the engine empty. An MLP's
+    stages hold their input: each starts the cycle its input is valid, and the handshake is
+    at stage 0's last issue, K_0·G_0 − 1 cycles after its first."""
+    foldings = check_foldings(network, foldings)
     if network.convolutional:
         from . import conv
         return conv.latency(network, foldings)
-    return sum(stage_latency(layer, f, k == len(layers) - 1)
-               for k, (layer, f) in enumerate(zip(layers, foldings)))
+    return (sum(_mlp_latencies(network, foldings, buffers))
+            - layer_ii(network.layers[0], foldings[0]) + 1)
 
 
-def fifo_depths(network, foldings):
-    """Places in each stage's output FIFO: a result holds its place from the take until the
-    cycle after the next stage reads it (stage latency + 1), a new image is taken every II,
-    and one more place absorbs the next stage's wait for its own last issue."""
+def fifo_depths(network, foldings, buffers="fifo"):
+    """Places in each stage's output FIFO (or block-RAM buffer): a result holds its place from
+    the take until the next stage's handshake at its last issue (stage latency + the next
+    stage's II; the last stage: + 1, its output read at once), and a new image is taken
+    every II: ⌈(latency + next II) / II⌉, at least 2."""
     ii = predicted_ii(network, foldings)
     layers = network.layers
     if network.convolutional:
         from . import conv
         return conv.fifo_depths(network, check_foldings(network, foldings), ii)
-    return tuple(max(2, -(-(stage_latency(layer, f, k == len(layers) - 1) + 1) // ii) + 1)
-                 for k, (layer, f) in enumerate(zip(layers, foldings)))
+    held = [layer_ii(layer, f) for layer, f in zip(layers[1:], foldings[1:])] + [1]
+    return tuple(max(2, -(-(own + after) // ii))
+                 for own, after in zip(_mlp_latencies(network, foldings, buffers), held))
 
 
 def _output_layout(classes, logit_width):
@@ -235,19 +283,45 @@ def _output_layout(classes, logit_width):
     })
 
 
+def chunk_signature(lanes, chunks):
+    """A block-RAM buffer's read side, seen from the buffer: `valid` while an image is
+    complete at its head; the reader gives a `chunk` index and gets its `lanes` trits on
+    `data` the next cycle (the block RAM's read register); `ready` (the reader's last issue
+    of the image) frees the head."""
+    return wiring.Signature({"valid": Out(1), "ready": In(1),
+                             "chunk": In(range(max(chunks, 2))), "data": Out(trit_planes(lanes))})
+
+
 class LayerStage(wiring.Component):
     """One layer of the dataflow engine: input trits of one image per handshake on `i`; on `o`
     its output trits (hidden layer) or {logits, label} (last layer), through a FIFO of
-    `fifo_depth` places. Parameters are checked by `DataflowEngine`."""
+    `fifo_depth` places. Parameters are checked by `DataflowEngine`.
 
-    def __init__(self, layer, folding, *, last, fifo_depth):
+    `hold`: read the chunks from `i.payload`, which stays until the handshake at the image's
+    last issue (no input register). `buffer_lanes`: a hidden layer's output goes into block
+    RAM, `fifo_depth` images of words of `buffer_lanes` trits (the next stage's lanes), each
+    group's trits written where they belong (a masked write), and `o` is `chunk_signature`;
+    `chunk_in`: `i` is the previous stage's such buffer. `shallow_logic`: memories of
+    constants of at most 16 words in LUTs (block RAM kept for weights and buffers)."""
+
+    def __init__(self, layer, folding, *, last, fifo_depth, hold=False, buffer_lanes=None,
+                 chunk_in=False, shallow_logic=False):
         self._layer, self._folding, self._last = layer, folding, last
-        self._fifo_depth = fifo_depth
+        self._fifo_depth, self._hold = fifo_depth, hold or chunk_in
+        self._buffer_lanes, self._chunk_in = buffer_lanes, chunk_in
+        self._shallow_logic = shallow_logic
         self._chunks, self._groups = _shape(layer, folding)
-        out = (_output_layout(layer.out_features, layer.out_fmt.width) if last
-               else trit_planes(layer.out_features))
-        super().__init__({"i": In(stream.Signature(trit_planes(layer.in_features))),
-                          "o": Out(stream.Signature(out))})
+        if chunk_in:
+            i = In(chunk_signature(folding.lanes, self._chunks))
+        else:
+            i = In(stream.Signature(trit_planes(layer.in_features)))
+        if buffer_lanes is not None:
+            o = Out(chunk_signature(buffer_lanes, -(-layer.out_features // buffer_lanes)))
+        elif last:
+            o = Out(stream.Signature(_output_layout(layer.out_features, layer.out_fmt.width)))
+        else:
+            o = Out(stream.Signature(trit_planes(layer.out_features)))
+        super().__init__({"i": i, "o": o})
 
     def elaborate(self, platform):
         m = Module()
@@ -258,31 +332,49 @@ class LayerStage(wiring.Component):
         control = data.StructLayout({"first": 1, "last": 1, "final": 1,
                                      "grp": unsigned(bits_for(max(groups - 1, 1)))})
 
-        # Take an image when the last issue of the previous one is under way (or none is) and
-        # a FIFO place is free; `i.ready` depends on registers only.
+        words = chunks * groups
         a = Signal(trit_planes(chunks * lanes), name="a")
-        busy = Signal(name="busy")
         chunk = Signal(range(max(chunks, 2)), name="chunk")
         grp = Signal(range(max(groups, 2)), name="grp")
-        waddr = Signal(range(max(chunks * groups, 2)), name="waddr")
+        waddr = Signal(range(max(words, 2)), name="waddr")
         reserved = Signal(range(depth + 1), name="reserved")
         last_chunk, last_group = chunk == chunks - 1, grp == groups - 1
-        can_take, take = Signal(name="can_take"), Signal(name="take")
-        # `last_issue` (busy at the image's last (group, chunk)) and `room` (reserved < depth)
-        # are registers set a cycle ahead, so that `i.ready` is one LUT of three registers: it
-        # drives the previous stage's FIFO read, and with the counters' comparators in it this
-        # path between stages was the critical one (80 MHz at 1 x 1 on ECP5).
-        last_issue = Signal(name="last_issue")
+        # `last_issue` (the word issued is the image's last) and `room` (reserved < depth) are
+        # registers set a cycle ahead, so that `i.ready` is one LUT of registers: it drives
+        # the previous stage's FIFO read, and with the counters' comparators in it this path
+        # between stages was the critical one (80 MHz at 1 x 1 on ECP5).
+        last_issue = Signal(name="last_issue", init=self._hold and words == 1)
         room = Signal(name="room", init=1)
-        words = chunks * groups
-        m.d.comb += [can_take.eq((~busy | last_issue) & room),
-                     self.i.ready.eq(can_take), take.eq(self.i.valid & can_take)]
+        busy, take = Signal(name="busy"), Signal(name="take")
         second_last = (waddr == words - 2) if words > 1 else 0
-        m.d.sync += last_issue.eq(Mux(take, words == 1, busy & ~last_issue & second_last))
-        with m.If(take):
-            m.d.sync += [a.nz.eq(self.i.payload.nz), a.sg.eq(self.i.payload.sg)]
-        m.d.sync += busy.eq(take | (busy & ~last_issue))
-        with m.If(busy):
+        if self._hold:
+            # Held input: the chunks are read from the input's payload, which the previous
+            # stage's FIFO (or the engine's input) holds until the handshake at the image's
+            # last issue; no copy in a register of its own (2·K·L flip-flops fewer). `issue`:
+            # a word of the image at the input goes out this cycle; a new image needs a place.
+            issue = Signal(name="issue")
+            m.d.comb += [take.eq(~busy & self.i.valid & room), issue.eq(busy | take),
+                         self.i.ready.eq((busy | room) & last_issue)]
+            if self._chunk_in:
+                m.d.comb += self.i.chunk.eq(chunk)
+            else:
+                m.d.comb += [a.nz.eq(self.i.payload.nz), a.sg.eq(self.i.payload.sg)]
+            m.d.sync += busy.eq(issue & ~last_issue)
+            if words > 1:
+                with m.If(issue):
+                    m.d.sync += last_issue.eq(second_last)
+        else:
+            # Take an image into `a` when the last issue of the previous one is under way (or
+            # none is) and a FIFO place is free.
+            can_take = Signal(name="can_take")
+            m.d.comb += [can_take.eq((~busy | last_issue) & room),
+                         self.i.ready.eq(can_take), take.eq(self.i.valid & can_take)]
+            m.d.sync += last_issue.eq(Mux(take, words == 1, busy & ~last_issue & second_last))
+            with m.If(take):
+                m.d.sync += [a.nz.eq(self.i.payload.nz), a.sg.eq(self.i.payload.sg)]
+            m.d.sync += busy.eq(take | (busy & ~last_issue))
+            issue = busy
+        with m.If(issue):
             m.d.sync += [chunk.eq(Mux(last_chunk, 0, chunk + 1)),
                          waddr.eq(Mux(last_issue, 0, waddr + 1))]
             with m.If(last_chunk):
@@ -296,11 +388,15 @@ class LayerStage(wiring.Component):
         # Issue: the chunk of `a` and its control, registered (the weight word is read beside).
         s1 = Signal(data.StructLayout({"valid": 1, "a": trit_planes(lanes), "control": control}),
                     name="s1")
-        m.d.sync += [s1.valid.eq(busy),
-                     s1.a.nz.eq(a.nz.word_select(chunk, lanes) if chunks > 1 else a.nz),
-                     s1.a.sg.eq(a.sg.word_select(chunk, lanes) if chunks > 1 else a.sg),
+        m.d.sync += [s1.valid.eq(issue),
                      s1.control.first.eq(chunk == 0), s1.control.last.eq(last_chunk),
                      s1.control.final.eq(last_group), s1.control.grp.eq(grp)]
+        if self._chunk_in:
+            # The chunk comes out of the previous stage's block RAM a cycle after its index.
+            m.d.comb += s1.a.eq(self.i.data)
+        else:
+            m.d.sync += [s1.a.nz.eq(a.nz.word_select(chunk, lanes) if chunks > 1 else a.nz),
+                         s1.a.sg.eq(a.sg.word_select(chunk, lanes) if chunks > 1 else a.sg)]
 
         baked = _baked_weights(layer, folding)
         m.submodules.core = core = MacCore(lanes, channels, weights=baked, tree=TREE,
@@ -330,7 +426,7 @@ class LayerStage(wiring.Component):
                 s1a = s1
                 for c in range(channels):
                     caddr = Signal.like(waddr, name=f"waddr{c}")
-                    with m.If(busy):
+                    with m.If(issue):
                         m.d.sync += caddr.eq(Mux(last_issue, 0, caddr + 1))
                     m.submodules[f"weights{c}"] = cmem = Memory(
                         shape=trit_planes(lanes), depth=words, init=[w[c] for w in init],
@@ -374,7 +470,8 @@ class LayerStage(wiring.Component):
                      for p in range(channels)] for g in range(groups)]
             m.submodules.params = pmem = Memory(
                 shape=data.ArrayLayout(params, channels), depth=groups, init=init,
-                attrs=_MEMORY_ATTRS["logic" if folding.storage == "logic" else "bram"])
+                attrs=_MEMORY_ATTRS["logic" if folding.storage == "logic" or (
+                    self._shallow_logic and groups <= 16) else "bram"])
             pport = pmem.read_port()
             m.d.comb += [pport.addr.eq(acc.i.payload.side.grp),
                          pport.en.eq(acc.i.valid & acc.i.payload.side.last)]
@@ -387,6 +484,9 @@ class LayerStage(wiring.Component):
         # which is written the cycle after the final group: the threshold compare -> merge ->
         # FIFO write path in one cycle was the critical one at 1 x 1 and II 128.
         out = post.o.payload
+        if self._buffer_lanes is not None:
+            self._buffer(m, post)
+            return m
         # A FIFO of exactly the places reserved (first word through, write to read one
         # cycle): a write always has room, since the image written holds a place of its own.
         # Its memory has a combinational read: LUT RAM on the ECP5.
@@ -395,15 +495,20 @@ class LayerStage(wiring.Component):
                      fifo.r_en.eq(self.o.ready)]
         if self._last:
             width = layer.out_fmt.width
+            # The label is in its register the cycle after `done`, `wait` cycles after `held`
+            # (the merge a cycle ago) has the final group. `held` keeps it that long when it
+            # changes only with a group's result and the next one is over `wait` chunks away:
+            # then no delayed copy of the logits (classes × width flip-flops per cycle).
+            wait = max(1, argmax_levels(channels))
+            steady = chunks > wait
             logits = self._collect(m, post, data.ArrayLayout(signed(width), layer.out_features),
                                    lambda merged, lo, hi: [merged[lo + p].eq(out.y[p])
-                                                           for p in range(hi - lo)])
+                                                           for p in range(hi - lo)],
+                                   gate=steady)
             m.submodules.argmax = argmax = Argmax(channels, layer.out_features, width)
             m.d.comb += [argmax.valid.eq(post.o.valid), argmax.final.eq(out.side.final),
                          argmax.grp.eq(out.side.grp), argmax.y.eq(out.y)]
-            # The label is in its register the cycle after `done`; the logits (`held`: the
-            # merge a cycle ago) wait for it.
-            for k in range(max(1, argmax_levels(channels))):
+            for k in range(0 if steady else wait):
                 delayed = Signal.like(logits, name=f"logits_delay{k}")
                 m.d.sync += delayed.eq(logits)
                 logits = delayed
@@ -421,14 +526,65 @@ class LayerStage(wiring.Component):
             m.d.comb += [fifo.w_data.eq(trits), fifo.w_en.eq(write)]
         return m
 
-    def _collect(self, m, post, shape, place):
+    def _buffer(self, m, post):
+        """Hidden results into block RAM: `fifo_depth` places of K' words of L' trits (L' =
+        `buffer_lanes`, K' = ⌈P / L'⌉), each group's C trits written straight from PostProcess
+        into its word under a mask (C divides L', so a group never straddles two words;
+        trits past P are never written and stay 0, the padding the next stage counts on).
+        A place is readable the cycle after its final group is written."""
+        lanes, size = self._buffer_lanes, self._layer.out_features
+        channels, depth = self._folding.channels, self._fifo_depth
+        words = -(-size // lanes)
+        fill = size - (words - 1) * lanes          # trits in an image's last word
+        out = post.o.payload
+        # One word = the trits of L' lanes, nz and sg of lane e in bits 2e and 2e + 1, so a
+        # write mask of one bit pair per lane.
+        m.submodules.buffer = mem = Memory(shape=unsigned(2 * lanes), depth=depth * words,
+                                           init=[], attrs=_MEMORY_ATTRS["bram"])
+        wport = mem.write_port(granularity=2)
+        rport = mem.read_port()
+        welem = Signal(range(lanes), name="welem")      # first lane of the group in its word
+        wword = Signal(range(max(words, 2)), name="wword")  # the word in its image
+        wlast = wword == words - 1
+        waddr = Signal(range(depth * words), name="buffer_waddr")
+        raddr = Signal(range(depth * words), name="buffer_raddr")   # the head image's word 0
+        level = Signal(range(depth + 1), name="level")  # complete images in the buffer
+        write = post.o.valid
+        m.d.comb += [wport.addr.eq(waddr),
+                     wport.data.eq(Cat(*(Cat(out.t.nz[e % channels], out.t.sg[e % channels])
+                                         for e in range(lanes)))),
+                     wport.en.eq(Cat(*(write & (welem == e // channels * channels)
+                                       & (~wlast if e >= fill else 1)
+                                       for e in range(lanes))))]
+        word_done = write & (out.side.final | (welem == lanes - channels))
+
+        with m.If(write):
+            m.d.sync += welem.eq(Mux(word_done, 0, welem + channels))
+        with m.If(word_done):
+            m.d.sync += [waddr.eq(Mux(waddr == depth * words - 1, 0, waddr + 1)),
+                         wword.eq(Mux(out.side.final, 0, wword + 1))]
+        pop = self.o.valid & self.o.ready
+        done = write & out.side.final
+        with m.If(done & ~pop):
+            m.d.sync += level.eq(level + 1)
+        with m.Elif(pop & ~done):
+            m.d.sync += level.eq(level - 1)
+        with m.If(pop):
+            m.d.sync += raddr.eq(Mux(raddr == (depth - 1) * words, 0, raddr + words))
+        m.d.comb += [self.o.valid.eq(level != 0), rport.addr.eq(raddr + self.o.chunk)]
+        for e in range(lanes):
+            m.d.comb += [self.o.data.nz[e].eq(rport.data[2 * e]),
+                         self.o.data.sg[e].eq(rport.data[2 * e + 1])]
+
+    def _collect(self, m, post, shape, place, gate=False):
         """A `shape` register, `held`, holding the groups so far, the current one merged in a
         cycle later (so `held` is always the merge of the cycle before): `place(merged, lo,
-        hi)` gives the statements that put the group's outputs at lo..hi."""
+        hi)` gives the statements that put the group's outputs at lo..hi. With one group,
+        `held` follows PostProcess every cycle unless `gate` (then only its valid results)."""
         channels, size = self._folding.channels, self._layer.out_features
         merged, held = Signal(shape, name="merged"), Signal(shape, name="held")
         m.d.sync += held.eq(merged)
-        if self._groups == 1:
+        if self._groups == 1 and not gate:
             m.d.comb += place(merged, 0, size)
             return held
         m.d.comb += merged.eq(held)
@@ -455,9 +611,12 @@ class DataflowEngine(wiring.Component):
     handshake instead, in raster order: `pixels_per_handshake` = its input channels.
     """
 
-    def __init__(self, network, foldings):
+    def __init__(self, network, foldings, buffers="fifo"):
         self._foldings = check_foldings(network, foldings)
         self._network = network
+        self._buffers = _check_buffers(buffers)
+        if network.convolutional and buffers != "fifo":
+            raise ValueError(f"Buffers must be 'fifo' for a CNN, not {buffers!r}")
         last = network.layers[-1]
         self._pixel_bits = bits_for(network.input.pixel_max)
         self._features = network.input.features
@@ -507,12 +666,16 @@ class DataflowEngine(wiring.Component):
                                                             self._foldings))
 
     @property
+    def buffers(self):
+        return self._buffers
+
+    @property
     def latency(self):
-        return latency(self._network, self._foldings)
+        return latency(self._network, self._foldings, self._buffers)
 
     @property
     def fifo_depths(self):
-        return fifo_depths(self._network, self._foldings)
+        return fifo_depths(self._network, self._foldings, self._buffers)
 
     def elaborate(self, platform):
         m = Module()
@@ -525,9 +688,13 @@ class DataflowEngine(wiring.Component):
             wiring.connect(m, conv.build(m, self, pixels), wiring.flipped(self.o))
             return m
         previous = pixels.o
+        into_ram = buffered(network, self._foldings, self._buffers)
         for k, (layer, folding, depth) in enumerate(zip(layers, self._foldings,
                                                         self.fifo_depths)):
-            stage = LayerStage(layer, folding, last=k == len(layers) - 1, fifo_depth=depth)
+            stage = LayerStage(
+                layer, folding, last=k == len(layers) - 1, fifo_depth=depth, hold=True,
+                buffer_lanes=self._foldings[k + 1].lanes if into_ram[k] else None,
+                chunk_in=k > 0 and into_ram[k - 1], shallow_logic=self._buffers == "bram")
             m.submodules[f"stage{k}"] = stage
             wiring.connect(m, previous, stage.i)
             previous = stage.o
