@@ -68,8 +68,9 @@ ECP5_FOLDINGS = (
     "unfolded",                                     # 1, does not fit
 )
 # UP5K, fastest first: one channel per layer keeps the multipliers at 2 a layer (of 8 SB_MAC16;
-# 64x1,128x1,2x5 needs 14); the lanes only widen the chunk.
-ICE40_FOLDINGS = ("8x1,16x1,2x1", "4x1,8x1,2x1", "smallest")         # II 1,024, 2,048, 16,384
+# 64x1,128x1,2x5 needs 14); the lanes only widen the chunk. II 512 needs 31 of the 30 block
+# RAMs (with block-RAM buffers, fold.buffers_for), II 1,024 fits.
+ICE40_FOLDINGS = ("16x1,32x1,3x1", "8x1,16x1,2x1", "smallest")       # II 512, 1,024, 16,384
 # The baseline: NetworkEngine 64 x 8 at 49.6 MHz, 81 cycles per image and the next
 # image a cycle after the result (82 cycles, as rtn_hw.demo measures it).
 NETWORK_ENGINE = {"images_per_second": round(49.6e6 / 82), "fmax_mhz": 49.6, "lut4": 3241,
