@@ -350,8 +350,10 @@ class PoolStage(wiring.Component):
 class Flatten(wiring.Component):
     """Positions (C trits) of a (C, H, W) map in raster order → one vector of C·H·W trits in
     the golden model's flatten order (c·H·W + h·W + w), per image. Each channel's plane is a
-    shift register (the newest position enters at the top), so no position decoder. Takes a
-    position in the cycle its full vector is taken."""
+    shift register (the newest position enters at the top), so no position decoder; a full
+    set of planes is copied into an output register, which holds the vector until it is
+    taken, so the next stage reads it where it waits (`LayerStage(hold=True)`) while the
+    planes collect the next image. A vector is at `o` two cycles after its last position."""
 
     def __init__(self, shape):
         self._shape = tuple(shape)
@@ -363,30 +365,37 @@ class Flatten(wiring.Component):
         m = Module()
         c, h, w = self._shape
         area = h * w
-        planes = [(Signal(area, name=f"nz{ch}"), Signal(area, name=f"sg{ch}"))
-                  for ch in range(c)]
-        # One position counter and `full` register per channel, each with its own feedback
-        # (so yosys keeps the copies apart): one `take` enabling all C·2·H·W plane bits was
-        # the MNIST CNN's routed critical path (3,136 clock enables, 10 ns of routing); a
-        # copy per channel enables 2·H·W of them, one LUT after registers and the next
-        # stage's ready.
-        fulls = []
-        for ch, (nz, sg) in enumerate(planes):
+        # Per channel its own position counter and `full`/`held` flags (own feedback, so
+        # yosys keeps the copies apart): the enables of the planes and of the output copy
+        # each reach 2·H·W flip-flops, one LUT after registers and the next stage's ready.
+        # One enable for all C·2·H·W bits (3,136 in the MNIST CNN, and the same again in
+        # the next stage's input register) was the routed critical path, 10–11 ns of routing.
+        outs, helds, fulls = [], [], []
+        for ch in range(c):
             count = Signal(range(area + 1), name=f"count{ch}")
-            full, take = Signal(name=f"full{ch}"), Signal(name=f"take{ch}")
-            fulls.append(full)
-            m.d.comb += take.eq(self.i.valid & (~full | self.o.ready))
+            full, held = Signal(name=f"full{ch}"), Signal(name=f"held{ch}")
+            take, copy = Signal(name=f"take{ch}"), Signal(name=f"copy{ch}")
+            plane, out = Signal(2 * area, name=f"plane{ch}"), Signal(2 * area, name=f"out{ch}")
+            nz, sg = plane[:area], plane[area:]
+            m.d.comb += [copy.eq(full & (~held | self.o.ready)),
+                         take.eq(self.i.valid & (~full | copy))]
             with m.If(take):
                 m.d.sync += [nz.eq(Cat(nz[1:], self.i.payload.nz[ch]) if area > 1
                                    else self.i.payload.nz[ch]),
                              sg.eq(Cat(sg[1:], self.i.payload.sg[ch]) if area > 1
                                    else self.i.payload.sg[ch])]
-            count_next = Mux(full & self.o.ready, 0, count) + take
-            m.d.sync += [count.eq(count_next), full.eq(count_next == area)]
-        m.d.comb += [self.o.valid.eq(fulls[0]),
-                     self.i.ready.eq(~fulls[0] | self.o.ready),
-                     self.o.payload.nz.eq(Cat(*(nz for nz, _ in planes))),
-                     self.o.payload.sg.eq(Cat(*(sg for _, sg in planes)))]
+            with m.If(copy):
+                m.d.sync += out.eq(plane)
+            count_next = Mux(copy, 0, count) + take
+            m.d.sync += [count.eq(count_next), full.eq(count_next == area),
+                         held.eq(copy | (held & ~self.o.ready))]
+            outs.append(out)
+            helds.append(held)
+            fulls.append(full)
+        m.d.comb += [self.o.valid.eq(helds[0]),
+                     self.i.ready.eq(~fulls[0] | ~helds[0] | self.o.ready),
+                     self.o.payload.nz.eq(Cat(*(out[:area] for out in outs))),
+                     self.o.payload.sg.eq(Cat(*(out[area:] for out in outs)))]
         return m
 
 
@@ -506,7 +515,8 @@ def fifo_depths(network, foldings, ii):
             own = stage_latency(layer.dense, f, False)
             depths.append(max(2, -(-(own + 1) // period) + 1) + layer.out_shape[2])
         else:
-            own = stage_latency(layer, f, k == len(layers) - 1)
+            own = stage_latency(layer, f, k == len(layers) - 1,
+                                hold=layers[k - 1].kind != "linear")
             depths.append(max(2, -(-(own + 1) // ii) + 1))
     return tuple(depths)
 
@@ -525,11 +535,14 @@ def build(m, engine, pixels):
             stage = PoolStage(layer)
             shape = layer.out_shape
         else:
-            if shape is not None:
+            # The first linear layer reads the flatten's vector where it waits.
+            hold = shape is not None
+            if hold:
                 m.submodules[f"flatten{k}"] = flatten = Flatten(shape)
                 wiring.connect(m, previous, flatten.i)
                 previous, shape = flatten.o, None
-            stage = LayerStage(layer, folding, last=k == len(layers) - 1, fifo_depth=depth)
+            stage = LayerStage(layer, folding, last=k == len(layers) - 1, fifo_depth=depth,
+                               hold=hold)
         m.submodules[f"stage{k}"] = stage
         wiring.connect(m, previous, stage.i)
         previous = stage.o
@@ -573,7 +586,8 @@ def latency(network, foldings):
     is offered and the stage is free (a generator a step a cycle, a real step a cycle after
     its input is offered (the input slice), a window two cycles after its step; a LayerStage
     one every K·G cycles, its `stage_latency` later at its output, two cycles more through a
-    window FIFO; a flatten's vector a cycle after its last position).
+    window FIFO; a flatten's vector two cycles after its last position, the stage after it
+    holding its input).
     Output FIFOs are taken to be never full: true for the first image as `fifo_depths` sizes
     them, so the figure is exact where that holds (the tests check it)."""
     from .dataflow import stage_latency
@@ -589,7 +603,9 @@ def latency(network, foldings):
                 windows = [t + 2 for t in windows]
             times = _stage_times(layer.dense, f, windows, stage_latency(layer.dense, f, False))
         else:
-            if len(times) > 1:          # the flatten
-                times = [max(times) + 1]
-            times = _stage_times(layer, f, times, stage_latency(layer, f, k == len(layers) - 1))
+            hold = len(times) > 1       # the flatten, then a stage that holds its input
+            if hold:
+                times = [max(times) + 2]
+            times = _stage_times(layer, f, times,
+                                 stage_latency(layer, f, k == len(layers) - 1, hold=hold))
     return times[-1]
