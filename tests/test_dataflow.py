@@ -59,9 +59,13 @@ CONFIGS = {
     "mixed-logic-baked": ("64x8:logic,128x8:logic,128x10:baked", 48, 16, "fifo"),  # 16, 16, 1
     "ragged-bram-logic": ("24x5,40x3:logic,13x4", 12, 4, "fifo"),   # 3·26, 4·43, 10·3 → 172
     "smallest-bram": ("smallest", 2, 2, "fifo"),                      # II = 128·128 = 16,384
-    # Hidden results in block RAM (the UP5K's): the UP5K folding (II 1,024), words of 128
-    # trits at II 1, and a ragged folding where only fc1's channels (5) divide fc2's lanes (40).
+    # Hidden results in block RAM (the UP5K's): the UP5K foldings (II 512 and 1,024; fc1's
+    # and fc2's constants read in two halves, at 4 and 8 chunks per group; fc3's in LUTs), two
+    # chunks per group (the low half read at the first), words of 128 trits at II 1, and a
+    # ragged folding where only fc1's channels (5) divide fc2's lanes (40).
     "up5k-buffers": ("8x1,16x1,2x1", 6, 3, "bram"),
+    "ii512-buffers": ("16x1,32x1,3x1", 8, 4, "bram"),
+    "ii256-buffers": ("32x1,64x1,6x1", 12, 6, "bram"),
     "unfolded-buffers": ("unfolded", 60, 30, "bram"),
     "ragged-buffers": ("24x5,40x3:logic,13x4", 12, 4, "bram"),
 }

@@ -50,7 +50,7 @@ import dataclasses
 import re
 
 import numpy as np
-from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
@@ -301,15 +301,16 @@ class LayerStage(wiring.Component):
     last issue (no input register). `buffer_lanes`: a hidden layer's output goes into block
     RAM, `fifo_depth` images of words of `buffer_lanes` trits (the next stage's lanes), each
     group's trits written where they belong (a masked write), and `o` is `chunk_signature`;
-    `chunk_in`: `i` is the previous stage's such buffer. `shallow_logic`: memories of
-    constants of at most 16 words in LUTs (block RAM kept for weights and buffers)."""
+    `chunk_in`: `i` is the previous stage's such buffer. `save_bram`: block RAM kept for
+    weights and buffers: a memory of constants of at most 16 words in LUTs, a deeper one read
+    in two halves per group (half as wide) when a group has two chunks or more."""
 
     def __init__(self, layer, folding, *, last, fifo_depth, hold=False, buffer_lanes=None,
-                 chunk_in=False, shallow_logic=False):
+                 chunk_in=False, save_bram=False):
         self._layer, self._folding, self._last = layer, folding, last
         self._fifo_depth, self._hold = fifo_depth, hold or chunk_in
         self._buffer_lanes, self._chunk_in = buffer_lanes, chunk_in
-        self._shallow_logic = shallow_logic
+        self._save_bram = save_bram
         self._chunks, self._groups = _shape(layer, folding)
         if chunk_in:
             i = In(chunk_signature(folding.lanes, self._chunks))
@@ -329,8 +330,12 @@ class LayerStage(wiring.Component):
         lanes, channels = folding.lanes, folding.channels
         chunks, groups = self._chunks, self._groups
         depth = self._fifo_depth
+        # Constants' words read in two halves: the low one at a group's second-last chunk.
+        halves = (self._save_bram and groups > 16 and chunks > 1
+                  and folding.storage != "logic")
         control = data.StructLayout({"first": 1, "last": 1, "final": 1,
-                                     "grp": unsigned(bits_for(max(groups - 1, 1)))})
+                                     "grp": unsigned(bits_for(max(groups - 1, 1))),
+                                     **({"penult": 1} if halves else {})})
 
         words = chunks * groups
         a = Signal(trit_planes(chunks * lanes), name="a")
@@ -390,6 +395,7 @@ class LayerStage(wiring.Component):
                     name="s1")
         m.d.sync += [s1.valid.eq(issue),
                      s1.control.first.eq(chunk == 0), s1.control.last.eq(last_chunk),
+                     *([s1.control.penult.eq(chunk == chunks - 2)] if halves else []),
                      s1.control.final.eq(last_group), s1.control.grp.eq(grp)]
         if self._chunk_in:
             # The chunk comes out of the previous stage's block RAM a cycle after its index.
@@ -468,17 +474,38 @@ class LayerStage(wiring.Component):
         else:
             init = [[{name: int(values[name][g * channels + p]) for name in fields}
                      for p in range(channels)] for g in range(groups)]
-            m.submodules.params = pmem = Memory(
-                shape=data.ArrayLayout(params, channels), depth=groups, init=init,
-                attrs=_MEMORY_ATTRS["logic" if folding.storage == "logic" or (
-                    self._shallow_logic and groups <= 16) else "bram"])
-            pport = pmem.read_port()
-            m.d.comb += [pport.addr.eq(acc.i.payload.side.grp),
-                         pport.en.eq(acc.i.valid & acc.i.payload.side.last)]
+            word = data.ArrayLayout(params, channels)
+            side = acc.i.payload.side
+            if halves:
+                # Half as wide, twice as deep (fc1's 100-bit words at one channel: 4 block RAMs
+                # of 256 × 16 instead of 7): the low half read at the group's second-last
+                # chunk and kept, the high half at its last, both out when the sums are.
+                half = -(-word.size // 2)
+                packed = [Const.cast(word.const(w)).value for w in init]
+                m.submodules.params = pmem = Memory(
+                    shape=unsigned(half), depth=2 * groups,
+                    init=[v for w in packed for v in (w & ((1 << half) - 1), w >> half)],
+                    attrs=_MEMORY_ATTRS["bram"])
+                pport = pmem.read_port()
+                low, was_penult = Signal(half, name="params_low"), Signal(name="was_penult")
+                m.d.comb += [pport.addr.eq(Cat(side.last, side.grp)),
+                             pport.en.eq(acc.i.valid & (side.last | side.penult))]
+                m.d.sync += was_penult.eq(acc.i.valid & side.penult)
+                with m.If(was_penult):
+                    m.d.sync += low.eq(pport.data)
+                word_data = Cat(low, pport.data)[:word.size]
+            else:
+                m.submodules.params = pmem = Memory(
+                    shape=word, depth=groups, init=init,
+                    attrs=_MEMORY_ATTRS["logic" if folding.storage == "logic" or (
+                        self._save_bram and groups <= 16) else "bram"])
+                pport = pmem.read_port()
+                m.d.comb += [pport.addr.eq(side.grp), pport.en.eq(acc.i.valid & side.last)]
+                word_data = pport.data
             m.d.sync += [post.i.valid.eq(acc.o.valid), post.i.payload.d.eq(acc.o.payload.d),
                          post.i.payload.s.eq(acc.o.payload.s),
                          post.i.payload.side.eq(acc.o.payload.side),
-                         post.i.payload.params.eq(pport.data)]
+                         post.i.payload.params.eq(word_data)]
 
         # Results into the FIFO: the groups are collected in order into a register, `held`,
         # which is written the cycle after the final group: the threshold compare -> merge ->
@@ -694,7 +721,7 @@ class DataflowEngine(wiring.Component):
             stage = LayerStage(
                 layer, folding, last=k == len(layers) - 1, fifo_depth=depth, hold=True,
                 buffer_lanes=self._foldings[k + 1].lanes if into_ram[k] else None,
-                chunk_in=k > 0 and into_ram[k - 1], shallow_logic=self._buffers == "bram")
+                chunk_in=k > 0 and into_ram[k - 1], save_bram=self._buffers == "bram")
             m.submodules[f"stage{k}"] = stage
             wiring.connect(m, previous, stage.i)
             previous = stage.o
