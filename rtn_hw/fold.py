@@ -19,8 +19,8 @@ import math
 
 import numpy as np
 
-from .gateware.dataflow import (Folding, check_foldings, layer_ii, parse_foldings, predicted_ii,
-                                stage_latency)
+from .gateware.dataflow import (Folding, check_foldings, fifo_depths, layer_ii, parse_foldings,
+                                predicted_ii, stage_latency)
 
 __all__ = ["candidates", "fewest_lanes", "features", "Estimate", "estimate", "BUFFERS",
            "buffers_for",
@@ -115,13 +115,14 @@ def _block_rams(width, depth):
     return best
 
 
-_FEATURES = ("stages", "mac_lanes", "baked_terms", "channels", "mult_channels", "mux_lanes",
-             "logic_bits", "a_bits", "word_bits", "sum_bits", "fifo_bits", "dsp", "bram")
+_FEATURES = ("stages", "mac_lanes", "baked_terms", "channels", "mult_channels",
+             "baked_channels", "mux_lanes", "logic_bits", "word_bits", "sum_bits", "result_bits",
+             "merge_bits", "fifo_bits", "dsp", "bram")
 
 
 @functools.lru_cache(maxsize=None)
 def _stage_latency(layer, folding, last):
-    return stage_latency(layer, folding, last)
+    return stage_latency(layer, folding, last, hold=True)
 
 
 @functools.lru_cache(maxsize=None)
@@ -129,17 +130,27 @@ def _baked_terms(layer):
     return _pair_terms(layer.t_w)
 
 
-def _stage_features(layer, folding, ii, last):
-    """What the model counts in one stage at engine II `ii` (its FIFO depth depends on it)."""
+def _stage_features(layer, folding, ii, last, depth=None):
+    """What the model counts in one stage at engine II `ii`: its FIFO `depth` as the engine
+    has it (`fifo_depths`), or, for a stage on its own, as if the next stage's II were `ii`."""
     n, p = layer.in_features, layer.out_features
     chunks, groups = -(-n // folding.lanes), -(-p // folding.channels)
     lanes, channels, words = folding.lanes, folding.channels, chunks * groups
-    depth = max(2, -(-(_stage_latency(layer, folding, last) + 1) // ii) + 1)
+    if depth is None:
+        depth = max(2, -(-(_stage_latency(layer, folding, last) + (1 if last else ii)) // ii))
     width = p * layer.out_fmt.width + _bits_for(p - 1) if last else 2 * p
+    # The result register (`held`), and on the last layer the logits' delayed copies when a
+    # group's result can come sooner than the label (dataflow.LayerStage).
+    wait = max(1, (channels - 1).bit_length())
+    copies = 1 + (wait if last and chunks <= wait else 0)
     f = dict.fromkeys(_FEATURES, 0)
-    f.update(stages=1, channels=channels, a_bits=2 * chunks * lanes,
-             mux_lanes=lanes * (chunks - 1),
-             sum_bits=channels * _bits_for(2 * lanes * chunks), fifo_bits=depth * width)
+    f.update(stages=1, channels=channels, mux_lanes=lanes * (chunks - 1),
+             sum_bits=channels * _bits_for(2 * lanes * chunks), result_bits=copies * width,
+             fifo_bits=depth * width,
+             # One group: K constants baked into PostProcess (trees of shifted terms); several:
+             # the groups merged into the result register by a multiplexer per bit.
+             baked_channels=channels if groups == 1 else 0,
+             merge_bits=width if groups > 1 else 0)
     if folding.storage == "baked":
         f["baked_terms"] = _baked_terms(layer)
         return f
@@ -148,7 +159,8 @@ def _stage_features(layer, folding, ii, last):
         # Constants from memory: two multipliers and their pipeline per channel.
         f["dsp"] = f["mult_channels"] = 2 * channels
     if folding.storage == "logic":
-        f["logic_bits"] = 2 * lanes * channels * -(-words // 16)
+        # A LUT4 per 16 words of each ROM bit, and the multiplexers joining them.
+        f["logic_bits"] = 2 * lanes * channels * (2 * -(-words // 16) - 1)
     else:
         f["bram"] = _block_rams(2 * lanes * channels, words)
         if groups > 1:
@@ -163,50 +175,57 @@ def features(network, foldings):
     ii = predicted_ii(network, foldings)
     total = dict.fromkeys(_FEATURES, 0)
     layers = network.layers
-    for k, (layer, folding) in enumerate(zip(layers, foldings)):
-        for name, value in _stage_features(layer, folding, ii, k == len(layers) - 1).items():
+    for k, (layer, folding, depth) in enumerate(zip(layers, foldings,
+                                                    fifo_depths(network, foldings))):
+        for name, value in _stage_features(layer, folding, ii, k == len(layers) - 1,
+                                           depth).items():
             total[name] += value
     return total
 
 
 # yosys counts of the dataflow engine with the shipped digits network on the ECP5-85k
 # (`bench/dataflow_area.py`, yosys 0.70, `synth_ecp5` with DSPs): folding → (LUT4 + 2·CCU2C,
-# FF). The model's LUT4 and FF coefficients are fitted to these (`fit`). The first two and the
-# logic row at II 32 are `bench/dataflow_pareto.py`'s counts (the same script; i.ready from
-# registers), the rest from before that change (a few LUTs and FFs per stage apart).
+# FF). The model's LUT4 and FF coefficients are fitted to these (`fit`). Counted 2026-12-04 on
+# the gateware of commit 8c6f39a (stages holding their input, FIFO buffers; PostProcess of
+# 43ecc0d), in a clean worktree; the last row is the II-4 folding the model of the counts
+# before chose as the fastest that fits (it predicted 64,406: 106,073, it does not fit).
 CALIBRATION = {
-    "1x1:bram,1x1:bram,1x1:bram": (2368 + 2 * 157, 3799),
-    "64x1:bram,128x1:bram,2x5:bram": (3077 + 2 * 922, 6468),
-    "64x4:bram,128x4:bram,8x5:bram": (4595 + 2 * 2220, 9974),
-    "16x4:bram,32x4:bram,8x5:bram": (3482 + 2 * 997, 7577),
-    "4x16:bram,8x16:bram,8x5:bram": (5434 + 2 * 1684, 13948),
-    "64x4:logic,128x4:logic,8x5:logic": (10121 + 2 * 2218, 12080),
-    "64x4:bram,128x4:bram,128x10:baked": (7487 + 2 * 3347, 11004),
-    "64x128:baked,128x128:baked,128x10:baked": (57581 + 2 * 25587, 35378),
+    "1x1:bram,1x1:bram,1x1:bram": (1449 + 2 * 160, 1920),
+    "64x1:bram,128x1:bram,2x5:bram": (2298 + 2 * 947, 4109),
+    "64x4:logic,128x4:logic,8x5:logic": (10087 + 2 * 2321, 7750),
+    "64x4:bram,128x4:bram,8x5:bram": (3783 + 2 * 2282, 7621),
+    "16x4:bram,32x4:bram,8x5:bram": (2661 + 2 * 1018, 5224),
+    "64x4:bram,128x4:bram,128x10:baked": (6240 + 2 * 3699, 9855),
+    "64x16:logic,128x16:logic,32x5:logic": (14279 + 2 * 7571, 14381),
+    "4x16:bram,8x16:bram,8x5:bram": (4708 + 2 * 1713, 11595),
+    "64x128:baked,128x128:baked,128x10:baked": (46300 + 2 * 30321, 38433),
+    "16x128:logic,32x128:logic,32x10:logic": (42887 + 2 * 31593, 38461),
 }
 
-# The features each count is fitted on.
+# The features each count is fitted on: of the features above, the subsets with the smallest
+# largest in-sample error on the rows of CALIBRATION (an exhaustive search over subsets of up
+# to six, docs/units/dataflow_engine.md#model-error).
 FITTED = {
-    "lut4": ("stages", "mac_lanes", "baked_terms", "channels", "mult_channels", "mux_lanes",
-             "logic_bits"),
-    "ff": ("stages", "mac_lanes", "a_bits", "sum_bits", "channels", "mult_channels",
-           "fifo_bits", "logic_bits"),
+    "lut4": ("mac_lanes", "baked_terms", "baked_channels", "logic_bits", "sum_bits",
+             "result_bits"),
+    "ff": ("mac_lanes", "mult_channels", "sum_bits", "result_bits"),
 }
 
 
 def fit(network, calibration):
-    """{"lut4": {feature: coefficient}, "ff": {...}}: least squares over `calibration`
-    (folding text → (LUT4, FF)); a feature whose coefficient comes out negative is dropped
-    and the rest refitted, and a feature no calibrated folding has gets no coefficient."""
+    """{"lut4": {feature: coefficient}, "ff": {...}}: least squares of the relative error
+    over `calibration` (folding text → (LUT4, FF)), so that a small folding counts as much as
+    the unfolded one; a feature whose coefficient comes out negative is dropped and the rest
+    refitted, and a feature no calibrated folding has gets no coefficient."""
     rows = [(features(network, parse_foldings(text, network)), counts)
             for text, counts in calibration.items()]
     model = {}
     for column, kind in enumerate(("lut4", "ff")):
         names = [n for n in FITTED[kind] if any(f[n] for f, _ in rows)]
         while True:
-            a = np.array([[f[n] for n in names] for f, _ in rows], dtype=float)
             b = np.array([counts[column] for _, counts in rows], dtype=float)
-            coefficients = np.linalg.lstsq(a, b, rcond=None)[0]
+            a = np.array([[f[n] for n in names] for f, _ in rows], dtype=float) / b[:, None]
+            coefficients = np.linalg.lstsq(a, np.ones(len(b)), rcond=None)[0]
             if (coefficients >= 0).all() or len(names) == 1:
                 break
             names.pop(int(np.argmin(coefficients)))
@@ -249,8 +268,9 @@ def estimate(network, foldings):
 # Clock for images/s when none is given, per target: the lowest routed Fmax of the dataflow
 # foldings measured (`bench/dataflow_pareto.py`, build/reports/dataflow.json; router2, seed 1,
 # docs/units/dataflow_engine.md): on the ECP5-85k 62.2 MHz at 64x4:logic,128x4:logic,8x5:logic
-# (71.6 at 64x1,128x1,2x5, 82.7 at 1x1). The UP5K's is still an assumption.
-FMAX_MHZ = {"ecp5-85k": 62.2, "ice40-up5k": 20.0}
+# (71.6 at 64x1,128x1,2x5, 82.7 at 1x1; gateware before 9eace06); on the UP5K 30.6 MHz at
+# 16x1,32x1,3x1 with block-RAM buffers (39.5 at 8x1,16x1,2x1; 2026-12-04).
+FMAX_MHZ = {"ecp5-85k": 62.2, "ice40-up5k": 30.6}
 
 _RESOURCES = (("lut4", "LUT4", "lut4"), ("dsp", "DSP", "dsp"), ("bram", "BRAM", "bram"))
 

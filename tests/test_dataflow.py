@@ -66,7 +66,7 @@ CONFIGS = {
     "up5k-buffers": ("8x1,16x1,2x1", 6, 3, "bram"),
     "ii512-buffers": ("16x1,32x1,3x1", 8, 4, "bram"),
     "ii256-buffers": ("32x1,64x1,6x1", 12, 6, "bram"),
-    "unfolded-buffers": ("unfolded", 60, 30, "bram"),
+    "unfolded-buffers": ("unfolded", 40, 20, "bram"),
     "ragged-buffers": ("24x5,40x3:logic,13x4", 12, 4, "bram"),
 }
 
