@@ -187,8 +187,9 @@ def features(network, foldings):
 # (`bench/dataflow_area.py`, yosys 0.70, `synth_ecp5` with DSPs): folding → (LUT4 + 2·CCU2C,
 # FF). The model's LUT4 and FF coefficients are fitted to these (`fit`). Counted 2026-12-04 on
 # the gateware of commit 8c6f39a (stages holding their input, FIFO buffers; PostProcess of
-# 43ecc0d), in a clean worktree; the last row is the II-4 folding the model of the counts
-# before chose as the fastest that fits (it predicted 64,406: 106,073, it does not fit).
+# 43ecc0d), in a clean worktree; the last two rows are the II-4 folding the model of the
+# counts before chose as the fastest that fits (it predicted 64,406: 106,073, it does not
+# fit) and a streamed one of 128 channels per layer with its constants baked.
 CALIBRATION = {
     "1x1:bram,1x1:bram,1x1:bram": (1449 + 2 * 160, 1920),
     "64x1:bram,128x1:bram,2x5:bram": (2298 + 2 * 947, 4109),
@@ -200,14 +201,14 @@ CALIBRATION = {
     "4x16:bram,8x16:bram,8x5:bram": (4708 + 2 * 1713, 11595),
     "64x128:baked,128x128:baked,128x10:baked": (46300 + 2 * 30321, 38433),
     "16x128:logic,32x128:logic,32x10:logic": (42887 + 2 * 31593, 38461),
+    "2x128:bram,4x128:bram,4x10:logic": (29891 + 2 * 19925, 28096),
 }
 
 # The features each count is fitted on: of the features above, the subsets with the smallest
 # largest in-sample error on the rows of CALIBRATION (an exhaustive search over subsets of up
 # to six, docs/units/dataflow_engine.md#model-error).
 FITTED = {
-    "lut4": ("mac_lanes", "baked_terms", "baked_channels", "logic_bits", "sum_bits",
-             "result_bits"),
+    "lut4": ("stages", "mac_lanes", "baked_terms", "baked_channels", "logic_bits", "sum_bits"),
     "ff": ("mac_lanes", "mult_channels", "sum_bits", "result_bits"),
 }
 
