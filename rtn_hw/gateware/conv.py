@@ -377,8 +377,13 @@ class Flatten(wiring.Component):
             take, copy = Signal(name=f"take{ch}"), Signal(name=f"copy{ch}")
             plane, out = Signal(2 * area, name=f"plane{ch}"), Signal(2 * area, name=f"out{ch}")
             nz, sg = plane[:area], plane[area:]
+            # A position is taken into full planes only when the output register is free
+            # (the copy certain), not when the next stage takes the vector this very cycle:
+            # so neither `take` nor `i.ready` waits for the next stage's ready, which reached
+            # through `i.ready` into pool2's generator and its line buffer (15.4 ns, seed 2).
+            # The cycle lost is one where the next stage is the slower one.
             m.d.comb += [copy.eq(full & (~held | self.o.ready)),
-                         take.eq(self.i.valid & (~full | copy))]
+                         take.eq(self.i.valid & (~full | ~held))]
             with m.If(take):
                 m.d.sync += [nz.eq(Cat(nz[1:], self.i.payload.nz[ch]) if area > 1
                                    else self.i.payload.nz[ch]),
@@ -398,7 +403,7 @@ class Flatten(wiring.Component):
             helds.append(held)
             fulls.append(full)
         m.d.comb += [self.o.valid.eq(helds[0]),
-                     self.i.ready.eq(~fulls[0] | ~helds[0] | self.o.ready),
+                     self.i.ready.eq(~fulls[0] | ~helds[0]),
                      self.o.payload.nz.eq(Cat(*(out[:area] for out in outs))),
                      self.o.payload.sg.eq(Cat(*(out[area:] for out in outs)))]
         return m
