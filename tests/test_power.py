@@ -368,7 +368,11 @@ def test_ecp5_simulators_agree(unit, seed, rng, workdir):
     assert runs[0].outputs == runs[1].outputs == expected
     assert runs[0].cycles == runs[1].cycles == 36
     common = runs[0].traced_bits & runs[1].traced_bits
-    assert len(common) >= 0.95 * len(runs[1].traced_bits)
+    assert len(common) >= 0.9 * len(runs[1].traced_bits)
+    # A net only one simulator traces must be a constant (Icarus-flat leaves out some
+    # constant nets, e.g. next to the popcount's `~~` chain operands): it never toggles.
+    for run, other in ((runs[0], runs[1]), (runs[1], runs[0])):
+        assert not any(run.toggles[b] for b in run.traced_bits - other.traced_bits)
     assert {b: runs[0].toggles[b] for b in common} == {b: runs[1].toggles[b] for b in common}
     assert sum(runs[0].toggles.values()) > 0
 
