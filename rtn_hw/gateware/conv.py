@@ -389,13 +389,11 @@ class Flatten(wiring.Component):
                                    else self.i.payload.nz[ch]),
                              sg.eq(Cat(sg[1:], self.i.payload.sg[ch]) if area > 1
                                    else self.i.payload.sg[ch])]
-            with m.If(copy):
-                m.d.sync += out.eq(plane)
             # The next stage's ready arrives late: it only selects among next states that
             # come from registers (count + 1 and its comparison ahead of it), not through an
             # adder and a comparison (its path through those was critical, 14.6 ns).
             with m.If(copy):
-                m.d.sync += [count.eq(take), full.eq(take & (area == 1))]
+                m.d.sync += [out.eq(plane), count.eq(take), full.eq(take & (area == 1))]
             with m.Elif(take):
                 m.d.sync += [count.eq(count + 1), full.eq(count == area - 1)]
             m.d.sync += held.eq(copy | (held & ~self.o.ready))
