@@ -22,9 +22,8 @@ import numpy as np
 from .gateware.dataflow import (Folding, check_foldings, fifo_depths, layer_ii, parse_foldings,
                                 predicted_ii, stage_latency)
 
-__all__ = ["candidates", "fewest_lanes", "features", "Estimate", "estimate", "BUFFERS",
-           "buffers_for",
-           "solve", "FoldError", "CALIBRATION", "fit"]
+__all__ = ["candidates", "fewest_lanes", "features", "Estimate", "estimate", "TARGET_BUFFERS",
+           "buffers_for", "solve", "FoldError", "CALIBRATION", "fit"]
 
 
 class FoldError(ValueError):
@@ -46,12 +45,12 @@ def candidates(layer):
 # Where hidden results wait between stages, per target (DataflowEngine `buffers`; "fifo"
 # elsewhere): block RAM on the iCE40 UP5K, where a FIFO of 256-bit images is flip-flops, one
 # logic cell each (8x1,16x1,2x1: 7,388 logic cells of 5,280 with FIFOs, 4,285 with block RAM).
-BUFFERS = {"ice40-up5k": "bram"}
+TARGET_BUFFERS = {"ice40-up5k": "bram"}
 
 
 def buffers_for(target):
     """The DataflowEngine `buffers` for `target`."""
-    return BUFFERS.get(target, "fifo")
+    return TARGET_BUFFERS.get(target, "fifo")
 
 
 # Weight memories of at most this many words go to logic: a block RAM word is at most 36
