@@ -16,11 +16,8 @@ Constants are baked (`Baked`: per-channel integers; multiplications become shift
 streamed (`i.payload.params`, one `param_layout` per channel, e.g. from a memory read port).
 `fold` turns K constants, biases and output thresholds into the K0', lo', hi' used here.
 
-Pipeline (latency 2): with baked constants K1·d, K2·s and K0' are one list of signed shifted
-terms (NAF digits), summed by a balanced tree whose first ⌊levels/2⌋ levels end in the first
-register and the rest in acc' (a chain of shifted adds was conv1's routed critical path in the
-MNIST CNN, docs/units/conv_stage.md); streamed constants multiply, then acc'. y and the trit
-come from the acc' register through wiring and one comparison.
+Pipeline (latency 2): the products K1·d and K2·s (baked: balanced trees of shifted terms),
+then acc'; y and the trit come from the acc' register through wiring and one comparison.
 """
 
 import dataclasses
@@ -34,8 +31,7 @@ from ..model import _check
 from .layouts import threshold_trit, trit_planes
 from .pipeline import Pipeline
 
-__all__ = ["PostProcess", "Baked", "fold", "clamp", "times_const", "baked_terms",
-           "signed_width"]
+__all__ = ["PostProcess", "Baked", "fold", "clamp", "times_const", "signed_width"]
 
 
 def signed_width(values):
@@ -86,46 +82,22 @@ def _naf(k):
     return terms
 
 
+def _balanced_sum(values):
+    """The sum of `values` as a balanced tree of adders (None if there are none)."""
+    while len(values) > 1:
+        values = [a + b for a, b in zip(values[0::2], values[1::2])] + values[len(values) & ~1:]
+    return values[0] if values else None
+
+
 def times_const(value, k):
-    """value · k for a constant k as shifted adds and subtracts (NAF digits)."""
+    """value · k for a constant k as shifted adds and subtracts (NAF digits): the positive
+    terms summed by one balanced tree, the negative by another, then one subtraction (a chain
+    of shifted adds was the MNIST CNN's routed critical path, docs/units/conv_stage.md)."""
     terms = _naf(int(k))
-    plus = [value << j for digit, j in terms if digit > 0]
-    minus = [value << j for digit, j in terms if digit < 0]
-    result = sum(plus[1:], plus[0]) if plus else Const(0, 1)
-    for term in minus:
-        result = result - term
-    return result
-
-
-def _wrap(value, width):
-    """`value` modulo 2^width as a signed value (unchanged if it is already narrower)."""
-    return value if len(value) <= width else value[:width].as_signed()
-
-
-def _add_terms(a, b):
-    """The sum of two signed terms (sign ±1, magnitude value); one adder or subtractor."""
-    (sa, va), (sb, vb) = a, b
-    if sa == sb:
-        return sa, va + vb
-    return (1, va - vb) if sa > 0 else (1, vb - va)
-
-
-def _tree_level(terms, width):
-    """One level of a balanced adder tree: terms of opposite signs paired first, so that
-    the sums come out positive and the root needs no negation."""
-    plus = [t for t in terms if t[0] > 0]
-    minus = [t for t in terms if t[0] < 0]
-    mixed = min(len(plus), len(minus))
-    rest = plus[mixed:] + minus[mixed:]             # all of one sign
-    pairs = list(zip(plus[:mixed], minus[:mixed])) + list(zip(rest[0::2], rest[1::2]))
-    sums = [_add_terms(a, b) for a, b in pairs]
-    return [(sign, _wrap(value, width)) for sign, value in sums] + rest[len(rest) & ~1:]
-
-
-def baked_terms(value, k, width):
-    """value · k as signed shifted terms (NAF digits) [(±1, value << j)], the digits at or
-    above bit `width` left out (they vanish modulo 2^width)."""
-    return [(digit, value << j) for digit, j in _naf(int(k)) if j < width]
+    plus = _balanced_sum([value << j for digit, j in terms if digit > 0])
+    minus = _balanced_sum([value << j for digit, j in terms if digit < 0])
+    plus = Const(0, 1) if plus is None else plus
+    return plus if minus is None else plus - minus
 
 
 class PostProcess(wiring.Component):
@@ -220,22 +192,24 @@ class PostProcess(wiring.Component):
         for p in range(self._channels):
             d = Signal(signed(self._d_width + 1), name=f"d{p}")
             m.d.comb += d.eq(payload.d[p])
-            acc = Signal(acc_shape, name=f"acc{p}")
             if baked:
                 k1, k2, k0 = (int(getattr(self._params, f)[p]) for f in ("k1", "k2", "k0"))
-                m.d.comb += acc.eq(self._baked_sum(m, pipe, p, d, s, k1, k2, k0))
+                prod1, prod2 = times_const(d, k1), times_const(s, k2)
+                k0_r = Const(k0, acc_shape)
                 if self._trits:
                     lo, hi = (Const(int(clamp(getattr(self._params, f)[p], self._acc_width)),
                                     signed(self._acc_width + 1)) for f in ("lo", "hi"))
             else:
                 params = payload.params[p]
-                prod1 = pipe.stage(params.k1 * d, f"prod1_{p}")
-                prod2 = pipe.stage(params.k2 * s, f"prod2_{p}")
+                prod1, prod2 = params.k1 * d, params.k2 * s
                 k0_r = pipe.stage(params.k0, f"k0_{p}")
                 if self._trits:
                     lo = pipe.stage(pipe.stage(params.lo, f"lo_{p}_1"), f"lo_{p}_2")
                     hi = pipe.stage(pipe.stage(params.hi, f"hi_{p}_1"), f"hi_{p}_2")
-                m.d.comb += acc.eq(prod1 + prod2 + k0_r)
+            prod1 = pipe.stage(prod1, f"prod1_{p}")
+            prod2 = pipe.stage(prod2, f"prod2_{p}")
+            acc = Signal(acc_shape, name=f"acc{p}")
+            m.d.comb += acc.eq(prod1 + prod2 + k0_r)
             acc = pipe.stage(acc, f"acc{p}_r")
             if self._out_width is not None:
                 y_p = Signal(signed(self._out_width), name=f"y{p}")
@@ -259,27 +233,3 @@ class PostProcess(wiring.Component):
         if self._out_width is not None:
             m.d.comb += self.o.payload.y.eq(y)
         return m
-
-    def _baked_sum(self, m, pipe, p, d, s, k1, k2, k0):
-        """K1·d + K2·s + K0' modulo 2^acc_width before the acc' register: the first half of
-        the tree's levels, a register per partial sum, the rest."""
-        width = self._acc_width
-        terms = baked_terms(d, k1, width) + baked_terms(s, k2, width)
-        k0 %= 1 << width
-        if k0:
-            terms.append((1, Const(k0, unsigned(width))))
-        if not terms:
-            terms = [(1, Const(0, 1))]
-        levels = (len(terms) - 1).bit_length()
-        for _ in range(levels // 2):
-            terms = _tree_level(terms, width)
-        staged = []
-        for n, (sign, value) in enumerate(terms):
-            value = _wrap(value, width)
-            node = Signal(value.shape(), name=f"part{p}_{n}")
-            m.d.comb += node.eq(value)
-            staged.append((sign, pipe.stage(node, f"part{p}_{n}_r")))
-        while len(staged) > 1:
-            staged = _tree_level(staged, width)
-        sign, value = staged[0]
-        return value if sign > 0 else -value
