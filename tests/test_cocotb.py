@@ -62,13 +62,18 @@ FULL_SCALE = [
 # images, not vectors: corners and the shipped digits test images first, then random images.
 # (parameters, images). Quick: a small folding (II 8) that Icarus runs fast; full scale: every
 # test image (359 + 8 corners) and random ones at II 32 (block RAM), 8 and 2 (weights in logic).
-DATAFLOW_QUICK = [({"folding": "64x16:logic,128x16:logic,32x5:logic"}, {"icarus": 24})]
+DATAFLOW_QUICK = [({"folding": "64x16:logic,128x16:logic,32x5:logic"}, {"icarus": 24}),
+                  ({"folding": "64x16:logic,128x16:logic,32x5:logic", "buffers": "bram"},
+                   {"icarus": 24})]
 # Icarus runs these designs at a few images a second (docs/sim.md), so it gets fewer images
 # and not the II-2 folding (0.4 images/s: 22 minutes for 400); Verilator runs them all.
 DATAFLOW_FULL = [
     ({"folding": "64x4,128x4,8x5"}, {"verilator": 400, "icarus": 48}),
     ({"folding": "64x16:logic,128x16:logic,32x5:logic"}, {"verilator": 400, "icarus": 48}),
     ({"folding": "64x64:logic,128x64:logic,128x5:logic"}, {"verilator": 400}),
+    # Block-RAM buffers (the UP5K's): the board top's II 1,024 and the report's II 512.
+    ({"folding": "16x1,32x1,3x1", "buffers": "bram"}, {"verilator": 400}),
+    ({"folding": "8x1,16x1,2x1", "buffers": "bram"}, {"verilator": 400}),
 ]
 
 
