@@ -157,7 +157,15 @@ def area_lc(family, counts):
 
 
 def check_fit(target, counts):
-    """Reasons (a list of short strings) why `counts` (unit + harness) do not fit `target`."""
+    """Reasons (a list of short strings) why `counts` (unit + harness) do not fit `target`.
+
+    Necessary, not sufficient, on the iCE40: a logic cell holds one LUT4 and one flip-flop, and
+    a flip-flop not fed by a LUT4 of its own (from another flip-flop, a block RAM, a DSP) takes
+    a cell by itself, so LUT4 and FF each within the cells can still need more cells than the
+    device has (8x1,16x1,2x1 with FIFO buffers: 2,853 LUT4 and 3,919 FF packed into 7,388 of
+    the UP5K's 5,280). The yosys counts cannot tell which flip-flops pair; nextpnr's packing
+    decides, and the flow reports its refusal as "does not fit" (`nextpnr.CAPACITY_PATTERNS`, the
+    ICESTORM_LC line of its utilisation table)."""
     device = DEVICES[target]
     reasons = []
     if device["lut4"] is None:
