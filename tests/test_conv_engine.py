@@ -147,6 +147,9 @@ DIGITS_CONFIGS = {
     "conv2-bound": ("9x16:baked,16x8,128x10:baked", 4, 3),
     # II 160: the linear layer (32·5 cycles), after the flatten.
     "linear-bound": ("9x16:baked,48x16,4x2", 5, 3),
+    # II 96 (conv2): the linear layer's 20 lanes choose their chunk in spans of 8, 8 and 4
+    # (conv.CHUNK_SPAN), the last of its 7 chunks 8 trits and 12 of padding.
+    "chunk-spans": ("9x16:baked,48x16,20x5", 4, 3),
 }
 
 

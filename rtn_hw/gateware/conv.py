@@ -53,6 +53,10 @@ from .layouts import trit_planes
 __all__ = ["RegisterSlice", "WindowGenerator", "ConvStage", "PoolStage", "Flatten",
            "window_grid", "generator_steps", "emission_steps", "window_fifo_depth", "trit_max"]
 
+# Lanes per copy of the chunk counter in the first linear stage, which chooses its chunks out
+# of the Flatten's whole vector (`LayerStage(chunk_span=…)`).
+CHUNK_SPAN = 8
+
 
 def window_grid(size, kernel, stride, padding, name="window"):
     """The generator's grid of steps over the padded map: (rows, columns), each a range of
@@ -550,7 +554,7 @@ def build(m, engine, pixels):
                 wiring.connect(m, previous, flatten.i)
                 previous, shape = flatten.o, None
             stage = LayerStage(layer, folding, last=k == len(layers) - 1, fifo_depth=depth,
-                               hold=hold)
+                               hold=hold, chunk_span=CHUNK_SPAN if hold else None)
         m.submodules[f"stage{k}"] = stage
         wiring.connect(m, previous, stage.i)
         previous = stage.o
