@@ -1,13 +1,15 @@
 """Build a board's bitstream with the open flow (YoWASP yosys, nextpnr, icepack / ecppack).
 
     python -m boards.build BOARD [--baud B] [--timeout-ms T] [--engine network|dataflow]
-                                 [--folding TEXT]
+                                 [--folding TEXT] [--network NAME]
 
 Leaves the bitstream (top.bin for iCE40, top.bit for ECP5), the tools' logs and reports, and
 report.json (utilisation, routed Fmax against the board clock, build seconds, tool versions)
-under build/boards/BOARD/ (build/boards/BOARD-dataflow/ for `--engine dataflow`, so the
-default bitstream stays). nextpnr fails the build when the board clock is not met.
-Bad input exits 2 with one line; a failed tool run exits 1 naming its log.
+under build/boards/BOARD/ (build/boards/BOARD-dataflow/ for `--engine dataflow`, and
+BOARD-dataflow-NAME/ for `--network NAME`, so the default bitstream stays). `--network`:
+weights/NAME.json (e.g. rtn_mnist5k_cnn, which needs `--engine dataflow`) or a manifest's
+path; the default is the shipped digits MLP. nextpnr fails the build when the board clock is
+not met. Bad input exits 2 with one line; a failed tool run exits 1 naming its log.
 """
 
 import os
@@ -91,13 +93,41 @@ def _engine_text(engine):
     return f"engine lanes={engine.lanes} channels={engine.channels}"
 
 
-def build(board, *, baud, timeout_ms, engine="network", folding=None, out=None):
+def network_manifest(text):
+    """`--network` TEXT → the manifest's path: weights/NAME.json for a bare name (as
+    `rtn_hw.demo --network`), else the path given."""
+    from rtn_hw import weights
+    path = Path(text)
+    return path if path.suffix == ".json" or len(path.parts) > 1 else \
+        weights.WEIGHTS_DIR / f"{text}.json"
+
+
+def build_folder(board, engine, manifest=None):
+    """build/boards/ under ROOT: BOARD, BOARD-ENGINE, or BOARD-ENGINE-NAME for a network other
+    than the shipped one."""
+    name = board.name if engine == "network" else f"{board.name}-{engine}"
+    if manifest is not None:
+        name += f"-{Path(manifest).stem}"
+    return ROOT / "build" / "boards" / name
+
+
+def _shown(manifest):
+    """The manifest's path for report.json, relative to the repository when inside it."""
+    from rtn_hw import weights
+    path = Path(weights.DEFAULT_MANIFEST if manifest is None else manifest).resolve()
+    return str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
+
+
+def build(board, *, baud, timeout_ms, engine="network", folding=None, network=None,
+          manifest=None, out=None):
+    """`network` (a Network; None: the shipped digits MLP) was read from `manifest`, which
+    names the build folder."""
     from .top import BoardTop
     out = sys.stdout if out is None else out
     _tool_env()
-    top = BoardTop(board, baud=baud, timeout_ms=timeout_ms, engine=engine, folding=folding)
-    build_dir = ROOT / "build" / "boards" / (board.name if engine == "network"
-                                             else f"{board.name}-{engine}")
+    top = BoardTop(board, baud=baud, timeout_ms=timeout_ms, engine=engine, folding=folding,
+                   network=network)
+    build_dir = build_folder(board, engine, manifest)
     build_dir.mkdir(parents=True, exist_ok=True)
     family = board.platform.device.startswith("iCE40") and "ice40" or "ecp5"
     bitstream = "top.bin" if family == "ice40" else "top.bit"
@@ -126,6 +156,7 @@ def build(board, *, baud, timeout_ms, engine="network", folding=None, out=None):
         "board": board.name, "device": board.platform.device,
         "package": board.platform.package, "clock_mhz": board.clock_hz / 1e6,
         "baud": baud, "divisor": top.divisor, "timeout_ms": timeout_ms,
+        "network": _shown(manifest),
         "engine": _engine_report(top.engine),
         "utilisation": utilisation, "fmax": fmax,
         "build_seconds": round(seconds, 1),
@@ -158,7 +189,11 @@ def main(argv=None):
     parser.add_argument("--folding", default="", metavar="TEXT",
                         help="dataflow engine: unfolded, smallest or LANESxCHANNELS[:STORAGE] "
                              "per layer (default: rtn_hw.fold.fewest_lanes(network, II) with "
-                             "II 32 on the ECP5-85k, 256 on the iCE40UP5K)")
+                             "II 32 on the ECP5-85k, 1024 on the iCE40UP5K; for a CNN "
+                             "rtn_hw.demo.default_foldings, the fewest at its input's II)")
+    parser.add_argument("--network", default="", metavar="NAME",
+                        help="weights/NAME.json (e.g. rtn_mnist5k_cnn: a CNN, --engine "
+                             "dataflow) or a manifest's path (default: the shipped digits MLP)")
     try:
         args = parser.parse_args(argv)
         board = load_board(args.board)
@@ -175,23 +210,35 @@ def main(argv=None):
                              f"milliseconds above 0 and below 10000")
         from .top import divisor_for
         divisor_for(board.clock_hz, baud)
+        from rtn_hw import weights
+        manifest, network = None, None
+        if args.network.strip():
+            manifest = network_manifest(args.network.strip())
+            from .top import check_network
+            try:
+                network = check_network(weights.load(manifest))
+            except ValueError as error:
+                raise ValueError(f"--network {args.network}: {error}") from None
+            if network.convolutional and args.engine != "dataflow":
+                raise ValueError(f"--network {args.network}: a CNN runs on --engine dataflow "
+                                 f"only")
         folding = args.folding.strip() or None
         if folding is not None:
             if args.engine != "dataflow":
                 raise ValueError("--folding: applies to --engine dataflow only")
-            from rtn_hw import weights
             from rtn_hw.gateware.dataflow import parse_foldings
             try:
-                parse_foldings(folding, weights.load())
+                parse_foldings(folding, weights.load() if network is None else network)
             except (ValueError, TypeError) as error:
                 raise ValueError(f"--folding {folding!r}: {error}") from None
     except (UsageError, ValueError) as error:
         return print_usage_error(PROG, error)
     try:
-        build(board, baud=baud, timeout_ms=timeout_ms, engine=args.engine, folding=folding)
+        build(board, baud=baud, timeout_ms=timeout_ms, engine=args.engine, folding=folding,
+              network=network, manifest=manifest)
     except subprocess.CalledProcessError:
-        folder = board.name if args.engine == "network" else f"{board.name}-{args.engine}"
-        print(f"{PROG}: error: the {board.name} build failed; see build/boards/{folder}/"
+        folder = build_folder(board, args.engine, manifest).relative_to(ROOT)
+        print(f"{PROG}: error: the {board.name} build failed; see {folder}/"
               f"top.rpt, top.tim and the log above", file=sys.stderr)
         return 1
     return 0

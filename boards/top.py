@@ -1,7 +1,9 @@
 """The platform top shared by the boards: the SerialClassifier on the board's USB UART pins,
 with its busy and error signals stretched so they are visible on LEDs. The engine behind it is
 the board's NetworkEngine configuration (the default) or a DataflowEngine of a given folding
-(`make bitstream ENGINE=dataflow FOLDING=...`)."""
+(`make bitstream ENGINE=dataflow FOLDING=...`), for the shipped digits MLP or another network
+(`python -m boards.build ulx3s --engine dataflow --network rtn_mnist5k_cnn`: a CNN runs on the
+dataflow engine only, its images sent in PARTs, docs/protocol.md)."""
 
 import dataclasses
 
@@ -14,7 +16,8 @@ from rtn_hw.gateware.engine import ENGINE_CONFIGS, NetworkEngine
 from rtn_hw.gateware.link import SerialClassifier
 from rtn_hw.gateware.uart import MIN_DIVISOR
 
-__all__ = ["Board", "BoardTop", "divisor_for", "DEFAULT_BAUD", "DEFAULT_TIMEOUT_MS", "ENGINES",
+__all__ = ["Board", "BoardTop", "check_network", "divisor_for", "DEFAULT_BAUD",
+           "DEFAULT_TIMEOUT_MS", "ENGINES",
            "DATAFLOW_II"]
 
 DEFAULT_BAUD = 115_200
@@ -58,6 +61,17 @@ def divisor_for(clock_hz, baud):
     return divisor
 
 
+def check_network(network):
+    """`network` if a board can run it, else ValueError: a CNN must have one input channel
+    (the host sends an image as the golden network reads it, channel after channel, and the
+    engine takes a position's channels together; no shipped CNN has two)."""
+    if network.convolutional and network.layers[0].in_shape[0] != 1:
+        raise ValueError(f"A CNN with {network.layers[0].in_shape[0]} input channels cannot "
+                         f"run on a board: the serial link sends one channel's pixels at a "
+                         f"time (1 expected)")
+    return network
+
+
 class _Stretch(wiring.Component):
     """`o` is high while `i` is high and for `hold` cycles after."""
 
@@ -85,18 +99,28 @@ class BoardTop(wiring.Component):
         self._divisor = divisor_for(board.clock_hz, baud)
         self._baud = baud
         self._network = weights.load() if network is None else network
+        cnn = check_network(self._network).convolutional
         if engine == "network":
             if folding is not None:
                 raise ValueError("A folding applies to the dataflow engine only")
+            if cnn:
+                raise ValueError("The network engine runs MLPs only; a CNN needs the dataflow "
+                                 "engine")
             self._engine = NetworkEngine(self._network, **board.engine_config)
         elif engine == "dataflow":
-            if folding is None:
+            if folding is not None:
+                foldings = parse_foldings(folding, self._network)
+            elif cnn:
+                # The fewest lanes whose stages keep up with the input (II 841 for the MNIST
+                # CNN): far faster than the serial line anyway.
+                from rtn_hw.demo import default_foldings
+                foldings = default_foldings(self._network)
+            else:
                 from rtn_hw.fold import fewest_lanes
                 foldings = fewest_lanes(self._network, DATAFLOW_II[board.target])
-            else:
-                foldings = parse_foldings(folding, self._network)
             from rtn_hw.fold import buffers_for
-            self._engine = DataflowEngine(self._network, foldings, buffers_for(board.target))
+            self._engine = DataflowEngine(self._network, foldings,
+                                          "fifo" if cnn else buffers_for(board.target))
         else:
             raise ValueError(f"Engine must be one of {', '.join(map(repr, ENGINES))}, not "
                              f"{engine!r}")
@@ -107,6 +131,7 @@ class BoardTop(wiring.Component):
     board = property(lambda self: self._board)
     divisor = property(lambda self: self._divisor)
     baud = property(lambda self: self._baud)
+    network = property(lambda self: self._network)
     engine = property(lambda self: self._engine)
     logic = property(lambda self: self._logic)
 

@@ -215,14 +215,23 @@ class BoardClient:
         return self._info
 
     def classify(self, image, *, logits=False):
-        """The board's Prediction for one image (pixels 0..pixel_max)."""
+        """The board's Prediction for one image (pixels 0..pixel_max). An image of more than
+        255 pixels goes in PARTs first; each acknowledgment must count the pixels sent so
+        far (a board that lost some, to noise or a reset, is caught before it classifies)."""
         info = self._info or self.info()
         command = protocol.Command.LOGITS if logits else protocol.Command.CLASSIFY
-        return self.request(
-            lambda seq: protocol.encode_classify(image, features=info.features,
-                                                 pixel_max=info.pixel_max, logits=logits,
-                                                 seq=seq),
-            command, protocol.Prediction)
+        parts, rest = protocol.split_image(image, features=info.features,
+                                           pixel_max=info.pixel_max)
+        held = 0
+        for pixels in parts:
+            ack = self.request(lambda seq: protocol.encode_part(pixels, seq=seq),
+                               protocol.Command.PART, protocol.PartAck)
+            held += len(pixels)
+            if ack.held != held:
+                raise HostError(f"bad reply to PART: the board holds {ack.held} pixels, "
+                                f"expected {held}")
+        return self.request(lambda seq: protocol.encode_frame(command, rest, seq=seq),
+                            command, protocol.Prediction)
 
 
 @dataclasses.dataclass

@@ -10,6 +10,10 @@ can therefore never lose a good frame to the garbage before it (a truncated fram
 claims too much, a 0xA5 in noise), and needs no look-ahead. LEN and the CRC count the bytes
 before stuffing.
 
+An image of more than 255 pixels (features up to 65,535) travels as PART requests of up to
+255 pixels each, acknowledged with the count the board holds, then a CLASSIFY or LOGITS
+request with the rest.
+
 SEQ is the request's sequence number, echoed in its reply, so a host can tell a reply to this
 request from a stale or duplicated one. CRC is CRC-16/IBM-3740 (also called CCITT-FALSE):
 polynomial x^16 + x^12 + x^5 + 1 (0x1021), initial value 0xFFFF, no reflection, no final XOR,
@@ -29,30 +33,35 @@ import numbers
 
 __all__ = [
     "SYNC", "VERSION", "Command", "ErrorCode", "ProtocolError", "crc16", "encode_frame",
-    "encode_info", "encode_classify", "Frame", "FrameDecoder", "Info", "Prediction",
-    "ErrorReply", "decode_reply", "decode_frames", "reply_lengths", "encode_info_reply",
-    "encode_prediction_reply", "encode_error_reply", "LOGIT_BYTES", "MAX_PAYLOAD",
-    "HEADER_BYTES", "CRC_BYTES", "CRC_INIT", "ESC", "ESCAPE_XOR", "stuff",
+    "encode_info", "encode_classify", "encode_part", "image_bytes", "split_image", "Frame",
+    "FrameDecoder", "Info", "Prediction", "PartAck", "ErrorReply", "decode_reply",
+    "decode_frames", "reply_lengths", "encode_info_reply", "encode_prediction_reply",
+    "encode_part_reply", "encode_error_reply", "LOGIT_BYTES", "MAX_PAYLOAD", "MAX_FEATURES",
+    "HEADER_BYTES", "CRC_BYTES", "CRC_INIT", "ESC", "ESCAPE_XOR", "stuff", "INFO_BYTES",
+    "PART_BYTES",
 ]
 
 SYNC = 0xA5
 ESC = 0x7D        # after SYNC, a SYNC or ESC byte travels as ESC, byte ^ ESCAPE_XOR
 ESCAPE_XOR = 0x20
 _ESCAPED = (SYNC ^ ESCAPE_XOR, ESC ^ ESCAPE_XOR)
-VERSION = 3
+VERSION = 4
 MAX_PAYLOAD = 255
+MAX_FEATURES = 0xFFFF    # the INFO reply's features is 16 bits; larger images travel in PARTs
 HEADER_BYTES = 4  # SYNC, CMD, SEQ, LEN
 CRC_BYTES = 2
 CRC_INIT = 0xFFFF
 LOGIT_BYTES = 4   # logits travel as signed 32-bit little-endian integers
 REPLY = 0x80      # a reply's command is the request's with bit 7 set
-INFO_BYTES = 9
+INFO_BYTES = 10
+PART_BYTES = 2    # a PART acknowledgment: the pixels held so far, 16-bit LE
 
 
 class Command(enum.IntEnum):
     INFO = 0x01           # empty payload; reply: the network shape (Info)
     CLASSIFY = 0x02       # payload: `features` pixel bytes; reply: the class
     LOGITS = 0x03         # payload: `features` pixel bytes; reply: the class and the logits
+    PART = 0x04           # payload: the image's next 1..255 pixels; reply: the pixels held
     ERROR = 0xFF          # board → host only: payload is one ErrorCode byte
 
 
@@ -114,8 +123,8 @@ def encode_info(*, seq=0):
     return encode_frame(Command.INFO, seq=seq)
 
 
-def encode_classify(image, *, features, pixel_max, logits=False, seq=0):
-    """A CLASSIFY (or, with `logits`, LOGITS) request for one image of `features` pixels."""
+def image_bytes(image, *, features, pixel_max):
+    """`image` (a sequence or array of `features` integers 0..pixel_max) as pixel bytes."""
     ravel = getattr(image, "ravel", None)
     try:
         pixels = list(ravel() if ravel is not None else image)
@@ -129,8 +138,32 @@ def encode_classify(image, *, features, pixel_max, logits=False, seq=0):
                 or not 0 <= pixel <= pixel_max:
             raise ProtocolError(f"Pixel {index} must be an integer 0..{pixel_max}, "
                                 f"not {pixel!r}")
+    return bytes(int(p) for p in pixels)
+
+
+def split_image(image, *, features, pixel_max):
+    """(PART payloads, the last payload): the image's pixels in PARTs of MAX_PAYLOAD, then
+    the 1..MAX_PAYLOAD pixels the CLASSIFY or LOGITS request carries. No PARTs for an image
+    of at most MAX_PAYLOAD pixels."""
+    pixels = image_bytes(image, features=features, pixel_max=pixel_max)
+    last = (len(pixels) - 1) // MAX_PAYLOAD * MAX_PAYLOAD
+    parts = [pixels[k:k + MAX_PAYLOAD] for k in range(0, last, MAX_PAYLOAD)]
+    return parts, pixels[last:]
+
+
+def encode_classify(image, *, features, pixel_max, logits=False, seq=0):
+    """A CLASSIFY (or, with `logits`, LOGITS) request for one image of `features` pixels
+    (at most MAX_PAYLOAD: a larger image goes as `split_image`'s PARTs, then a request)."""
     return encode_frame(Command.LOGITS if logits else Command.CLASSIFY,
-                        bytes(int(p) for p in pixels), seq=seq)
+                        image_bytes(image, features=features, pixel_max=pixel_max), seq=seq)
+
+
+def encode_part(pixels, *, seq=0):
+    """A PART request: the image's next 1..MAX_PAYLOAD pixel bytes."""
+    pixels = _payload(pixels)
+    if not pixels:
+        raise ProtocolError(f"A PART must carry 1..{MAX_PAYLOAD} pixels, not 0")
+    return encode_frame(Command.PART, pixels, seq=seq)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -252,6 +285,11 @@ class Prediction:
 
 
 @dataclasses.dataclass(frozen=True)
+class PartAck:
+    held: int               # pixels of the image the board holds, this PART's included
+
+
+@dataclasses.dataclass(frozen=True)
 class ErrorReply:
     code: int
 
@@ -266,7 +304,7 @@ class ErrorReply:
 def reply_lengths(classes=None):
     """{reply command: payload length} for FrameDecoder; LOGITS only once `classes` is known."""
     lengths = {Command.ERROR: 1, Command.INFO | REPLY: INFO_BYTES,
-               Command.CLASSIFY | REPLY: 1}
+               Command.CLASSIFY | REPLY: 1, Command.PART | REPLY: PART_BYTES}
     if classes is not None:
         lengths[Command.LOGITS | REPLY] = 1 + LOGIT_BYTES * classes
     return lengths
@@ -283,7 +321,7 @@ def _check_info(info):
         raise ProtocolError(f"INFO reply has protocol version {info.version}; this host "
                             f"speaks version {VERSION} (rebuild the bitstream or update rtn-hw)")
     for what, value, low, high in (
-            ("features", info.features, 1, MAX_PAYLOAD),
+            ("features", info.features, 1, MAX_FEATURES),
             ("classes", info.classes, 1, (MAX_PAYLOAD - 1) // LOGIT_BYTES),
             ("pixel_max", info.pixel_max, 1, 255),
             ("logit_width", info.logit_width, 1, 8 * LOGIT_BYTES)):
@@ -293,17 +331,20 @@ def _check_info(info):
 
 
 def decode_reply(frame, *, classes=None, logit_width=None):
-    """A reply Frame → Info, Prediction or ErrorReply, checked for consistency. `classes`
-    (from an INFO reply) is needed for LOGITS and bounds every label; `logit_width` bounds
-    the logits. Raises ProtocolError for a reply that cannot be right."""
+    """A reply Frame → Info, PartAck, Prediction or ErrorReply, checked for consistency.
+    `classes` (from an INFO reply) is needed for LOGITS and bounds every label; `logit_width`
+    bounds the logits. Raises ProtocolError for a reply that cannot be right."""
     if frame.command == Command.ERROR:
         _expect_length(frame, 1, "ERROR")
         return ErrorReply(frame.payload[0])
     if frame.command == Command.INFO | REPLY:
         _expect_length(frame, INFO_BYTES, "INFO")
         p = frame.payload
-        return _check_info(Info(p[0], p[1], p[2], p[3], p[4], p[5] | p[6] << 8,
+        return _check_info(Info(p[0], p[1] | p[9] << 8, p[2], p[3], p[4], p[5] | p[6] << 8,
                                 p[7] | p[8] << 8))
+    if frame.command == Command.PART | REPLY:
+        _expect_length(frame, PART_BYTES, "PART")
+        return PartAck(frame.payload[0] | frame.payload[1] << 8)
     if frame.command == Command.CLASSIFY | REPLY:
         _expect_length(frame, 1, "CLASSIFY")
         return _check_label(Prediction(frame.payload[0]), classes)
@@ -340,12 +381,20 @@ def _check_label(prediction, classes):
 def encode_info_reply(info, *, seq=0):
     lanes = _int(info.lanes, "Lane count", 0, 0xFFFF)
     channels = _int(info.channels, "Channel count", 0, 0xFFFF)
+    features = _int(info.features, "Feature count", 0, MAX_FEATURES)
     fields = [_int(v, what, 0, 255) for v, what in (
-        (info.version, "Version"), (info.features, "Feature count"),
+        (info.version, "Version"), (features & 0xFF, "Feature count"),
         (info.classes, "Class count"), (info.pixel_max, "Pixel maximum"),
         (info.logit_width, "Logit width"))]
+    # The features' high byte comes last: versions up to 3 had a one-byte count.
     return encode_frame(Command.INFO | REPLY, bytes(
-        fields + [lanes & 0xFF, lanes >> 8, channels & 0xFF, channels >> 8]), seq=seq)
+        fields + [lanes & 0xFF, lanes >> 8, channels & 0xFF, channels >> 8, features >> 8]),
+        seq=seq)
+
+
+def encode_part_reply(held, *, seq=0):
+    held = _int(held, "Held pixel count", 0, MAX_FEATURES)
+    return encode_frame(Command.PART | REPLY, held.to_bytes(PART_BYTES, "little"), seq=seq)
 
 
 def encode_prediction_reply(label, logits=None, *, seq=0):

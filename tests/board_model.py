@@ -1,6 +1,6 @@
 """In-memory boards for the host driver's tests: the golden network behind the protocol's own
-board-side encoders, well behaved (`ModelTransport`) or hostile (`HostileTransport`), and a
-fake clock, so deadlines are tested without waiting.
+board-side encoders (`ModelBoard`, PARTs included), well behaved (`ModelTransport`) or hostile
+(`HostileTransport`), and a fake clock, so deadlines are tested without waiting.
 
 tests/test_board_sim.py runs the same client against the simulated gateware."""
 
@@ -8,14 +8,15 @@ import numpy as np
 
 from rtn_hw import protocol, weights
 
-_NET = None
+_NETS = {}
+MNIST_CNN = weights.WEIGHTS_DIR / "rtn_mnist5k_cnn.json"
 
 
-def network():
-    global _NET
-    if _NET is None:
-        _NET = weights.load()
-    return _NET
+def network(path=None):
+    """The shipped digits MLP (default), or the network at `path`, loaded once."""
+    if path not in _NETS:
+        _NETS[path] = weights.load() if path is None else weights.load(path)
+    return _NETS[path]
 
 
 BYTE_SECONDS = 10 / 115_200      # one 8N1 byte at the boards' baud rate
@@ -36,24 +37,66 @@ class FakeClock:
         self.now += got * BYTE_SECONDS + (self.step if got < asked else 0.0)
 
 
+class ModelBoard:
+    """The board's side of the protocol (docs/protocol.md) with `net` (default: the digits
+    MLP, as the iCEBreaker's NetworkEngine: lanes 32, channels 2) computing: the pixels
+    PARTs left are held until any other reply."""
+
+    def __init__(self, net=None, *, lanes=32, channels=2):
+        self.net = network() if net is None else net
+        self.lanes, self.channels = lanes, channels
+        self.held = b""
+
+    @property
+    def info(self):
+        net, last = self.net, self.net.layers[-1]
+        return protocol.Info(protocol.VERSION, net.input.features, last.out_features,
+                             net.input.pixel_max, last.out_fmt.width, self.lanes,
+                             self.channels)
+
+    def _error(self, code, seq):
+        self.held = b""
+        return protocol.encode_error_reply(code, seq=seq)
+
+    def answer(self, frame, *, seq=None):
+        """The reply bytes to one request frame (its SEQ echoed unless `seq`)."""
+        C, E = protocol.Command, protocol.ErrorCode
+        seq = frame.seq if seq is None else seq
+        info, payload = self.info, frame.payload
+        if frame.command == C.INFO:
+            if payload:
+                return self._error(E.BAD_LENGTH, seq)
+            self.held = b""
+            return protocol.encode_info_reply(info, seq=seq)
+        if frame.command not in (C.CLASSIFY, C.LOGITS, C.PART):
+            return self._error(E.UNKNOWN_COMMAND, seq)
+        if frame.command == C.PART:
+            if not payload or len(self.held) + len(payload) > info.features:
+                return self._error(E.BAD_LENGTH, seq)
+        elif len(payload) != info.features - len(self.held):
+            return self._error(E.BAD_LENGTH, seq)
+        if max(payload, default=0) > info.pixel_max:
+            return self._error(E.PIXEL_RANGE, seq)
+        pixels, self.held = self.held + payload, b""
+        if frame.command == C.PART:
+            self.held = pixels
+            return protocol.encode_part_reply(len(pixels), seq=seq)
+        logits, classes = self.net.forward(np.frombuffer(pixels, np.uint8)[None])
+        if frame.command == C.LOGITS:
+            return protocol.encode_prediction_reply(int(classes[0]), logits[0], seq=seq)
+        return protocol.encode_prediction_reply(int(classes[0]), seq=seq)
+
+
 def answer(frame, *, seq=None):
-    """The golden board's reply bytes to one request frame (its SEQ echoed unless `seq`)."""
-    net = network()
-    seq = frame.seq if seq is None else seq
-    if frame.command == protocol.Command.INFO:
-        last = net.layers[-1]
-        return protocol.encode_info_reply(protocol.Info(
-            protocol.VERSION, 64, last.out_features, 16, last.out_fmt.width, 32, 2), seq=seq)
-    logits, classes = net.forward(np.frombuffer(frame.payload, np.uint8)[None])
-    if frame.command == protocol.Command.LOGITS:
-        return protocol.encode_prediction_reply(int(classes[0]), logits[0], seq=seq)
-    return protocol.encode_prediction_reply(int(classes[0]), seq=seq)
+    """A fresh digits board's reply bytes to one request frame (no PART held)."""
+    return ModelBoard().answer(frame, seq=seq)
 
 
 class ModelTransport:
     """A transport whose far end is a Python board answering every request at once."""
 
-    def __init__(self, *, drop_replies=False, error=None, clock=None):
+    def __init__(self, *, drop_replies=False, error=None, clock=None, board=None):
+        self.board = ModelBoard() if board is None else board
         self.requests = 0
         self.outbox = bytearray()
         self.drop_replies = drop_replies
@@ -72,7 +115,7 @@ class ModelTransport:
             return b""
         if self.error is not None:
             return protocol.encode_error_reply(self.error, seq=frame.seq)
-        return answer(frame)
+        return self.board.answer(frame)
 
     def read(self, size):
         out = bytes(self.outbox[:size])
@@ -96,17 +139,18 @@ class HostileTransport(ModelTransport):
     garbage     noise, then the reply           noise      an endless stream of noise
     truncated   part of the reply               wrong-seq  the reply with another SEQ
     corrupt     the reply with one bit flipped  disconnect every later call raises OSError
-    wrong-kind  a CLASSIFY reply to LOGITS or INFO, or an INFO reply to CLASSIFY
+    wrong-kind  a CLASSIFY reply to LOGITS, INFO or PART, or an INFO reply to CLASSIFY
     bad-label   a class outside 0..classes-1 (with a good CRC)
+    forget      the board drops the pixels it held (as after a reset), then answers
 
     `rng` (a numpy Generator) draws the noise and the cuts.
     """
 
     FAULTS = ("duplicate", "missing", "late", "stale", "garbage", "noise", "truncated",
-              "wrong-seq", "corrupt", "disconnect", "wrong-kind", "bad-label")
+              "wrong-seq", "corrupt", "disconnect", "wrong-kind", "bad-label", "forget")
 
-    def __init__(self, faults, *, rng, late=3, clock=None):
-        super().__init__(clock=clock)
+    def __init__(self, faults, *, rng, late=3, clock=None, board=None):
+        super().__init__(clock=clock, board=board)
         self.faults = list(faults)
         self.rng = rng
         self.late = late
@@ -120,7 +164,9 @@ class HostileTransport(ModelTransport):
 
     def reply(self, frame):
         fault = self.faults[(self.requests - 1) % len(self.faults)] if self.faults else None
-        good = answer(frame)
+        if fault == "forget":
+            self.board.held = b""
+        good = self.board.answer(frame)
         previous, self.previous = self.previous, good
         if fault is None:
             return good
@@ -141,7 +187,9 @@ class HostileTransport(ModelTransport):
         if fault == "truncated":
             return good[:int(self.rng.integers(1, len(good)))]
         if fault == "wrong-seq":
-            return answer(frame, seq=(frame.seq + 1) % 256)
+            reply = protocol.decode_frames(good)[0]
+            return protocol.encode_frame(reply.command, reply.payload,
+                                         seq=(frame.seq + 1) % 256)
         if fault == "corrupt":
             bad = bytearray(good)
             bit = int(self.rng.integers(8 * len(bad)))
@@ -152,10 +200,12 @@ class HostileTransport(ModelTransport):
             return b""
         if fault == "wrong-kind":
             if frame.command == protocol.Command.CLASSIFY:
-                return answer(protocol.Frame(protocol.Command.INFO, b"", frame.seq))
+                return protocol.encode_info_reply(self.board.info, seq=frame.seq)
             return protocol.encode_prediction_reply(0, seq=frame.seq)
         if fault == "bad-label":
             return protocol.encode_prediction_reply(200, seq=frame.seq)
+        if fault == "forget":
+            return good
         raise ValueError(f"unknown fault {fault!r}")
 
     def _check(self):

@@ -83,6 +83,14 @@ def _boards():
     (["ulx3s", "--folding", "64x4,128x4,8x5"], "--folding: applies to --engine dataflow only"),
     (["ulx3s", "--engine", "dataflow", "--folding", "64x4"],
      "--folding '64x4': Foldings must give one Folding per layer (3), not 1"),
+    (["ulx3s", "--network", "rtn_mnist5k_cnn"],
+     "--network rtn_mnist5k_cnn: a CNN runs on --engine dataflow only"),
+    (["ulx3s", "--engine", "dataflow", "--network", "rtn_mnist5k_cnn", "--folding", "8x1"],
+     "--folding '8x1': Foldings must give one Folding per conv or linear layer (4; max-pool "
+     "layers take none), not 1"),
+    (["ulx3s", "--engine", "dataflow", "--network", "nope"],
+     f"--network nope: {ROOT / 'weights' / 'nope.json'}: (file): cannot read: No such file or "
+     f"directory"),
 ])
 def test_bitstream_rejects(argv, message, capsys):
     build, _ = _boards()
@@ -137,3 +145,33 @@ def test_board_top_takes_the_dataflow_engine():
     board_top = top.BoardTop(build.load_board("icebreaker"), engine="dataflow")
     assert [str(f) for f in board_top.engine.foldings] == ["8x1:bram", "16x1:bram", "2x1:bram"]
     assert (board_top.engine.ii, board_top.engine.buffers) == (1024, "bram")
+
+
+def test_board_top_takes_a_cnn():
+    """`--network rtn_mnist5k_cnn --engine dataflow`: the CNN's default folding (the fewest
+    lanes at its input's II), a link of 784 features that hands the engine one pixel a
+    handshake, its own build folder; the network engine and a two-channel CNN are refused."""
+    build, top = _boards()
+    from rtn_hw import weights
+    from rtn_hw.demo import default_foldings
+    ulx3s = build.load_board("ulx3s")
+    manifest = build.network_manifest("rtn_mnist5k_cnn")
+    assert manifest == ROOT / "weights" / "rtn_mnist5k_cnn.json"
+    network = weights.load(manifest)
+    board_top = top.BoardTop(ulx3s, engine="dataflow", network=network)
+    assert board_top.engine.foldings == default_foldings(network)
+    assert [str(f) for f in board_top.engine.foldings] == [
+        "9x16:baked", "None", "144x8:bram", "None", "15x16:bram", "2x1:bram"]
+    link = board_top.logic.link
+    assert (link.features, link.pixels_per_handshake, link.pixel_max) == (784, 1, 255)
+    assert link.info.features == 784
+    assert build.build_folder(ulx3s, "dataflow", manifest) == \
+        ROOT / "build" / "boards" / "ulx3s-dataflow-rtn_mnist5k_cnn"
+    with pytest.raises(ValueError, match="^The network engine runs MLPs only; a CNN needs "
+                                         "the dataflow engine$"):
+        top.BoardTop(ulx3s, network=network)
+    import types
+    wide = types.SimpleNamespace(convolutional=True,
+                                 layers=[types.SimpleNamespace(in_shape=(3, 28, 28))])
+    with pytest.raises(ValueError, match="^A CNN with 3 input channels cannot run on a board"):
+        top.check_network(wide)

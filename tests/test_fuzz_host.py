@@ -1,6 +1,7 @@
 """The host driver (rtn_hw.host) against hostile boards: Hypothesis draws a fault for each
 request (tests/board_model.py: duplicate, missing, late, stale, garbage, endless noise,
-truncated, wrong SEQ, corrupted, disconnect, wrong kind, bad label), and the run must either
+truncated, wrong SEQ, corrupted, disconnect, wrong kind, bad label, a board that forgets the
+PARTs it held), on the digits MLP and on the MNIST CNN (images in PARTs), and the run must either
 give exactly the golden network's classes or stop with one HostError line, within its
 deadlines. Then the real SerialTransport on a pseudo-terminal, with a board thread on the
 other side that misbehaves the same ways. Seeds and budgets: tests/fuzzing.py."""
@@ -13,22 +14,25 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from board_model import FakeClock, HostileTransport, answer, network
+from board_model import MNIST_CNN, FakeClock, HostileTransport, ModelBoard, answer, network
 from fuzzing import examples, fuzz_seed, seeded  # noqa: F401 (fuzz_seed: autouse fixture)
 from rtn_hw import host, protocol, weights
 
 TIMEOUT = 1.0
 IMAGES, LABELS = weights.load_digits_test()
 GOLDEN = [int(c) for c in network().forward(IMAGES[:8])[1]]
+MNIST_IMAGES = weights.load_mnist5k_test()[0][:6]
+MNIST_GOLDEN = [int(c) for c in network(MNIST_CNN).forward(MNIST_IMAGES)[1]]
 
 
-def _run(faults, count, seed, late):
+def _run(faults, count, seed, late, cnn=False):
     clock = FakeClock()
+    board = ModelBoard(network(MNIST_CNN), lanes=0, channels=0) if cnn else None
     transport = HostileTransport(faults, rng=np.random.default_rng(seed), late=late,
-                                 clock=clock)
+                                 clock=clock, board=board)
     client = host.BoardClient(transport, timeout=TIMEOUT, clock=clock)
     try:
-        result = host.run_images(client, IMAGES[:count])
+        result = host.run_images(client, (MNIST_IMAGES if cnn else IMAGES)[:count])
     except host.HostError as error:
         return None, str(error), clock(), transport.requests
     return result.predictions, None, clock(), transport.requests
@@ -50,6 +54,22 @@ def test_hostile_board_never_gets_a_wrong_answer(faults, count, seed, late):
     assert elapsed <= requests * (TIMEOUT + FakeClock().step + 0.01)
 
 
+@seeded
+@examples(40)
+@given(st.lists(st.one_of(st.none(), st.sampled_from(HostileTransport.FAULTS)), min_size=1,
+                max_size=9),
+       st.integers(1, 3), st.integers(0, 2**32 - 1), st.integers(1, 40))
+def test_hostile_cnn_board_never_gets_a_wrong_answer(faults, count, seed, late):
+    """784-pixel images in four requests each: a fault on any PART (a lost, stale, late or
+    repeated acknowledgment, a board that forgot) ends in the golden class or one line."""
+    predictions, error, elapsed, requests = _run(faults, count, seed, late, cnn=True)
+    if error is None:
+        assert predictions == MNIST_GOLDEN[:count]
+    else:
+        assert "\n" not in error and error
+    assert elapsed <= requests * (TIMEOUT + FakeClock().step + 0.01)
+
+
 @pytest.mark.parametrize("fault, outcome", [
     (None, "ok"),
     ("duplicate", "ok"),          # the second copy is flushed (or ignored by its SEQ)
@@ -64,6 +84,7 @@ def test_hostile_board_never_gets_a_wrong_answer(faults, count, seed, late):
     ("noise", "no reply to INFO (seq 1) within 1 s (timeout); ignored"),
     ("disconnect", "transport read failed (Input/output error)"),
     ("wrong-kind", "bad reply to INFO (seq 1): Prediction(label=0, logits=None)"),
+    ("forget", "ok"),             # no PARTs: nothing held to forget
 ])
 def test_each_fault_on_the_first_request(fault, outcome, seed):
     """Each fault alone, on every request: the exact outcome."""

@@ -121,13 +121,52 @@ def test_encode_classify_raises_only_protocol_errors(image, logits, seq):
 
 @seeded
 @examples(300)
-@given(ANY, st.one_of(st.none(), ANY), ANY, st.sampled_from(["prediction", "error", "info"]))
+@given(st.one_of(ANY, st.binary(min_size=1, max_size=800),
+                 st.lists(st.integers(0, 255), min_size=1, max_size=800)),
+       st.one_of(st.none(), st.integers(1, 800)), st.integers(1, 255))
+def test_split_image_and_parts_raise_only_protocol_errors(image, features, pixel_max):
+    """split_image on anything: a ProtocolError, or PARTs and a last request that carry the
+    image in order, each a frame the decoder gives back. `features` None: the image's own
+    length, when it has one."""
+    if features is None:
+        features = len(image) if hasattr(image, "__len__") and len(image) else 1
+    try:
+        parts, last = p.split_image(image, features=features, pixel_max=pixel_max)
+    except p.ProtocolError as error:
+        assert "\n" not in str(error)
+        return
+    frames = [p.encode_part(part, seq=k + 1) for k, part in enumerate(parts)]
+    frames.append(p.encode_frame(p.Command.CLASSIFY, last))
+    decoded = p.decode_frames(b"".join(frames))
+    assert [f.command for f in decoded] == [p.Command.PART] * len(parts) + [p.Command.CLASSIFY]
+    assert b"".join(f.payload for f in decoded) == bytes(int(v) for v in image)
+    assert all(1 <= len(f.payload) <= p.MAX_PAYLOAD for f in decoded)
+
+
+@seeded
+@examples(200)
+@given(ANY, ANY)
+def test_encode_part_raises_only_protocol_errors(pixels, seq):
+    try:
+        frame = p.encode_part(pixels, seq=seq)
+    except p.ProtocolError as error:
+        assert "\n" not in str(error)
+        return
+    assert p.decode_frames(frame) == [p.Frame(p.Command.PART, bytes(pixels), seq)]
+
+
+@seeded
+@examples(300)
+@given(ANY, st.one_of(st.none(), ANY), ANY,
+       st.sampled_from(["prediction", "error", "info", "part"]))
 def test_board_encoders_raise_only_protocol_errors(label, logits, seq, which):
     try:
         if which == "prediction":
             p.encode_prediction_reply(label, logits, seq=seq)
         elif which == "error":
             p.encode_error_reply(label, seq=seq)
+        elif which == "part":
+            p.encode_part_reply(label, seq=seq)
         else:
             p.encode_info_reply(p.Info(label, 64, 10, 16, 24, logits, 1), seq=seq)
     except p.ProtocolError as error:
@@ -136,7 +175,7 @@ def test_board_encoders_raise_only_protocol_errors(label, logits, seq, which):
 
 @seeded
 @examples(500)
-@given(st.sampled_from([0x81, 0x82, 0x83, 0xFF, 0x00, 0x42]), st.binary(max_size=60),
+@given(st.sampled_from([0x81, 0x82, 0x83, 0x84, 0xFF, 0x00, 0x42]), st.binary(max_size=60),
        st.one_of(st.none(), st.integers(1, 63)), st.one_of(st.none(), st.integers(1, 32)))
 def test_decode_reply_raises_only_protocol_errors(command, payload, classes, logit_width):
     try:

@@ -10,7 +10,8 @@ import re
 import numpy as np
 import pytest
 
-from board_model import FakeClock, ModelTransport
+from board_model import MNIST_CNN, FakeClock, HostileTransport, ModelBoard, ModelTransport, \
+    network
 from rtn_hw import cli, host, protocol, weights
 
 
@@ -34,6 +35,46 @@ def test_client_classifies_like_the_golden_network():
     assert result.correct == sum(int(p == l) for p, l in zip(result.predictions, labels))
     assert len(seen) == 20 and seen[0][0] == 0
     assert result.images_per_second > 0
+
+
+def cnn_board():
+    return ModelBoard(network(MNIST_CNN), lanes=0, channels=0)
+
+
+def test_client_sends_a_large_image_in_parts():
+    """The MNIST CNN's 784 pixels: three PARTs of 255 (each acknowledgment checked), then a
+    CLASSIFY or LOGITS with the last 19; the golden network's classes and logits."""
+    images, _ = weights.load_mnist5k_test()
+    images = images[:6]
+    transport = ModelTransport(board=cnn_board())
+    sent = []
+    real = transport.reply
+    transport.reply = lambda frame: sent.append((frame.command, len(frame.payload))) or real(
+        frame)
+    client = client_for(transport)
+    assert client.info().features == 784
+    logits, classes = network(MNIST_CNN).forward(images)
+    assert client.classify(images[0], logits=True) == protocol.Prediction(
+        int(classes[0]), tuple(int(v) for v in logits[0]))
+    P = protocol.Command
+    assert sent[1:] == [(P.PART, 255)] * 3 + [(P.LOGITS, 19)]
+    assert host.run_images(client, images).predictions == [int(c) for c in classes]
+    assert len(sent) == 1 + 4 * 7
+
+
+@pytest.mark.parametrize("faults, message", [
+    ([None, None, "forget"], "bad reply to PART: the board holds 255 pixels, expected 510"),
+    ([None, None, None, None, "forget"], "board replied with error BAD_LENGTH"),
+    ([None, "wrong-kind"], "bad reply to PART (seq 2): Prediction(label=0, logits=None)"),
+])
+def test_client_checks_each_part(faults, message, rng):
+    """A board that lost what it held is caught at the next acknowledgment (or by the
+    board's own length check on the last request), never classifies a wrong image."""
+    images, _ = weights.load_mnist5k_test()
+    transport = HostileTransport(faults, rng=rng, board=cnn_board())
+    client = client_for(transport)
+    with pytest.raises(host.HostError, match=f"^{re.escape(message)}$"):
+        client.classify(images[0])
 
 
 def test_client_timeout_and_error_reply():
@@ -113,6 +154,21 @@ def test_cli_run_images_file(monkeypatch, capsys, tmp_path):
     assert status == 0
     assert out.splitlines()[1].startswith("image 0: class ")
     assert "accuracy" not in out
+
+
+def test_cli_run_mnist_cnn_board(monkeypatch, capsys, tmp_path):
+    """`rtn-hw run --images` with MNIST images on a board running the CNN (PARTs)."""
+    monkeypatch.setattr(host, "SerialTransport", _factory(board=cnn_board()))
+    images, labels = weights.load_mnist5k_test()
+    path = tmp_path / "mnist.npz"
+    np.savez(path, images=images[:5], labels=labels[:5])
+    status, out, err = _run_cli(["run", "--port", "x", "--images", str(path)], capsys)
+    assert (status, err) == (0, "")
+    lines = out.splitlines()
+    assert lines[0] == "board: 784 pixels (0..255), 10 classes, lanes=0 channels=0"
+    classes = network(MNIST_CNN).forward(images[:5])[1]
+    assert lines[1:6] == [f"image {k}: class {c} (label {labels[k]}"
+                          f"{'' if c == labels[k] else ', MISS'})" for k, c in enumerate(classes)]
 
 
 def _images_file(folder, name, data):

@@ -3,11 +3,12 @@
 A small stand-in engine with the NetworkEngine's ports keeps these tests fast and independent
 of the network; tests/test_board_sim.py runs the real engine behind the UART."""
 
+import time
 import types
 
 import numpy as np
 import pytest
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
@@ -69,12 +70,15 @@ class FakeEngine(wiring.Component):
         return m
 
 
-def run_link(script, *, seed, idle=0.3, stall=0.3, latency=7):
+def run_link(script, *, seed, idle=0.3, stall=0.3, latency=7, engine=None):
     """Play `script` (bytes to send, or ints: cycles to wait with the line idle) into a Link
-    with a FakeEngine; return every byte the link sent."""
-    link = Link(features=FEATURES, classes=CLASSES, pixel_max=PIXEL_MAX,
-                logit_width=LOGIT_WIDTH, timeout=TIMEOUT, lanes=32, channels=4)
-    engine = FakeEngine(latency)
+    with a FakeEngine (or `engine`); return every byte the link sent."""
+    if engine is None:
+        link = Link(features=FEATURES, classes=CLASSES, pixel_max=PIXEL_MAX,
+                    logit_width=LOGIT_WIDTH, timeout=TIMEOUT, lanes=32, channels=4)
+        engine = FakeEngine(latency)
+    else:
+        link = Link.for_engine(engine, timeout=TIMEOUT)
     m = Module()
     m.submodules.link = link
     m.submodules.engine = engine
@@ -116,13 +120,13 @@ def run_link(script, *, seed, idle=0.3, stall=0.3, latency=7):
     return bytes(sent)
 
 
-def replies(raw, *, seqs=False):
+def replies(raw, *, seqs=False, classes=CLASSES):
     """The decoded replies in `raw` (every byte must belong to a good frame); with `seqs`,
     (SEQ, reply) pairs."""
     decoder = p.FrameDecoder()
     frames = decoder.feed(raw)
     assert decoder.skipped == 0 and decoder.pending == 0
-    decoded = [p.decode_reply(f, classes=CLASSES) for f in frames]
+    decoded = [p.decode_reply(f, classes=classes) for f in frames]
     return list(zip([f.seq for f in frames], decoded)) if seqs else decoded
 
 
@@ -132,7 +136,9 @@ def classify(image, logits=False, seq=0):
 
 
 @pytest.mark.parametrize("name, value, message", [
-    ("features", 0, "Feature count must be an integer 1..255, not 0"),
+    ("features", 0, "Feature count must be an integer 1..65535, not 0"),
+    ("pixels_per_handshake", 65, "Pixels per handshake must be an integer 1..64, not 65"),
+    ("pixels_per_handshake", 5, "Pixels per handshake must divide the feature count 64, not 5"),
     ("classes", 64, "Class count must be an integer 1..63, not 64"),
     ("pixel_max", 16.0, "Pixel maximum must be an integer 1..255, not 16.0"),
     ("logit_width", 33, "Logit width must be an integer 1..32, not 33"),
@@ -316,3 +322,184 @@ def test_serial_classifier_fifo_keeps_pipelined_requests():
     assert seen[0] == info and len(seen) >= 2
     assert all(isinstance(r, p.ErrorReply) for r in seen[1:])
     assert replies(run_pins([p.encode_info()], fifo_depth=0)) == [info]
+
+
+class StreamEngine(wiring.Component):
+    """A CNN engine's ports: `pixels_per_handshake` pixels a handshake in image order (taken
+    on alternate cycles), logits[k] = the sum of (j + 1)·p[j] over the pixels j ≡ k mod
+    classes, so a pixel out of place changes the result; holds `o` until taken."""
+
+    classes, logit_width, lanes, channels = 4, 24, 0, 0
+    network = types.SimpleNamespace(input=types.SimpleNamespace(pixel_max=255))
+
+    def __init__(self, features, pixels_per_handshake):
+        self.features, self.pixels_per_handshake = features, pixels_per_handshake
+        super().__init__({
+            "i": In(stream.Signature(data.ArrayLayout(8, pixels_per_handshake))),
+            "o": Out(stream.Signature(result_layout(self.classes, self.logit_width))),
+        })
+
+    @classmethod
+    def reference(cls, image):
+        logits = [0] * cls.classes
+        for j, pixel in enumerate(int(v) for v in image):
+            logits[j % cls.classes] += (j + 1) * pixel
+        return logits.index(max(logits)), logits
+
+    def elaborate(self, platform):
+        m = Module()
+        per, classes = self.pixels_per_handshake, self.classes
+        position = Signal(range(self.features + 1))
+        toggle = Signal()
+        acc = [Signal(signed(self.logit_width)) for _ in range(classes)]
+        m.d.sync += toggle.eq(~toggle)
+        m.d.comb += self.i.ready.eq(toggle & ~self.o.valid)
+        with m.If(self.i.valid & self.i.ready):
+            sums = list(acc)
+            for q in range(per):
+                j = position + q
+                for k in range(classes):
+                    sums[k] = Mux(j % classes == k, sums[k] + (j + 1) * self.i.payload[q],
+                                  sums[k])
+            m.d.sync += [a.eq(v) for a, v in zip(acc, sums)]
+            m.d.sync += position.eq(position + per)
+            with m.If(position + per == self.features):
+                m.d.sync += [self.o.valid.eq(1), position.eq(0)]
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += [self.o.valid.eq(0)] + [a.eq(0) for a in acc]
+        best, label = acc[0], 0
+        for k in range(1, classes):
+            label = Mux(acc[k] > best, k, label)
+            best = Mux(acc[k] > best, acc[k], best)
+        m.d.comb += [self.o.payload.label.eq(label)]
+        m.d.comb += [self.o.payload.logits[k].eq(acc[k]) for k in range(classes)]
+        return m
+
+
+@pytest.mark.parametrize("features, per", [(300, 1), (300, 3), (520, 1)])
+def test_link_takes_a_large_image_in_parts(features, per, rng, seed):
+    """An image of more than 255 pixels in PARTs (any split, the last request empty or not),
+    handed to an engine `per` pixels a handshake; every error empties the held image, and
+    a resend after it is answered. Pixels include SYNC and ESC (stuffed)."""
+    engine = StreamEngine(features, per)
+    classes = engine.classes
+    E = p.ErrorCode
+    images = [rng.integers(0, 256, features) for _ in range(4)]
+    images[0][:4] = [p.SYNC, p.ESC, 0, 255]
+    script, expected = [p.encode_info(seq=1)], [
+        (1, p.Info(p.VERSION, features, classes, 255, 24, 0, 0))]
+    seq = 1
+
+    def part(pixels, held):
+        nonlocal seq
+        seq += 1
+        script.append(p.encode_part(bytes(int(v) for v in pixels), seq=seq))
+        expected.append((seq, p.PartAck(held) if held is not None else None))
+
+    def request(pixels, image=None, *, logits=False, error=None):
+        nonlocal seq
+        seq += 1
+        command = p.Command.LOGITS if logits else p.Command.CLASSIFY
+        script.append(p.encode_frame(command, bytes(int(v) for v in pixels), seq=seq))
+        if error is not None:
+            expected.append((seq, p.ErrorReply(error)))
+        else:
+            label, values = StreamEngine.reference(image)
+            expected.append((seq, p.Prediction(label, tuple(values) if logits else None)))
+
+    def send(image, cuts, *, logits=False):
+        """PARTs ending at each cut, then the request with the rest."""
+        start = 0
+        for cut in cuts:
+            part(image[start:cut], cut)
+            start = cut
+        request(image[start:], image, logits=logits)
+
+    full = list(range(255, features, 255))                    # the host's split
+    send(images[0], full)
+    send(images[1], [100, 255] + [355] * (features > 400) + [features - 30], logits=True)
+    send(images[2], [1, *range(200, features - 1, 200), features - 1, features])  # LEN 0 last
+    # An INFO between parts empties the held image: the rest is then too short.
+    part(images[3][:200], 200)
+    seq += 1
+    script.append(p.encode_info(seq=seq))
+    expected.append((seq, expected[0][1]))
+    request(images[3][200:455], error=E.BAD_LENGTH)
+    # A PART with a bad CRC: the board answers BAD_CHECKSUM and drops what it held; the
+    # host sends the image again from the start.
+    part(images[3][:255], 255)
+    seq += 1
+    body = bytes([p.Command.PART, seq, 10]) + bytes(int(v) for v in images[3][255:265])
+    script.append(bytes([p.SYNC]) + p.stuff(body + (p.crc16(body) ^ 1).to_bytes(2, "big")))
+    expected.append((seq, p.ErrorReply(E.BAD_CHECKSUM)))
+    send(images[3], full)
+    # Bad lengths: a request too short for what is held, a PART past the image, an empty
+    # PART, a whole image's first 255 pixels as a request.
+    part(images[0][:255], 255)
+    request(images[0][:10], error=E.BAD_LENGTH)
+    for cut in full:
+        part(images[0][cut - 255:cut], cut)
+    seq += 1
+    script.append(p.encode_part(bytes(features - full[-1] + 1), seq=seq))
+    expected.append((seq, p.ErrorReply(E.BAD_LENGTH)))
+    seq += 1
+    script.append(p.encode_frame(p.Command.PART, b"", seq=seq))
+    expected.append((seq, p.ErrorReply(E.BAD_LENGTH)))
+    request(images[0][:255], error=E.BAD_LENGTH)
+    # A PART cut short by the next frame: what was held is gone, the next PART counts from 0.
+    part(images[1][:255], 255)
+    seq += 1
+    script.append(p.encode_part(bytes(int(v) for v in images[1][255:265]), seq=seq)[:8])
+    send(images[1], full)
+    raw = run_link(script, seed=seed, engine=engine, idle=0.1)
+    assert replies(raw, seqs=True, classes=classes) == [e for e in expected if e[1] is not None]
+
+
+def _cnn_through_link(network, foldings, images, seed, split):
+    """`images` through a Link and a real CNN DataflowEngine (one pixel a handshake): the
+    first whole in one CLASSIFY when it fits, the others in PARTs ending at `split`, with
+    LOGITS; replies against the golden network."""
+    from rtn_hw.gateware.dataflow import DataflowEngine
+    engine = DataflowEngine(network, foldings)
+    features, pixel_max = network.input.features, network.input.pixel_max
+    logits, classes = network.forward(images)
+    script, expected = [], []
+    for k, image in enumerate(images):
+        pixels = p.image_bytes(image, features=features, pixel_max=pixel_max)
+        cuts = [] if k == 0 and features <= p.MAX_PAYLOAD else split
+        start = 0
+        for cut in cuts:
+            script.append(p.encode_part(pixels[start:cut], seq=len(script) + 1))
+            expected.append((len(script), p.PartAck(cut)))
+            start = cut
+        command = p.Command.LOGITS if k else p.Command.CLASSIFY
+        script.append(p.encode_frame(command, pixels[start:], seq=len(script) + 1))
+        expected.append((len(script), p.Prediction(
+            int(classes[k]), tuple(int(v) for v in logits[k]) if k else None)))
+    started = time.perf_counter()
+    raw = run_link(script, seed=seed, engine=engine, idle=0.1, stall=0.1)
+    print(f"{len(images)} images, {time.perf_counter() - started:.1f} s")
+    assert replies(raw, seqs=True, classes=engine.classes) == expected
+
+
+def test_link_runs_the_digits_cnn_engine(rng, seed):
+    """The digits CNN's engine (unfolded, II 81) behind the link: an image in one CLASSIFY,
+    one in two PARTs and a LOGITS; the golden network's classes and logits."""
+    from rtn_hw import weights
+    from rtn_hw.gateware.dataflow import unfolded
+    network = weights.load(weights.WEIGHTS_DIR / "rtn_digits_cnn.json")
+    images, _ = weights.load_digits_test()
+    images = images[np.sort(rng.choice(len(images), 2, replace=False))]
+    _cnn_through_link(network, unfolded(network), images, seed, [20, 50])
+
+
+@pytest.mark.slow
+def test_link_runs_the_mnist_cnn_engine(rng, seed):
+    """The MNIST CNN's engine (the board's default folding, II 841) behind the link: two test
+    images of 784 pixels, each in three PARTs and a last request."""
+    from rtn_hw import weights
+    from rtn_hw.demo import default_foldings
+    network = weights.load(weights.WEIGHTS_DIR / "rtn_mnist5k_cnn.json")
+    images, _ = weights.load_mnist5k_test()
+    images = images[np.sort(rng.choice(len(images), 2, replace=False))]
+    _cnn_through_link(network, default_foldings(network), images, seed, [255, 510, 765])

@@ -98,6 +98,10 @@ def test_frame_rejects(command, payload, seq, message):
     (lambda: p.encode_prediction_reply(1, False), "Logits must be a sequence of integers, "
                                                   "not bool"),
     (lambda: p.encode_error_reply(300), "Error code must be an integer 0..255, not 300"),
+    (lambda: p.encode_part_reply(65536), "Held pixel count must be an integer 0..65535, not "
+                                         "65536"),
+    (lambda: p.encode_info_reply(p.Info(4, 65536, 10, 16, 24, 0, 0)),
+     "Feature count must be an integer 0..65535, not 65536"),
     (lambda: p.encode_info_reply(p.Info(2, 64, 10, 16, 24, 70000, 1)),
      "Lane count must be an integer 0..65535, not 70000"),
 ])
@@ -218,10 +222,12 @@ def _logits_frame(label, logits):
      "LOGITS reply has class 1 but its logits peak at class 0"),
     (_logits_frame(0, [2**23] + [0] * 9),
      "LOGITS reply has logit 0 = 8388608, outside 24-bit signed range"),
-    (_info_frame(version=2), "INFO reply has protocol version 2; this host speaks version 3 "
+    (_info_frame(version=2), "INFO reply has protocol version 2; this host speaks version 4 "
                              "(rebuild the bitstream or update rtn-hw)"),
     (_info_frame(classes=0), "INFO reply has classes 0, expected 1..63"),
-    (_info_frame(features=0), "INFO reply has features 0, expected 1..255"),
+    (_info_frame(features=0), "INFO reply has features 0, expected 1..65535"),
+    (p.Frame(0x81, bytes(9)), "INFO reply must carry 10 payload bytes, not 9"),   # version 3
+    (p.Frame(0x84, b"\x01"), "PART reply must carry 2 payload bytes, not 1"),
     (_info_frame(pixel_max=0), "INFO reply has pixel_max 0, expected 1..255"),
     (_info_frame(logit_width=40), "INFO reply has logit_width 40, expected 1..32"),
 ])
@@ -262,3 +268,50 @@ def test_decoder_needed_stays_inside_a_stuffed_frame():
         at += len(chunk)
         frames = decoder.feed(chunk)
     assert at == len(frame) and frames[0].payload[0] == 3
+
+
+def test_info_reply_carries_16_bit_features():
+    """The features' high byte is the INFO reply's last (10th) byte."""
+    info = p.Info(p.VERSION, 784, 10, 255, 24, 0, 0)
+    frame = p.decode_frames(p.encode_info_reply(info, seq=5))[0]
+    assert frame.payload == bytes([4, 784 & 0xFF, 10, 255, 24, 0, 0, 0, 0, 784 >> 8])
+    assert p.decode_reply(frame) == info
+    assert p.decode_reply(p.decode_frames(p.encode_info_reply(
+        p.Info(p.VERSION, 65535, 10, 255, 24, 0, 0)))[0]).features == 65535
+
+
+def test_part_request_and_reply():
+    frame = p.encode_part(bytes([1, p.SYNC, 3]), seq=9)
+    assert p.decode_frames(frame) == [p.Frame(p.Command.PART, bytes([1, p.SYNC, 3]), 9)]
+    assert frame[:4] == bytes([p.SYNC, 0x04, 9, 3])
+    reply = p.encode_part_reply(510, seq=9)
+    decoded = p.decode_frames(reply, lengths=p.reply_lengths())
+    assert decoded == [p.Frame(0x84, (510).to_bytes(2, "little"), 9)]
+    assert p.decode_reply(decoded[0]) == p.PartAck(510)
+
+
+@pytest.mark.parametrize("pixels, message", [
+    (b"", "A PART must carry 1..255 pixels, not 0"),
+    (bytes(256), "Payload must be at most 255 bytes, not 256"),
+    (5, "Payload must be bytes, not int"),
+])
+def test_part_rejects(pixels, message):
+    with pytest.raises(p.ProtocolError, match=f"^{re.escape(message)}$"):
+        p.encode_part(pixels)
+
+
+@pytest.mark.parametrize("features, parts, last", [
+    (64, [], 64), (255, [], 255), (256, [255], 1), (510, [255], 255), (511, [255, 255], 1),
+    (784, [255, 255, 255], 19)])
+def test_split_image(features, parts, last):
+    image = np.arange(features) % 256
+    got_parts, got_last = p.split_image(image, features=features, pixel_max=255)
+    assert [len(part) for part in got_parts] == parts and len(got_last) == last
+    assert b"".join(got_parts) + got_last == bytes(image.astype(np.uint8))
+
+
+def test_split_image_checks_pixels():
+    with pytest.raises(p.ProtocolError, match=r"^Pixel 700 must be an integer 0\.\.254, not 255$"):
+        p.split_image([0] * 700 + [255] * 84, features=784, pixel_max=254)
+    with pytest.raises(p.ProtocolError, match=r"^Image must have 784 pixels, not 783$"):
+        p.split_image([0] * 783, features=784, pixel_max=255)

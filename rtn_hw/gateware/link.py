@@ -1,9 +1,11 @@
 """The board's serial link: frame parser and responder between UART bytes and the engine.
 
 `Link` speaks the protocol of `rtn_hw.protocol` (docs/protocol.md) on two byte streams and
-hands whole images to a network engine. `SerialClassifier` is the whole board logic with the
-pins as ports: UartRx → (optional FIFO) → Link ⇄ NetworkEngine, Link → UartTx. The board tops in
-boards/ only add the platform's clock, pins and LED stretching.
+hands images to a network engine: a whole image per handshake (NetworkEngine, an MLP's
+DataflowEngine) or `pixels_per_handshake` pixels at a time (a CNN's DataflowEngine).
+`SerialClassifier` is the whole board logic with the pins as ports: UartRx → (optional FIFO)
+→ Link ⇄ engine, Link → UartTx. The board tops in boards/ only add the platform's clock, pins
+and LED stretching.
 """
 
 from amaranth.hdl import C, Cat, Module, Mux, Signal, signed, unsigned
@@ -61,11 +63,25 @@ class Link(wiring.Component):
     frame it answers (0 for BAD_SYNC, or a TIMEOUT before SEQ came). The reply to an image is
     read straight from the engine's held output, which is released (`result.ready`) after the
     last CRC byte.
+
+    An image of more than 255 pixels comes in PART frames, then a CLASSIFY or LOGITS frame
+    with the rest; `held` counts the pixels in, and any reply but a PART acknowledgment (and
+    any frame cut short) empties it. Pixels shift into one register from the top, so the
+    image's first pixel ends as element 0. `image` carries `pixels_per_handshake` pixels (a
+    divisor of `features`; default all): the register's bottom ones, shifted down after each
+    handshake (for one pixel, the very shift that receives).
     """
 
     def __init__(self, *, features, classes, pixel_max, logit_width, timeout, lanes=0,
-                 channels=0):
-        self._features = _check_int(features, "Feature count", 1, protocol.MAX_PAYLOAD)
+                 channels=0, pixels_per_handshake=None):
+        self._features = _check_int(features, "Feature count", 1, protocol.MAX_FEATURES)
+        if pixels_per_handshake is None:
+            pixels_per_handshake = features
+        self._per_handshake = _check_int(pixels_per_handshake, "Pixels per handshake", 1,
+                                         features)
+        if features % pixels_per_handshake:
+            raise TypeError(f"Pixels per handshake must divide the feature count {features}, "
+                            f"not {pixels_per_handshake!r}")
         # A LOGITS reply (1 + 4 bytes a class) must fit the 8-bit LEN.
         self._classes = _check_int(classes, "Class count", 1,
                                    (protocol.MAX_PAYLOAD - 1) // protocol.LOGIT_BYTES)
@@ -79,7 +95,7 @@ class Link(wiring.Component):
             "rx": In(stream.Signature(unsigned(8))),
             "tx": Out(stream.Signature(unsigned(8))),
             "image": Out(stream.Signature(
-                data.ArrayLayout(unsigned(self._pixel_bits), features))),
+                data.ArrayLayout(unsigned(self._pixel_bits), self._per_handshake))),
             "result": In(stream.Signature(result_layout(classes, logit_width))),
             "busy": Out(1),
             "error": Out(1),
@@ -90,7 +106,9 @@ class Link(wiring.Component):
         return cls(features=engine.features, classes=engine.classes,
                    pixel_max=engine.network.input.pixel_max, logit_width=engine.logit_width,
                    timeout=timeout, lanes=getattr(engine, "lanes", 0),
-                   channels=getattr(engine, "channels", 0))    # 0: per-layer (dataflow)
+                   channels=getattr(engine, "channels", 0),    # 0: per-layer (dataflow)
+                   pixels_per_handshake=getattr(engine, "pixels_per_handshake",
+                                                engine.features))
 
     features = property(lambda self: self._features)
     classes = property(lambda self: self._classes)
@@ -100,6 +118,7 @@ class Link(wiring.Component):
     timeout = property(lambda self: self._timeout)
     lanes = property(lambda self: self._lanes)
     channels = property(lambda self: self._channels)
+    pixels_per_handshake = property(lambda self: self._per_handshake)
 
     @property
     def info(self):
@@ -131,28 +150,32 @@ class Link(wiring.Component):
         pending = Signal(8)          # error code known before the CRC arrives (0: none)
         pixel_bad = Signal()
         pixels = Signal(self._features * self._pixel_bits, reset_less=True)
+        held = Signal(range(self._features + 1))   # pixels of the image in `pixels`
+        shift_in = Signal()          # take `byte` into the top of `pixels`
+        shift_out = Signal()         # the engine took the bottom pixels_per_handshake
         idle = Signal(range(self._timeout + 1))
 
         # Reply state: what to send, the byte index in the payload.
-        kind = Signal(2)             # 0 error, 1 info, 2 class, 3 class and logits
+        kind = Signal(3)             # 0 error, 1 info, 2 class, 3 class and logits, 4 part
         code = Signal(8)
         index = Signal(8)
         word = Signal(range(self._classes))
         part = Signal(range(logit_bytes))
-        KIND_ERROR, KIND_INFO, KIND_CLASS, KIND_LOGITS = range(4)
+        KIND_ERROR, KIND_INFO, KIND_CLASS, KIND_LOGITS, KIND_PART = range(5)
 
         reply_command = Signal(8)
         reply_length = Signal(8)
         m.d.comb += [
             reply_command.eq(Mux(kind == KIND_ERROR, P.Command.ERROR,
-                                 Cat(kind, C(0, 5), C(1, 1)))),
-            reply_length.eq(Mux(kind == KIND_INFO, 9, Mux(
-                kind == KIND_LOGITS, 1 + logit_bytes * self._classes, 1))),
+                                 Cat(kind, C(0, 4), C(1, 1)))),
+            reply_length.eq(Mux(kind == KIND_INFO, P.INFO_BYTES, Mux(
+                kind == KIND_LOGITS, 1 + logit_bytes * self._classes,
+                Mux(kind == KIND_PART, P.PART_BYTES, 1)))),
         ]
         info = self.info
-        info_bytes = [info.version, info.features, info.classes, info.pixel_max,
+        info_bytes = [info.version, info.features & 0xFF, info.classes, info.pixel_max,
                       info.logit_width, info.lanes & 0xFF, info.lanes >> 8,
-                      info.channels & 0xFF, info.channels >> 8]
+                      info.channels & 0xFF, info.channels >> 8, info.features >> 8]
         payload_byte = Signal(8)
         label = self.result.payload.label
         with m.Switch(kind):
@@ -163,6 +186,8 @@ class Link(wiring.Component):
                     for k, value in enumerate(info_bytes):
                         with m.Case(k):
                             m.d.comb += payload_byte.eq(value)
+            with m.Case(KIND_PART):
+                m.d.comb += payload_byte.eq(Mux(index == 0, held[:8], held[8:]))
             with m.Default():
                 # Label, then the logits as sign-extended 32-bit little-endian words; `word`
                 # and `part` count along, so the selection is a 10:1 then 4:1 mux rather
@@ -177,6 +202,8 @@ class Link(wiring.Component):
 
         def start_reply(what, error_code=0):
             m.d.sync += [kind.eq(what), code.eq(error_code), index.eq(0), word.eq(0), part.eq(0)]
+            if what != KIND_PART:
+                m.d.sync += held.eq(0)
             if what == KIND_ERROR:
                 m.d.sync += self.error.eq(1)
             m.next = "SYNC"
@@ -222,6 +249,8 @@ class Link(wiring.Component):
             the next frame with it (one place that starts frames keeps the logic small)."""
             m.d.comb += self.rx.ready.eq(~is_sync)
             with m.If(self.rx.valid & is_sync):
+                # Its pixels (if any) are in the register: the held image is lost too.
+                m.d.sync += held.eq(0)
                 m.next = "IDLE"
 
         def receive():
@@ -269,7 +298,10 @@ class Link(wiring.Component):
                             with m.If(byte != 0):
                                 m.d.sync += pending.eq(E.BAD_LENGTH)
                         with m.Case(P.Command.CLASSIFY, P.Command.LOGITS):
-                            with m.If(byte != self._features):
+                            with m.If(byte != self._features - held):
+                                m.d.sync += pending.eq(E.BAD_LENGTH)
+                        with m.Case(P.Command.PART):
+                            with m.If((byte == 0) | (held + byte > self._features)):
                                 m.d.sync += pending.eq(E.BAD_LENGTH)
                         with m.Default():
                             m.d.sync += pending.eq(E.UNKNOWN_COMMAND)
@@ -279,10 +311,8 @@ class Link(wiring.Component):
                         m.next = "PAYLOAD"
             with m.State("PAYLOAD"):
                 with m.If(receive()):
-                    # Pixels shift in from the top, so the first one ends up as element 0.
-                    m.d.sync += [crc.eq(crc_next), count.eq(count + 1),
-                                 pixels.eq(Cat(pixels[self._pixel_bits:],
-                                               byte[:self._pixel_bits]))]
+                    m.d.comb += shift_in.eq(1)
+                    m.d.sync += [crc.eq(crc_next), count.eq(count + 1)]
                     with m.If(byte > self._pixel_max):
                         m.d.sync += pixel_bad.eq(1)
                     with m.If(count == length - 1):
@@ -303,14 +333,22 @@ class Link(wiring.Component):
                         start_reply(KIND_INFO)
                     with m.Elif(pixel_bad):
                         start_reply(KIND_ERROR, E.PIXEL_RANGE)
+                    with m.Elif(command == P.Command.PART):
+                        m.d.sync += held.eq(held + length)
+                        start_reply(KIND_PART)
                     with m.Else():
-                        m.d.sync += kind.eq(Mux(command == P.Command.LOGITS, KIND_LOGITS,
-                                                KIND_CLASS))
+                        m.d.sync += [kind.eq(Mux(command == P.Command.LOGITS, KIND_LOGITS,
+                                                 KIND_CLASS)),
+                                     held.eq(self._features)]
                         m.next = "ENGINE"
             with m.State("ENGINE"):
+                # `held` counts the pixels still to hand over, pixels_per_handshake at a time.
                 m.d.comb += [self.image.valid.eq(1), self.busy.eq(1)]
                 with m.If(self.image.ready):
-                    m.next = "WAIT"
+                    m.d.comb += shift_out.eq(1)
+                    m.d.sync += held.eq(held - self._per_handshake)
+                    with m.If(held == self._per_handshake):
+                        m.next = "WAIT"
             with m.State("WAIT"):
                 m.d.comb += self.busy.eq(1)
                 with m.If(self.result.valid):
@@ -345,7 +383,20 @@ class Link(wiring.Component):
                     m.d.comb += self.result.ready.eq(kind[1])
                     m.next = "IDLE"
 
-        m.d.comb += self.image.payload.eq(pixels)
+        # Pixels shift in from the top, so the first one ends up as element 0; the engine
+        # takes them from the bottom.
+        pb, per = self._pixel_bits, self._per_handshake
+        received = Cat(pixels[pb:], byte[:pb])
+        if per == 1:
+            with m.If(shift_in | shift_out):
+                m.d.sync += pixels.eq(received)
+        else:
+            with m.If(shift_in):
+                m.d.sync += pixels.eq(received)
+            if per < self._features:
+                with m.Elif(shift_out):
+                    m.d.sync += pixels.eq(pixels[per * pb:])
+        m.d.comb += self.image.payload.eq(pixels[:per * pb])
         return m
 
 
