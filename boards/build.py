@@ -80,7 +80,9 @@ def summarize(build_dir):
 def _engine_report(engine):
     """The engine's configuration for report.json (and the demo's clock look-up)."""
     if hasattr(engine, "ii"):
-        return {"kind": "dataflow", "foldings": [str(f) for f in engine.foldings],
+        # A CNN's max-pool layers have no folding (None): left out, as --folding takes it.
+        return {"kind": "dataflow",
+                "foldings": [str(f) for f in engine.foldings if f is not None],
                 "buffers": engine.buffers, "ii": engine.ii, "latency": engine.latency}
     return {"kind": "network", "lanes": engine.lanes, "channels": engine.channels,
             "cycles_per_image": engine.cycles_per_image}
@@ -88,7 +90,8 @@ def _engine_report(engine):
 
 def _engine_text(engine):
     if hasattr(engine, "ii"):
-        return (f"dataflow engine {','.join(map(str, engine.foldings))} (II {engine.ii}, "
+        foldings = ",".join(str(f) for f in engine.foldings if f is not None)
+        return (f"dataflow engine {foldings} (II {engine.ii}, "
                 f"{engine.buffers} buffers)")
     return f"engine lanes={engine.lanes} channels={engine.channels}"
 

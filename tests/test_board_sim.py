@@ -162,6 +162,8 @@ def test_board_top_takes_a_cnn():
     assert board_top.engine.foldings == default_foldings(network)
     assert [str(f) for f in board_top.engine.foldings] == [
         "9x16:baked", "None", "144x8:bram", "None", "15x16:bram", "2x1:bram"]
+    assert build._engine_report(board_top.engine)["foldings"] == [
+        "9x16:baked", "144x8:bram", "15x16:bram", "2x1:bram"]
     link = board_top.logic.link
     assert (link.features, link.pixels_per_handshake, link.pixel_max) == (784, 1, 255)
     assert link.info.features == 784
