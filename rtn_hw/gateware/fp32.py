@@ -56,42 +56,51 @@ def _no_stage(value, name):
     return value
 
 
-def _exp(m, x, name):
-    """The effective exponent of operand `x` (see `_Fields`) as a named signal."""
-    field = x[FRAC:31]
-    return _comb(m, Mux(field == 0, 1, field), f"{name}_exp")
-
-
 class _Fields:
     """Fields of a binary32 operand. A subnormal has exponent field 0 but scales like field 1,
-    so `exp` is the effective exponent (>= 1) and `sig` carries the hidden bit explicitly."""
+    so `exp` is the effective exponent (>= 1) and `sig` carries the hidden bit explicitly.
+
+    `field_max` with `frac_zero` is infinity, without it NaN: the operations combine these
+    tests directly, since the order of `_select` (NaN, then infinity, then zero) makes most
+    of the full class tests unnecessary."""
 
     def __init__(self, m, x, name):
         # Each derived value is one named signal: an inline expression is written out again
-        # in the Verilog at every use, and Icarus evaluates every copy.
+        # in the Verilog at every use, and Icarus evaluates every copy. Three 1-bit signals,
+        # not one `Cat`: Amaranth would write the tests once and their `Cat` again.
         field = x[FRAC:31]
-        frac = x[:FRAC]
         self.sign = x[31]
-        tests = _comb(m, Cat(field == 0, field == 0xFF, frac == 0), f"{name}_cls")
-        field_zero, field_max, frac_zero = tests[0], tests[1], tests[2]
-        self.is_nan = field_max & ~frac_zero
-        self.is_inf = field_max & frac_zero
-        self.zero = field_zero & frac_zero
-        self.sig = Cat(frac, ~field_zero)
+        self.field_zero = field_zero = _comb(m, field == 0, f"{name}_fz")
+        self.field_max = _comb(m, field == 0xFF, f"{name}_fmax")
+        self.frac_zero = _comb(m, x[:FRAC] == 0, f"{name}_mz")
+        # A multiplexer rather than a `Cat` with the hidden bit: Icarus re-evaluates a
+        # concatenation (and the product or sum it feeds) once per changed part.
+        frac = x[:FRAC]
+        self.sig = _comb(m, Mux(field_zero, Cat(frac, 0), Cat(frac, 1)), f"{name}_sig")
         self.exp = _comb(m, Mux(field_zero, 1, field), f"{name}_exp")
 
+    @property
+    def is_nan(self):
+        return self.field_max & ~self.frac_zero
 
-def _normalize(m, x, name):
+    @property
+    def is_inf(self):
+        return self.field_max & self.frac_zero
+
+
+def _normalize(m, x, name, limit=None):
     """Shift `x` left until its top bit is set; return (shifted, shift count).
 
     A logarithmic shifter: each step shifts by a power of two when that many top bits are
     zero, which is a leading-zero count and the normalizing shift in one. For x = 0 the count
-    is meaningless (callers treat zero apart)."""
+    is meaningless (callers treat zero apart). With `limit`, at most that many leading zeros
+    are removed (the steps up to the power of two above it)."""
     m.submodules[name] = m = Module()
     width = len(x)
+    limit = width - 1 if limit is None else limit
     steps = []
     k = 1
-    while k < width:
+    while k <= limit:
         steps.insert(0, k)
         k *= 2
     count = []
@@ -110,7 +119,7 @@ _MAX_SHIFT = SIG + 2
 
 
 def _scale(m, exp, name):
-    """Everything rounding needs from the exponent, as one 14-bit signal {base, shift, over}.
+    """Everything rounding needs from the exponent: (base, shift, over).
 
     `exp` is the biased exponent (signed, any range) of a normalized significand's top bit.
     A tiny result (exp < 1) is shifted right into the subnormal range before rounding, so it
@@ -119,11 +128,10 @@ def _scale(m, exp, name):
     any finite value. It sits after the register that follows the normalizing shift: before
     it, it would lengthen the shift stage, the longest one (measured on ECP5)."""
     m.submodules[name] = m = Module()
-    exp = _comb(m, exp, f"{name}_exp")
     normal = _comb(m, exp >= 1, f"{name}_normal")
     base = Mux(normal, exp - 1, 0)[:8]
     shift = Mux(normal, 0, Mux(exp < 1 - _MAX_SHIFT, _MAX_SHIFT, 1 - exp))[:5]
-    return _comb(m, Cat(base, shift, exp >= 0xFF), f"{name}_scale")
+    return base, shift, exp >= 0xFF
 
 
 def _round_pack(m, scale, sig, name):
@@ -135,7 +143,7 @@ def _round_pack(m, scale, sig, name):
     fraction bump the exponent (subnormal to normal, or the largest finite to infinity)."""
     m.submodules[name] = m = Module()
     width = len(sig)
-    base, shift, over = scale[:8], scale[8:13], scale[13]
+    base, shift, over = scale
     # Only the significand and guard positions (the top SIG + 1 bits) can stay above the
     # guard bit after a right shift; everything else counts towards the sticky bit alone. So
     # the shifter is SIG + 1 + _MAX_SHIFT bits wide whatever the width of `sig` (a 74-bit
@@ -146,7 +154,9 @@ def _round_pack(m, scale, sig, name):
     guard = wide[_MAX_SHIFT]
     sticky = (sig[:width - SIG - 1] != 0) | (wide[:_MAX_SHIFT] != 0)
     up = guard & (sticky | mant[0])
-    packed = (Cat(Const(0, FRAC), base) + mant + up)[:31]
+    # base + mant + up as one adder: the rounding increment is the carry into bit 1 of a sum
+    # whose bit 0 is 1 + up.
+    packed = (Cat(Const(1, 1), Const(0, FRAC), base) + Cat(up, mant))[1:32]
     return over, packed
 
 
@@ -177,28 +187,34 @@ def fp32_mul(m, a, b, *, stage=_no_stage, registers=0, name="mul"):
     after_product, after_shift = _points(stage, registers)
     front, back = _halves(m, name)
     fa, fb = _Fields(front, a, f"{name}_a"), _Fields(front, b, f"{name}_b")
-    zero_a, zero_b = fa.zero, fb.zero
+    zero_a = _comb(front, fa.field_zero & fa.frac_zero, f"{name}_za")
+    zero_b = _comb(front, fb.field_zero & fb.frac_zero, f"{name}_zb")
     product = _comb(front, fa.sig * fb.sig, f"{name}_p", unsigned(2 * SIG))
     # Biased exponent of product bit 47: (ea - 127) + (eb - 127) + 1 + 127.
-    exp = _comb(front, fa.exp + fb.exp - 126, f"{name}_e", signed(11))
-    nan = fa.is_nan | fb.is_nan | (fa.is_inf & zero_b) | (fb.is_inf & zero_a)
-    special = _comb(front, Cat(nan, fa.is_inf | fb.is_inf, zero_a | zero_b), f"{name}_special")
-    sign = _comb(front, fa.sign ^ fb.sign, f"{name}_sign")
+    exp = _comb(front, fa.exp + fb.exp - 126, f"{name}_e", signed(10))
+    # `_select` tests NaN first, so "infinity" may also be set for a NaN operand: any
+    # operand with the exponent field all ones. NaN: a NaN operand, or inf * 0.
+    nan = ((fa.field_max & (~fa.frac_zero | zero_b)) |
+           (fb.field_max & (~fb.frac_zero | zero_a)))
+    # The special-case bits and the sign travel as one 4-bit register: one clocked process
+    # in the Verilog instead of two (Icarus runs each once per cycle).
+    flags = Cat(nan, fa.field_max | fb.field_max, zero_a | zero_b, fa.sign ^ fb.sign)
 
     product, exp = after_product(product, f"{name}_p_r"), after_product(exp, f"{name}_e_r")
-    special = after_product(special, f"{name}_special_r")
-    sign = after_product(sign, f"{name}_sign_r")
+    flags = after_product(flags, f"{name}_flags_r")
 
-    norm, lz = _normalize(back, product, f"{name}_norm")
-    exp = _comb(back, exp - lz, f"{name}_en", signed(12))
+    # A normal operand's significand is >= 2^23, so a product has at most 24 leading zeros
+    # unless both operands are subnormal, and then it rounds to zero however far it is
+    # normalized (its exponent stays below the subnormal range).
+    norm, lz = _normalize(back, product, f"{name}_norm", limit=SIG)
+    exp = _comb(back, exp - lz, f"{name}_en")
 
     norm, exp = after_shift(norm, f"{name}_norm_r"), after_shift(exp, f"{name}_en_r")
     scale = _scale(back, exp, f"{name}_scale")
-    special, sign = after_shift(special, f"{name}_special_n"), after_shift(sign, f"{name}_sign_n")
+    flags = after_shift(flags, f"{name}_flags_n")
 
     rounded = _round_pack(back, scale, norm, f"{name}_rnd")
-    return _comb(back, _select(special, sign, rounded, special[2]), f"{name}_result",
-                 unsigned(32))
+    return _select(flags, flags[3], rounded, flags[2])
 
 
 def fp32_add(m, a, b, *, stage=_no_stage, registers=0, name="add"):
@@ -212,46 +228,58 @@ def fp32_add(m, a, b, *, stage=_no_stage, registers=0, name="add"):
     front, back = _halves(m, name)
     extra = 3
     width = SIG + extra
+    # Each operand is decoded once, before the operands are ordered; the order then picks
+    # the significands and the exponent (narrower multiplexers than whole operands).
+    fa, fb = _Fields(front, a, f"{name}_a"), _Fields(front, b, f"{name}_b")
     swap = _comb(front, b[:31] > a[:31], f"{name}_swap")
-    big = _comb(front, Mux(swap, b, a), f"{name}_big", unsigned(32))
-    small = _comb(front, Mux(swap, a, b), f"{name}_small", unsigned(32))
-    fb, fs = _Fields(front, big, f"{name}_big"), _Fields(front, small, f"{name}_small")
-    subtract = _comb(front, fb.sign ^ fs.sign, f"{name}_subtract")
+    big_sig = _comb(front, Mux(swap, fb.sig, fa.sig), f"{name}_bsig")
+    small_sig = _comb(front, Mux(swap, fa.sig, fb.sig), f"{name}_ssig")
+    subtract = _comb(front, fa.sign ^ fb.sign, f"{name}_subtract")
 
     # Both alignment distances are computed beside the magnitude compare, which then only
     # picks one, instead of subtracting after the operands are ordered (a shorter path).
-    ea, eb = _exp(front, a, f"{name}_a"), _exp(front, b, f"{name}_b")
-    dist_a = _comb(front, (ea - eb)[:8], f"{name}_dist_a")
-    dist_b = _comb(front, (eb - ea)[:8], f"{name}_dist_b")
+    ea, eb = fa.exp, fb.exp
+    # Named operators, sliced where used: Amaranth writes an unnamed operator out again at
+    # every use, while a named slice or `Cat` is one more (unused) copy.
+    dist_a = _comb(front, ea - eb, f"{name}_dist_a")[:8]
+    dist_b = _comb(front, eb - ea, f"{name}_dist_b")[:8]
     shift = _comb(front, Mux(swap, Mux(dist_b > width, width, dist_b),
                              Mux(dist_a > width, width, dist_a)), f"{name}_ashift",
                   range(width + 1))
-    wide = _comb(front, Cat(Const(0, width + extra), fs.sig) >> shift, f"{name}_align")
+    wide = _comb(front, Cat(Const(0, width + extra), small_sig) >> shift, f"{name}_align")
     aligned = Cat(wide[width] | (wide[:width] != 0), wide[width + 1:])
-    big_sig = Cat(Const(0, extra), fb.sig)
-    total = _comb(front, Mux(subtract, big_sig - aligned, big_sig + aligned)[:width + 1],
+    # One adder: subtracting is adding the (width + 1)-bit complement plus one, the carry-in
+    # the carry into bit 1 of a sum whose bit 0 is 1 + subtract; the same sum as a separate
+    # adder and subtractor. The second operand is one multiplexer, so Icarus evaluates the
+    # adder about once per cycle (a `Cat` re-evaluates it on every changed part).
+    addend = _comb(front, Mux(subtract, Cat(1, ~aligned, 1), Cat(0, aligned, 0)),
+                   f"{name}_addend")
+    total = _comb(front, (Cat(Const(1, 1), Const(0, extra), big_sig) + addend)[1:width + 2],
                   f"{name}_sum", unsigned(width + 1))
-    nan = fb.is_nan | fs.is_nan | (fb.is_inf & fs.is_inf & subtract)
-    special = _comb(front, Cat(nan, fb.is_inf, subtract), f"{name}_special")
-    sign, exp = big[31], _comb(front, fb.exp, f"{name}_e", unsigned(8))
+    # `_select` tests NaN first, so "infinity" may also be set for a NaN operand. Infinity
+    # is the larger operand (the sum's sign); inf - inf is NaN.
+    nan = fa.is_nan | fb.is_nan | (fa.is_inf & fb.is_inf & subtract)
+    # The special-case bits and the sign as one register (see `fp32_mul`).
+    flags = Cat(nan, fa.field_max | fb.field_max, subtract, Mux(swap, fb.sign, fa.sign))
+    exp = _comb(front, Mux(swap, eb, ea), f"{name}_e", unsigned(8))
 
     total, exp = after_add(total, f"{name}_sum_r"), after_add(exp, f"{name}_e_r")
-    special, sign = after_add(special, f"{name}_special_r"), after_add(sign, f"{name}_sign_r")
+    flags = after_add(flags, f"{name}_flags_r")
 
     norm, lz = _normalize(back, total, f"{name}_norm")
     # Bit `width` of the sum (the carry position) has weight 2^(exp - 127 + 1).
-    exp = _comb(back, exp + 1 - lz, f"{name}_en", signed(10))
+    exp = _comb(back, exp + 1 - lz, f"{name}_en")
 
     norm, exp = after_shift(norm, f"{name}_norm_r"), after_shift(exp, f"{name}_en_r")
     scale = _scale(back, exp, f"{name}_scale")
-    special, sign = after_shift(special, f"{name}_special_n"), after_shift(sign, f"{name}_sign_n")
+    flags = after_shift(flags, f"{name}_flags_n")
 
     # A normalized sum without its top bit is zero. An exact zero sum is -0 only when both
     # operands are -0; x + (-x) is +0 under RNE.
-    zero = ~norm[-1]
-    sign = sign & ~(special[2] & zero)
+    zero = _comb(back, ~norm[-1], f"{name}_zero")
+    sign = flags[3] & ~(flags[2] & zero)
     rounded = _round_pack(back, scale, norm, f"{name}_rnd")
-    return _comb(back, _select(special, sign, rounded, zero), f"{name}_result", unsigned(32))
+    return _select(flags, sign, rounded, zero)
 
 
 def _check_stages(value, what):
@@ -363,11 +391,16 @@ class Fp32Dot(wiring.Component):
         m = Module()
         pipe = Pipeline(m, self.i, self.o, self.latency, name="pipe")
 
+        def stage(value, name):
+            # Data registers without reset (the valid bits reset): their contents matter only
+            # under a valid bit, and Icarus then evaluates one multiplexer less per register.
+            return pipe.stage(value, name, reset=False)
+
         def op_stages(build, count, a, b, name):
             # The last register of every operation is its output register; the others sit
             # inside it (see `fp32_mul` and `fp32_add`).
-            result = build(m, a, b, stage=pipe.stage, registers=count - 1, name=name)
-            return pipe.stage(result, f"{name}_r")
+            result = build(m, a, b, stage=stage, registers=count - 1, name=name)
+            return stage(result, f"{name}_r")
 
         # Each lane's operands as named 32-bit signals, so that a multiplier's submodule takes
         # them as ports instead of the whole payload: otherwise every submodule repeats the
@@ -385,7 +418,7 @@ class Fp32Dot(wiring.Component):
                 # The odd element waits as many cycles as an adder takes, to stay aligned.
                 carry = values[-1]
                 for s in range(self._add_stages):
-                    carry = pipe.stage(carry, f"pass{level}_{s}")
+                    carry = stage(carry, f"pass{level}_{s}")
                 summed.append(carry)
             values = summed
         m.d.comb += self.o.payload.eq(values[0])
