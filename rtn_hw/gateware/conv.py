@@ -39,6 +39,8 @@ steps; a convolution max(steps, H_out·W_out·K·G); a pool its steps; a flatten
 layer K·G. The engine's II is the largest (`stage_iis`).
 """
 
+import dataclasses
+
 import numpy as np
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
@@ -51,6 +53,7 @@ from ..model.conv import conv_out_shape
 from .layouts import trit_planes
 
 __all__ = ["RegisterSlice", "WindowGenerator", "ConvStage", "PoolStage", "Flatten",
+           "FlattenBuffer", "buffers_flatten", "position_major",
            "window_grid", "generator_steps", "emission_steps", "window_fifo_depth", "trit_max"]
 
 # Lanes per copy of the chunk counter in the first linear stage, which chooses its chunks out
@@ -411,6 +414,83 @@ class Flatten(wiring.Component):
         return m
 
 
+def buffers_flatten(shape, folding):
+    """Whether the first linear layer after a (C, H, W) map reads it from a `FlattenBuffer`:
+    its lanes a whole number of positions (a multiple of C)."""
+    return folding.lanes % shape[0] == 0
+
+
+def position_major(layer, shape):
+    """`layer` (after the flatten of a (C, H, W) map) with its weight columns in position-major
+    order, p·C + c, the order in which a `FlattenBuffer` holds the map; the dot products, and
+    so every constant and result, are unchanged."""
+    c, h, w = shape
+    order = (np.arange(c)[None, :] * (h * w) + np.arange(h * w)[:, None]).reshape(-1)
+    return dataclasses.replace(layer, t_w=layer.t_w[:, order])
+
+
+class FlattenBuffer(wiring.Component):
+    """Positions (C trits) of a (C, H, W) map in raster order → the map in block RAM, read a
+    chunk of `lanes` trits at a time by the first linear stage (`chunk_signature`; that stage's
+    weights in `position_major` order). `lanes` is a multiple of C, so a word holds lanes / C
+    whole positions, each written under its own write-enable; trits past the map (the last
+    word's padding) are never written and stay 0. `depth` images: one being written, the rest
+    complete or being read. The flip-flop `Flatten` held a 3,136-trit vector for the MNIST CNN
+    and chose 64-lane chunks out of it; its plane and copy enables, each reaching flip-flops
+    spread over that whole vector, and the chunk multiplexer were the routed critical paths.
+    An image is readable the cycle after its last position is taken."""
+
+    def __init__(self, shape, lanes, depth=2):
+        self._shape, self._lanes, self._depth = tuple(shape), lanes, depth
+        c, h, w = shape
+        if lanes % c:
+            raise ValueError(f"FlattenBuffer lanes must be a multiple of the {c} channels, not "
+                             f"{lanes}")
+        self._words = -(-h * w * c // lanes)
+        from .dataflow import chunk_signature
+        super().__init__({"i": In(stream.Signature(trit_planes(c))),
+                          "o": Out(chunk_signature(lanes, self._words))})
+
+    def elaborate(self, platform):
+        from .dataflow import _MEMORY_ATTRS
+        m = Module()
+        (c, h, w), lanes, depth, words = self._shape, self._lanes, self._depth, self._words
+        area, per = h * w, lanes // c
+        # Lane e of a word: nz in bit 2e, sg in 2e + 1; position slot j holds lanes j·C ….
+        m.submodules.buffer = mem = Memory(shape=unsigned(2 * lanes), depth=depth * words,
+                                           init=[], attrs=_MEMORY_ATTRS["bram"])
+        wport = mem.write_port(granularity=2 * c)
+        rport = mem.read_port()
+        pos = Signal(range(area), name="pos")            # the position in its image
+        slot = Signal(range(per), name="slot")           # its place in the word
+        waddr = Signal(range(depth * words), name="waddr")
+        raddr = Signal(range(depth * words), name="raddr")   # the head image's first word
+        level = Signal(range(depth + 1), name="level")   # complete images
+        take = Signal(name="take")
+        last_pos = pos == area - 1
+        word_done = last_pos | (slot == per - 1)
+        position = Cat(*(Cat(self.i.payload.nz[ch], self.i.payload.sg[ch]) for ch in range(c)))
+        m.d.comb += [self.i.ready.eq(level != depth), take.eq(self.i.valid & self.i.ready),
+                     wport.addr.eq(waddr), wport.data.eq(position.replicate(per)),
+                     wport.en.eq(Cat(*(take & (slot == j) for j in range(per))))]
+        with m.If(take):
+            m.d.sync += [pos.eq(Mux(last_pos, 0, pos + 1)), slot.eq(Mux(word_done, 0, slot + 1))]
+            with m.If(word_done):
+                m.d.sync += waddr.eq(Mux(waddr == depth * words - 1, 0, waddr + 1))
+        done, pop = take & last_pos, self.o.valid & self.o.ready
+        with m.If(done & ~pop):
+            m.d.sync += level.eq(level + 1)
+        with m.Elif(pop & ~done):
+            m.d.sync += level.eq(level - 1)
+        with m.If(pop):
+            m.d.sync += raddr.eq(Mux(raddr == (depth - 1) * words, 0, raddr + words))
+        m.d.comb += [self.o.valid.eq(level != 0), rport.addr.eq(raddr + self.o.chunk)]
+        for e in range(lanes):
+            m.d.comb += [self.o.data.nz[e].eq(rport.data[2 * e]),
+                         self.o.data.sg[e].eq(rport.data[2 * e + 1])]
+        return m
+
+
 class ConvStage(wiring.Component):
     """One convolution: positions (C_in trits) in raster order → output positions (P trits) in
     raster order. A `WindowGenerator` feeding the `LayerStage` of the layer's `dense` layer
@@ -548,13 +628,20 @@ def build(m, engine, pixels):
             shape = layer.out_shape
         else:
             # The first linear layer reads the flatten's vector where it waits.
-            hold = shape is not None
+            hold, chunk_in = shape is not None, False
             if hold:
-                m.submodules[f"flatten{k}"] = flatten = Flatten(shape)
+                chunk_in = buffers_flatten(shape, folding)
+                if chunk_in:
+                    flatten = FlattenBuffer(shape, folding.lanes)
+                    layer = position_major(layer, shape)
+                else:
+                    flatten = Flatten(shape)
+                m.submodules[f"flatten{k}"] = flatten
                 wiring.connect(m, previous, flatten.i)
                 previous, shape = flatten.o, None
             stage = LayerStage(layer, folding, last=k == len(layers) - 1, fifo_depth=depth,
-                               hold=hold, chunk_span=CHUNK_SPAN if hold else None)
+                               hold=hold, chunk_in=chunk_in,
+                               chunk_span=CHUNK_SPAN if hold else None)
         m.submodules[f"stage{k}"] = stage
         wiring.connect(m, previous, stage.i)
         previous = stage.o
@@ -598,14 +685,15 @@ def latency(network, foldings):
     is offered and the stage is free (a generator a step a cycle, a real step a cycle after
     its input is offered (the input slice), a window two cycles after its step; a LayerStage
     one every K·G cycles, its `stage_latency` later at its output, two cycles more through a
-    window FIFO; a flatten's vector two cycles after its last position, the stage after it
-    holding its input).
+    window FIFO; a flatten's vector two cycles after its last position, a `FlattenBuffer`'s
+    one, the stage after it holding its input).
     Output FIFOs are taken to be never full: true for the first image as `fifo_depths` sizes
     them, so the figure is exact where that holds (the tests check it)."""
     from .dataflow import stage_latency
     layers = network.layers
     c, h, w = layers[0].in_shape
     times = [0] * (h * w)     # every pixel offered from the start
+    shape = None
     for k, (layer, f) in enumerate(zip(layers, foldings)):
         if layer.kind == "maxpool":
             times = _generator_times(layer, times)
@@ -614,10 +702,12 @@ def latency(network, foldings):
             if window_fifo_depth(layer, f):
                 windows = [t + 2 for t in windows]
             times = _stage_times(layer.dense, f, windows, stage_latency(layer.dense, f, False))
+        if layer.kind != "linear":
+            shape = layer.out_shape
         else:
             hold = len(times) > 1       # the flatten, then a stage that holds its input
             if hold:
-                times = [max(times) + 2]
+                times = [max(times) + (1 if buffers_flatten(shape, f) else 2)]
             times = _stage_times(layer, f, times,
                                  stage_latency(layer, f, k == len(layers) - 1, hold=hold))
     return times[-1]
