@@ -30,9 +30,11 @@ window FIFO between the two lets the generator run ahead over an image's window-
 (`window_fifo_depth`).
 
 `PoolStage` is a `WindowGenerator` (no padding) and a per-channel maximum of the window's
-trits (`rtn_hw.model.conv.pool_trits`: pooling trits is exact). `Flatten` collects the
-positions of a whole map into one vector in the golden model's flatten order (channel-major,
-c·H·W + h·W + w) for the first fully connected layer.
+trits (`rtn_hw.model.conv.pool_trits`: pooling trits is exact). Before the first fully
+connected layer, `FlattenBuffer` writes the positions of a map into block RAM, position-major,
+for that layer to read a chunk at a time with its weight columns permuted to match (where its
+lanes are whole positions); else `Flatten` collects them into one vector in flip-flops in the
+golden model's flatten order (channel-major, c·H·W + h·W + w).
 
 Rates (cycles per image, one handshake per cycle at most): the input H₀·W₀; a generator its
 steps; a convolution max(steps, H_out·W_out·K·G); a pool its steps; a flatten H·W; a linear
