@@ -262,7 +262,8 @@ def _add_run(subparsers):
     parser.add_argument("--port", metavar="PORT", help="serial port, e.g. /dev/ttyUSB1")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--images", metavar="FILE",
-                        help=".npz with 'images' (and optional 'labels'), or .npy of images")
+                        help=".npz with 'images' (and optional 'labels'), or .npy of images "
+                             "(weights/mnist5k_test.npz for a board built with the MNIST CNN)")
     source.add_argument("--digits-test", action="store_true",
                         help="the shipped digits test split (weights/digits_test.npz)")
     parser.add_argument("--baud", default="115200", metavar="B",
