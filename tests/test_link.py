@@ -503,3 +503,68 @@ def test_link_runs_the_mnist_cnn_engine(rng, seed):
     images, _ = weights.load_mnist5k_test()
     images = images[np.sort(rng.choice(len(images), 2, replace=False))]
     _cnn_through_link(network, default_foldings(network), images, seed, [255, 510, 765])
+
+
+class _StreamNet:
+    """StreamEngine's function as a network for tests/board_model.ModelBoard."""
+
+    def __init__(self, features):
+        last = types.SimpleNamespace(out_features=StreamEngine.classes,
+                                     out_fmt=types.SimpleNamespace(width=StreamEngine.logit_width))
+        self.input = types.SimpleNamespace(features=features, pixel_max=255)
+        self.layers = [last]
+
+    def forward(self, images):
+        label, logits = StreamEngine.reference(images[0])
+        return np.array([logits]), np.array([label])
+
+
+@pytest.mark.parametrize("per", [1, 2])
+def test_link_matches_the_model_board_on_random_frames(per, rng, seed):
+    """Random PARTs (mostly fitting, some too long or empty), requests of the right or a
+    wrong length, INFOs, unknown commands and PARTs with a bad CRC, as one stream: every reply
+    of the link equals the protocol model's (tests/board_model.ModelBoard, which keeps the
+    held pixels the same way)."""
+    from board_model import ModelBoard
+    features = 300
+    board = ModelBoard(_StreamNet(features), lanes=0, channels=0)
+    script, expected = [], []
+    kinds = ["part", "rest", "info", "long", "unknown", "crc"]
+    interrupted, resumed = False, 0     # a PART or request right after an image was emptied
+    for k in range(80):
+        seq = k + 1
+        held = len(board.held)
+        left = features - held
+        kind = kinds[rng.choice(len(kinds), p=[0.4, 0.25, 0.1, 0.1, 0.05, 0.1])]
+        if kind in ("part", "rest"):
+            resumed += interrupted
+            interrupted = False
+        elif held:
+            interrupted = True
+        size = {"part": int(rng.integers(1, min(255, left) + 1)) if left else 0,
+                "rest": left if left <= 255 else int(rng.integers(0, 256)),
+                "long": int(rng.integers(min(left + 1, 255), 256)) * int(rng.random() < 0.7)
+                }.get(kind, 0)                  # "long": a PART too long or empty
+        pixels = rng.integers(0, 256, size, dtype=np.uint8).tobytes()
+        if kind == "crc":
+            body = bytes([p.Command.PART, seq, 5]) + bytes(5)
+            script.append(bytes([p.SYNC]) + p.stuff(body + (p.crc16(body) ^ 0x100).to_bytes(
+                2, "big")))
+            board.held = b""
+            expected.append(p.decode_frames(p.encode_error_reply(p.ErrorCode.BAD_CHECKSUM,
+                                                                 seq=seq))[0])
+            continue
+        command = {"part": p.Command.PART, "long": p.Command.PART, "info": p.Command.INFO,
+                   "unknown": 0x05}.get(kind, p.Command.LOGITS if k % 3 else p.Command.CLASSIFY)
+        frame = p.encode_frame(command, pixels, seq=seq)
+        script.append(frame)
+        expected.append(p.decode_frames(board.answer(p.decode_frames(frame)[0]))[0])
+    print(f"{resumed} PARTs or requests right after an interruption")
+    assert resumed >= 3
+    engine = StreamEngine(features, per)
+    raw = run_link(script, seed=seed, engine=engine, idle=0.05, stall=0.1)
+    got = p.FrameDecoder().feed(raw)
+    kinds = [f.command for f in expected]
+    assert kinds.count(p.Command.PART | p.REPLY) >= 5 and (
+        kinds.count(p.Command.CLASSIFY | p.REPLY) + kinds.count(p.Command.LOGITS | p.REPLY)) >= 2
+    assert got == expected
