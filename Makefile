@@ -5,7 +5,7 @@
 #   make sim     every cocotb bench at full scale (Icarus + Verilator) [VECTORS=]
 #   make slow    the other long checks: golden sweeps over every test image, retraining, fuzz
 #   make train   retrain the shipped RTN model (installs the torch extra)
-#   make bitstream BOARD=icebreaker|ulx3s [BAUD=115200] [ENGINE=dataflow FOLDING=...]
+#   make bitstream BOARD=icebreaker|ulx3s [BAUD=115200] [ENGINE=dataflow FOLDING=... NETWORK=NAME]
 #                                                         a board bitstream (docs/boards.md)
 #   make demo    every test image through a simulated engine [NETWORK=NAME, DEMO_ARGS=]
 #   make dataflow-report  the dataflow engine's Pareto sweep (build/reports/dataflow.json)
@@ -111,7 +111,8 @@ BAUD ?= 115200
 ENGINE ?= network
 FOLDING ?=
 bitstream: venv yowasp $(VENV)/.nextpnr-warm
-	$(PY) -m boards.build '$(BOARD)' --baud='$(BAUD)' --engine='$(ENGINE)' --folding='$(FOLDING)'
+	$(PY) -m boards.build '$(BOARD)' --baud='$(BAUD)' --engine='$(ENGINE)' --folding='$(FOLDING)' \
+		--network='$(NETWORK)'
 
 # Retrains the shipped model in weights/ (torch 2.13.0 CPU, the optional `train` extra).
 train: $(VENV)/.train-installed
