@@ -183,24 +183,26 @@ def features(network, foldings):
 
 
 # yosys counts of the dataflow engine with the shipped digits network on the ECP5-85k
-# (`bench/dataflow_area.py`, yosys 0.70, `synth_ecp5` with DSPs): folding → (LUT4 + 2·CCU2C,
+# (`bench/dataflow_area.py` and, for the Pareto sweep's foldings, `bench/dataflow_pareto.py`:
+# the same script and netlist; yosys 0.70, `synth_ecp5` with DSPs): folding → (LUT4 + 2·CCU2C,
 # FF). The model's LUT4 and FF coefficients are fitted to these (`fit`). Counted 2026-12-04 on
-# the gateware of commit 8c6f39a (stages holding their input, FIFO buffers; PostProcess of
-# 43ecc0d), in a clean worktree; the last two rows are the II-4 folding the model of the
-# counts before chose as the fastest that fits (it predicted 64,406: 106,073, it does not
-# fit) and a streamed one of 128 channels per layer with its constants baked.
+# the gateware of commit c9b987b (PostProcess of 2972637: baked K constants as two balanced
+# trees), in a clean worktree; every folding's RTLIL is the same at 1516102. The II-4 folding
+# (16x128:logic,...) is the one the model before the refit of 8c6f39a chose as the fastest
+# that fits (it predicted 64,406: it does not fit); 2x128,... is a streamed one of 128 channels
+# per layer with its constants baked.
 CALIBRATION = {
-    "1x1:bram,1x1:bram,1x1:bram": (1449 + 2 * 160, 1920),
-    "64x1:bram,128x1:bram,2x5:bram": (2298 + 2 * 947, 4109),
-    "64x4:logic,128x4:logic,8x5:logic": (10087 + 2 * 2321, 7750),
-    "64x4:bram,128x4:bram,8x5:bram": (3783 + 2 * 2282, 7621),
-    "16x4:bram,32x4:bram,8x5:bram": (2661 + 2 * 1018, 5224),
-    "64x4:bram,128x4:bram,128x10:baked": (6240 + 2 * 3699, 9855),
-    "64x16:logic,128x16:logic,32x5:logic": (14279 + 2 * 7571, 14381),
-    "4x16:bram,8x16:bram,8x5:bram": (4708 + 2 * 1713, 11595),
-    "64x128:baked,128x128:baked,128x10:baked": (46300 + 2 * 30321, 38433),
-    "16x128:logic,32x128:logic,32x10:logic": (42887 + 2 * 31593, 38461),
-    "2x128:bram,4x128:bram,4x10:logic": (29891 + 2 * 19925, 28096),
+    "1x1:bram,1x1:bram,1x1:bram": (1445 + 2 * 161, 1920),
+    "64x1:bram,128x1:bram,2x5:bram": (2296 + 2 * 948, 4109),
+    "64x4:logic,128x4:logic,8x5:logic": (10080 + 2 * 2318, 7750),
+    "64x4:bram,128x4:bram,8x5:bram": (3793 + 2 * 2281, 7621),
+    "16x4:bram,32x4:bram,8x5:bram": (2654 + 2 * 1021, 5224),
+    "64x4:bram,128x4:bram,128x10:baked": (6785 + 2 * 3434, 9606),
+    "64x16:logic,128x16:logic,32x5:logic": (14262 + 2 * 7568, 14381),
+    "4x16:bram,8x16:bram,8x5:bram": (4715 + 2 * 1712, 11595),
+    "64x128:baked,128x128:baked,128x10:baked": (54581 + 2 * 25822, 34466),
+    "16x128:logic,32x128:logic,32x10:logic": (51002 + 2 * 27076, 34442),
+    "2x128:bram,4x128:bram,4x10:logic": (38042 + 2 * 15414, 24077),
 }
 
 # The features each count is fitted on: of the features above, the subsets with the smallest
