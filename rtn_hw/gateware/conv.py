@@ -61,6 +61,10 @@ __all__ = ["RegisterSlice", "WindowGenerator", "ConvStage", "PoolStage", "Flatte
 # Lanes per copy of the chunk counter in the first linear stage, which chooses its chunks out
 # of the Flatten's whole vector (`LayerStage(chunk_span=…)`).
 CHUNK_SPAN = 8
+# Tree levels per register layer in a convolution's core (the engines' LEVELS_PER_STAGE is 4):
+# the first layer of conv2's baked 144 × 32 trees, the lane tables and three carry-chain
+# adders after `s1`'s fan-out, was the MNIST CNN's routed critical path (13.2 ns).
+CONV_LEVELS = 3
 
 
 def window_grid(size, kernel, stride, padding, name="window"):
@@ -505,7 +509,8 @@ class ConvStage(wiring.Component):
         c, h, w = layer.in_shape
         self._generator = WindowGenerator(c, (h, w), layer.kernel, layer.stride,
                                           layer.padding, name=layer.name)
-        self._stage = LayerStage(layer.dense, folding, last=False, fifo_depth=fifo_depth)
+        self._stage = LayerStage(layer.dense, folding, last=False, fifo_depth=fifo_depth,
+                                 levels=CONV_LEVELS)
         self._queue = window_fifo_depth(layer, folding)
         super().__init__({"i": In(stream.Signature(trit_planes(c))),
                           "o": Out(stream.Signature(trit_planes(layer.out_channels)))})
@@ -520,7 +525,7 @@ class ConvStage(wiring.Component):
         the stage empty: the generator's, the window FIFO's 2 (if any), the LayerStage's."""
         from .dataflow import stage_latency
         return self._generator.latency + 2 * bool(self._queue) + stage_latency(
-            self._layer.dense, self._stage._folding, False)
+            self._layer.dense, self._stage._folding, False, levels=CONV_LEVELS)
 
     def elaborate(self, platform):
         m = Module()
@@ -606,7 +611,7 @@ def fifo_depths(network, foldings, ii):
             depths.append(None)
         elif layer.kind == "conv":
             period = -(-layer.in_features // f.lanes) * -(-layer.out_features // f.channels)
-            own = stage_latency(layer.dense, f, False)
+            own = stage_latency(layer.dense, f, False, levels=CONV_LEVELS)
             depths.append(max(2, -(-(own + 1) // period) + 1) + layer.out_shape[2])
         else:
             own = stage_latency(layer, f, k == len(layers) - 1,
@@ -703,7 +708,8 @@ def latency(network, foldings):
             windows = _generator_times(layer, times)
             if window_fifo_depth(layer, f):
                 windows = [t + 2 for t in windows]
-            times = _stage_times(layer.dense, f, windows, stage_latency(layer.dense, f, False))
+            times = _stage_times(layer.dense, f, windows,
+                                 stage_latency(layer.dense, f, False, levels=CONV_LEVELS))
         if layer.kind != "linear":
             shape = layer.out_shape
         else:

@@ -60,8 +60,8 @@ from ..model import _check
 from ..model.fixed import bits_for
 from ..model.network import Network
 from .core import MacCore
-from .engine import (TREE, Argmax, ChunkAccumulator, PixelEncoder, argmax_levels, core_cuts,
-                     layer_constants, weight_words)
+from .engine import (LEVELS_PER_STAGE, TREE, Argmax, ChunkAccumulator, PixelEncoder,
+                     argmax_levels, core_cuts, layer_constants, weight_words)
 from .layouts import trit_planes
 from .post import Baked, PostProcess, signed_width
 
@@ -213,13 +213,14 @@ def _baked_weights(layer, folding):
     return weights
 
 
-def stage_latency(layer, folding, last, hold=False, buffered=False):
+def stage_latency(layer, folding, last, hold=False, buffered=False, levels=LEVELS_PER_STAGE):
     """Cycles from a stage's take to its o.valid, its pipeline empty (module docstring): the
     take is the input handshake, or with a `hold` stage (input held until the image's last
     issue) the cycle of its first issue, one cycle sooner in the pipeline (no input register).
-    A `buffered` stage writes its results into block RAM as they come (no result register)."""
+    A `buffered` stage writes its results into block RAM as they come (no result register).
+    `levels`: tree levels per register layer of the core (`LayerStage(levels=…)`)."""
     chunks, groups = _shape(layer, folding)
-    core = len(core_cuts(folding.lanes, _baked_weights(layer, folding))) + 1
+    core = len(core_cuts(folding.lanes, _baked_weights(layer, folding), levels)) + 1
     # The last layer's result register is the argmax's label register.
     result = max(1, argmax_levels(folding.channels)) + 1 if last else (not buffered)
     return (chunks * groups + (not hold) + (folding.storage == "bram") + core + 1
@@ -306,11 +307,12 @@ class LayerStage(wiring.Component):
     in two halves per group (half as wide) when a group has two chunks or more.
     `chunk_span`: the chunk is chosen out of the input by one copy of the chunk counter per
     `chunk_span` lanes (a CNN's first linear stage, whose held input is the Flatten's whole
-    vector) rather than by one counter for all lanes."""
+    vector) rather than by one counter for all lanes. `levels`: the core's tree levels per
+    register layer (a CNN's convolutions take fewer, `conv.CONV_LEVELS`)."""
 
     def __init__(self, layer, folding, *, last, fifo_depth, hold=False, buffer_lanes=None,
-                 chunk_in=False, save_bram=False, chunk_span=None):
-        self._chunk_span = chunk_span
+                 chunk_in=False, save_bram=False, chunk_span=None, levels=LEVELS_PER_STAGE):
+        self._chunk_span, self._levels = chunk_span, levels
         self._layer, self._folding, self._last = layer, folding, last
         self._fifo_depth, self._hold = fifo_depth, hold or chunk_in
         self._buffer_lanes, self._chunk_in = buffer_lanes, chunk_in
@@ -425,7 +427,8 @@ class LayerStage(wiring.Component):
 
         baked = _baked_weights(layer, folding)
         m.submodules.core = core = MacCore(lanes, channels, weights=baked, tree=TREE,
-                                           cuts=core_cuts(lanes, baked), side=control)
+                                           cuts=core_cuts(lanes, baked, self._levels),
+                                           side=control)
         if baked is not None:
             m.d.comb += [core.i.valid.eq(s1.valid), core.i.payload.a.eq(s1.a),
                          core.i.payload.side.eq(s1.control)]

@@ -66,10 +66,10 @@ TREE = "compressor"
 LEVELS_PER_STAGE = 4
 
 
-def core_cuts(lanes, weights=None):
-    """The register layers of the engines' MacCore: after every LEVELS_PER_STAGE-th level of
-    its `lanes`-lane trees (baked `weights`: the trees of their non-zero lanes)."""
-    return cut_levels(core_levels(lanes, TREE, weights), LEVELS_PER_STAGE)
+def core_cuts(lanes, weights=None, levels=LEVELS_PER_STAGE):
+    """The register layers of the engines' MacCore: after every `levels`-th level of its
+    `lanes`-lane trees (baked `weights`: the trees of their non-zero lanes)."""
+    return cut_levels(core_levels(lanes, TREE, weights), levels)
 
 
 def drain_cycles(lanes):
