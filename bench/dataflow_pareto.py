@@ -52,7 +52,7 @@ from rtn_hw.files import update_json, write_atomic
 from rtn_hw.flow import cache, synth
 from rtn_hw.flow.devices import DEVICES
 from rtn_hw.flow.plan import Run
-from rtn_hw.gateware.dataflow import latency, parse_foldings, predicted_ii
+from rtn_hw.gateware.dataflow import format_foldings, latency, parse_foldings, predicted_ii
 
 REPORT = "build/reports/dataflow.json"
 SIM_CACHE = "build/dataflow_pareto/simulated.json"
@@ -79,7 +79,7 @@ NETWORK_ENGINE = {"images_per_second": round(49.6e6 / 82), "fmax_mhz": 49.6, "lu
 
 
 def canonical(network, text):
-    return ",".join(map(str, parse_foldings(text, network)))
+    return format_foldings(parse_foldings(text, network))
 
 
 def synthesize(network, target, text, seeds, manifest):
@@ -305,17 +305,6 @@ def commit():
     return head + ("+changes" if dirty.strip() else "")
 
 
-def macs_per_image(network):
-    """MACs per image: N·P per linear layer, N·P per output position of a conv layer."""
-    total = 0
-    for layer in network.layers:
-        if layer.kind == "maxpool":
-            continue
-        positions = int(np.prod(layer.out_shape[1:])) if layer.kind == "conv" else 1
-        total += layer.in_features * layer.out_features * positions
-    return total
-
-
 def up5k_summary(rows):
     """Which iCE40 UP5K folding is reported, or that none fits, with the attempts."""
     tried = [r for r in rows if r["target"] == "ice40-up5k"]
@@ -391,7 +380,7 @@ def main():
               "networks": {args.network: {
                   "manifest": "weights/rtn_digits.json" if shipped else args.network,
                   "test_images": None if images is None else len(images),
-                  "macs_per_image": macs_per_image(network)}},
+                  "macs_per_image": network.macs_per_image}},
               "tool_versions": synth.tool_versions(),
               "commit": commit(), "source_hash": SOURCE,
               "seeds": {"nextpnr": args.seeds, "simulation": args.seed},

@@ -22,6 +22,7 @@ from pathlib import Path
 from rtn_hw.cli import ArgumentParser, UsageError, print_usage_error, run_entry_point
 from rtn_hw.files import write_json
 from rtn_hw.flow import nextpnr
+from rtn_hw.gateware.dataflow import format_foldings
 
 PROG = "boards.build"
 ROOT = Path(__file__).resolve().parent.parent
@@ -90,8 +91,7 @@ def _engine_report(engine):
 
 def _engine_text(engine):
     if hasattr(engine, "ii"):
-        foldings = ",".join(str(f) for f in engine.foldings if f is not None)
-        return (f"dataflow engine {foldings} (II {engine.ii}, "
+        return (f"dataflow engine {format_foldings(engine.foldings)} (II {engine.ii}, "
                 f"{engine.buffers} buffers)")
     return f"engine lanes={engine.lanes} channels={engine.channels}"
 

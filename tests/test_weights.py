@@ -579,3 +579,11 @@ def test_member_name_with_a_newline_stays_one_line(tmp_path):
         weights.read_arrays(path)
     assert str(error.value).startswith(f"{path}: '\\n.npy': not a plain .npy array (")
     assert "\n" not in str(error.value)
+
+
+def test_macs_per_image():
+    # The digits MLP 64-128-128-10; the MNIST CNN: 3x3 convolutions with padding 1 (conv1
+    # 9 x 16 at 28 x 28 positions, conv2 144 x 32 at 14 x 14), pools none, 1,568-128-10.
+    assert weights.load().macs_per_image == 64 * 128 + 128 * 128 + 128 * 10
+    cnn = weights.load(weights.WEIGHTS_DIR / "rtn_mnist5k_cnn.json")
+    assert cnn.macs_per_image == 9 * 16 * 28 * 28 + 144 * 32 * 14 * 14 + 1568 * 128 + 128 * 10

@@ -160,8 +160,7 @@ def _build(unit_name, lanes, overrides=()):
 def _throughput(unit_name, lanes, component, shown):
     """(MACs per input, cycles per input) of a unit at full rate."""
     if unit_name in ("network_engine", "dataflow_engine"):
-        network = component.network
-        macs = sum(layer.in_features * layer.out_features for layer in network.layers)
+        macs = component.network.macs_per_image
         # One image per cycles_per_image (the engine) or per initiation interval (dataflow).
         cycles = component.cycles_per_image if unit_name == "network_engine" else component.ii
         return macs, cycles

@@ -67,7 +67,7 @@ from .post import Baked, PostProcess, signed_width
 
 __all__ = ["DataflowEngine", "LayerStage", "Folding", "STORAGES", "BUFFERS", "buffered",
            "chunk_signature", "check_foldings",
-           "parse_foldings", "unfolded", "smallest", "layer_ii", "predicted_ii",
+           "parse_foldings", "format_foldings", "unfolded", "smallest", "layer_ii", "predicted_ii",
            "stage_latency", "latency", "fifo_depths"]
 
 STORAGES = ("bram", "logic", "baked")
@@ -186,6 +186,12 @@ def parse_foldings(text, network):
         given = iter(foldings)
         foldings = [None if layer.kind == "maxpool" else next(given) for layer in network.layers]
     return check_foldings(network, foldings)
+
+
+def format_foldings(foldings):
+    """The text `parse_foldings` reads back: "LxC:storage" per layer, a CNN's pools (None)
+    left out."""
+    return ",".join(str(f) for f in foldings if f is not None)
 
 
 def layer_ii(layer, folding):

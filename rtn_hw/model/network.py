@@ -137,6 +137,18 @@ class Network:
         return any(layer.kind != "linear" for layer in self._layers)
 
     @property
+    def macs_per_image(self):
+        """MACs per image: N·P per linear layer, N·P per output position of a conv layer,
+        none in a max pool."""
+        total = 0
+        for layer in self._layers:
+            if layer.kind == "maxpool":
+                continue
+            positions = int(np.prod(layer.out_shape[1:])) if layer.kind == "conv" else 1
+            total += layer.in_features * layer.out_features * positions
+        return total
+
+    @property
     def manifest(self):
         """A copy of the JSON manifest the network was built from."""
         return json.loads(json.dumps(self._manifest))
