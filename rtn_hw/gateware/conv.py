@@ -458,7 +458,7 @@ class FlattenBuffer(wiring.Component):
                           "o": Out(chunk_signature(lanes, self._words))})
 
     def elaborate(self, platform):
-        from .dataflow import _MEMORY_ATTRS
+        from .dataflow import _MEMORY_ATTRS, read_images
         m = Module()
         (c, h, w), lanes, depth, words = self._shape, self._lanes, self._depth, self._words
         area, per = h * w, lanes // c
@@ -483,17 +483,8 @@ class FlattenBuffer(wiring.Component):
             m.d.sync += [pos.eq(Mux(last_pos, 0, pos + 1)), slot.eq(Mux(word_done, 0, slot + 1))]
             with m.If(word_done):
                 m.d.sync += waddr.eq(Mux(waddr == depth * words - 1, 0, waddr + 1))
-        done, pop = take & last_pos, self.o.valid & self.o.ready
-        with m.If(done & ~pop):
-            m.d.sync += level.eq(level + 1)
-        with m.Elif(pop & ~done):
-            m.d.sync += level.eq(level - 1)
-        with m.If(pop):
-            m.d.sync += raddr.eq(Mux(raddr == (depth - 1) * words, 0, raddr + words))
-        m.d.comb += [self.o.valid.eq(level != 0), rport.addr.eq(raddr + self.o.chunk)]
-        for e in range(lanes):
-            m.d.comb += [self.o.data.nz[e].eq(rport.data[2 * e]),
-                         self.o.data.sg[e].eq(rport.data[2 * e + 1])]
+        read_images(m, self.o, rport, level, raddr, depth=depth, words=words, lanes=lanes,
+                    done=take & last_pos)
         return m
 
 

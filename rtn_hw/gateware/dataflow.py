@@ -290,6 +290,23 @@ def _output_layout(classes, logit_width):
     })
 
 
+def read_images(m, o, rport, level, raddr, *, depth, words, lanes, done):
+    """The read side of a block-RAM ring of `depth` images of `words` words (lane e's nz in
+    bit 2e, sg in 2e + 1) behind `o`, a `chunk_signature` port: `level` counts the complete
+    images (`done`: one more, the reader's handshake: one fewer), `raddr` is the head image's
+    first word and `o.chunk` picks a word of it."""
+    pop = o.valid & o.ready
+    with m.If(done & ~pop):
+        m.d.sync += level.eq(level + 1)
+    with m.Elif(pop & ~done):
+        m.d.sync += level.eq(level - 1)
+    with m.If(pop):
+        m.d.sync += raddr.eq(Mux(raddr == (depth - 1) * words, 0, raddr + words))
+    m.d.comb += [o.valid.eq(level != 0), rport.addr.eq(raddr + o.chunk)]
+    for e in range(lanes):
+        m.d.comb += [o.data.nz[e].eq(rport.data[2 * e]), o.data.sg[e].eq(rport.data[2 * e + 1])]
+
+
 def chunk_signature(lanes, chunks):
     """A block-RAM buffer's read side, seen from the buffer: `valid` while an image is
     complete at its head; the reader gives a `chunk` index and gets its `lanes` trits on
@@ -618,18 +635,8 @@ class LayerStage(wiring.Component):
         with m.If(word_done):
             m.d.sync += [waddr.eq(Mux(waddr == depth * words - 1, 0, waddr + 1)),
                          wword.eq(Mux(out.side.final, 0, wword + 1))]
-        pop = self.o.valid & self.o.ready
-        done = write & out.side.final
-        with m.If(done & ~pop):
-            m.d.sync += level.eq(level + 1)
-        with m.Elif(pop & ~done):
-            m.d.sync += level.eq(level - 1)
-        with m.If(pop):
-            m.d.sync += raddr.eq(Mux(raddr == (depth - 1) * words, 0, raddr + words))
-        m.d.comb += [self.o.valid.eq(level != 0), rport.addr.eq(raddr + self.o.chunk)]
-        for e in range(lanes):
-            m.d.comb += [self.o.data.nz[e].eq(rport.data[2 * e]),
-                         self.o.data.sg[e].eq(rport.data[2 * e + 1])]
+        read_images(m, self.o, rport, level, raddr, depth=depth, words=words, lanes=lanes,
+                    done=write & out.side.final)
 
     def _collect(self, m, post, shape, place, gate=False):
         """A `shape` register, `held`, holding the groups so far, the current one merged in a
