@@ -192,7 +192,7 @@ def main(argv=None):
     parser.add_argument("--folding", default="", metavar="TEXT",
                         help="dataflow engine: unfolded, smallest or LANESxCHANNELS[:STORAGE] "
                              "per layer (default: rtn_hw.fold.fewest_lanes(network, II) with "
-                             "II 32 on the ECP5-85k, 1024 on the iCE40UP5K; for a CNN "
+                             "II 8 on the ECP5-85k, 1024 on the iCE40UP5K; for a CNN "
                              "rtn_hw.demo.default_foldings, the fewest at its input's II)")
     parser.add_argument("--network", default="", metavar="NAME",
                         help="weights/NAME.json (e.g. rtn_mnist5k_cnn: a CNN, --engine "

@@ -25,10 +25,11 @@ DEFAULT_TIMEOUT_MS = 50      # inter-byte timeout: far above USB-serial gaps, sh
 BAUD_TOLERANCE = 0.02        # 8N1 tolerates about ±4.5% between both ends; keep half for the host
 LED_HOLD_S = {"busy": 0.05, "error": 0.5}
 ENGINES = ("network", "dataflow")
-# ENGINE=dataflow without FOLDING: `fold.fewest_lanes(network, DATAFLOW_II[target])`; on the
-# UP5K that is 8x1,16x1,2x1, the fastest that fits beside the serial link (II 512 fits the
-# engine alone, but needs 5,543 of the 5,280 logic cells with the link).
-DATAFLOW_II = {"ecp5-85k": 32, "ice40-up5k": 1024}
+# ENGINE=dataflow without FOLDING: `fold.fewest_lanes(network, DATAFLOW_II[target])`, the fastest
+# folding that fits and routes at the board clock: on the ECP5-85k II 8 (64x16,128x16,32x5 with
+# weights in LUTs: 56.72 MHz beside the link, II 4 does not fit), on the UP5K 8x1,16x1,2x1 (II
+# 512 fits the engine alone, but needs 5,543 of the 5,280 logic cells with the link).
+DATAFLOW_II = {"ecp5-85k": 8, "ice40-up5k": 1024}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -134,10 +134,11 @@ def test_board_top_takes_the_dataflow_engine():
     from rtn_hw.fold import fewest_lanes
     ulx3s = build.load_board("ulx3s")
     board_top = top.BoardTop(ulx3s, engine="dataflow")
-    assert board_top.engine.foldings == fewest_lanes(board_top.engine.network, 32)
+    assert board_top.engine.foldings == fewest_lanes(board_top.engine.network, 8)
+    assert board_top.engine.ii == 8
     assert (board_top.logic.link.lanes, board_top.logic.link.channels) == (0, 0)
     board_top = top.BoardTop(ulx3s, engine="dataflow", folding="64x16,128x16,32x5")
-    assert board_top.engine.ii == 8
+    assert board_top.engine.ii == 8     # the same II, weights in block RAM
     assert build._engine_report(board_top.engine) == {
         "kind": "dataflow", "foldings": ["64x16:bram", "128x16:bram", "32x5:bram"],
         "buffers": "fifo", "ii": 8, "latency": board_top.engine.latency}
