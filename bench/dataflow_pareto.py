@@ -52,7 +52,7 @@ from rtn_hw.files import update_json, write_atomic
 from rtn_hw.flow import cache, synth
 from rtn_hw.flow.devices import DEVICES
 from rtn_hw.flow.plan import Run
-from rtn_hw.gateware.dataflow import format_foldings, latency, parse_foldings, predicted_ii
+from rtn_hw.gateware.dataflow import folding_texts, latency, parse_foldings, predicted_ii
 
 REPORT = "build/reports/dataflow.json"
 SIM_CACHE = "build/dataflow_pareto/simulated.json"
@@ -79,7 +79,7 @@ NETWORK_ENGINE = {"images_per_second": round(49.6e6 / 82), "fmax_mhz": 49.6, "lu
 
 
 def canonical(network, text):
-    return format_foldings(parse_foldings(text, network))
+    return ",".join(folding_texts(parse_foldings(text, network)))
 
 
 def synthesize(network, target, text, seeds, manifest):

@@ -22,7 +22,7 @@ from pathlib import Path
 from rtn_hw.cli import ArgumentParser, UsageError, print_usage_error, run_entry_point
 from rtn_hw.files import write_json
 from rtn_hw.flow import nextpnr
-from rtn_hw.gateware.dataflow import format_foldings
+from rtn_hw.gateware.dataflow import folding_texts
 
 PROG = "boards.build"
 ROOT = Path(__file__).resolve().parent.parent
@@ -82,8 +82,7 @@ def _engine_report(engine):
     """The engine's configuration for report.json (and the demo's clock look-up)."""
     if hasattr(engine, "ii"):
         # A CNN's max-pool layers have no folding (None): left out, as --folding takes it.
-        return {"kind": "dataflow",
-                "foldings": [str(f) for f in engine.foldings if f is not None],
+        return {"kind": "dataflow", "foldings": list(folding_texts(engine.foldings)),
                 "buffers": engine.buffers, "ii": engine.ii, "latency": engine.latency}
     return {"kind": "network", "lanes": engine.lanes, "channels": engine.channels,
             "cycles_per_image": engine.cycles_per_image}
@@ -91,7 +90,7 @@ def _engine_report(engine):
 
 def _engine_text(engine):
     if hasattr(engine, "ii"):
-        return (f"dataflow engine {format_foldings(engine.foldings)} (II {engine.ii}, "
+        return (f"dataflow engine {','.join(folding_texts(engine.foldings))} (II {engine.ii}, "
                 f"{engine.buffers} buffers)")
     return f"engine lanes={engine.lanes} channels={engine.channels}"
 

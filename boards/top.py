@@ -120,6 +120,7 @@ class BoardTop(wiring.Component):
                 from rtn_hw.fold import fewest_lanes
                 foldings = fewest_lanes(self._network, DATAFLOW_II[board.target])
             from rtn_hw.fold import buffers_for
+            # A CNN's stages hand results on through FIFOs only (DataflowEngine refuses "bram").
             self._engine = DataflowEngine(self._network, foldings,
                                           "fifo" if cnn else buffers_for(board.target))
         else:

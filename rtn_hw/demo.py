@@ -200,12 +200,6 @@ def _folding_texts(value):
     return tuple(texts)
 
 
-def _texts(foldings):
-    """A folding per layer as "LxC:storage" texts, a CNN's pools (None) left out as in
-    `parse_foldings` text."""
-    return tuple(str(f) for f in foldings if f is not None)
-
-
 def dataflow_clock(network, foldings, synth_report=SYNTH_REPORT,
                    dataflow_report=DATAFLOW_REPORT, board_report=DATAFLOW_BOARD_REPORT,
                    cnn_report=CNN_AREA_REPORT):
@@ -215,8 +209,8 @@ def dataflow_clock(network, foldings, synth_report=SYNTH_REPORT,
     the folding, "pool" at the pools), or of the ULX3S board top (`make bitstream BOARD=ulx3s
     ENGINE=dataflow`), else the board clock (`clock_kind` tells them apart). A different
     folding's Fmax is not used."""
-    from .gateware.dataflow import parse_foldings
-    want = _texts(foldings)
+    from .gateware.dataflow import folding_texts, parse_foldings
+    want = folding_texts(foldings)
     for run in _synth_runs(synth_report, "dataflow_engine"):
         params = run.get("params") or {}
         manifest = params.get("weights", "shipped")
@@ -227,7 +221,7 @@ def dataflow_clock(network, foldings, synth_report=SYNTH_REPORT,
             found = parse_foldings(params.get("folding", ""), network)
         except (ValueError, TypeError):
             continue
-        if _texts(found) == want:
+        if folding_texts(found) == want:
             return float(run["fmax_mhz"]), (f"{Path(synth_report).name}: run "
                                              f"{run.get('id', '?')} (routed Fmax, same folding)")
     try:
@@ -620,7 +614,8 @@ def main(argv=None):
         kind = clock_kind(source)
         if kind == "board" and network.convolutional:
             (mhz, source), kind = model_clock(), "model"
-        name = f"DataflowEngine({','.join(_texts(dut.foldings))})"
+        from .gateware.dataflow import folding_texts
+        name = f"DataflowEngine({','.join(folding_texts(dut.foldings))})"
     else:
         mhz, source = fmax_clock(dut.lanes, dut.channels)
         kind = clock_kind(source)

@@ -268,11 +268,11 @@ def estimate(network, foldings):
 # --- the solver ------------------------------------------------------------------------------
 
 # Clock for images/s when none is given, per target: the lowest routed Fmax of the dataflow
-# foldings measured on the current gateware (`bench/dataflow_pareto.py`, router2, seed 1,
-# 2026-12-04, docs/units/dataflow_engine.md): on the ECP5-85k 49.6 MHz at
-# 64x16:logic,128x16:logic,32x5:logic (77.0 at 64x4:logic,128x4:logic,8x5:logic, 85.0 at
-# 64x1,128x1,2x5, 89.3 at 1x1; 62.2, 71.6 and 82.7 before the stages held their input); on
-# the UP5K 30.6 MHz at 16x1,32x1,3x1 with block-RAM buffers (39.5 at 8x1,16x1,2x1).
+# foldings (`bench/dataflow_pareto.py`, router2, seed 1, docs/units/dataflow_engine.md), kept
+# below every later figure: on the ECP5-85k 49.6 MHz at 64x16:logic,128x16:logic,32x5:logic
+# (ef2dd00; the Pareto report at c9b987b: 53.12 there, 74.61 at II 32, 75.88 at II 128,
+# 90.16 at 1x1); on the UP5K 30.6 MHz at 16x1,32x1,3x1 with block-RAM buffers (31.88 at
+# c9b987b; 39.5 at 8x1,16x1,2x1).
 FMAX_MHZ = {"ecp5-85k": 49.6, "ice40-up5k": 30.6}
 
 _RESOURCES = (("lut4", "LUT4", "lut4"), ("dsp", "DSP", "dsp"), ("bram", "BRAM", "bram"))

@@ -67,7 +67,7 @@ from .post import Baked, PostProcess, signed_width
 
 __all__ = ["DataflowEngine", "LayerStage", "Folding", "STORAGES", "BUFFERS", "buffered",
            "chunk_signature", "check_foldings",
-           "parse_foldings", "format_foldings", "unfolded", "smallest", "layer_ii", "predicted_ii",
+           "parse_foldings", "folding_texts", "unfolded", "smallest", "layer_ii", "predicted_ii",
            "stage_latency", "latency", "fifo_depths"]
 
 STORAGES = ("bram", "logic", "baked")
@@ -188,10 +188,10 @@ def parse_foldings(text, network):
     return check_foldings(network, foldings)
 
 
-def format_foldings(foldings):
-    """The text `parse_foldings` reads back: "LxC:storage" per layer, a CNN's pools (None)
-    left out."""
-    return ",".join(str(f) for f in foldings if f is not None)
+def folding_texts(foldings):
+    """"LxC:storage" per layer, a CNN's pools (None) left out: joined by commas, the text
+    `parse_foldings` reads back."""
+    return tuple(str(f) for f in foldings if f is not None)
 
 
 def layer_ii(layer, folding):
