@@ -16,7 +16,7 @@ from rtn_hw.gateware.engine import ENGINE_CONFIGS, NetworkEngine
 from rtn_hw.gateware.link import SerialClassifier
 from rtn_hw.gateware.uart import MIN_DIVISOR
 
-__all__ = ["Board", "BoardTop", "check_network", "divisor_for", "DEFAULT_BAUD",
+__all__ = ["Board", "BoardTop", "board_engine", "board_logic", "check_network", "divisor_for", "DEFAULT_BAUD",
            "DEFAULT_TIMEOUT_MS", "ENGINES",
            "DATAFLOW_II"]
 
@@ -91,6 +91,46 @@ class _Stretch(wiring.Component):
         return m
 
 
+def board_engine(board, *, network=None, engine="network", folding=None):
+    """The engine a board's bitstream carries: `network` (default the shipped digits MLP) on
+    the board's NetworkEngine configuration, or on a DataflowEngine of `folding` (text; default
+    per network and board, see DATAFLOW_II). ValueError for a CNN on the network engine."""
+    network = weights.load() if network is None else network
+    cnn = check_network(network).convolutional
+    if engine == "network":
+        if folding is not None:
+            raise ValueError("A folding applies to the dataflow engine only")
+        if cnn:
+            raise ValueError("The network engine runs MLPs only; a CNN needs the dataflow "
+                             "engine")
+        return NetworkEngine(network, **board.engine_config)
+    if engine != "dataflow":
+        raise ValueError(f"Engine must be one of {', '.join(map(repr, ENGINES))}, not "
+                         f"{engine!r}")
+    if folding is not None:
+        foldings = parse_foldings(folding, network)
+    elif cnn:
+        # The fewest lanes whose stages keep up with the input (II 841 for the MNIST CNN): far
+        # faster than the serial line anyway.
+        from rtn_hw.demo import default_foldings
+        foldings = default_foldings(network)
+    else:
+        from rtn_hw.fold import fewest_lanes
+        foldings = fewest_lanes(network, DATAFLOW_II[board.target])
+    from rtn_hw.fold import buffers_for
+    # A CNN's stages hand results on through FIFOs only (DataflowEngine refuses "bram").
+    return DataflowEngine(network, foldings, "fifo" if cnn else buffers_for(board.target))
+
+
+def board_logic(board, *, divisor, timeout, network=None, engine="network", folding=None):
+    """The board logic with its pins as ports: `SerialClassifier(board_engine(...))` at
+    `divisor` cycles a bit and a `timeout`-cycle inter-byte timeout. BoardTop builds it at the
+    bitstream's baud rate; the board simulation (sim/board/run.py) at a faster one, and
+    nothing else differs."""
+    return SerialClassifier(board_engine(board, network=network, engine=engine,
+                                         folding=folding), divisor=divisor, timeout=timeout)
+
+
 class BoardTop(wiring.Component):
     """The top a platform builds: no ports of its own, it requests the board's pins."""
 
@@ -99,35 +139,11 @@ class BoardTop(wiring.Component):
         self._board = board
         self._divisor = divisor_for(board.clock_hz, baud)
         self._baud = baud
-        self._network = weights.load() if network is None else network
-        cnn = check_network(self._network).convolutional
-        if engine == "network":
-            if folding is not None:
-                raise ValueError("A folding applies to the dataflow engine only")
-            if cnn:
-                raise ValueError("The network engine runs MLPs only; a CNN needs the dataflow "
-                                 "engine")
-            self._engine = NetworkEngine(self._network, **board.engine_config)
-        elif engine == "dataflow":
-            if folding is not None:
-                foldings = parse_foldings(folding, self._network)
-            elif cnn:
-                # The fewest lanes whose stages keep up with the input (II 841 for the MNIST
-                # CNN): far faster than the serial line anyway.
-                from rtn_hw.demo import default_foldings
-                foldings = default_foldings(self._network)
-            else:
-                from rtn_hw.fold import fewest_lanes
-                foldings = fewest_lanes(self._network, DATAFLOW_II[board.target])
-            from rtn_hw.fold import buffers_for
-            # A CNN's stages hand results on through FIFOs only (DataflowEngine refuses "bram").
-            self._engine = DataflowEngine(self._network, foldings,
-                                          "fifo" if cnn else buffers_for(board.target))
-        else:
-            raise ValueError(f"Engine must be one of {', '.join(map(repr, ENGINES))}, not "
-                             f"{engine!r}")
-        self._logic = SerialClassifier(self._engine, divisor=self._divisor,
-                                       timeout=int(board.clock_hz * timeout_ms / 1000))
+        self._logic = board_logic(board, divisor=self._divisor,
+                                  timeout=int(board.clock_hz * timeout_ms / 1000),
+                                  network=network, engine=engine, folding=folding)
+        self._engine = self._logic.engine
+        self._network = self._engine.network
         super().__init__({})
 
     board = property(lambda self: self._board)

@@ -1,8 +1,10 @@
-"""End-to-end proof in simulation: the board logic (UART + link + NetworkEngine with the
-shipped weights) exported to Verilog, with a UART model on its pins, driven by the host
-driver's own BoardClient (sim/board/). The short version (a few images and every error case,
-Icarus) runs in `make test`; `make sim` runs 120 images per board on Verilator and records
-the simulated images per second in build/sim/board/summary.json."""
+"""End-to-end proof in simulation: the board logic (UART + link + the board's engine, as
+boards.top.board_logic builds it for the bitstream) exported to Verilog, with a UART model on
+its pins, driven by the host driver's own BoardClient (sim/board/), against the golden
+network. The short versions (a few images and every error case, Icarus: the digits MLP on the
+iCEBreaker logic, the digits CNN on the ULX3S dataflow logic) run in `make test`; `make sim`
+runs 120 images per board of the MLP and MNIST CNN images (each in PARTs) on the ULX3S logic,
+on Verilator, and records the simulated images per second in build/sim/board/summary.json."""
 
 import os
 import sys
@@ -28,6 +30,7 @@ board_sim = _load_runner()
 
 SUMMARY = ROOT / "build" / "sim" / "board" / "summary.json"
 SEED = int(os.environ.get("SEED", "20261129"))
+MNIST_IMAGES = 30
 
 
 def _record(key, stats):
@@ -39,7 +42,7 @@ def _record(key, stats):
 def test_board_sim_quick():
     """iCEBreaker logic on Icarus: INFO, 2 images with logits, 4 images, every error case."""
     stats = board_sim.run("icebreaker", "icarus", images=4, seed=SEED)
-    assert stats["digits"]["mismatches"] == 0
+    assert stats["images"]["mismatches"] == 0
     assert stats["errors"]["cases"] == 8
     _record("icebreaker-icarus-quick", stats)
 
@@ -50,11 +53,41 @@ def test_board_sim_quick():
 def test_board_sim_digits(board):
     """120 digits test images give the golden network's classes; every error case too."""
     stats = board_sim.run(board, "verilator", images=120, seed=SEED)
-    assert stats["digits"]["images"] == 120
-    assert stats["digits"]["mismatches"] == 0
+    assert stats["images"]["images"] == 120
+    assert stats["images"]["mismatches"] == 0
     assert stats["errors"]["cases"] == 8
     _record(f"{board}-verilator", stats)
-    print(f"{board}: {stats['digits']['images_per_second_wall']} images/s (wall, Verilator)")
+    print(f"{board}: {stats['images']['images_per_second_wall']} images/s (wall, Verilator)")
+
+
+@pytest.mark.cocotb
+def test_board_sim_digits_cnn_quick():
+    """The ULX3S logic of `boards.build ulx3s --engine dataflow --network rtn_digits_cnn` on
+    Icarus: INFO, 2 images with logits, 3 images, every error case (64 pixels: no PARTs)."""
+    print(f"seed {SEED}")
+    stats = board_sim.run("ulx3s", "icarus", images=3, seed=SEED, network="rtn_digits_cnn")
+    assert stats["engine"]["kind"] == "dataflow"
+    assert stats["images"]["images"] == 3
+    assert stats["images"]["mismatches"] == 0
+    assert stats["errors"]["cases"] == 8
+    _record("ulx3s-dataflow-rtn_digits_cnn-icarus-quick", stats)
+
+
+@pytest.mark.slow
+@pytest.mark.cocotb
+def test_board_sim_mnist_cnn():
+    """The ULX3S logic of `boards.build ulx3s --engine dataflow --network rtn_mnist5k_cnn` on
+    Verilator: MNIST-5k test images, each in three PARTs and a CLASSIFY, give the golden
+    network's classes (two also its logits); the error cases, on the last request after its
+    PARTs, a PART with a bad CRC and garbage between PARTs (no pixel is out of range at 255)."""
+    print(f"seed {SEED}")
+    stats = board_sim.run("ulx3s", "verilator", images=MNIST_IMAGES, seed=SEED,
+                          network="rtn_mnist5k_cnn")
+    assert stats["images"]["images"] == MNIST_IMAGES
+    assert stats["images"]["mismatches"] == 0
+    assert stats["errors"]["cases"] == 9
+    _record("ulx3s-dataflow-rtn_mnist5k_cnn-verilator", stats)
+    print(f"MNIST CNN: {stats['images']['images_per_second_wall']} images/s (wall, Verilator)")
 
 
 # The board build's front end (the builds themselves run in CI: `make bitstream`).
