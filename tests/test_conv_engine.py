@@ -63,14 +63,18 @@ WINDOWS = {
 }
 
 
+# held_read: the line buffer read every cycle, a held step's column kept in a register (the
+# engine's CNN stages); output backpressure of 30 % holds stage B often.
+@pytest.mark.parametrize("held_read", [False, True], ids=["read-on-advance", "held-read"])
 @pytest.mark.parametrize("channels, size, kernel, stride, padding", WINDOWS.values(),
                          ids=WINDOWS.keys())
-def test_window_generator_matches_patches(channels, size, kernel, stride, padding, rng):
+def test_window_generator_matches_patches(channels, size, kernel, stride, padding, held_read,
+                                          rng):
     images = 4
     maps = rng.integers(-1, 2, (images, channels) + size).astype(np.int8)
     want = im2col(pad_trits(maps, padding), kernel, stride)        # (B, Ho, Wo, C·kh·kw)
     n = want.shape[-1]
-    dut = WindowGenerator(channels, size, kernel, stride, padding)
+    dut = WindowGenerator(channels, size, kernel, stride, padding, held_read=held_read)
     run = run_stream(dut, positions(maps), seed=int(rng.integers(1 << 31)), idle=0.3,
                      stall=0.3, steady=2 * size[0] * size[1],
                      expected_outputs=want[0, ..., 0].size * images,
@@ -90,13 +94,14 @@ POOLS = {
 }
 
 
+@pytest.mark.parametrize("held_read", [False, True], ids=["read-on-advance", "held-read"])
 @pytest.mark.parametrize("channels, size, kernel, stride", POOLS.values(), ids=POOLS.keys())
-def test_pool_stage_matches_pool_trits(channels, size, kernel, stride, rng):
+def test_pool_stage_matches_pool_trits(channels, size, kernel, stride, held_read, rng):
     maps = rng.integers(-1, 2, (5, channels) + size).astype(np.int8)
     maps[0] = -1            # every window all -1: the maximum of -1s
     maps[1, :, ::2] = 0     # zeros among -1s and +1s
     want = pool_trits(maps, kernel, stride)
-    dut = PoolStage(MaxPool("pool", (channels,) + size, kernel, stride))
+    dut = PoolStage(MaxPool("pool", (channels,) + size, kernel, stride), held_read=held_read)
     run = run_stream(dut, positions(maps), seed=int(rng.integers(1 << 31)), idle=0.3,
                      stall=0.3, expected_outputs=want.size // channels)
     got = np.array([trits_of(out, channels) for out in run.outputs])

@@ -56,15 +56,25 @@ from .layouts import trit_planes
 
 __all__ = ["RegisterSlice", "WindowGenerator", "ConvStage", "PoolStage", "Flatten",
            "FlattenBuffer", "buffers_flatten", "position_major",
-           "window_grid", "generator_steps", "emission_steps", "window_fifo_depth", "trit_max"]
+           "window_grid", "generator_steps", "emission_steps", "window_fifo_depth", "trit_max",
+           "linear_options"]
 
 # Lanes per copy of the chunk counter in the first linear stage, which chooses its chunks out
 # of the Flatten's whole vector (`LayerStage(chunk_span=…)`).
 CHUNK_SPAN = 8
-# Tree levels per register layer in a convolution's core (the engines' LEVELS_PER_STAGE is 4):
-# the first layer of conv2's baked 144 × 32 trees, the lane tables and three carry-chain
-# adders after `s1`'s fan-out, was the MNIST CNN's routed critical path (13.2 ns).
+# Tree levels per register layer in the cores of a CNN's stages, convolutions and linear
+# layers (the engines' LEVELS_PER_STAGE is 4, which MLP engines keep): the first layer of
+# conv2's baked 144 × 32 trees, the lane tables and three carry-chain adders after `s1`'s
+# fan-out, was the MNIST CNN's routed critical path (13.2 ns); with that cut, fc1's first
+# 4-level layer after its chunk register's fan-out (13.19 ns, nextpnr seed 2).
 CONV_LEVELS = 3
+
+
+def linear_options(network, index):
+    """`LayerStage` (and `stage_latency`) options of a CNN's linear layer `index`: its core's
+    trees cut every CONV_LEVELS levels and, for the last layer, a register before the argmax
+    (fc2's acc' → the argmax's first comparison was the MNIST CNN's routed critical path)."""
+    return dict(levels=CONV_LEVELS, argmax_register=index == len(network.layers) - 1)
 
 
 def window_grid(size, kernel, stride, padding, name="window"):
@@ -171,13 +181,20 @@ class WindowGenerator(wiring.Component):
         (the fp32 and int8 baselines' convolutions). All-zero bits are the padding in both:
         trit 0, +0.0 and integer 0.
 
+    held_read : bool
+        Read the line buffer every cycle, at the step in stage A, and keep a held step's
+        column in a register (`line_saved`, chosen by a register), so that `advance` (the
+        output's ready) does not reach the read port's enable and transparency logic: that
+        path was conv2's routed critical path in the MNIST CNN (13.54 ns, nextpnr seed 3).
+        Costs (kh − 1)·C elements of flip-flops; the engine's CNN stages use it.
+
     Ports: `i` stream of the layout of `channels` elements; `o` of `channels·kh·kw`.
     `i` enters through a `RegisterSlice` (its ready is a register); a step's window is in the
     output register three cycles after its input handshake.
     """
 
     def __init__(self, channels, size, kernel, stride=(1, 1), padding=(0, 0), *,
-                 name="window", element=None):
+                 name="window", element=None, held_read=False):
         _check.positive_int(channels, f"{name}: channel count")
         if element is not None:
             _check.positive_int(element, f"{name}: element width")
@@ -186,6 +203,7 @@ class WindowGenerator(wiring.Component):
         self._stride, self._padding = tuple(stride), tuple(padding)
         self._out_size = conv_out_shape(size, kernel, stride, padding)
         self._element = element
+        self._held_read = bool(held_read)
         super().__init__({
             "i": In(stream.Signature(self.layout(channels))),
             "o": Out(stream.Signature(self.layout(channels * kernel[0] * kernel[1]))),
@@ -285,12 +303,24 @@ class WindowGenerator(wiring.Component):
             m.submodules.lines = lines = Memory(
                 shape=self.layout(c * (kh - 1)), depth=max(w, 2), init=[])
             wport = lines.write_port()
-            rport = lines.read_port(transparent_for=(wport,))
-            m.d.comb += [rport.addr.eq(v - pw), rport.en.eq(advance)]
+            if self._held_read:
+                # Read every cycle; stage B's column is the read of its step's cycle, kept
+                # in `line_saved` while B is held. Reads and writes meet at one address only
+                # on a grid one column wide (the step just written is read next).
+                rport = lines.read_port(transparent_for=(wport,) if len(cols) == 1 else ())
+                held_b = Signal(name="line_held")
+                saved = Signal(self.layout(c * (kh - 1)), name="line_saved")
+                line = Signal(self.layout(c * (kh - 1)), name="line")
+                m.d.comb += [rport.addr.eq(v - pw), line.eq(Mux(held_b, saved, rport.data))]
+                m.d.sync += [held_b.eq(~advance), saved.eq(line)]
+            else:
+                rport = lines.read_port(transparent_for=(wport,))
+                m.d.comb += [rport.addr.eq(v - pw), rport.en.eq(advance)]
+                line = rport.data
             for k in range(kh - 1):
                 with m.If(b_col_real & b_slot[k]):
                     m.d.comb += self._assign(column[k], [p.word_select(k, c * bits)
-                                                         for p in planes(rport.data)])
+                                                         for p in planes(line)])
             # Written back one row on: slot k takes the column's position k + 1.
             m.d.comb += [wport.addr.eq(b_addr),
                          wport.en.eq(advance & b_valid & b_col_real),
@@ -329,13 +359,13 @@ class WindowGenerator(wiring.Component):
 class PoolStage(wiring.Component):
     """Max pooling on trits: positions (C trits) in raster order → pooled positions in raster
     order; a `WindowGenerator` without padding and a per-channel maximum of its windows.
-    `layer` is a `rtn_hw.model.conv.MaxPool`."""
+    `layer` is a `rtn_hw.model.conv.MaxPool`; `held_read` as for the WindowGenerator."""
 
-    def __init__(self, layer):
+    def __init__(self, layer, *, held_read=False):
         self._layer = layer
         c, h, w = layer.in_shape
         self._generator = WindowGenerator(c, (h, w), layer.kernel, layer.stride,
-                                          name=layer.name)
+                                          name=layer.name, held_read=held_read)
         super().__init__({"i": In(stream.Signature(trit_planes(c))),
                           "o": Out(stream.Signature(trit_planes(c)))})
 
@@ -492,14 +522,15 @@ class ConvStage(wiring.Component):
     """One convolution: positions (C_in trits) in raster order → output positions (P trits) in
     raster order. A `WindowGenerator` feeding the `LayerStage` of the layer's `dense` layer
     (one window per handshake) with `folding` and `fifo_depth` places in its output FIFO.
-    `layer` is a `rtn_hw.model.conv.ConvLayer`."""
+    `layer` is a `rtn_hw.model.conv.ConvLayer`; `held_read` as for the WindowGenerator."""
 
-    def __init__(self, layer, folding, *, fifo_depth):
+    def __init__(self, layer, folding, *, fifo_depth, held_read=False):
         from .dataflow import LayerStage
         self._layer = layer
         c, h, w = layer.in_shape
         self._generator = WindowGenerator(c, (h, w), layer.kernel, layer.stride,
-                                          layer.padding, name=layer.name)
+                                          layer.padding, name=layer.name,
+                                          held_read=held_read)
         self._stage = LayerStage(layer.dense, folding, last=False, fifo_depth=fifo_depth,
                                  levels=CONV_LEVELS)
         self._queue = window_fifo_depth(layer, folding)
@@ -606,7 +637,8 @@ def fifo_depths(network, foldings, ii):
             depths.append(max(2, -(-(own + 1) // period) + 1) + layer.out_shape[2])
         else:
             own = stage_latency(layer, f, k == len(layers) - 1,
-                                hold=layers[k - 1].kind != "linear")
+                                hold=layers[k - 1].kind != "linear",
+                                **linear_options(network, k))
             depths.append(max(2, -(-(own + 1) // ii) + 1))
     return tuple(depths)
 
@@ -619,10 +651,10 @@ def build(m, engine, pixels):
     for k, (layer, folding, depth) in enumerate(zip(layers, engine.foldings,
                                                     engine.fifo_depths)):
         if layer.kind == "conv":
-            stage = ConvStage(layer, folding, fifo_depth=depth)
+            stage = ConvStage(layer, folding, fifo_depth=depth, held_read=True)
             shape = layer.out_shape
         elif layer.kind == "maxpool":
-            stage = PoolStage(layer)
+            stage = PoolStage(layer, held_read=True)
             shape = layer.out_shape
         else:
             # The first linear layer reads the flatten's vector where it waits.
@@ -639,7 +671,8 @@ def build(m, engine, pixels):
                 previous, shape = flatten.o, None
             stage = LayerStage(layer, folding, last=k == len(layers) - 1, fifo_depth=depth,
                                hold=hold, chunk_in=chunk_in,
-                               chunk_span=CHUNK_SPAN if hold else None)
+                               chunk_span=CHUNK_SPAN if hold else None,
+                               **linear_options(engine.network, k))
         m.submodules[f"stage{k}"] = stage
         wiring.connect(m, previous, stage.i)
         previous = stage.o
@@ -708,5 +741,6 @@ def latency(network, foldings):
             if hold:
                 times = [max(times) + (1 if buffers_flatten(shape, f) else 2)]
             times = _stage_times(layer, f, times,
-                                 stage_latency(layer, f, k == len(layers) - 1, hold=hold))
+                                 stage_latency(layer, f, k == len(layers) - 1, hold=hold,
+                                               **linear_options(network, k)))
     return times[-1]

@@ -32,7 +32,8 @@ cycle its input is valid) to its o.valid (empty pipeline):
     G_l·K_l + [1: chunk register, not hold] + [1: weight word register, block RAM]
     + core latency + 1 (accumulator) + [1: constants' word register, G_l > 1]
     + 2 (PostProcess) + [1: result register, hidden layers with a FIFO]
-    + [max(1, A) + 1: argmax, last layer] + 1 (FIFO, or block RAM buffer)
+    + [max(1, A) + 1: argmax, last layer; + 1 with `argmax_register`] + 1 (FIFO, or block RAM
+    buffer)
 
 and the engine's latency is the stages' sum less G_0·K_0 − 1, the input handshake being at
 stage 0's last issue (`latency`). (A CNN's stages, rtn_hw.gateware.conv, take their input
@@ -219,16 +220,20 @@ def _baked_weights(layer, folding):
     return weights
 
 
-def stage_latency(layer, folding, last, hold=False, buffered=False, levels=LEVELS_PER_STAGE):
+def stage_latency(layer, folding, last, hold=False, buffered=False, levels=LEVELS_PER_STAGE,
+                  argmax_register=False):
     """Cycles from a stage's take to its o.valid, its pipeline empty (module docstring): the
     take is the input handshake, or with a `hold` stage (input held until the image's last
     issue) the cycle of its first issue, one cycle sooner in the pipeline (no input register).
     A `buffered` stage writes its results into block RAM as they come (no result register).
-    `levels`: tree levels per register layer of the core (`LayerStage(levels=…)`)."""
+    `levels`: tree levels per register layer of the core (`LayerStage(levels=…)`);
+    `argmax_register`: a register between the last layer's PostProcess and its argmax (one
+    cycle more)."""
     chunks, groups = _shape(layer, folding)
     core = len(core_cuts(folding.lanes, _baked_weights(layer, folding), levels)) + 1
     # The last layer's result register is the argmax's label register.
-    result = max(1, argmax_levels(folding.channels)) + 1 if last else (not buffered)
+    result = (max(1, argmax_levels(folding.channels)) + 1 + bool(argmax_register) if last
+              else (not buffered))
     return (chunks * groups + (not hold) + (folding.storage == "bram") + core + 1
             + (groups > 1) + 2 + result + 1)
 
@@ -331,11 +336,16 @@ class LayerStage(wiring.Component):
     `chunk_span`: the chunk is chosen out of the input by one copy of the chunk counter per
     `chunk_span` lanes (a CNN's first linear stage, whose held input is the Flatten's whole
     vector) rather than by one counter for all lanes. `levels`: the core's tree levels per
-    register layer (a CNN's convolutions take fewer, `conv.CONV_LEVELS`)."""
+    register layer (a CNN's stages take fewer, `conv.CONV_LEVELS`). `argmax_register` (last
+    layer): the logits, valid and group registered once more between PostProcess and the
+    argmax, whose first comparison then starts from a register placed beside it (a CNN's last
+    stage: acc' → that comparison was the MNIST CNN's routed critical path, 12.06 ns)."""
 
     def __init__(self, layer, folding, *, last, fifo_depth, hold=False, buffer_lanes=None,
-                 chunk_in=False, save_bram=False, chunk_span=None, levels=LEVELS_PER_STAGE):
+                 chunk_in=False, save_bram=False, chunk_span=None, levels=LEVELS_PER_STAGE,
+                 argmax_register=False):
         self._chunk_span, self._levels = chunk_span, levels
+        self._argmax_register = bool(argmax_register)
         self._layer, self._folding, self._last = layer, folding, last
         self._fifo_depth, self._hold = fifo_depth, hold or chunk_in
         self._buffer_lanes, self._chunk_in = buffer_lanes, chunk_in
@@ -571,15 +581,22 @@ class LayerStage(wiring.Component):
             # (the merge a cycle ago) has the final group. `held` keeps it that long when it
             # changes only with a group's result and the next one is over `wait` chunks away:
             # then no delayed copy of the logits (classes × width flip-flops per cycle).
-            wait = max(1, argmax_levels(channels))
+            wait = max(1, argmax_levels(channels)) + self._argmax_register
             steady = chunks > wait
             logits = self._collect(m, post, data.ArrayLayout(signed(width), layer.out_features),
                                    lambda merged, lo, hi: [merged[lo + p].eq(out.y[p])
                                                            for p in range(hi - lo)],
                                    gate=steady)
             m.submodules.argmax = argmax = Argmax(channels, layer.out_features, width)
-            m.d.comb += [argmax.valid.eq(post.o.valid), argmax.final.eq(out.side.final),
-                         argmax.grp.eq(out.side.grp), argmax.y.eq(out.y)]
+            into = {"valid": post.o.valid, "final": out.side.final, "grp": out.side.grp,
+                    "y": out.y}
+            for name, value in into.items():
+                port = getattr(argmax, name)
+                if self._argmax_register:
+                    reg = Signal(port.shape(), name=f"argmax_{name}")
+                    m.d.sync += reg.eq(value)
+                    value = reg
+                m.d.comb += port.eq(value)
             for k in range(0 if steady else wait):
                 delayed = Signal.like(logits, name=f"logits_delay{k}")
                 m.d.sync += delayed.eq(logits)
