@@ -157,9 +157,9 @@ UNITS = {u.name: u for u in (
     # Convolution stages: L = CONV_LANES lanes × 1 channel (8 MACs per cycle); see above.
     SweepUnit("rtn_conv", "rtn", "conv_stage", (("channels", "1"),), _conv_lanes,
               stimulus="conv-ternary", group="conv"),
-    # Full sweep only: its yosys run (~370 s), route (over nextpnr's 20-minute limit on a
-    # loaded machine) and gate-level power (Icarus compiles its netlist for ~12 min) would
-    # break the default sweep's 20-minute budget (docs/synth.md).
+    # Full sweep only: its yosys run (67-370 s), route (680 s at load 1-5, over nextpnr's
+    # 20-minute limit at load ~10) and gate-level power (424 s) take the default sweep's
+    # 20-minute budget alone (docs/synth.md).
     SweepUnit("fp32_conv", "baseline", "fp32_conv", (("channels", "1"),), _conv_lanes,
               stimulus="conv-fp32", group="conv", all_lut=False, full_only=True),
     SweepUnit("int8_conv", "baseline", "int_conv", (("channels", "1"), ("width", "8")),
