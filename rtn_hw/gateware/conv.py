@@ -303,10 +303,16 @@ class WindowGenerator(wiring.Component):
             m.submodules.lines = lines = Memory(
                 shape=self.layout(c * (kh - 1)), depth=max(w, 2), init=[])
             wport = lines.write_port()
+            write = advance & b_valid & b_col_real
             if self._held_read:
                 # Read every cycle; stage B's column is the read of its step's cycle, kept
                 # in `line_saved` while B is held. Reads and writes meet at one address only
-                # on a grid one column wide (the step just written is read next).
+                # on a grid one column wide (the step just written is read next). B's step
+                # is written every cycle it is held (the same word to the same address:
+                # its registers and `line_saved` do not change), so the write enable is
+                # registers only: `advance` → the LUT RAM's write enable was conv2's routed
+                # critical path on seed 3 once the read no longer was (12.23 ns).
+                write = b_valid & b_col_real
                 rport = lines.read_port(transparent_for=(wport,) if len(cols) == 1 else ())
                 held_b = Signal(name="line_held")
                 saved = Signal(self.layout(c * (kh - 1)), name="line_saved")
@@ -323,7 +329,7 @@ class WindowGenerator(wiring.Component):
                                                          for p in planes(line)])
             # Written back one row on: slot k takes the column's position k + 1.
             m.d.comb += [wport.addr.eq(b_addr),
-                         wport.en.eq(advance & b_valid & b_col_real),
+                         wport.en.eq(write),
                          *self._assign(wport.data, [
                              Cat(*(planes(column[k])[p] for k in range(1, kh)))
                              for p in range(len(planes(b_new)))])]
