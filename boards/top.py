@@ -16,9 +16,8 @@ from rtn_hw.gateware.engine import ENGINE_CONFIGS, NetworkEngine
 from rtn_hw.gateware.link import SerialClassifier
 from rtn_hw.gateware.uart import MIN_DIVISOR
 
-__all__ = ["Board", "BoardTop", "board_engine", "board_logic", "check_network", "divisor_for", "DEFAULT_BAUD",
-           "DEFAULT_TIMEOUT_MS", "ENGINES",
-           "DATAFLOW_II"]
+__all__ = ["Board", "BoardTop", "board_engine", "board_logic", "check_network", "divisor_for",
+           "DEFAULT_BAUD", "DEFAULT_TIMEOUT_MS", "ENGINES", "DATAFLOW_II"]
 
 DEFAULT_BAUD = 115_200
 DEFAULT_TIMEOUT_MS = 50      # inter-byte timeout: far above USB-serial gaps, short for a human

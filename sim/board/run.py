@@ -64,6 +64,7 @@ def run(board_name, simulator, *, images, seed, tests=("images", "errors_then_re
 
     from rtn_hw import weights
     from rtn_hw.demo import default_engine
+    from rtn_hw.interop.qonnx_check import test_split
 
     if simulator not in SIMULATORS:
         raise ValueError(f"simulator {simulator!r}: expected one of {', '.join(SIMULATORS)}")
@@ -71,6 +72,9 @@ def run(board_name, simulator, *, images, seed, tests=("images", "errors_then_re
     board = build.load_board(board_name)
     manifest = None if network is None else build.network_manifest(network)
     net = weights.load(weights.DEFAULT_MANIFEST if manifest is None else manifest)
+    if test_split(net) is None:
+        raise ValueError(f"network {net.source}: no shipped test split takes its input "
+                         f"({net.input.features} pixels 0..{net.input.pixel_max})")
     engine = default_engine(net) if engine is None else engine
     # The bitstream's build folder name: ulx3s, ulx3s-dataflow, ulx3s-dataflow-rtn_digits_cnn.
     name = build.build_folder(board, engine, manifest).name
