@@ -18,7 +18,7 @@ from test_cnn import SHAPES as CNN_SHAPES
 from test_cnn import random_cnn
 
 from rtn_hw import weights
-from rtn_hw.gateware.conv import PoolStage, WindowGenerator, generator_steps
+from rtn_hw.gateware.conv import ENGINE_GENERATOR, PoolStage, WindowGenerator, generator_steps
 from rtn_hw.gateware.dataflow import (DataflowEngine, Folding, check_foldings, fifo_depths,
                                       latency, parse_foldings, predicted_ii, smallest, unfolded)
 from rtn_hw.gateware.simulate import run_stream
@@ -63,18 +63,22 @@ WINDOWS = {
 }
 
 
-# held_read: the line buffer read every cycle, a held step's column kept in a register (the
-# engine's CNN stages); output backpressure of 30 % holds stage B often.
-@pytest.mark.parametrize("held_read", [False, True], ids=["read-on-advance", "held-read"])
+# The engine's generator options (ENGINE_GENERATOR: the line buffer read every cycle, a held
+# step's column kept in a register, `real` a register) and the defaults; output backpressure
+# of 30 % holds stage B often.
+GENERATORS = {"default": {}, "engine": ENGINE_GENERATOR}
+
+
+@pytest.mark.parametrize("options", GENERATORS.values(), ids=GENERATORS.keys())
 @pytest.mark.parametrize("channels, size, kernel, stride, padding", WINDOWS.values(),
                          ids=WINDOWS.keys())
-def test_window_generator_matches_patches(channels, size, kernel, stride, padding, held_read,
+def test_window_generator_matches_patches(channels, size, kernel, stride, padding, options,
                                           rng):
     images = 4
     maps = rng.integers(-1, 2, (images, channels) + size).astype(np.int8)
     want = im2col(pad_trits(maps, padding), kernel, stride)        # (B, Ho, Wo, C·kh·kw)
     n = want.shape[-1]
-    dut = WindowGenerator(channels, size, kernel, stride, padding, held_read=held_read)
+    dut = WindowGenerator(channels, size, kernel, stride, padding, **options)
     run = run_stream(dut, positions(maps), seed=int(rng.integers(1 << 31)), idle=0.3,
                      stall=0.3, steady=2 * size[0] * size[1],
                      expected_outputs=want[0, ..., 0].size * images,
@@ -94,14 +98,14 @@ POOLS = {
 }
 
 
-@pytest.mark.parametrize("held_read", [False, True], ids=["read-on-advance", "held-read"])
+@pytest.mark.parametrize("options", GENERATORS.values(), ids=GENERATORS.keys())
 @pytest.mark.parametrize("channels, size, kernel, stride", POOLS.values(), ids=POOLS.keys())
-def test_pool_stage_matches_pool_trits(channels, size, kernel, stride, held_read, rng):
+def test_pool_stage_matches_pool_trits(channels, size, kernel, stride, options, rng):
     maps = rng.integers(-1, 2, (5, channels) + size).astype(np.int8)
     maps[0] = -1            # every window all -1: the maximum of -1s
     maps[1, :, ::2] = 0     # zeros among -1s and +1s
     want = pool_trits(maps, kernel, stride)
-    dut = PoolStage(MaxPool("pool", (channels,) + size, kernel, stride), held_read=held_read)
+    dut = PoolStage(MaxPool("pool", (channels,) + size, kernel, stride), generator=options)
     run = run_stream(dut, positions(maps), seed=int(rng.integers(1 << 31)), idle=0.3,
                      stall=0.3, expected_outputs=want.size // channels)
     got = np.array([trits_of(out, channels) for out in run.outputs])

@@ -55,7 +55,7 @@ from ..model.conv import conv_out_shape
 from .layouts import trit_planes
 
 __all__ = ["RegisterSlice", "WindowGenerator", "ConvStage", "PoolStage", "Flatten",
-           "FlattenBuffer", "buffers_flatten", "position_major",
+           "ENGINE_GENERATOR", "FlattenBuffer", "buffers_flatten", "position_major",
            "window_grid", "generator_steps", "emission_steps", "window_fifo_depth", "trit_max",
            "linear_options"]
 
@@ -68,6 +68,10 @@ CHUNK_SPAN = 8
 # fan-out, was the MNIST CNN's routed critical path (13.2 ns); with that cut, fc1's first
 # 4-level layer after its chunk register's fan-out (13.19 ns, nextpnr seed 2).
 CONV_LEVELS = 3
+# The WindowGenerator options of the engine's conv and pool stages (`conv_stage` and the
+# fp32 / int8 baselines keep the defaults): `advance` and the grid position kept out of the
+# line buffer's ports and the input's ready (the MNIST CNN's routed critical paths).
+ENGINE_GENERATOR = dict(held_read=True, real_ahead=True)
 
 
 def linear_options(network, index):
@@ -187,6 +191,12 @@ class WindowGenerator(wiring.Component):
         output's ready) does not reach the read port's enable and transparency logic: that
         path was conv2's routed critical path in the MNIST CNN (13.54 ns, nextpnr seed 3).
         Costs (kh − 1)·C elements of flip-flops; the engine's CNN stages use it.
+    real_ahead : bool
+        Whether the step in stage A is on a real position (it takes an input) is a register,
+        set as the step before it retires from (u, v)'s next values, not bits of constant
+        masks selected by u and v: v → `real` → the input slice's ready and its register
+        enables was pool2's routed critical path in the MNIST CNN (13.35 ns, seed 1). The
+        engine's CNN stages use it.
 
     Ports: `i` stream of the layout of `channels` elements; `o` of `channels·kh·kw`.
     `i` enters through a `RegisterSlice` (its ready is a register); a step's window is in the
@@ -194,7 +204,7 @@ class WindowGenerator(wiring.Component):
     """
 
     def __init__(self, channels, size, kernel, stride=(1, 1), padding=(0, 0), *,
-                 name="window", element=None, held_read=False):
+                 name="window", element=None, held_read=False, real_ahead=False):
         _check.positive_int(channels, f"{name}: channel count")
         if element is not None:
             _check.positive_int(element, f"{name}: element width")
@@ -203,7 +213,7 @@ class WindowGenerator(wiring.Component):
         self._stride, self._padding = tuple(stride), tuple(padding)
         self._out_size = conv_out_shape(size, kernel, stride, padding)
         self._element = element
-        self._held_read = bool(held_read)
+        self._held_read, self._real_ahead = bool(held_read), bool(real_ahead)
         super().__init__({
             "i": In(stream.Signature(self.layout(channels))),
             "o": Out(stream.Signature(self.layout(channels * kernel[0] * kernel[1]))),
@@ -273,11 +283,25 @@ class WindowGenerator(wiring.Component):
                          f"slot{k}_real") for k in range(kh - 1)]
 
         # Stage A: the step (u, v); it takes an input on a real position.
-        real = Signal(name="real")
         step = Signal(name="step")
         advance = Signal(name="advance")
-        m.d.comb += [real.eq(row_real & col_real),
-                     inp.ready.eq(advance & real),
+        if self._real_ahead:
+            # `real` of the next step, from the next (u, v), into a register as u, v step.
+            first_real = ph <= rows.start < ph + h and pw <= cols.start < pw + w
+            real = Signal(name="real", init=first_real)
+            wrap = v == cols.stop - 1
+            v_next = Mux(wrap, cols.start, v + 1)
+            u_next = Mux(wrap, Mux(u == rows.stop - 1, rows.start, u + 1), u)
+            with m.If(step):
+                m.d.sync += real.eq(
+                    Const(_mask(all_rows, lambda r: ph <= r < ph + h), rows.stop)
+                    .bit_select(u_next, 1)
+                    & Const(_mask(all_cols, lambda q: pw <= q < pw + w), cols.stop)
+                    .bit_select(v_next, 1))
+        else:
+            real = Signal(name="real")
+            m.d.comb += real.eq(row_real & col_real)
+        m.d.comb += [inp.ready.eq(advance & real),
                      step.eq(advance & (~real | inp.valid))]
         with m.If(step):
             m.d.sync += v.eq(Mux(v == cols.stop - 1, cols.start, v + 1))
@@ -365,13 +389,13 @@ class WindowGenerator(wiring.Component):
 class PoolStage(wiring.Component):
     """Max pooling on trits: positions (C trits) in raster order → pooled positions in raster
     order; a `WindowGenerator` without padding and a per-channel maximum of its windows.
-    `layer` is a `rtn_hw.model.conv.MaxPool`; `held_read` as for the WindowGenerator."""
+    `layer` is a `rtn_hw.model.conv.MaxPool`; `generator`: WindowGenerator options."""
 
-    def __init__(self, layer, *, held_read=False):
+    def __init__(self, layer, *, generator=None):
         self._layer = layer
         c, h, w = layer.in_shape
         self._generator = WindowGenerator(c, (h, w), layer.kernel, layer.stride,
-                                          name=layer.name, held_read=held_read)
+                                          name=layer.name, **(generator or {}))
         super().__init__({"i": In(stream.Signature(trit_planes(c))),
                           "o": Out(stream.Signature(trit_planes(c)))})
 
@@ -528,15 +552,15 @@ class ConvStage(wiring.Component):
     """One convolution: positions (C_in trits) in raster order → output positions (P trits) in
     raster order. A `WindowGenerator` feeding the `LayerStage` of the layer's `dense` layer
     (one window per handshake) with `folding` and `fifo_depth` places in its output FIFO.
-    `layer` is a `rtn_hw.model.conv.ConvLayer`; `held_read` as for the WindowGenerator."""
+    `layer` is a `rtn_hw.model.conv.ConvLayer`; `generator`: WindowGenerator options."""
 
-    def __init__(self, layer, folding, *, fifo_depth, held_read=False):
+    def __init__(self, layer, folding, *, fifo_depth, generator=None):
         from .dataflow import LayerStage
         self._layer = layer
         c, h, w = layer.in_shape
         self._generator = WindowGenerator(c, (h, w), layer.kernel, layer.stride,
                                           layer.padding, name=layer.name,
-                                          held_read=held_read)
+                                          **(generator or {}))
         self._stage = LayerStage(layer.dense, folding, last=False, fifo_depth=fifo_depth,
                                  levels=CONV_LEVELS)
         self._queue = window_fifo_depth(layer, folding)
@@ -657,10 +681,10 @@ def build(m, engine, pixels):
     for k, (layer, folding, depth) in enumerate(zip(layers, engine.foldings,
                                                     engine.fifo_depths)):
         if layer.kind == "conv":
-            stage = ConvStage(layer, folding, fifo_depth=depth, held_read=True)
+            stage = ConvStage(layer, folding, fifo_depth=depth, generator=ENGINE_GENERATOR)
             shape = layer.out_shape
         elif layer.kind == "maxpool":
-            stage = PoolStage(layer, held_read=True)
+            stage = PoolStage(layer, generator=ENGINE_GENERATOR)
             shape = layer.out_shape
         else:
             # The first linear layer reads the flatten's vector where it waits.
