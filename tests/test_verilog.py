@@ -322,3 +322,26 @@ def test_write_through_a_link_keeps_the_link(tmp_path):
     flow.write(flow.export("ternary_dot", {"lanes": "4"}), link)
     assert link.is_symlink() and "module ternary_dot" in (real / "dot.v").read_text()
     assert (tmp_path / "dot.json").exists()
+
+
+def test_a_build_of_another_icarus_is_dropped(tmp_path):
+    """cocotb's runner reuses sim.vvp while the sources are unchanged; one compiled by another
+    iverilog (the OS's 11 before `make icarus` built 12) must be rebuilt, not run."""
+    vvp = tmp_path / "sim.vvp"
+    vvp.write_text("old")
+    (tmp_path / "iverilog.txt").write_text("/usr/bin/iverilog 0")
+    tools.drop_stale_icarus_build(tmp_path)
+    assert not vvp.exists()
+    vvp.write_text("new")
+    tools.drop_stale_icarus_build(tmp_path)    # the same iverilog: kept
+    assert vvp.read_text() == "new"
+    assert (tmp_path / "iverilog.txt").read_text().startswith(tools.iverilog())
+
+
+def test_the_project_icarus_is_found_first():
+    """make icarus builds Icarus 12 into the venv; tools and cocotb's runner use it first."""
+    if not (tools.ICARUS_BIN / "vvp").exists():
+        pytest.skip("no .venv/icarus (make icarus builds it)")
+    assert tools.vvp() == str(tools.ICARUS_BIN / "vvp")
+    version = subprocess.run([tools.iverilog(), "-V"], capture_output=True, text=True).stdout
+    assert version.startswith("Icarus Verilog version 12.0")

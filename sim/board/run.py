@@ -92,6 +92,8 @@ def run(board_name, simulator, *, images, seed, tests=("images", "errors_then_re
     if str(HERE) not in sys.path:
         sys.path.insert(0, str(HERE))
     runner = get_runner(simulator)
+    if simulator == "icarus":
+        tools.drop_stale_icarus_build(folder)
     # The runner takes the build's environment from os.environ.
     with tools.environment(build_env):
         runner.build(sources=[source], hdl_toplevel="board_top", build_dir=folder,
