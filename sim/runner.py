@@ -151,10 +151,7 @@ def run(unit, params, simulator, *, vectors, extra_env=None, interface="native")
             sources.append(_icarus_dump(folder, module, waves_file))
             build_args += ["-s", "waves_dump"]
     elif simulator == "verilator":
-        build_env = tools.verilator_env()
-        build_env["MAKEFLAGS"] += " " + tools.VERILATOR_QUICK_OPT
-        # Amaranth's Verilog has width warnings that are harmless by construction.
-        build_args = [*tools.VERILATOR_WARNINGS, "-O3", *tools.VERILATOR_SPLIT]
+        build_args, build_env = tools.verilator_cocotb_build()
         sources.insert(0, _top_public(folder, module))  # the last source names the language
         if cfg["waves"]:
             # VCD: the wheel's FST writer needs lz4.h, which the OS may not have.

@@ -87,8 +87,7 @@ def run(board_name, simulator, *, images, seed, tests=("images", "errors_then_re
     if simulator == "icarus":
         build_args = ["-g2005"]   # docs/sim.md: -g2012 left a constant output X
     else:
-        build_env = tools.verilator_env()
-        build_args = [*tools.VERILATOR_WARNINGS, "-O3"]
+        build_args, build_env = tools.verilator_cocotb_build()
     if str(HERE) not in sys.path:
         sys.path.insert(0, str(HERE))
     runner = get_runner(simulator)
