@@ -8,8 +8,8 @@ prefix=$(realpath -m "${1:?usage: build.sh PREFIX}")
 here=$(cd "$(dirname "$0")" && pwd)
 url=http://deb.debian.org/debian/pool/main/i/iverilog/iverilog_12.0.orig.tar.gz
 sha256=a68cb1ef7c017ef090ebedb2bc3e39ef90ecc70a3400afb4aa94303bc3beaa7d
-packages="autoconf bison flex gperf g++ make zlib1g-dev libbz2-dev"
-tools="autoconf bison flex gperf g++ make"
+packages="autoconf bison flex gperf g++ make patch zlib1g-dev libbz2-dev"
+tools="autoconf bison flex gperf g++ make patch"
 
 missing=""
 for tool in $tools; do command -v "$tool" >/dev/null || missing="$missing $tool"; done
