@@ -74,7 +74,11 @@ def open_client(jobs=None, scheduler=None, *, memory_limit=None):
     Ctrl-C."""
     import dask
     from distributed import Client, LocalCluster
-    with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES}):
+    # Saturation 1.0: a worker holds only the run it is running, none queued behind it, so a
+    # run that kills its worker does not count a death against a run that was only waiting
+    # there (the default 1.1 queues one more per single-thread worker).
+    with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES,
+                          "distributed.scheduler.worker-saturation": 1.0}):
         if scheduler:
             try:
                 client = Client(scheduler, set_as_default=False, timeout=CONNECT_SECONDS)
