@@ -78,7 +78,7 @@ def summarize(build_dir):
     return report.utilization, fmax
 
 
-def _engine_report(engine):
+def engine_report(engine):
     """The engine's configuration for report.json (and the demo's clock look-up)."""
     if hasattr(engine, "ii"):
         # A CNN's max-pool layers have no folding (None): left out, as --folding takes it.
@@ -159,7 +159,7 @@ def build(board, *, baud, timeout_ms, engine="network", folding=None, network=No
         "package": board.platform.package, "clock_mhz": board.clock_hz / 1e6,
         "baud": baud, "divisor": top.divisor, "timeout_ms": timeout_ms,
         "network": _shown(manifest),
-        "engine": _engine_report(top.engine),
+        "engine": engine_report(top.engine),
         "utilisation": utilisation, "fmax": fmax,
         "build_seconds": round(seconds, 1),
         "bitstream": str((build_dir / bitstream).relative_to(ROOT)),

@@ -172,7 +172,7 @@ def test_board_top_takes_the_dataflow_engine():
     assert (board_top.logic.link.lanes, board_top.logic.link.channels) == (0, 0)
     board_top = top.BoardTop(ulx3s, engine="dataflow", folding="64x16,128x16,32x5")
     assert board_top.engine.ii == 8     # the same II, weights in block RAM
-    assert build._engine_report(board_top.engine) == {
+    assert build.engine_report(board_top.engine) == {
         "kind": "dataflow", "foldings": ["64x16:bram", "128x16:bram", "32x5:bram"],
         "buffers": "fifo", "ii": 8, "latency": board_top.engine.latency}
     # The iCEBreaker: the fastest folding that fits the UP5K, hidden results in block RAM.
@@ -196,7 +196,7 @@ def test_board_top_takes_a_cnn():
     assert board_top.engine.foldings == default_foldings(network)
     assert [str(f) for f in board_top.engine.foldings] == [
         "9x16:baked", "None", "144x8:bram", "None", "15x16:bram", "2x1:bram"]
-    assert build._engine_report(board_top.engine)["foldings"] == [
+    assert build.engine_report(board_top.engine)["foldings"] == [
         "9x16:baked", "144x8:bram", "15x16:bram", "2x1:bram"]
     link = board_top.logic.link
     assert (link.features, link.pixels_per_handshake, link.pixel_max) == (784, 1, 255)

@@ -74,6 +74,26 @@ CONV_LEVELS = 3
 ENGINE_GENERATOR = dict(held_read=True, real_ahead=True)
 
 
+def _holds_input(network, index):
+    """Whether linear layer `index` of a CNN reads the flatten's vector where it waits
+    (`LayerStage(hold=True)`): it follows a conv or pool stage."""
+    return index > 0 and network.layers[index - 1].kind != "linear"
+
+
+def _conv_dense_latency(layer, folding):
+    """`stage_latency` of a conv layer's LayerStage (its dense layer, trees cut every
+    CONV_LEVELS levels)."""
+    from .dataflow import stage_latency
+    return stage_latency(layer.dense, folding, False, levels=CONV_LEVELS)
+
+
+def _linear_latency(network, index, folding):
+    """`stage_latency` of a CNN's linear layer `index`, with the options its LayerStage has."""
+    from .dataflow import stage_latency
+    return stage_latency(network.layers[index], folding, index == len(network.layers) - 1,
+                         hold=_holds_input(network, index), **linear_options(network, index))
+
+
 def linear_options(network, index):
     """`LayerStage` (and `stage_latency`) options of a CNN's linear layer `index`: its core's
     trees cut every CONV_LEVELS levels and, for the last layer, a register before the argmax
@@ -575,9 +595,8 @@ class ConvStage(wiring.Component):
     def latency(self):
         """Cycles from the input handshake that completes a window to its result at o.valid,
         the stage empty: the generator's, the window FIFO's 2 (if any), the LayerStage's."""
-        from .dataflow import stage_latency
-        return self._generator.latency + 2 * bool(self._queue) + stage_latency(
-            self._layer.dense, self._stage._folding, False, levels=CONV_LEVELS)
+        return (self._generator.latency + 2 * bool(self._queue)
+                + _conv_dense_latency(self._layer, self._stage._folding))
 
     def elaborate(self, platform):
         m = Module()
@@ -655,7 +674,6 @@ def fifo_depths(network, foldings, ii):
     """Places in each stage's output FIFO (None for a pool, which has none): a conv stage holds
     its results for one window period each (the MLP rule at II = K·G) plus an output row, which
     absorbs a following pool's row without output; a linear stage as in an MLP."""
-    from .dataflow import stage_latency
     layers = network.layers
     depths = []
     for k, (layer, f) in enumerate(zip(layers, foldings)):
@@ -663,12 +681,10 @@ def fifo_depths(network, foldings, ii):
             depths.append(None)
         elif layer.kind == "conv":
             period = -(-layer.in_features // f.lanes) * -(-layer.out_features // f.channels)
-            own = stage_latency(layer.dense, f, False, levels=CONV_LEVELS)
+            own = _conv_dense_latency(layer, f)
             depths.append(max(2, -(-(own + 1) // period) + 1) + layer.out_shape[2])
         else:
-            own = stage_latency(layer, f, k == len(layers) - 1,
-                                hold=layers[k - 1].kind != "linear",
-                                **linear_options(network, k))
+            own = _linear_latency(network, k, f)
             depths.append(max(2, -(-(own + 1) // ii) + 1))
     return tuple(depths)
 
@@ -688,7 +704,7 @@ def build(m, engine, pixels):
             shape = layer.out_shape
         else:
             # The first linear layer reads the flatten's vector where it waits.
-            hold, chunk_in = shape is not None, False
+            hold, chunk_in = _holds_input(engine.network, k), False
             if hold:
                 chunk_in = buffers_flatten(shape, folding)
                 if chunk_in:
@@ -750,7 +766,6 @@ def latency(network, foldings):
     one, the stage after it holding its input).
     Output FIFOs are taken to be never full: true for the first image as `fifo_depths` sizes
     them, so the figure is exact where that holds (the tests check it)."""
-    from .dataflow import stage_latency
     layers = network.layers
     c, h, w = layers[0].in_shape
     times = [0] * (h * w)     # every pixel offered from the start
@@ -762,15 +777,11 @@ def latency(network, foldings):
             windows = _generator_times(layer, times)
             if window_fifo_depth(layer, f):
                 windows = [t + 2 for t in windows]
-            times = _stage_times(layer.dense, f, windows,
-                                 stage_latency(layer.dense, f, False, levels=CONV_LEVELS))
+            times = _stage_times(layer.dense, f, windows, _conv_dense_latency(layer, f))
         if layer.kind != "linear":
             shape = layer.out_shape
         else:
-            hold = len(times) > 1       # the flatten, then a stage that holds its input
-            if hold:
+            if _holds_input(network, k):     # the flatten, then a stage that holds its input
                 times = [max(times) + (1 if buffers_flatten(shape, f) else 2)]
-            times = _stage_times(layer, f, times,
-                                 stage_latency(layer, f, k == len(layers) - 1, hold=hold,
-                                               **linear_options(network, k)))
+            times = _stage_times(layer, f, times, _linear_latency(network, k, f))
     return times[-1]

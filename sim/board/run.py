@@ -126,7 +126,7 @@ def run(board_name, simulator, *, images, seed, tests=("images", "errors_then_re
     out["build_seconds"] = round(built - began, 1)
     out["period_ps"] = period_ps
     out["network"] = Path(net.source).name
-    out["engine"] = build._engine_report(logic.engine)
+    out["engine"] = build.engine_report(logic.engine)
     return out
 
 
